@@ -1,0 +1,3 @@
+from manimd_worker.main import main
+
+main()

@@ -1,0 +1,190 @@
+"""ManimGL (`from manimlib import *`), 3b1b's engine, on headless EGL."""
+
+import sys
+
+from manimd_worker import protocol
+from manimd_worker.engines import SceneOutput
+from manimd_worker.tex import TexFailure
+
+WORK_DIR = "/job/work/gl"
+
+# ManimGL's default template wants dsfont, which only the gigabyte-sized
+# texlive-fonts-extra provides. This is that template without it, with
+# \mathds falling back to \mathbb so scenes that use it still typeset.
+LIGHT_TEMPLATE = {
+    "description": "manimd: ManimGL's default without dsfont",
+    "compiler": "latex",
+    "preamble": "\n".join(
+        [
+            r"\usepackage[english]{babel}",
+            r"\usepackage[utf8]{inputenc}",
+            r"\usepackage[T1]{fontenc}",
+            r"\usepackage{amsmath}",
+            r"\usepackage{amssymb}",
+            r"\providecommand{\mathds}[1]{\mathbb{#1}}",
+            r"\usepackage{setspace}",
+            r"\usepackage{tipa}",
+            r"\usepackage{relsize}",
+            r"\usepackage{textcomp}",
+            r"\usepackage{mathrsfs}",
+            r"\usepackage{calligra}",
+            r"\usepackage{wasysym}",
+            r"\usepackage{ragged2e}",
+            r"\usepackage{physics}",
+            r"\usepackage{xcolor}",
+            r"\usepackage{microtype}",
+            r"\usepackage{pifont}",
+            r"\DisableLigatures{encoding = *, family = * }",
+            r"\linespread{1}",
+        ]
+    ),
+}
+
+
+class Driver:
+    name = "manimgl"
+
+    def __init__(self, job):
+        # manimlib parses sys.argv when imported.
+        sys.argv = ["manimgl"]
+        # No display: pyglet and moderngl must both use EGL (Mesa, headless).
+        import pyglet
+
+        pyglet.options["headless"] = True
+        pyglet.options["shadow_window"] = False
+        import moderngl
+
+        create = moderngl.create_standalone_context
+
+        def egl_context(*args, **kwargs):
+            kwargs.setdefault("backend", "egl")
+            return create(*args, **kwargs)
+
+        moderngl.create_standalone_context = egl_context
+
+        import manimlib
+        from importlib.metadata import version
+        from manimlib.scene.scene import Scene
+
+        self.version = version("manimgl")
+        self.scene_base = Scene
+        self.still = job["format"] == "png"
+        self.width = job["width"]
+        self.height = job["height"]
+        self.fps = job["fps"]
+        self._frames = 0
+        self._scene = None
+        self._pending = "Wait"
+        self._patch()
+        del manimlib
+
+    def _patch(self):
+        from manimlib.scene.scene import Scene
+        from manimlib.scene.scene_file_writer import SceneFileWriter
+        from manimlib.utils import tex_file_writing
+        from manimlib.mobject.svg import tex_mobject, old_tex_mobject
+
+        driver = self
+
+        get_config = tex_file_writing.get_tex_template_config
+
+        def light_template(name):
+            if name.replace(" ", "_").lower() in ("", "default"):
+                return dict(LIGHT_TEMPLATE)
+            return get_config(name)
+
+        tex_file_writing.get_tex_template_config = light_template
+
+        def typed(latex_to_svg):
+            def wrapper(latex, *args, **kwargs):
+                try:
+                    return latex_to_svg(latex, *args, **kwargs)
+                except tex_file_writing.LatexError as err:
+                    expression = kwargs.get("short_tex") or latex
+                    raise TexFailure(str(err), expression) from None
+
+            return wrapper
+
+        tex_mobject.latex_to_svg = typed(tex_mobject.latex_to_svg)
+        old_tex_mobject.latex_to_svg = typed(old_tex_mobject.latex_to_svg)
+
+        play = Scene.play
+
+        def naming_play(scene, *animations, **kwargs):
+            names = [str(a) for a in animations[:3]]
+            driver._pending = ", ".join(names) + (", ..." if len(animations) > 3 else "")
+            return play(scene, *animations, **kwargs)
+
+        Scene.play = naming_play
+
+        wait = Scene.wait
+
+        def naming_wait(scene, *args, **kwargs):
+            driver._pending = "Wait"
+            return wait(scene, *args, **kwargs)
+
+        Scene.wait = naming_wait
+
+        pre_play = Scene.pre_play
+
+        def reporting_pre_play(scene):
+            protocol.emit(
+                "animation",
+                scene=driver._scene,
+                index=scene.num_plays,
+                name=protocol.clip(driver._pending or "Wait", 200),
+            )
+            return pre_play(scene)
+
+        Scene.pre_play = reporting_pre_play
+
+        write_frame = SceneFileWriter.write_frame
+
+        def counting_write_frame(writer, camera):
+            write_frame(writer, camera)
+            if writer.write_to_movie:
+                driver._frames += 1
+                protocol.frames(driver._scene, driver._frames)
+
+        SceneFileWriter.write_frame = counting_write_frame
+
+        end_animation = SceneFileWriter.end_animation
+
+        def reporting_end_animation(writer):
+            end_animation(writer)
+            if writer.subdivide_output and writer.write_to_movie:
+                path = str(writer.final_file_path)
+                driver._pieces.append(path)
+                protocol.emit(
+                    "partial-movie",
+                    scene=driver._scene,
+                    index=writer.scene.num_plays,
+                    path=path,
+                )
+
+        SceneFileWriter.end_animation = reporting_end_animation
+
+    def render_scene(self, name, cls, index):
+        self._scene = name
+        self._frames = 0
+        self._pieces = []
+        scene = cls(
+            camera_config=dict(resolution=(self.width, self.height), fps=self.fps),
+            file_writer_config=dict(
+                write_to_movie=not self.still,
+                subdivide_output=True,
+                save_last_frame=False,
+                output_directory=f"{WORK_DIR}/{index:03d}",
+                quiet=True,
+            ),
+            skip_animations=self.still,
+        )
+        scene.run()
+        out = SceneOutput(plays=scene.num_plays)
+        if scene.num_plays and not self.still:
+            out.videos = list(self._pieces)
+            out.duration = float(scene.time)
+        scene.update_frame(force_draw=True)
+        out.last_frame = scene.camera.get_image().convert("RGB")
+        protocol.frames(name, self._frames, force=True)
+        return out

@@ -1,0 +1,152 @@
+"""Entry point: one job in on stdin, protocol lines out, exit code 0 or 1."""
+
+import json
+import os
+import random
+import sys
+import time
+
+from manimd_worker import media, protocol, usercode
+from manimd_worker.tex import TexFailure
+from manimd_worker.usercode import UserError
+
+OUT_DIR = "/job/out"
+WORK_DIR = "/job/work"
+
+
+def main():
+    protocol.install()
+    try:
+        job = json.loads(sys.stdin.buffer.read())
+        if job.get("mode") == "inspect":
+            inspect(job)
+        else:
+            render(job)
+    except UserError as err:
+        protocol.emit("error", code=err.code, **err.fields)
+        sys.exit(1)
+    except media.MediaError as err:
+        protocol.emit("error", code="encode-error", message=protocol.clip(str(err)))
+        sys.exit(1)
+    sys.exit(0)
+
+
+def inspect(job):
+    """Static facts about the file, without running it: engine and scenes."""
+    tree = usercode.parse(job["code"])
+    protocol.emit(
+        "inspected",
+        engine=usercode.detect_engine(tree),
+        scenes=usercode.static_scenes(tree),
+    )
+
+
+def render(job):
+    started = time.monotonic()
+    code = job["code"]
+    tree = usercode.parse(code)
+    code_obj = usercode.compile_code(code)
+    with open(usercode.USER_FILE, "w", encoding="utf-8") as f:
+        # Written out so that tracebacks and `inspect` can show source lines.
+        f.write(code)
+    os.makedirs(OUT_DIR, exist_ok=True)
+    os.makedirs(WORK_DIR, exist_ok=True)
+
+    from manimd_worker import engines
+
+    driver = engines.load(job["engine"], job)
+    protocol.emit(
+        "ready",
+        engine=driver.name,
+        version=driver.version,
+        import_secs=round(time.monotonic() - started, 3),
+    )
+
+    seed = job.get("seed")
+    if seed is not None:
+        random.seed(seed)
+        import numpy
+
+        numpy.random.seed(seed % 2**32)
+
+    module = usercode.load_module(code_obj)
+    available = usercode.find_scenes(module, driver.scene_base, tree)
+    if not available:
+        raise UserError("no-scene", "the file defines no Scene subclass")
+    by_name = dict(available)
+    wanted = job.get("scenes") or []
+    if not wanted:
+        if len(available) > 1:
+            names = ", ".join(name for name, _ in available)
+            raise UserError(
+                "scene-not-found",
+                f"the file defines several scenes ({names}); name the ones to render",
+                available=[name for name, _ in available],
+            )
+        wanted = [available[0][0]]
+    for name in wanted:
+        if name not in by_name:
+            raise UserError(
+                "scene-not-found",
+                f"no scene named {name!r}; the file defines: "
+                + ", ".join(n for n, _ in available),
+                scene=name,
+                available=[n for n, _ in available],
+            )
+
+    outputs = []
+    for index, name in enumerate(wanted):
+        protocol.emit("scene-started", scene=name, index=index, count=len(wanted))
+        try:
+            out = driver.render_scene(name, by_name[name], index)
+        except TexFailure as err:
+            raise usercode.latex_error(err.tex_message, err.expression, err.__traceback__, name) from None
+        except UserError:
+            raise
+        except BaseException as err:  # noqa: BLE001 - the author's exceptions, SystemExit included
+            raise usercode.scene_error(err, name) from None
+        protocol.emit(
+            "scene-finished",
+            scene=name,
+            index=index,
+            plays=out.plays,
+            duration=round(out.duration, 4),
+        )
+        outputs.append((name, out))
+
+    finish(job, outputs)
+
+
+def finish(job, outputs):
+    fmt = job["format"]
+    last = outputs[-1][1]
+    thumbnail = os.path.join(OUT_DIR, "thumbnail.png")
+    last.last_frame.save(thumbnail)
+    videos = [path for _, out in outputs for path in out.videos]
+    silent = [name for name, out in outputs if not out.plays]
+
+    if fmt == "png" or not videos:
+        still = os.path.join(OUT_DIR, "output.png")
+        last.last_frame.save(still)
+        width, height = last.last_frame.size
+        result = {"still": True, "format": "png", "width": width, "height": height,
+                  "duration": 0.0, "fps": None, "frames": 1, "codec": "png"}
+        if fmt != "png":
+            result["notice"] = {
+                "code": "no-animation",
+                "message": "the scene played no animation, so its last frame is delivered as a PNG",
+            }
+        protocol.emit("result", **result)
+        return
+
+    output = os.path.join(OUT_DIR, f"output.{fmt}")
+    media.finalize(videos, fmt, output, os.path.join(WORK_DIR, "concat.txt"))
+    result = {"still": False, "format": fmt, **media.probe(output)}
+    if silent:
+        result["notice"] = {
+            "code": "no-animation",
+            "message": "these scenes played no animation and add nothing to the video: "
+            + ", ".join(silent),
+            "scenes": silent,
+        }
+    protocol.emit("result", **result)

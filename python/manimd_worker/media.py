@@ -1,0 +1,86 @@
+"""Final output: stitching, container and format conversion, probing.
+
+All of this runs inside the sandbox, because the partial files it reads were
+written by the scene and are as untrusted as the scene itself.
+"""
+
+import json
+import subprocess
+
+from manimd_worker.protocol import clip
+
+FFMPEG = "/usr/bin/ffmpeg"
+FFPROBE = "/usr/bin/ffprobe"
+
+
+class MediaError(Exception):
+    pass
+
+
+def _run(args):
+    proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace")[-1500:]
+        raise MediaError(f"{args[0]} failed ({proc.returncode}): {clip(tail, 1500)}")
+    return proc.stdout
+
+
+def _concat_input(inputs, list_path):
+    """ffmpeg input arguments reading `inputs` back to back without re-encoding."""
+    if len(inputs) == 1:
+        return ["-i", inputs[0]]
+    with open(list_path, "w", encoding="utf-8") as f:
+        for path in inputs:
+            escaped = path.replace("'", "'\\''")
+            f.write(f"file '{escaped}'\n")
+    return ["-f", "concat", "-safe", "0", "-i", list_path]
+
+
+def finalize(inputs, fmt, out_path, list_path):
+    """Writes the deliverable for `fmt` from the rendered H.264 pieces."""
+    base = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    src = _concat_input(inputs, list_path)
+    if fmt in ("mp4", "mov"):
+        # Stream copy: the pieces share one encoder configuration. faststart
+        # moves the index (moov) before the media data so playback and
+        # seeking over HTTP start before the whole file has arrived.
+        args = src + ["-map", "0:v:0", "-c", "copy", "-movflags", "+faststart"]
+    elif fmt == "webm":
+        args = src + [
+            "-map", "0:v:0", "-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p",
+            "-crf", "32", "-b:v", "0", "-deadline", "realtime", "-cpu-used", "8",
+            "-row-mt", "1",
+        ]
+    elif fmt == "gif":
+        args = src + [
+            "-filter_complex",
+            "[0:v]split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=4",
+            "-loop", "0",
+        ]
+    else:
+        raise MediaError(f"unknown format {fmt}")
+    _run(base + args + [out_path])
+
+
+def probe(path):
+    """Codec, size, frame rate, duration and frame count of a video file."""
+    out = _run(
+        [
+            FFPROBE, "-v", "error", "-select_streams", "v:0",
+            "-show_entries", "stream=codec_name,width,height,avg_frame_rate,nb_frames:format=duration",
+            "-of", "json", path,
+        ]
+    )
+    data = json.loads(out)
+    stream = (data.get("streams") or [{}])[0]
+    num, _, den = (stream.get("avg_frame_rate") or "0/1").partition("/")
+    fps = float(num) / float(den) if den and float(den) else 0.0
+    frames = stream.get("nb_frames")
+    return {
+        "codec": stream.get("codec_name"),
+        "width": stream.get("width"),
+        "height": stream.get("height"),
+        "fps": round(fps, 3),
+        "duration": float(data.get("format", {}).get("duration") or 0.0),
+        "frames": int(frames) if frames and frames.isdigit() else None,
+    }

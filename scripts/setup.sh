@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs everything manimd needs on Debian 12, as root. Idempotent: each step
+# checks a stamp (or the real state) first, so a second run takes seconds.
+#
+# Runtimes go under $MANIMD_RUNTIME (default /opt/manimd): two Python virtual
+# environments with pinned engines. They live outside /root and the checkout
+# because the sandbox bind-mounts them read-only and must never see either.
+set -euo pipefail
+
+RUNTIME="${MANIMD_RUNTIME:-/opt/manimd}"
+MANIM_VERSION="0.22.0"
+MANIMGL_VERSION="1.7.2"
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
+
+APT_PACKAGES=(
+  # Rendering: encoders, Cairo/Pango (Manim Community builds pycairo and
+  # manimpango against them when no wheel fits), the Python that the venvs use.
+  ffmpeg libcairo2-dev libpango1.0-dev pkg-config python3-venv python3-dev build-essential
+  fontconfig fonts-dejavu-core
+  # The sandbox.
+  bubblewrap
+  # Headless OpenGL for ManimGL: Mesa's software rasterizer behind EGL.
+  libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2
+  # TeX: `standalone` (Manim Community's template) lives in texlive-latex-extra;
+  # ManimGL gets a lighter template (see python/manimd_worker) so that the
+  # gigabyte-sized texlive-fonts-extra is not needed.
+  texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended dvisvgm
+  texlive-science tipa
+  # Test and benchmark tools.
+  sqlite3 procps psmisc time
+)
+
+missing_apt() {
+  local p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+install_apt() {
+  local missing
+  missing=$(missing_apt)
+  if [ -z "$missing" ]; then
+    log "Debian packages: present"
+    return
+  fi
+  log "Debian packages: installing $(echo $missing | wc -w) ($(echo $missing | tr '\n' ' '))"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+# make_venv NAME SPEC...: a venv at $RUNTIME/venv/NAME with pinned packages,
+# stamped when complete so that an interrupted install is redone.
+make_venv() {
+  local name=$1; shift
+  local dir="$RUNTIME/venv/$name"
+  if [ -f "$dir/.manimd-complete" ]; then
+    log "venv $name: present"
+    return
+  fi
+  log "venv $name: installing $*"
+  rm -rf "$dir"
+  /usr/bin/python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check --no-cache-dir "$@"
+  touch "$dir/.manimd-complete"
+}
+
+install_rust() {
+  if command -v cargo >/dev/null 2>&1; then
+    log "Rust: $(cargo --version)"
+    return
+  fi
+  log "Rust: cargo is not on PATH; install rustup's stable toolchain first" >&2
+  exit 1
+}
+
+install_apt
+mkdir -p "$RUNTIME/venv"
+make_venv "manim-$MANIM_VERSION" "manim==$MANIM_VERSION"
+# ManimGL 1.7.2 predates NumPy 2 and setuptools' removal of pkg_resources.
+make_venv "manimgl-$MANIMGL_VERSION" "manimgl==$MANIMGL_VERSION" "numpy<2" "setuptools<70"
+install_rust
+log "done"

@@ -1,0 +1,208 @@
+//! `manimd render`: a local render through the same sandboxed pipeline.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{report, RenderArgs};
+use crate::config::Config;
+use crate::render::{Progress, RenderError, Renderer};
+use crate::spec::{Engine, Format, RenderSpec, SceneName};
+
+/// Scene files larger than this are refused (the server's body limit too).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Exit codes: 1 the render failed, 2 the request was unusable, 130 interrupted.
+const FAILED: u8 = 1;
+const USAGE: u8 = 2;
+const INTERRUPTED: u8 = 130;
+
+pub async fn run(config: &Config, args: RenderArgs) -> ExitCode {
+    match render(config, args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => ExitCode::from(code),
+    }
+}
+
+fn usage(msg: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {msg}");
+    USAGE
+}
+
+async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
+    let code = read_scene_file(&args.file).map_err(usage)?;
+    let mut scenes = args
+        .scenes
+        .iter()
+        .map(|s| s.parse::<SceneName>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(usage)?;
+    let format = match (args.format, &args.output) {
+        (Some(f), _) => f,
+        (None, Some(out)) => out
+            .extension()
+            .and_then(|e| e.to_str())
+            .and_then(Format::from_extension)
+            .unwrap_or(Format::Mp4),
+        (None, None) => Format::Mp4,
+    };
+    let mut limits = config.limits.clone();
+    if let Some(secs) = args.timeout {
+        limits.wall_secs = secs;
+    }
+    if let Some(mib) = args.memory {
+        limits.memory_mib = mib;
+    }
+
+    let renderer = Renderer::new(config).map_err(|e| fail(&e, &args.file, &code))?;
+    let inspection = renderer
+        .inspect(&code)
+        .await
+        .map_err(|e| fail(&e, &args.file, &code))?;
+    let engine = args.engine.or(inspection.engine).unwrap_or(Engine::Manim);
+    if args.all {
+        scenes = inspection
+            .scenes
+            .iter()
+            .filter_map(|s| s.name.parse().ok())
+            .collect();
+    } else if scenes.is_empty() && inspection.scenes.len() > 1 {
+        eprintln!(
+            "{} defines several scenes; name the ones to render, or pass --all:",
+            args.file.display()
+        );
+        for s in &inspection.scenes {
+            eprintln!("  {:<30} (line {})", s.name, s.line);
+        }
+        return Err(USAGE);
+    }
+
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.file, format));
+    let spec = RenderSpec {
+        code: code.clone(),
+        scenes,
+        engine,
+        quality: args.quality,
+        format,
+        fps: args.fps,
+        seed: args.seed,
+    };
+
+    let out_dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = tempfile::Builder::new()
+        .prefix(".manimd-")
+        .tempdir_in(out_dir)
+        .map_err(|e| usage(format!("cannot write to {}: {e}", out_dir.display())))?;
+
+    let bar = progress_bar(args.quiet);
+    bar.set_message(format!("starting {engine}"));
+    let result = renderer
+        .render(&spec, &limits, staging.path(), |p| show(&bar, &p), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    bar.finish_and_clear();
+    let rendered = match result {
+        Ok(r) => r,
+        Err(RenderError::Stopped(crate::sandbox::Stopped::Canceled)) => {
+            eprintln!("interrupted; the render was stopped");
+            return Err(INTERRUPTED);
+        }
+        Err(e) => return Err(fail(&e, &args.file, &code)),
+    };
+
+    let mut output = output;
+    if rendered.media.still && format != Format::Png {
+        output.set_extension("png");
+    }
+    std::fs::rename(&rendered.output, &output)
+        .map_err(|e| usage(format!("cannot write {}: {e}", output.display())))?;
+    if let Some(notice) = &rendered.media.notice {
+        eprintln!("note[{}]: {}", notice.code, notice.message);
+    }
+    println!("{}", output.display());
+    if !args.quiet {
+        eprintln!(
+            "rendered with {engine} {} in {:.1} s: {}",
+            rendered.engine_version,
+            rendered.wall.as_secs_f64(),
+            report::media(&rendered.media, rendered.bytes)
+        );
+    }
+    Ok(())
+}
+
+fn read_scene_file(path: &Path) -> Result<String, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} is {} bytes; scene files are limited to {MAX_FILE_BYTES}",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+}
+
+fn default_output(file: &Path, format: Format) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_owned())
+        .unwrap_or_else(|| "scene".into());
+    let mut name = PathBuf::from(stem);
+    name.set_extension(format.extension());
+    name
+}
+
+fn fail(err: &RenderError, file: &Path, code: &str) -> u8 {
+    eprint!("{}", report::error(err, file, code));
+    FAILED
+}
+
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn show(bar: &ProgressBar, p: &Progress) {
+    let msg = match p {
+        Progress::Ready { engine, version } => {
+            format!("{engine} {version} loaded, running the file")
+        }
+        Progress::SceneStarted {
+            scene,
+            index,
+            count,
+        } => format!("scene {}/{count} {scene}", index + 1),
+        Progress::Animation { scene, index, name } => format!("{scene}: animation {index} {name}"),
+        Progress::Frames { scene, frames } => format!("{scene}: {frames} frames"),
+        Progress::PartialMovie { .. } => return,
+        Progress::SceneFinished {
+            scene,
+            plays,
+            duration,
+            ..
+        } => {
+            format!("{scene}: done, {plays} animations, {duration:.2} s; encoding")
+        }
+    };
+    bar.set_message(msg);
+}

@@ -1,0 +1,145 @@
+//! The only module that starts processes. Children are killed when their
+//! handle is dropped, run with an explicit environment, and their output is
+//! drained concurrently so that no child can block on a full pipe.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+
+/// How a sandboxed child is placed before it execs: into its cgroups, with
+/// resource limits, under the sandbox's unprivileged uid and gid.
+pub struct Confinement {
+    /// `cgroup.procs` files the child writes "0" to, joining the job's groups
+    /// before any of its code runs.
+    pub cgroup_procs: Vec<CString>,
+    pub uid: u32,
+    pub gid: u32,
+    /// RLIMIT_FSIZE: the largest file the child may write.
+    pub max_file_bytes: u64,
+}
+
+/// Spawns `program args` confined as described, with exactly `env` as its
+/// environment and all three standard streams piped.
+pub fn spawn_confined(
+    program: &Path,
+    args: &[std::ffi::OsString],
+    env: &[(String, String)],
+    confinement: Confinement,
+) -> io::Result<Child> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let parent = std::process::id() as libc::pid_t;
+    let Confinement {
+        cgroup_procs,
+        uid,
+        gid,
+        max_file_bytes,
+    } = confinement;
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Die with the supervisor: a SIGKILLed server leaves no render running.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::other("supervisor exited"));
+            }
+            for path in &cgroup_procs {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0\n".as_ptr().cast(), 2);
+                libc::close(fd);
+                if written < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            let fsize = libc::rlimit {
+                rlim_cur: max_file_bytes,
+                rlim_max: max_file_bytes,
+            };
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &fsize) != 0
+                || libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// What a plain (unconfined, trusted) command printed and how it ended.
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs a trusted tool (ffprobe, the plain `manim` CLI for the benchmark)
+/// to completion with an inherited environment plus `env`.
+pub async fn run_tool(
+    program: impl AsRef<OsStr>,
+    args: &[&OsStr],
+    cwd: &Path,
+    env: &[(&str, &str)],
+) -> io::Result<Output> {
+    let program = program.as_ref();
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                io::Error::new(
+                    e.kind(),
+                    format!("command {} not found", Path::new(program).display()),
+                )
+            } else {
+                e
+            }
+        })?;
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let (stdout, stderr, status) = tokio::join!(read_all(stdout), read_all(stderr), child.wait());
+    Ok(Output {
+        status: status?,
+        stdout: stdout?,
+        stderr: stderr?,
+    })
+}
+
+async fn read_all(mut r: impl AsyncRead + Unpin) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    r.read_to_end(&mut buf).await?;
+    Ok(buf)
+}

@@ -1,0 +1,217 @@
+//! The worker protocol: one job as JSON on the worker's stdin, events as JSON
+//! lines on its stdout (see `python/manimd_worker/protocol.py`).
+//!
+//! Everything parsed here comes from inside the sandbox and is as untrusted as
+//! the scene: it may describe this job's progress and its errors, but it never
+//! decides a path or the job's final status on its own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Engine, Format, SceneName};
+
+/// What the worker is asked to do.
+#[derive(Debug, Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum WorkerJob<'a> {
+    /// Parse only: syntax, engine imports, scene classes. Runs no user code.
+    Inspect { code: &'a str },
+    /// Run the file and render scenes.
+    Render {
+        code: &'a str,
+        engine: Engine,
+        scenes: &'a [SceneName],
+        width: u32,
+        height: u32,
+        fps: u32,
+        format: Format,
+        seed: Option<u64>,
+    },
+}
+
+/// A scene class found in the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SceneInfo {
+    pub name: String,
+    pub line: u32,
+}
+
+/// One frame of the author's code in a traceback.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserFrame {
+    pub file: String,
+    pub line: u32,
+    pub function: String,
+    #[serde(default)]
+    pub code: String,
+}
+
+/// A notice on a successful render, such as `no-animation`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub code: String,
+    pub message: String,
+}
+
+/// Facts about the delivered file, as the worker measured them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    pub still: bool,
+    pub format: Format,
+    pub codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<f64>,
+    pub duration: f64,
+    pub frames: Option<u64>,
+    #[serde(default)]
+    pub notice: Option<Notice>,
+}
+
+/// An error the scene's author can act on, with the author's line numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserError {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<String>,
+    /// The exception's type, for `scene-error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<String>,
+    /// The offending source line, for `syntax-error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Scenes that do exist, for `scene-not-found`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tex_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traceback: Vec<UserFrame>,
+}
+
+/// The codes a worker may report. Anything else it says is reported as
+/// `worker-error`: the set of codes clients see is ours, not the sandbox's.
+pub const USER_ERROR_CODES: &[&str] = &[
+    "syntax-error",
+    "no-scene",
+    "scene-not-found",
+    "scene-error",
+    "latex-error",
+    "encode-error",
+];
+
+/// One line of the worker's output.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum WorkerEvent {
+    Inspected {
+        engine: Option<Engine>,
+        scenes: Vec<SceneInfo>,
+    },
+    Ready {
+        engine: Engine,
+        version: String,
+        #[serde(default)]
+        import_secs: f64,
+    },
+    SceneStarted {
+        scene: String,
+        index: u32,
+        count: u32,
+    },
+    Animation {
+        scene: String,
+        index: u32,
+        name: String,
+    },
+    Frames {
+        scene: String,
+        frames: u64,
+    },
+    PartialMovie {
+        scene: String,
+        index: u32,
+        path: String,
+    },
+    SceneFinished {
+        scene: String,
+        index: u32,
+        plays: u32,
+        duration: f64,
+    },
+    Result(MediaInfo),
+    Error(UserError),
+}
+
+/// Longest protocol line accepted; longer lines are not protocol.
+pub const MAX_LINE: usize = 64 * 1024;
+
+impl WorkerEvent {
+    /// Parses one line; anything that is not a well-formed event is `None`.
+    pub fn parse(line: &[u8]) -> Option<WorkerEvent> {
+        if line.len() > MAX_LINE {
+            return None;
+        }
+        let mut event: WorkerEvent = serde_json::from_slice(line).ok()?;
+        if let WorkerEvent::Error(err) = &mut event {
+            if !USER_ERROR_CODES.contains(&err.code.as_str()) {
+                err.code = "worker-error".into();
+            }
+        }
+        Some(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_progress_and_errors() {
+        let e = WorkerEvent::parse(br#"{"event":"animation","scene":"A","index":2,"name":"Create(Circle)","run_time":1.0}"#);
+        assert_eq!(
+            e,
+            Some(WorkerEvent::Animation {
+                scene: "A".into(),
+                index: 2,
+                name: "Create(Circle)".into()
+            })
+        );
+        let e = WorkerEvent::parse(br#"{"event":"error","code":"syntax-error","message":"expected ':'","line":3,"column":24}"#).unwrap();
+        let WorkerEvent::Error(err) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (err.code.as_str(), err.line, err.column),
+            ("syntax-error", Some(3), Some(24))
+        );
+    }
+
+    #[test]
+    fn foreign_codes_and_junk_are_not_trusted() {
+        let e =
+            WorkerEvent::parse(br#"{"event":"error","code":"timeout","message":"fake"}"#).unwrap();
+        let WorkerEvent::Error(err) = e else { panic!() };
+        assert_eq!(err.code, "worker-error");
+        for junk in [
+            &b"hello"[..],
+            b"{}",
+            b"{\"event\":\"nope\"}",
+            b"\x1b[31m{\"event\":\"ready\"}",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(WorkerEvent::parse(junk), None);
+        }
+        let long = format!(
+            r#"{{"event":"frames","scene":"{}","frames":1}}"#,
+            "A".repeat(MAX_LINE)
+        );
+        assert_eq!(WorkerEvent::parse(long.as_bytes()), None);
+    }
+}

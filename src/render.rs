@@ -1,0 +1,368 @@
+//! The render pipeline: inspect a file, render its scenes in a sandbox with
+//! the worker, collect the result. The CLI and the server both use this.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::limits::Limits;
+use crate::protocol::{MediaInfo, SceneInfo, UserError, WorkerEvent, WorkerJob};
+use crate::runtime::{self, Runtime, RuntimeError, WORKER_MOUNT};
+use crate::sandbox::area::CollectError;
+use crate::sandbox::{self, Sandbox, SandboxError, Stopped};
+use crate::spec::{Engine, RenderSpec};
+
+/// A step of a running render, for progress displays and event streams.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Progress {
+    /// The engine is imported and the scene file is about to run.
+    Ready { engine: Engine, version: String },
+    SceneStarted {
+        scene: String,
+        index: u32,
+        count: u32,
+    },
+    /// An animation (a `play` or `wait`) started.
+    Animation {
+        scene: String,
+        index: u32,
+        name: String,
+    },
+    /// Frames written so far in the current scene.
+    Frames { scene: String, frames: u64 },
+    /// An animation's video piece is finished.
+    PartialMovie { scene: String, index: u32 },
+    SceneFinished {
+        scene: String,
+        index: u32,
+        plays: u32,
+        duration: f64,
+    },
+}
+
+/// Why a render did not produce a video.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The scene's own fault: syntax, missing scene, exception, TeX.
+    #[error("{}", .0.message)]
+    User(UserError),
+    /// Stopped by a limit, or canceled.
+    #[error(transparent)]
+    Stopped(Stopped),
+    #[error("the render exited (code {exit_code:?}) without a result; last output:\n{stderr}")]
+    Crashed {
+        exit_code: Option<i32>,
+        stderr: String,
+    },
+    #[error("the render's output cannot be used: {0}")]
+    Output(#[from] CollectError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl RenderError {
+    /// The stable, kebab-case code clients match on.
+    pub fn code(&self) -> &str {
+        match self {
+            RenderError::User(e) => &e.code,
+            RenderError::Stopped(s) => s.code(),
+            RenderError::Crashed { .. } => "crashed",
+            RenderError::Output(_) => "bad-output",
+            RenderError::Sandbox(_) | RenderError::Runtime(_) => "internal",
+        }
+    }
+
+    /// Whether the service, not the scene, is at fault.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, RenderError::Sandbox(_) | RenderError::Runtime(_))
+    }
+
+    /// The author's line the error points at, if any.
+    pub fn line(&self) -> Option<u32> {
+        match self {
+            RenderError::User(e) => e.line,
+            _ => None,
+        }
+    }
+}
+
+/// Static facts about a file, found without running it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Inspection {
+    /// The engine its imports name, if any.
+    pub engine: Option<Engine>,
+    pub scenes: Vec<SceneInfo>,
+}
+
+/// A finished render.
+#[derive(Debug)]
+pub struct Rendered {
+    pub media: MediaInfo,
+    /// The delivered file (video, or PNG for stills).
+    pub output: PathBuf,
+    /// The last frame as PNG.
+    pub thumbnail: Option<PathBuf>,
+    pub bytes: u64,
+    pub engine_version: String,
+    pub wall: Duration,
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// Limits for inspection, which only parses.
+fn inspect_limits() -> Limits {
+    Limits {
+        wall_secs: 20,
+        memory_mib: 512,
+        pids: 16,
+        output_mib: 16,
+        files: 100,
+        file_size_mib: 16,
+        ..Limits::default()
+    }
+}
+
+pub struct Renderer {
+    sandbox: Sandbox,
+    runtime: Runtime,
+    worker_dir: PathBuf,
+}
+
+impl Renderer {
+    pub fn new(config: &Config) -> Result<Renderer, RenderError> {
+        let sandbox = Sandbox::new(config.sandbox_config())?;
+        let worker_dir = runtime::install_worker(&config.data_dir.join("runtime"))?;
+        Ok(Renderer {
+            sandbox,
+            runtime: Runtime::new(&config.runtime_dir),
+            worker_dir,
+        })
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    fn command(&self, engine: Engine, stdin: Vec<u8>) -> sandbox::Command {
+        let venv = self.runtime.venv(engine);
+        let mut env: Vec<(String, String)> = [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/job/home"),
+            ("USER", "sandbox"),
+            ("LOGNAME", "sandbox"),
+            ("LANG", "C.UTF-8"),
+            ("LC_ALL", "C.UTF-8"),
+            ("TMPDIR", "/tmp"),
+            ("PYTHONDONTWRITEBYTECODE", "1"),
+            ("MPLCONFIGDIR", "/tmp/matplotlib"),
+            ("XDG_CACHE_HOME", "/tmp/cache"),
+            ("TEXMFVAR", "/tmp/texmf-var"),
+            // Mesa's software rasterizer behind EGL, with no display.
+            ("EGL_PLATFORM", "surfaceless"),
+            ("LIBGL_ALWAYS_SOFTWARE", "1"),
+            // One BLAS thread: threads count against the pids cap, and
+            // renders gain nothing from them.
+            ("OPENBLAS_NUM_THREADS", "1"),
+            ("OMP_NUM_THREADS", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        // Set on hosts whose CPUs some OpenBLAS builds misdetect; not secret.
+        for key in ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"] {
+            if let Ok(v) = std::env::var(key) {
+                env.push((key.to_owned(), v));
+            }
+        }
+        sandbox::Command {
+            program: venv.join("bin/python"),
+            args: vec![
+                "-I".into(),
+                "-B".into(),
+                format!("{WORKER_MOUNT}/run_worker.py"),
+            ],
+            env,
+            ro_binds: vec![
+                (venv.clone(), venv),
+                (self.worker_dir.clone(), WORKER_MOUNT.into()),
+            ],
+            stdin,
+        }
+    }
+
+    /// Parses the file in a sandbox: syntax errors, the engine it imports,
+    /// its scenes. Runs none of its code.
+    pub async fn inspect(&self, code: &str) -> Result<Inspection, RenderError> {
+        // Any installed engine's Python parses; prefer the default one.
+        let engine = Engine::ALL
+            .into_iter()
+            .find(|e| self.runtime.is_installed(*e))
+            .unwrap_or(Engine::Manim);
+        self.runtime.check(engine)?;
+        let stdin = serde_json::to_vec(&WorkerJob::Inspect { code }).expect("serializable");
+        let mut found = None;
+        let mut error = None;
+        let finished = self
+            .sandbox
+            .run(
+                &new_id(),
+                self.command(engine, stdin),
+                &inspect_limits(),
+                |line| match WorkerEvent::parse(line) {
+                    Some(WorkerEvent::Inspected { engine, scenes }) => {
+                        found = Some(Inspection { engine, scenes })
+                    }
+                    Some(WorkerEvent::Error(e)) => error = Some(e),
+                    _ => {}
+                },
+                std::future::pending(),
+            )
+            .await?;
+        if let Some(stopped) = finished.stopped {
+            return Err(RenderError::Stopped(stopped));
+        }
+        match (found, error) {
+            (Some(found), _) if finished.exit_code == Some(0) => Ok(found),
+            (_, Some(error)) => Err(RenderError::User(error)),
+            _ => Err(RenderError::Crashed {
+                exit_code: finished.exit_code,
+                stderr: finished.stderr.last_lines(20),
+            }),
+        }
+    }
+
+    /// Renders `spec` into `dest_dir` (`output.<ext>`, `thumbnail.png`).
+    pub async fn render(
+        &self,
+        spec: &RenderSpec,
+        limits: &Limits,
+        dest_dir: &Path,
+        mut progress: impl FnMut(Progress),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Rendered, RenderError> {
+        self.runtime.check(spec.engine)?;
+        let (width, height) = spec.quality.resolution();
+        let job = WorkerJob::Render {
+            code: &spec.code,
+            engine: spec.engine,
+            scenes: &spec.scenes,
+            width,
+            height,
+            fps: spec.fps(),
+            format: spec.format,
+            seed: spec.seed,
+        };
+        let stdin = serde_json::to_vec(&job).expect("serializable");
+        let mut result = None;
+        let mut error = None;
+        let mut version = String::new();
+        let finished = self
+            .sandbox
+            .run(
+                &new_id(),
+                self.command(spec.engine, stdin),
+                limits,
+                |line| {
+                    let Some(event) = WorkerEvent::parse(line) else {
+                        return;
+                    };
+                    match event {
+                        WorkerEvent::Result(media) => result = Some(media),
+                        WorkerEvent::Error(e) => error = Some(e),
+                        WorkerEvent::Inspected { .. } => {}
+                        WorkerEvent::Ready {
+                            engine, version: v, ..
+                        } => {
+                            version.clone_from(&v);
+                            progress(Progress::Ready { engine, version: v });
+                        }
+                        WorkerEvent::SceneStarted {
+                            scene,
+                            index,
+                            count,
+                        } => progress(Progress::SceneStarted {
+                            scene,
+                            index,
+                            count,
+                        }),
+                        WorkerEvent::Animation { scene, index, name } => {
+                            progress(Progress::Animation { scene, index, name })
+                        }
+                        WorkerEvent::Frames { scene, frames } => {
+                            progress(Progress::Frames { scene, frames })
+                        }
+                        WorkerEvent::PartialMovie { scene, index, .. } => {
+                            progress(Progress::PartialMovie { scene, index })
+                        }
+                        WorkerEvent::SceneFinished {
+                            scene,
+                            index,
+                            plays,
+                            duration,
+                        } => progress(Progress::SceneFinished {
+                            scene,
+                            index,
+                            plays,
+                            duration,
+                        }),
+                    }
+                },
+                cancel,
+            )
+            .await?;
+
+        if let Some(stopped) = finished.stopped {
+            return Err(RenderError::Stopped(stopped));
+        }
+        let media = match (result, error) {
+            (Some(media), _) if finished.exit_code == Some(0) => media,
+            (_, Some(error)) => return Err(RenderError::User(error)),
+            _ => {
+                return Err(RenderError::Crashed {
+                    exit_code: finished.exit_code,
+                    stderr: finished.stderr.last_lines(20),
+                })
+            }
+        };
+        // The host decides the file names; the worker's claims decide nothing.
+        let ext = if media.still {
+            "png"
+        } else {
+            spec.format.extension()
+        };
+        let output = dest_dir.join(format!("output.{ext}"));
+        let max = limits.output_bytes();
+        let bytes = finished
+            .area
+            .collect(&format!("out/output.{ext}"), &output, max)?;
+        let thumb_path = dest_dir.join("thumbnail.png");
+        let thumbnail = finished
+            .area
+            .collect("out/thumbnail.png", &thumb_path, max)
+            .ok()
+            .map(|_| thumb_path);
+        Ok(Rendered {
+            media,
+            output,
+            thumbnail,
+            bytes,
+            engine_version: version,
+            wall: finished.wall,
+            peak_memory_bytes: finished.peak_memory_bytes,
+        })
+    }
+}
+
+/// A fresh id for a sandbox run.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}

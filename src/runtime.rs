@@ -1,0 +1,166 @@
+//! The installed engines (one pinned Python virtual environment each, made by
+//! `scripts/setup.sh`) and the worker program that runs inside the sandbox.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::spec::Engine;
+
+/// The pinned engine versions; `scripts/setup.sh` installs the same.
+pub fn engine_version(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Manim => "0.22.0",
+        Engine::Manimgl => "1.7.2",
+    }
+}
+
+/// The worker's source, compiled into the binary so that the binary and its
+/// worker can never disagree about the protocol.
+const WORKER_FILES: &[(&str, &str)] = &[
+    ("run_worker.py", include_str!("../python/run_worker.py")),
+    (
+        "manimd_worker/__init__.py",
+        include_str!("../python/manimd_worker/__init__.py"),
+    ),
+    (
+        "manimd_worker/__main__.py",
+        include_str!("../python/manimd_worker/__main__.py"),
+    ),
+    (
+        "manimd_worker/main.py",
+        include_str!("../python/manimd_worker/main.py"),
+    ),
+    (
+        "manimd_worker/protocol.py",
+        include_str!("../python/manimd_worker/protocol.py"),
+    ),
+    (
+        "manimd_worker/usercode.py",
+        include_str!("../python/manimd_worker/usercode.py"),
+    ),
+    (
+        "manimd_worker/media.py",
+        include_str!("../python/manimd_worker/media.py"),
+    ),
+    (
+        "manimd_worker/tex.py",
+        include_str!("../python/manimd_worker/tex.py"),
+    ),
+    (
+        "manimd_worker/engines/__init__.py",
+        include_str!("../python/manimd_worker/engines/__init__.py"),
+    ),
+    (
+        "manimd_worker/engines/ce.py",
+        include_str!("../python/manimd_worker/engines/ce.py"),
+    ),
+    (
+        "manimd_worker/engines/gl.py",
+        include_str!("../python/manimd_worker/engines/gl.py"),
+    ),
+];
+
+/// Where the worker appears inside the sandbox.
+pub const WORKER_MOUNT: &str = "/opt/manimd-worker";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the {engine} engine is not installed: {venv} is missing or incomplete (run scripts/setup.sh)")]
+    EngineMissing { engine: Engine, venv: PathBuf },
+    #[error("cannot install the worker into {0}: {1}")]
+    Worker(PathBuf, io::Error),
+}
+
+/// Installed engines under one runtime root (default `/opt/manimd`).
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    root: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Runtime {
+        Runtime { root: root.into() }
+    }
+
+    /// The engine's virtual environment, bound into the sandbox at the same path.
+    pub fn venv(&self, engine: Engine) -> PathBuf {
+        self.root
+            .join("venv")
+            .join(format!("{}-{}", engine.as_str(), engine_version(engine)))
+    }
+
+    pub fn python(&self, engine: Engine) -> PathBuf {
+        self.venv(engine).join("bin/python")
+    }
+
+    pub fn is_installed(&self, engine: Engine) -> bool {
+        self.venv(engine).join(".manimd-complete").exists()
+    }
+
+    pub fn check(&self, engine: Engine) -> Result<(), RuntimeError> {
+        if self.is_installed(engine) {
+            Ok(())
+        } else {
+            Err(RuntimeError::EngineMissing {
+                engine,
+                venv: self.venv(engine),
+            })
+        }
+    }
+}
+
+/// Writes the worker under `dir/worker-<hash>` unless it is already there,
+/// and returns that directory. The directory is root-owned and read-only to
+/// everyone else; it is content-addressed, so a new binary gets a new one.
+pub fn install_worker(dir: &Path) -> Result<PathBuf, RuntimeError> {
+    let mut hasher = Sha256::new();
+    for (name, text) in WORKER_FILES {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+    }
+    let hash = hasher.finalize();
+    let short: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let target = dir.join(format!("worker-{short}"));
+    if target.join("run_worker.py").exists() {
+        return Ok(target);
+    }
+    let err = |e| RuntimeError::Worker(target.clone(), e);
+    fs::create_dir_all(dir).map_err(err)?;
+    let staging = dir.join(format!(".worker-{short}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    for (name, text) in WORKER_FILES {
+        let path = staging.join(name);
+        fs::create_dir_all(path.parent().expect("a parent")).map_err(err)?;
+        fs::write(&path, text).map_err(err)?;
+    }
+    match fs::rename(&staging, &target) {
+        Ok(()) => Ok(target),
+        // Another process installed the same worker first: theirs is identical.
+        Err(_) if target.join("run_worker.py").exists() => {
+            let _ = fs::remove_dir_all(&staging);
+            Ok(target)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_install_is_content_addressed_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = install_worker(dir.path()).unwrap();
+        let b = install_worker(dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert!(a.join("manimd_worker/engines/gl.py").is_file());
+        let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(entries.len(), 1, "no staging directory is left");
+    }
+}

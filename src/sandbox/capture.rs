@@ -1,0 +1,158 @@
+//! Bounded reading of a sandboxed child's output: protocol lines of capped
+//! length from stdout, and a capped head and tail of stderr. Both keep
+//! draining whatever arrives, so the child never blocks on a full pipe and
+//! the supervisor never buffers without bound.
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Splits a byte stream into lines of at most `max` bytes; longer lines are
+/// dropped whole (they cannot be protocol lines).
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    max: usize,
+    discarding: bool,
+}
+
+impl LineSplitter {
+    pub fn new(max: usize) -> Self {
+        LineSplitter {
+            buf: Vec::new(),
+            max,
+            discarding: false,
+        }
+    }
+
+    /// Feeds a chunk, calling `line` for each complete line within bounds.
+    pub fn feed(&mut self, mut chunk: &[u8], line: &mut impl FnMut(&[u8])) {
+        while let Some(pos) = chunk.iter().position(|&b| b == b'\n') {
+            if !self.discarding && self.buf.len() + pos <= self.max {
+                self.buf.extend_from_slice(&chunk[..pos]);
+                line(&self.buf);
+            }
+            self.buf.clear();
+            self.discarding = false;
+            chunk = &chunk[pos + 1..];
+        }
+        if !self.discarding {
+            if self.buf.len() + chunk.len() > self.max {
+                self.buf.clear();
+                self.discarding = true;
+            } else {
+                self.buf.extend_from_slice(chunk);
+            }
+        }
+    }
+}
+
+/// Reads `r` to its end, passing each bounded line to `line`.
+pub async fn read_lines(mut r: impl AsyncRead + Unpin, max: usize, mut line: impl FnMut(&[u8])) {
+    let mut splitter = LineSplitter::new(max);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => splitter.feed(&chunk[..n], &mut line),
+        }
+    }
+}
+
+/// The first and last bytes of a stream, and how much was left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Captured {
+    pub head: Vec<u8>,
+    pub tail: Vec<u8>,
+    pub total: u64,
+}
+
+impl Captured {
+    pub fn truncated(&self) -> bool {
+        self.total > (self.head.len() + self.tail.len()) as u64
+    }
+
+    /// The text as one string, with a marker where bytes were dropped.
+    pub fn text(&self) -> String {
+        let mut s = String::from_utf8_lossy(&self.head).into_owned();
+        if self.truncated() {
+            let dropped = self.total - (self.head.len() + self.tail.len()) as u64;
+            s.push_str(&format!("\n[... {dropped} bytes omitted ...]\n"));
+        }
+        s.push_str(&String::from_utf8_lossy(&self.tail));
+        s
+    }
+
+    /// The last `n` characters' worth of lines, for error messages.
+    pub fn last_lines(&self, n: usize) -> String {
+        let text = self.text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// Reads `r` to its end, keeping `cap / 4` bytes of head and the rest as tail.
+pub async fn capture(mut r: impl AsyncRead + Unpin, cap: usize) -> Captured {
+    let head_cap = cap / 4;
+    let tail_cap = cap - head_cap;
+    let mut out = Captured::default();
+    let mut tail = std::collections::VecDeque::with_capacity(tail_cap.min(1 << 16));
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        out.total += n as u64;
+        let mut data = &chunk[..n];
+        if out.head.len() < head_cap {
+            let take = (head_cap - out.head.len()).min(data.len());
+            out.head.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        tail.extend(data);
+        let excess = tail.len().saturating_sub(tail_cap);
+        tail.drain(..excess);
+    }
+    out.tail = tail.into();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]], max: usize) -> Vec<String> {
+        let mut s = LineSplitter::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            s.feed(c, &mut |l| {
+                out.push(String::from_utf8_lossy(l).into_owned())
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn lines_across_chunks() {
+        assert_eq!(split(&[b"ab", b"c\nde", b"\n\nf"], 10), ["abc", "de", ""]);
+    }
+
+    #[test]
+    fn overlong_lines_are_dropped_whole() {
+        assert_eq!(split(&[b"0123456789ABC", b"DEF\nok\n"], 10), ["ok"]);
+        assert_eq!(split(&[b"0123456789AB\nok\n"], 10), ["ok"]);
+        assert_eq!(split(&[b"0123456789\n"], 10), ["0123456789"]);
+    }
+
+    #[tokio::test]
+    async fn capture_keeps_head_and_tail_of_a_flood() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let got = capture(&data[..], 1000).await;
+        assert_eq!(got.total, 1_000_000);
+        assert_eq!(got.head, data[..250]);
+        assert_eq!(got.tail, data[data.len() - 750..]);
+        assert!(got.truncated());
+        assert!(got.text().contains("bytes omitted"));
+        let small = capture(&b"hello"[..], 1000).await;
+        assert_eq!(small.text(), "hello");
+        assert!(!small.truncated());
+    }
+}

@@ -1,0 +1,386 @@
+//! Runs one untrusted command under bubblewrap, confined by a per-job cgroup
+//! and a capped, private writable area, and says how it ended.
+//!
+//! The sandbox has no network, no capabilities, an unprivileged uid, its own
+//! pid, IPC, UTS and mount namespaces, a read-only view of only what
+//! rendering needs, and an environment of allow-listed variables. The
+//! supervisor enforces the wall clock, kills the whole process tree, and
+//! leaves nothing behind: no process, cgroup, mount or file.
+
+pub mod area;
+pub mod capture;
+pub mod cgroup;
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::limits::Limits;
+use crate::process::{self, Confinement};
+use area::Area;
+use capture::Captured;
+use cgroup::{Cgroup, CgroupError, Hierarchy};
+
+/// Where and as whom sandboxes run.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// The bubblewrap binary.
+    pub bwrap: PathBuf,
+    /// The host uid and gid that sandboxed code runs as. Never 0.
+    pub uid: u32,
+    pub gid: u32,
+    /// The cgroup mount point, normally `/sys/fs/cgroup`.
+    pub cgroup_mount: PathBuf,
+    /// The group under which job groups are created.
+    pub cgroup_parent: String,
+    /// Where job areas are mounted.
+    pub areas_dir: PathBuf,
+    /// Prefix of this installation's job groups and areas, so that reaping
+    /// leftovers never touches another instance's jobs.
+    pub instance: String,
+}
+
+/// Failures to set a sandbox up: the service's fault, never the scene's.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("bubblewrap is not installed at {0} (run scripts/setup.sh)")]
+    NoBwrap(PathBuf),
+    #[error(
+        "the sandbox must be started as root, to create cgroups and mounts and to drop to uid {0}"
+    )]
+    NotRoot(u32),
+    #[error("the sandbox uid and gid must not be 0")]
+    RootSandboxUser,
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("cannot prepare the job area {0}: {1}")]
+    Area(PathBuf, io::Error),
+    #[error("cannot start bubblewrap: {0}")]
+    Spawn(io::Error),
+}
+
+/// Why the supervisor stopped a run, or what it found when the run failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "kebab-case")]
+pub enum Stopped {
+    #[error("the render ran past its wall-clock limit of {limit_secs} s")]
+    Timeout { limit_secs: u64 },
+    #[error("the render ran out of memory: it is limited to {limit_mib} MiB")]
+    OutOfMemory { limit_mib: u64 },
+    #[error("the render wrote more than it may: {limit_mib} MiB, {limit_files} files, {file_limit_mib} MiB per file")]
+    OutputTooLarge {
+        limit_mib: u64,
+        limit_files: u64,
+        file_limit_mib: u64,
+    },
+    #[error("the render tried to run more than {limit} processes and threads")]
+    ProcessLimit { limit: u64 },
+    #[error("the render was killed by signal {signal}")]
+    Killed { signal: i32 },
+    #[error("the render was canceled")]
+    Canceled,
+}
+
+impl Stopped {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Stopped::Timeout { .. } => "timeout",
+            Stopped::OutOfMemory { .. } => "out-of-memory",
+            Stopped::OutputTooLarge { .. } => "output-too-large",
+            Stopped::ProcessLimit { .. } => "process-limit",
+            Stopped::Killed { .. } => "killed",
+            Stopped::Canceled => "canceled",
+        }
+    }
+}
+
+/// What to run inside.
+pub struct Command {
+    /// The program, as a path inside the sandbox.
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The complete environment inside (on top of nothing).
+    pub env: Vec<(String, String)>,
+    /// Extra read-only binds: (host path, path inside).
+    pub ro_binds: Vec<(PathBuf, PathBuf)>,
+    /// Written to the program's stdin, which is then closed.
+    pub stdin: Vec<u8>,
+}
+
+/// A run that has ended, with its area still mounted for collection.
+pub struct Finished {
+    /// The area; dropping it unmounts and removes it.
+    pub area: Area,
+    /// The program's exit code (128 + N when killed by signal N).
+    pub exit_code: Option<i32>,
+    /// Set when the run did not exit 0 and the supervisor knows why.
+    pub stopped: Option<Stopped>,
+    pub stderr: Captured,
+    pub peak_memory_bytes: Option<u64>,
+    pub wall: Duration,
+}
+
+/// What a start-up reap removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    pub cgroups: usize,
+    pub areas: usize,
+}
+
+/// Host paths that rendering reads, bound read-only when they exist.
+const SYSTEM_RO: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/alternatives",
+    "/etc/fonts",
+    "/etc/texmf",
+    "/var/lib/texmf",
+    "/var/cache/fontconfig",
+];
+
+pub struct Sandbox {
+    cfg: SandboxConfig,
+    hierarchy: Hierarchy,
+}
+
+impl Sandbox {
+    pub fn new(cfg: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        if !cfg.bwrap.exists() {
+            return Err(SandboxError::NoBwrap(cfg.bwrap));
+        }
+        if cfg.uid == 0 || cfg.gid == 0 {
+            return Err(SandboxError::RootSandboxUser);
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return Err(SandboxError::NotRoot(cfg.uid));
+        }
+        let hierarchy = Hierarchy::detect(&cfg.cgroup_mount)?;
+        hierarchy.prepare_parent(&cfg.cgroup_parent)?;
+        std::fs::create_dir_all(&cfg.areas_dir)
+            .map_err(|e| SandboxError::Area(cfg.areas_dir.clone(), e))?;
+        Ok(Sandbox { cfg, hierarchy })
+    }
+
+    pub fn cgroup_version(&self) -> u8 {
+        self.hierarchy.version()
+    }
+
+    fn name(&self, id: &str) -> String {
+        format!("{}-{id}", self.cfg.instance)
+    }
+
+    /// Runs `cmd` as job `id`. Protocol lines from its stdout go to `on_line`;
+    /// `cancel` resolving stops the run.
+    pub async fn run(
+        &self,
+        id: &str,
+        cmd: Command,
+        limits: &Limits,
+        mut on_line: impl FnMut(&[u8]),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Finished, SandboxError> {
+        let started = Instant::now();
+        let name = self.name(id);
+        let root = self.cfg.areas_dir.join(&name);
+        let area = Area::create(root.clone(), limits, self.cfg.uid, self.cfg.gid)
+            .map_err(|e| SandboxError::Area(root, e))?;
+        let group = Cgroup::create(&self.hierarchy, &self.cfg.cgroup_parent, &name, limits)?;
+        let confinement = Confinement {
+            cgroup_procs: group.procs_files(),
+            uid: self.cfg.uid,
+            gid: self.cfg.gid,
+            max_file_bytes: limits.file_size_bytes(),
+        };
+        let args = self.bwrap_args(&area, &cmd);
+        let mut child = match process::spawn_confined(&self.cfg.bwrap, &args, &[], confinement) {
+            Ok(child) => child,
+            Err(err) => {
+                let _ = group.destroy().await;
+                return Err(SandboxError::Spawn(err));
+            }
+        };
+
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = cmd.stdin;
+        let feeder = tokio::spawn(async move {
+            // A scene that exits early closes its stdin; that is not our error.
+            let _ = stdin.write_all(&input).await;
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stderr_task = tokio::spawn(capture::capture(stderr, limits.log_bytes));
+
+        enum End {
+            Exited,
+            TimedOut,
+            Canceled,
+        }
+        let end = {
+            let lines = capture::read_lines(stdout, crate::protocol::MAX_LINE, &mut on_line);
+            let run = async {
+                lines.await;
+                child.wait().await
+            };
+            tokio::select! {
+                _ = run => End::Exited,
+                _ = tokio::time::sleep(limits.wall()) => End::TimedOut,
+                _ = cancel => End::Canceled,
+            }
+        };
+        // Whatever happened, nothing of the job may outlive this point.
+        group.kill_all();
+        let _ = child.start_kill();
+        let status = child.wait().await.ok();
+        feeder.abort();
+        let stderr = stderr_task.await.unwrap_or_default();
+        let exit_code = status.map(exit_code);
+
+        let stopped = match end {
+            End::TimedOut => Some(Stopped::Timeout {
+                limit_secs: limits.wall_secs,
+            }),
+            End::Canceled => Some(Stopped::Canceled),
+            End::Exited if exit_code == Some(0) => None,
+            End::Exited => self.attribute(&group, &area, exit_code, limits),
+        };
+        let peak_memory_bytes = group.peak_memory_bytes();
+        group.destroy().await?;
+        Ok(Finished {
+            area,
+            exit_code,
+            stopped,
+            stderr,
+            peak_memory_bytes,
+            wall: started.elapsed(),
+        })
+    }
+
+    /// Explains a failed exit by what the kernel recorded, most specific first.
+    fn attribute(
+        &self,
+        group: &Cgroup,
+        area: &Area,
+        exit_code: Option<i32>,
+        limits: &Limits,
+    ) -> Option<Stopped> {
+        if group.oom_killed() {
+            return Some(Stopped::OutOfMemory {
+                limit_mib: group.memory_limit_mib(),
+            });
+        }
+        if area.is_full() || exit_code == Some(128 + libc::SIGXFSZ) {
+            return Some(Stopped::OutputTooLarge {
+                limit_mib: limits.output_mib,
+                limit_files: limits.files,
+                file_limit_mib: limits.file_size_mib,
+            });
+        }
+        if group.pids_limit_hit() {
+            return Some(Stopped::ProcessLimit { limit: limits.pids });
+        }
+        match exit_code {
+            Some(code) if code > 128 && code < 128 + 65 => {
+                Some(Stopped::Killed { signal: code - 128 })
+            }
+            _ => None,
+        }
+    }
+
+    fn bwrap_args(&self, area: &Area, cmd: &Command) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |parts: &[&dyn AsRef<std::ffi::OsStr>]| {
+            a.extend(parts.iter().map(|p| p.as_ref().to_owned()));
+        };
+        let uid = self.cfg.uid.to_string();
+        let gid = self.cfg.gid.to_string();
+        push(&[
+            &"--unshare-all",
+            &"--unshare-user",
+            &"--disable-userns",
+            &"--die-with-parent",
+            &"--new-session",
+            &"--cap-drop",
+            &"ALL",
+            &"--uid",
+            &uid,
+            &"--gid",
+            &gid,
+            &"--hostname",
+            &"sandbox",
+            &"--ro-bind",
+            &"/usr",
+            &"/usr",
+            &"--symlink",
+            &"usr/lib",
+            &"/lib",
+            &"--symlink",
+            &"usr/bin",
+            &"/bin",
+            &"--symlink",
+            &"usr/sbin",
+            &"/sbin",
+        ]);
+        if Path::new("/usr/lib64").exists() {
+            push(&[&"--symlink", &"usr/lib64", &"/lib64"]);
+        }
+        for path in SYSTEM_RO {
+            push(&[&"--ro-bind-try", path, path]);
+        }
+        for (host, inside) in &cmd.ro_binds {
+            push(&[&"--ro-bind", host, inside]);
+        }
+        push(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
+        for (dir, inside) in area::BINDS {
+            let host = area.root().join(dir);
+            push(&[&"--bind", &host, &inside]);
+        }
+        push(&[&"--chdir", &"/job"]);
+        for (k, v) in &cmd.env {
+            push(&[&"--setenv", k, v]);
+        }
+        push(&[&"--", &cmd.program]);
+        for arg in &cmd.args {
+            push(&[arg]);
+        }
+        a
+    }
+
+    /// Removes what a previous process of this instance left: job groups
+    /// (killing anything still in them) and mounted areas.
+    pub async fn reap(&self) -> Reaped {
+        let mut reaped = Reaped::default();
+        let prefix = format!("{}-", self.cfg.instance);
+        for name in self.hierarchy.children(&self.cfg.cgroup_parent, &prefix) {
+            let group = Cgroup::open(&self.hierarchy, &self.cfg.cgroup_parent, &name);
+            match group.destroy().await {
+                Ok(()) => reaped.cgroups += 1,
+                Err(err) => tracing::warn!(%name, %err, "cannot reap a job cgroup"),
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.cfg.areas_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if name.to_str().is_some_and(|n| n.starts_with(&prefix)) {
+                    match Area::reap(&entry.path()) {
+                        Ok(()) => reaped.areas += 1,
+                        Err(err) => {
+                            tracing::warn!(area = ?entry.path(), %err, "cannot reap a job area")
+                        }
+                    }
+                }
+            }
+        }
+        reaped
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
