@@ -24,7 +24,7 @@ pub enum WorkerJob<'a> {
         height: u32,
         fps: u32,
         format: Format,
-        seed: Option<u64>,
+        seed: Option<u32>,
     },
 }
 

@@ -208,7 +208,7 @@ pub struct RenderSpec {
     /// Overrides the quality's frame rate.
     pub fps: Option<u32>,
     /// Seeds Python's and NumPy's random generators.
-    pub seed: Option<u64>,
+    pub seed: Option<u32>,
 }
 
 /// Highest frame rate accepted; above it no player shows the difference.

@@ -67,7 +67,7 @@ def render(job):
         random.seed(seed)
         import numpy
 
-        numpy.random.seed(seed % 2**32)
+        numpy.random.seed(seed)
 
     module = usercode.load_module(code_obj)
     available = usercode.find_scenes(module, driver.scene_base, tree)

@@ -59,7 +59,7 @@ pub struct RenderArgs {
     pub fps: Option<u32>,
     /// Seed for Python's and NumPy's random generators.
     #[arg(long)]
-    pub seed: Option<u64>,
+    pub seed: Option<u32>,
     /// Render every scene in the file, stitched in file order.
     #[arg(long, conflicts_with = "scenes")]
     pub all: bool,

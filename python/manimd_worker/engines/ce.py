@@ -28,6 +28,9 @@ class Driver:
         config.progress_bar = "none"
         if self.still:
             config.save_last_frame = True
+        if job.get("seed") is not None:
+            # Scene.__init__ reseeds from config.seed (entropy when unset).
+            config.seed = job["seed"]
         self._frames = 0
         self._scene = None
         self._patch()

@@ -75,6 +75,9 @@ class Driver:
         self._frames = 0
         self._scene = None
         self._pending = "Wait"
+        if job.get("seed") is not None:
+            # Scene.__init__ reseeds from random_seed (0 unless a scene sets its own).
+            Scene.random_seed = job["seed"]
         self._patch()
         del manimlib
 
