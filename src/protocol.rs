@@ -104,6 +104,7 @@ pub const USER_ERROR_CODES: &[&str] = &[
     "scene-error",
     "latex-error",
     "encode-error",
+    "output-too-large",
 ];
 
 /// One line of the worker's output.

@@ -49,7 +49,7 @@ pub enum Progress {
 pub enum RenderError {
     /// The scene's own fault: syntax, missing scene, exception, TeX.
     #[error("{}", .0.message)]
-    User(UserError),
+    User(Box<UserError>),
     /// Stopped by a limit, or canceled.
     #[error(transparent)]
     Stopped(Stopped),
@@ -232,7 +232,7 @@ impl Renderer {
         }
         match (found, error) {
             (Some(found), _) if finished.exit_code == Some(0) => Ok(found),
-            (_, Some(error)) => Err(RenderError::User(error)),
+            (_, Some(error)) => Err(RenderError::User(Box::new(error))),
             _ => Err(RenderError::Crashed {
                 exit_code: finished.exit_code,
                 stderr: finished.stderr.last_lines(20),
@@ -325,7 +325,15 @@ impl Renderer {
         }
         let media = match (result, error) {
             (Some(media), _) if finished.exit_code == Some(0) => media,
-            (_, Some(error)) => return Err(RenderError::User(error)),
+            // The worker saw a write fail for lack of space; the limits are ours to name.
+            (_, Some(error)) if error.code == "output-too-large" => {
+                return Err(RenderError::Stopped(Stopped::OutputTooLarge {
+                    limit_mib: limits.output_mib,
+                    limit_files: limits.files,
+                    file_limit_mib: limits.file_size_mib,
+                }))
+            }
+            (_, Some(error)) => return Err(RenderError::User(Box::new(error))),
             _ => {
                 return Err(RenderError::Crashed {
                     exit_code: finished.exit_code,

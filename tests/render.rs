@@ -144,7 +144,7 @@ async fn fps_override_and_other_formats() {
 
 fn user_error(e: RenderError) -> manimd::protocol::UserError {
     match e {
-        RenderError::User(u) => u,
+        RenderError::User(u) => *u,
         other => panic!("expected a user error, got [{}] {other}", other.code()),
     }
 }

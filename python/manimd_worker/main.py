@@ -24,11 +24,18 @@ def main():
             render(job)
     except UserError as err:
         protocol.emit("error", code=err.code, **err.fields)
-        sys.exit(1)
+        _exit(1)
     except media.MediaError as err:
         protocol.emit("error", code="encode-error", message=protocol.clip(str(err)))
-        sys.exit(1)
-    sys.exit(0)
+        _exit(1)
+    _exit(0)
+
+
+def _exit(code):
+    """Exits now: threads or children the scene left running must not keep
+    the job alive after it has reported its outcome."""
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def inspect(job):

@@ -5,6 +5,7 @@ USER_FILE and tracebacks are trimmed to the frames of that file.
 """
 
 import ast
+import errno
 import sys
 import traceback
 import types
@@ -151,8 +152,15 @@ def user_frames(tb):
     return frames[-20:]
 
 
+# Write failures that mean the job ran into its disk limits.
+_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
 def scene_error(err, scene):
     frames = user_frames(err.__traceback__)
+    if isinstance(err, OSError) and err.errno in _FULL:
+        # The supervisor fills in the limits; the worker does not know them.
+        return UserError("output-too-large", str(err), scene=scene, line=frames[-1]["line"] if frames else None)
     line = frames[-1]["line"] if frames else None
     kind = type(err).__name__
     text = str(err)

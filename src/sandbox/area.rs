@@ -91,7 +91,7 @@ impl Area {
         };
         match fstatvfs(&dir) {
             Ok(st) => {
-                let free_bytes = st.blocks_available() as u64 * st.fragment_size() as u64;
+                let free_bytes = st.blocks_available() * st.fragment_size();
                 free_bytes < 1024 * 1024 || st.files_available() < 16
             }
             Err(_) => false,

@@ -267,6 +267,10 @@ impl Sandbox {
         exit_code: Option<i32>,
         limits: &Limits,
     ) -> Option<Stopped> {
+        // A fork bomb also exhausts memory, so the process cap is checked first.
+        if group.pids_limit_hit() {
+            return Some(Stopped::ProcessLimit { limit: limits.pids });
+        }
         if group.oom_killed() {
             return Some(Stopped::OutOfMemory {
                 limit_mib: group.memory_limit_mib(),
@@ -278,9 +282,6 @@ impl Sandbox {
                 limit_files: limits.files,
                 file_limit_mib: limits.file_size_mib,
             });
-        }
-        if group.pids_limit_hit() {
-            return Some(Stopped::ProcessLimit { limit: limits.pids });
         }
         match exit_code {
             Some(code) if code > 128 && code < 128 + 65 => {
