@@ -143,3 +143,54 @@ async fn read_all(mut r: impl AsyncRead + Unpin) -> io::Result<Vec<u8>> {
     r.read_to_end(&mut buf).await?;
     Ok(buf)
 }
+
+/// How a measured command went: exit status, wall time and the peak RSS of
+/// the largest process in its tree (as the kernel reports to `wait4`).
+pub struct Measured {
+    pub success: bool,
+    pub wall: std::time::Duration,
+    pub max_rss_bytes: u64,
+    /// The end of its stderr, for error messages.
+    pub stderr_tail: String,
+    pub stdout: Vec<u8>,
+}
+
+/// Runs a trusted command to completion and measures it. Output goes to
+/// files under `scratch` so that nothing can block on a pipe.
+pub fn run_measured(
+    program: &Path,
+    args: &[&OsStr],
+    cwd: &Path,
+    scratch: &Path,
+) -> io::Result<Measured> {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr_path = scratch.join("stderr.txt");
+    let stdout_path = scratch.join("stdout.txt");
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path)?)
+        .stderr(std::fs::File::create(&stderr_path)?)
+        .spawn()?;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, whose pid is valid until reaped here.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let wall = started.elapsed();
+    let stderr = std::fs::read(&stderr_path).unwrap_or_default();
+    let tail = String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(2000)..]).into_owned();
+    Ok(Measured {
+        success: ExitStatus::from_raw(status).success(),
+        wall,
+        // ru_maxrss is in KiB on Linux.
+        max_rss_bytes: usage.ru_maxrss as u64 * 1024,
+        stderr_tail: tail,
+        stdout: std::fs::read(&stdout_path).unwrap_or_default(),
+    })
+}

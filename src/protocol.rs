@@ -67,6 +67,16 @@ pub struct MediaInfo {
     pub notice: Option<Notice>,
 }
 
+/// The worker's final report.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct WorkerResult {
+    #[serde(flatten)]
+    pub media: MediaInfo,
+    /// Peak RSS of the worker or its largest child, as the worker measured it.
+    #[serde(default)]
+    pub max_rss_bytes: Option<u64>,
+}
+
 /// An error the scene's author can act on, with the author's line numbers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserError {
@@ -146,7 +156,7 @@ pub enum WorkerEvent {
         plays: u32,
         duration: f64,
     },
-    Result(MediaInfo),
+    Result(WorkerResult),
     Error(UserError),
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::limits::Limits;
-use crate::protocol::{MediaInfo, SceneInfo, UserError, WorkerEvent, WorkerJob};
+use crate::protocol::{MediaInfo, SceneInfo, UserError, WorkerEvent, WorkerJob, WorkerResult};
 use crate::runtime::{self, Runtime, RuntimeError, WORKER_MOUNT};
 use crate::sandbox::area::CollectError;
 use crate::sandbox::{self, Sandbox, SandboxError, Stopped};
@@ -111,7 +111,10 @@ pub struct Rendered {
     pub bytes: u64,
     pub engine_version: String,
     pub wall: Duration,
+    /// Peak memory of the sandbox's cgroup (processes, page cache and files).
     pub peak_memory_bytes: Option<u64>,
+    /// Peak RSS of the worker or its largest child, as the worker reported it.
+    pub worker_max_rss_bytes: Option<u64>,
 }
 
 /// Limits for inspection, which only parses.
@@ -276,7 +279,7 @@ impl Renderer {
                         return;
                     };
                     match event {
-                        WorkerEvent::Result(media) => result = Some(media),
+                        WorkerEvent::Result(r) => result = Some(r),
                         WorkerEvent::Error(e) => error = Some(e),
                         WorkerEvent::Inspected { .. } => {}
                         WorkerEvent::Ready {
@@ -323,8 +326,11 @@ impl Renderer {
         if let Some(stopped) = finished.stopped {
             return Err(RenderError::Stopped(stopped));
         }
-        let media = match (result, error) {
-            (Some(media), _) if finished.exit_code == Some(0) => media,
+        let WorkerResult {
+            media,
+            max_rss_bytes,
+        } = match (result, error) {
+            (Some(result), _) if finished.exit_code == Some(0) => result,
             // The worker saw a write fail for lack of space; the limits are ours to name.
             (_, Some(error)) if error.code == "output-too-large" => {
                 return Err(RenderError::Stopped(Stopped::OutputTooLarge {
@@ -366,6 +372,7 @@ impl Renderer {
             engine_version: version,
             wall: finished.wall,
             peak_memory_bytes: finished.peak_memory_bytes,
+            worker_max_rss_bytes: max_rss_bytes,
         })
     }
 }

@@ -85,6 +85,10 @@ impl Runtime {
         Runtime { root: root.into() }
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The engine's virtual environment, bound into the sandbox at the same path.
     pub fn venv(&self, engine: Engine) -> PathBuf {
         self.root

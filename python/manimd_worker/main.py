@@ -124,6 +124,15 @@ def render(job):
     finish(job, outputs)
 
 
+def _max_rss_bytes():
+    """Peak RSS of the worker or of its largest child (ffmpeg, LaTeX), for stats."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) * 1024
+
+
 def finish(job, outputs):
     fmt = job["format"]
     last = outputs[-1][1]
@@ -143,7 +152,7 @@ def finish(job, outputs):
                 "code": "no-animation",
                 "message": "the scene played no animation, so its last frame is delivered as a PNG",
             }
-        protocol.emit("result", **result)
+        protocol.emit("result", max_rss_bytes=_max_rss_bytes(), **result)
         return
 
     output = os.path.join(OUT_DIR, f"output.{fmt}")
@@ -156,4 +165,4 @@ def finish(job, outputs):
             + ", ".join(silent),
             "scenes": silent,
         }
-    protocol.emit("result", **result)
+    protocol.emit("result", max_rss_bytes=_max_rss_bytes(), **result)

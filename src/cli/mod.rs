@@ -1,6 +1,8 @@
 //! The `manimd` command line: argument definitions and dispatch.
 
 mod render;
+
+use crate::bench::{self as benchmark, BenchOptions};
 mod report;
 
 use std::path::PathBuf;
@@ -38,6 +40,15 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Render scenes of a file to a video, locally, in the sandbox.
     Render(RenderArgs),
+    /// Compare `manimd render` with the plain `manim` CLI on a fixed scene set.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Runs of each scene each way; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }
 
 #[derive(Args, Debug)]
@@ -75,6 +86,9 @@ pub struct RenderArgs {
     /// Print no progress, only the result or the error.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the result as one JSON object on stdout (for scripts).
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl GlobalArgs {
@@ -93,6 +107,7 @@ pub async fn run() -> ExitCode {
     let config = cli.global.config();
     match cli.command {
         Command::Render(args) => render::run(&config, args).await,
+        Command::Bench(args) => bench(&config, args).await,
     }
 }
 
@@ -103,4 +118,35 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+async fn bench(config: &Config, args: BenchArgs) -> ExitCode {
+    let opts = BenchOptions {
+        runs: args.runs.max(1),
+        runtime: crate::runtime::Runtime::new(&config.runtime_dir),
+        manimd: std::env::current_exe().unwrap_or_else(|_| "manimd".into()),
+        data_dir: config.data_dir.join("bench"),
+    };
+    println!(
+        "manimd bench: {} run(s) per scene, medians; machine: {}",
+        opts.runs,
+        benchmark::machine()
+    );
+    println!("wall: spawn to exit; MiB: peak RSS (manim: its largest process; manimd: its own plus the sandbox's largest)");
+    println!("{}", benchmark::header());
+    let result = tokio::task::spawn_blocking(move || {
+        benchmark::run(&opts, |row| println!("{}", benchmark::format_row(row)))
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

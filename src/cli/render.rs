@@ -128,6 +128,20 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
     if let Some(notice) = &rendered.media.notice {
         eprintln!("note[{}]: {}", notice.code, notice.message);
     }
+    if args.json {
+        let summary = serde_json::json!({
+            "output": output,
+            "engine": engine,
+            "engine_version": rendered.engine_version,
+            "media": rendered.media,
+            "bytes": rendered.bytes,
+            "wall_secs": rendered.wall.as_secs_f64(),
+            "sandbox_peak_bytes": rendered.peak_memory_bytes,
+            "worker_max_rss_bytes": rendered.worker_max_rss_bytes,
+        });
+        println!("{summary}");
+        return Ok(());
+    }
     println!("{}", output.display());
     if !args.quiet {
         eprintln!(
