@@ -2,13 +2,21 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and their invariants.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod events;
+pub mod executor;
+pub mod jobs;
 pub mod limits;
+pub mod metrics;
 pub mod process;
 pub mod protocol;
 pub mod render;
 pub mod runtime;
 pub mod sandbox;
+pub mod server;
+pub mod service;
 pub mod spec;
+pub mod storage;

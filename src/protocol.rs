@@ -46,7 +46,7 @@ pub struct UserFrame {
 }
 
 /// A notice on a successful render, such as `no-animation`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Notice {
     pub code: String,
     pub message: String,

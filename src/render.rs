@@ -83,6 +83,29 @@ impl RenderError {
         matches!(self, RenderError::Sandbox(_) | RenderError::Runtime(_))
     }
 
+    /// The error as API clients see it: `code`, `message` and the fields of
+    /// its kind. Internal errors say only that they are internal; the details
+    /// go to the log.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::{json, Value};
+        let mut v = match self {
+            RenderError::User(e) => serde_json::to_value(e).unwrap_or(Value::Null),
+            RenderError::Stopped(s) => serde_json::to_value(s).unwrap_or(Value::Null),
+            RenderError::Crashed { exit_code, stderr } => {
+                json!({ "exit_code": exit_code, "log": stderr })
+            }
+            RenderError::Output(_) => json!({}),
+            RenderError::Sandbox(_) | RenderError::Runtime(_) => {
+                return json!({ "code": "internal", "message": "internal error; the server log has the details" })
+            }
+        };
+        if let Value::Object(map) = &mut v {
+            map.insert("code".into(), json!(self.code()));
+            map.insert("message".into(), json!(self.to_string()));
+        }
+        v
+    }
+
     /// The author's line the error points at, if any.
     pub fn line(&self) -> Option<u32> {
         match self {

@@ -116,6 +116,18 @@ impl Runtime {
     }
 }
 
+/// Whether TeX can typeset `MathTex`/`Tex`: the compiler, the SVG converter
+/// and Manim Community's document class are installed.
+pub fn tex_available() -> bool {
+    [
+        "/usr/bin/latex",
+        "/usr/bin/dvisvgm",
+        "/usr/share/texlive/texmf-dist/tex/latex/standalone/standalone.cls",
+    ]
+    .iter()
+    .all(|p| Path::new(p).exists())
+}
+
 /// Writes the worker under `dir/worker-<hash>` unless it is already there,
 /// and returns that directory. The directory is root-owned and read-only to
 /// everyone else; it is content-addressed, so a new binary gets a new one.

@@ -21,13 +21,20 @@ fn stderr(o: &Output) -> String {
 }
 
 fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
 }
 
 #[tokio::test]
 async fn renders_the_example_and_prints_where_it_is() {
     let dir = tempfile::tempdir().unwrap();
-    let o = manimd(dir.path(), &["render", &repo("examples/hello.py"), "--quiet"], &[]);
+    let o = manimd(
+        dir.path(),
+        &["render", &repo("examples/hello.py"), "--quiet"],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let printed = String::from_utf8(o.stdout).unwrap();
     assert_eq!(printed.trim(), "hello.mp4");
@@ -37,7 +44,11 @@ async fn renders_the_example_and_prints_where_it_is() {
 #[tokio::test]
 async fn manimgl_is_detected_from_the_imports() {
     let dir = tempfile::tempdir().unwrap();
-    let o = manimd(dir.path(), &["render", &repo("examples/hello_gl.py"), "-o", "gl.mp4"], &[]);
+    let o = manimd(
+        dir.path(),
+        &["render", &repo("examples/hello_gl.py"), "-o", "gl.mp4"],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("manimgl 1.7.2"), "{}", stderr(&o));
     common::assert_video(&dir.path().join("gl.mp4"), "h264", (854, 480), 15.0, 4.5).await;
@@ -50,9 +61,16 @@ async fn several_scenes_are_listed_or_all_stitched() {
     let o = manimd(dir.path(), &["render", &file], &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("Intro") && err.contains("Outro") && err.contains("--all"), "{err}");
+    assert!(
+        err.contains("Intro") && err.contains("Outro") && err.contains("--all"),
+        "{err}"
+    );
 
-    let o = manimd(dir.path(), &["render", &file, "--all", "-o", "both.gif", "--fps", "10"], &[]);
+    let o = manimd(
+        dir.path(),
+        &["render", &file, "--all", "-o", "both.gif", "--fps", "10"],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     common::assert_video(&dir.path().join("both.gif"), "gif", (854, 480), 10.0, 2.5).await;
 }
@@ -60,18 +78,33 @@ async fn several_scenes_are_listed_or_all_stitched() {
 #[test]
 fn errors_are_typed_with_the_authors_line_and_exit_non_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let o = manimd(dir.path(), &["render", &repo("tests/fixtures/scene_error.py")], &[]);
+    let o = manimd(
+        dir.path(),
+        &["render", &repo("tests/fixtures/scene_error.py")],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("error[scene-error]: ZeroDivisionError"), "{err}");
+    assert!(
+        err.contains("error[scene-error]: ZeroDivisionError"),
+        "{err}"
+    );
     assert!(err.contains("scene_error.py:5"), "{err}");
     assert!(err.contains("> 5 |     return a / b"), "{err}");
 
-    let o = manimd(dir.path(), &["render", &repo("tests/fixtures/syntax_error.py")], &[]);
+    let o = manimd(
+        dir.path(),
+        &["render", &repo("tests/fixtures/syntax_error.py")],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("error[syntax-error]"), "{}", stderr(&o));
 
-    let o = manimd(dir.path(), &["render", &repo("tests/fixtures/ce_two.py"), "; rm -rf /"], &[]);
+    let o = manimd(
+        dir.path(),
+        &["render", &repo("tests/fixtures/ce_two.py"), "; rm -rf /"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("invalid scene name"), "{}", stderr(&o));
 }
@@ -81,15 +114,27 @@ fn limits_can_be_changed_for_one_render() {
     let dir = tempfile::tempdir().unwrap();
     let scene = dir.path().join("loop.py");
     std::fs::write(&scene, "from manim import *\n\nclass L(Scene):\n    def construct(self):\n        while True:\n            pass\n").unwrap();
-    let o = manimd(dir.path(), &["render", scene.to_str().unwrap(), "--timeout", "3"], &[]);
+    let o = manimd(
+        dir.path(),
+        &["render", scene.to_str().unwrap(), "--timeout", "3"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("error[timeout]"), "{}", stderr(&o));
 
     let hog = dir.path().join("hog.py");
     std::fs::write(&hog, "from manim import *\n\nclass H(Scene):\n    def construct(self):\n        x = b'x' * 10**10\n").unwrap();
-    let o = manimd(dir.path(), &["render", hog.to_str().unwrap(), "--memory", "600"], &[]);
+    let o = manimd(
+        dir.path(),
+        &["render", hog.to_str().unwrap(), "--memory", "600"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("error[out-of-memory]") && stderr(&o).contains("600 MiB"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("error[out-of-memory]") && stderr(&o).contains("600 MiB"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -105,11 +150,17 @@ fn row10_secrets_in_the_supervisors_environment_never_reach_the_scene() {
     let o = manimd(
         dir.path(),
         &["render", scene.to_str().unwrap()],
-        &[("MANIMD_LLM_API_KEY", secret), ("AWS_SECRET_ACCESS_KEY", secret)],
+        &[
+            ("MANIMD_LLM_API_KEY", secret),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+        ],
     );
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("error[scene-error]") && err.contains("'HOME': '/job/home'"), "{err}");
+    assert!(
+        err.contains("error[scene-error]") && err.contains("'HOME': '/job/home'"),
+        "{err}"
+    );
     assert!(!err.contains(secret), "the secret leaked: {err}");
     assert!(!err.contains("MANIMD_LLM_API_KEY"), "{err}");
 }

@@ -1,6 +1,8 @@
 //! The `manimd` command line: argument definitions and dispatch.
 
 mod render;
+mod serve;
+mod submit;
 
 use crate::bench::{self as benchmark, BenchOptions};
 mod report;
@@ -40,8 +42,63 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Render scenes of a file to a video, locally, in the sandbox.
     Render(RenderArgs),
+    /// Run the HTTP service (SQLite and local files under --data-dir).
+    Serve(ServeArgs),
+    /// Send a file to a server, follow its progress, download the result.
+    Submit(SubmitArgs),
     /// Compare `manimd render` with the plain `manim` CLI on a fixed scene set.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port (printed at start).
+    #[arg(long, env = "MANIMD_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Concurrent renders. Default: one per core.
+    #[arg(long, env = "MANIMD_WORKERS")]
+    pub workers: Option<usize>,
+    /// Queued jobs accepted before answering 429.
+    #[arg(long, env = "MANIMD_QUEUE_CAPACITY", default_value_t = 100)]
+    pub queue_capacity: u64,
+    /// Attempts per job when the server stops mid-render, before it fails with `interrupted`.
+    #[arg(long, env = "MANIMD_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Finished jobs and their files are deleted after this many hours.
+    #[arg(long, env = "MANIMD_RETENTION_HOURS", default_value_t = 168)]
+    pub retention_hours: u64,
+    /// On SIGTERM, seconds that running renders get to finish before they are re-queued.
+    #[arg(long, env = "MANIMD_GRACE_SECS", default_value_t = 30)]
+    pub grace_secs: u64,
+    /// Largest request body.
+    #[arg(long, env = "MANIMD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// The scene file (Python).
+    pub file: PathBuf,
+    /// Scenes to render, stitched in order. Default: the file's only scene.
+    pub scenes: Vec<String>,
+    /// The server's base URL.
+    #[arg(long, env = "MANIMD_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
+    #[arg(long, short, value_enum, default_value = "low")]
+    pub quality: Quality,
+    #[arg(long, short, value_enum)]
+    pub format: Option<Format>,
+    #[arg(long)]
+    pub fps: Option<u32>,
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// Where to write the result. Default: the file's name with the format's extension.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -103,21 +160,33 @@ impl GlobalArgs {
 
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    });
     let config = cli.global.config();
     match cli.command {
         Command::Render(args) => render::run(&config, args).await,
+        Command::Serve(args) => serve::run(&config, args).await,
+        Command::Submit(args) => submit::run(args).await,
         Command::Bench(args) => bench(&config, args).await,
     }
 }
 
-fn init_tracing() {
+/// Logs go to stderr; `MANIMD_LOG` filters them, `MANIMD_LOG_FORMAT=json`
+/// makes them structured.
+fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MANIMD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var("MANIMD_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn bench(config: &Config, args: BenchArgs) -> ExitCode {

@@ -154,7 +154,7 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
     Ok(())
 }
 
-fn read_scene_file(path: &Path) -> Result<String, String> {
+pub(super) fn read_scene_file(path: &Path) -> Result<String, String> {
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.len() > MAX_FILE_BYTES {

@@ -3,19 +3,26 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::protocol::MediaInfo;
+use crate::protocol::{MediaInfo, UserError};
 use crate::render::RenderError;
 
 /// `error[code]: message`, then the author's line with its neighbours and
 /// the trimmed traceback, so the error can be fixed without opening logs.
 pub fn error(err: &RenderError, file: &Path, code: &str) -> String {
-    let mut out = format!("error[{}]: {err}\n", err.code());
-    let RenderError::User(user) = err else {
-        if err.is_internal() {
-            out.push_str("  this is a problem with the manimd installation, not with the scene\n");
-        }
-        return out;
-    };
+    match err {
+        RenderError::User(user) => user_error(user, file, code),
+        _ if err.is_internal() => format!(
+            "error[{}]: {err}\n  this is a problem with the manimd installation, not with the scene\n",
+            err.code()
+        ),
+        _ => format!("error[{}]: {err}\n", err.code()),
+    }
+}
+
+/// A typed error with the author's line and its neighbours, the trimmed
+/// traceback and the kind's own details.
+pub fn user_error(user: &UserError, file: &Path, code: &str) -> String {
+    let mut out = format!("error[{}]: {}\n", user.code, user.message);
     if let Some(line) = user.line {
         let col = user.column.map(|c| format!(":{c}")).unwrap_or_default();
         let _ = writeln!(out, "  --> {}:{line}{col}", file.display());

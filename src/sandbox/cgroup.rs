@@ -233,6 +233,18 @@ impl Cgroup {
         fs::read_to_string(d.join(file)).ok()?.trim().parse().ok()
     }
 
+    /// The group's memory use now (processes, page cache and its files).
+    pub fn current_memory_bytes(&self) -> u64 {
+        let file = match self.hierarchy {
+            Hierarchy::V2 { .. } => "memory.current",
+            Hierarchy::V1 { .. } => "memory.usage_in_bytes",
+        };
+        fs::read_to_string(self.dirs[0].join(file))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Kills every process in the group.
     pub fn kill_all(&self) {
         if let Hierarchy::V2 { .. } = self.hierarchy {

@@ -145,6 +145,8 @@ const SYSTEM_RO: &[&str] = &[
 pub struct Sandbox {
     cfg: SandboxConfig,
     hierarchy: Hierarchy,
+    /// Names of the job groups that exist now, for memory reporting.
+    active: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Sandbox {
@@ -162,11 +164,32 @@ impl Sandbox {
         hierarchy.prepare_parent(&cfg.cgroup_parent)?;
         std::fs::create_dir_all(&cfg.areas_dir)
             .map_err(|e| SandboxError::Area(cfg.areas_dir.clone(), e))?;
-        Ok(Sandbox { cfg, hierarchy })
+        Ok(Sandbox {
+            cfg,
+            hierarchy,
+            active: Default::default(),
+        })
     }
 
     pub fn cgroup_version(&self) -> u8 {
         self.hierarchy.version()
+    }
+
+    /// Memory used by all running sandboxes now.
+    pub fn memory_in_use(&self) -> u64 {
+        let names: Vec<String> = self
+            .active
+            .lock()
+            .expect("active lock")
+            .iter()
+            .cloned()
+            .collect();
+        names
+            .iter()
+            .map(|n| {
+                Cgroup::open(&self.hierarchy, &self.cfg.cgroup_parent, n).current_memory_bytes()
+            })
+            .sum()
     }
 
     fn name(&self, id: &str) -> String {
@@ -189,6 +212,10 @@ impl Sandbox {
         let area = Area::create(root.clone(), limits, self.cfg.uid, self.cfg.gid)
             .map_err(|e| SandboxError::Area(root, e))?;
         let group = Cgroup::create(&self.hierarchy, &self.cfg.cgroup_parent, &name, limits)?;
+        self.active
+            .lock()
+            .expect("active lock")
+            .insert(name.clone());
         let confinement = Confinement {
             cgroup_procs: group.procs_files(),
             uid: self.cfg.uid,
@@ -199,6 +226,7 @@ impl Sandbox {
         let mut child = match process::spawn_confined(&self.cfg.bwrap, &args, &[], confinement) {
             Ok(child) => child,
             Err(err) => {
+                self.active.lock().expect("active lock").remove(&name);
                 let _ = group.destroy().await;
                 return Err(SandboxError::Spawn(err));
             }
@@ -248,6 +276,7 @@ impl Sandbox {
             End::Exited => self.attribute(&group, &area, exit_code, limits),
         };
         let peak_memory_bytes = group.peak_memory_bytes();
+        self.active.lock().expect("active lock").remove(&name);
         group.destroy().await?;
         Ok(Finished {
             area,

@@ -1,0 +1,253 @@
+//! The HTTP API's wire types: what clients send and what they get back.
+//! Handlers, the CLI's `submit` and the tests share these.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::jobs::{Job, JobProgress, JobResult, JobStatus};
+use crate::spec::{Engine, Format, Quality};
+
+/// `POST /v1/renders`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenderRequest {
+    /// The scene file's Python source.
+    pub code: String,
+    /// One scene to render. Give `scene` or `scenes`, or neither when the file has one scene.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<String>,
+    /// Scenes to render and stitch, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenes: Option<Vec<String>>,
+    /// Detected from the imports when not given; `manim` when neither is imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+    /// Default `low`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+    /// Default `mp4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// Overrides the quality's frame rate (1-120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<u32>,
+    /// Seeds Python's and NumPy's random generators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
+}
+
+/// `POST /render`: the replaced system's synchronous call.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyRenderRequest {
+    pub code: String,
+    #[serde(default)]
+    pub scene_name: Option<String>,
+    #[serde(default)]
+    pub quality: Option<Quality>,
+    #[serde(default)]
+    pub format: Option<Format>,
+}
+
+/// Where a job's resources are.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub this: String,
+    pub events: String,
+    pub video: String,
+    pub thumbnail: String,
+}
+
+/// Seconds a job spent waiting and rendering.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct Timings {
+    pub queued_secs: Option<f64>,
+    pub render_secs: Option<f64>,
+}
+
+/// A render job as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub status: JobStatus,
+    pub engine: Engine,
+    pub quality: Quality,
+    pub format: Format,
+    pub fps: u32,
+    pub seed: Option<u32>,
+    /// Scenes asked for; empty means the file's only scene.
+    pub scenes: Vec<String>,
+    /// Attempts started so far (a restart mid-render re-queues the job).
+    pub attempts: u32,
+    /// RFC 3339 timestamps.
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub timings: Timings,
+    pub progress: JobProgress,
+    /// The typed error of a failed or canceled job: `code`, `message`, and
+    /// `line`/`column` etc. where they apply.
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<serde_json::Value>,
+    pub result: Option<JobResult>,
+    pub links: Links,
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl From<&Job> for JobView {
+    fn from(job: &Job) -> JobView {
+        let base = format!("/v1/renders/{}", job.id);
+        let secs = |a: i64, b: i64| (b - a) as f64 / 1000.0;
+        JobView {
+            id: job.id.to_string(),
+            status: job.status,
+            engine: job.spec.engine,
+            quality: job.spec.quality,
+            format: job.spec.format,
+            fps: job.spec.fps(),
+            seed: job.spec.seed,
+            scenes: job.spec.scenes.iter().map(|s| s.to_string()).collect(),
+            attempts: job.attempts,
+            created_at: rfc3339(job.created_ms),
+            started_at: job.started_ms.map(rfc3339),
+            finished_at: job.finished_ms.map(rfc3339),
+            timings: Timings {
+                queued_secs: job.started_ms.map(|s| secs(job.created_ms, s)),
+                render_secs: job.result.as_ref().map(|r| r.render_secs),
+            },
+            progress: job.progress.clone(),
+            error: job.error.clone(),
+            result: job.result.clone(),
+            links: Links {
+                events: format!("{base}/events"),
+                video: format!("{base}/video"),
+                thumbnail: format!("{base}/thumbnail"),
+                this: base,
+            },
+        }
+    }
+}
+
+/// `GET /v1/renders`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    pub renders: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The body of every error response.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, kebab-case: clients match on it.
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, for `invalid-request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    /// Further fields of the error's kind (`scene`, `available`, `traceback`, ...).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Memory {
+    pub rss_bytes: u64,
+    pub vms_bytes: u64,
+    /// RSS as a percentage of the machine's memory.
+    pub percent: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Workers {
+    pub busy: u64,
+    pub idle: u64,
+    /// Memory used by running sandboxes now.
+    pub rss_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Queue {
+    pub depth: u64,
+    pub capacity: u64,
+}
+
+/// `GET /health`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `draining` while the server shuts down.
+    pub status: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub memory: Memory,
+    pub workers: Workers,
+    pub queue: Queue,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EngineInfo {
+    pub name: Engine,
+    pub version: String,
+    pub installed: bool,
+    /// How files written for it start.
+    pub import: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct QualityInfo {
+    pub name: Quality,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FormatInfo {
+    pub name: Format,
+    pub content_type: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LimitsInfo {
+    pub wall_secs: u64,
+    pub memory_mib: u64,
+    pub pids: u64,
+    pub output_mib: u64,
+    pub max_body_bytes: u64,
+    pub max_fps: u32,
+    pub network: bool,
+}
+
+/// `GET /v1/capabilities`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Capabilities {
+    pub engines: Vec<EngineInfo>,
+    pub qualities: Vec<QualityInfo>,
+    pub formats: Vec<FormatInfo>,
+    pub limits: LimitsInfo,
+    /// Whether LaTeX (`MathTex`, `Tex`) works on this server.
+    pub tex: bool,
+    pub sandbox: SandboxInfo,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SandboxInfo {
+    pub cgroup_version: u8,
+}

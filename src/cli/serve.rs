@@ -1,0 +1,59 @@
+//! `manimd serve`: the HTTP service on its embedded defaults (SQLite and
+//! local files under the data dir).
+
+use std::process::ExitCode;
+
+use super::ServeArgs;
+use crate::config::Config;
+use crate::server::{self, ServeOptions};
+
+pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
+    let mut opts = ServeOptions::default();
+    if let Some(n) = args.workers {
+        opts.workers = n.max(1);
+    }
+    opts.queue_capacity = args.queue_capacity;
+    opts.max_attempts = args.max_attempts.max(1);
+    opts.retention = std::time::Duration::from_secs(args.retention_hours * 3600);
+    opts.grace = std::time::Duration::from_secs(args.grace_secs);
+    opts.max_body_bytes = args.max_body_bytes;
+    match serve(config, &opts, &args.addr).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: &Config, opts: &ServeOptions, addr: &str) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let server = server::start(config, opts, &listener).await?;
+    let local = server.addr;
+    if !local.ip().is_loopback() {
+        tracing::warn!(%local, "listening beyond loopback: anyone who can reach this address can submit scenes");
+    }
+    tracing::info!(%local, data_dir = %config.data_dir.display(), workers = opts.workers, "manimd serving");
+    // Scripts and tests read the address from this line (the port may be 0).
+    println!("manimd listening on http://{local}");
+    server.serve(listener, opts, shutdown_signal()).await;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,188 @@
+//! `manimd submit`: send a file to a server, follow its progress, download
+//! the result.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{report, SubmitArgs};
+use crate::api::{JobView, RenderRequest};
+use crate::jobs::JobStatus;
+use crate::protocol::UserError;
+use crate::spec::Format;
+
+pub async fn run(args: SubmitArgs) -> ExitCode {
+    match submit(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => ExitCode::from(code),
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {msg}");
+    1
+}
+
+/// Prints an API error as the CLI prints a local one.
+fn print_api_error(body: &serde_json::Value, file: &Path, code: &str) {
+    let err = body.get("error").cloned().unwrap_or_default();
+    match serde_json::from_value::<UserError>(err.clone()) {
+        Ok(user) => eprint!("{}", report::user_error(&user, file, code)),
+        Err(_) => eprintln!("error: {err}"),
+    }
+}
+
+async fn submit(args: SubmitArgs) -> Result<(), u8> {
+    let code = super::render::read_scene_file(&args.file).map_err(fail)?;
+    let server = args.server.trim_end_matches('/').to_owned();
+    let format = args.format.unwrap_or(Format::Mp4);
+    let req = RenderRequest {
+        code: code.clone(),
+        scenes: (!args.scenes.is_empty()).then(|| args.scenes.clone()),
+        engine: args.engine,
+        quality: Some(args.quality),
+        format: Some(format),
+        fps: args.fps,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(fail)?;
+    let resp = client
+        .post(format!("{server}/v1/renders"))
+        .json(&req)
+        .send()
+        .await
+        .map_err(|e| fail(format!("cannot reach {server}: {e}")))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.map_err(fail)?;
+    if !status.is_success() {
+        print_api_error(&body, &args.file, &code);
+        return Err(if status.is_client_error() && status.as_u16() != 422 {
+            2
+        } else {
+            1
+        });
+    }
+    let job: JobView = serde_json::from_value(body).map_err(fail)?;
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message(format!("queued as {}", job.id));
+    let fin = follow(&client, &server, &job.id, &bar).await;
+    bar.finish_and_clear();
+    let fin = fin.map_err(fail)?;
+    match fin.status {
+        JobStatus::Succeeded => {
+            let result = fin
+                .result
+                .as_ref()
+                .ok_or_else(|| fail("the server reported no result"))?;
+            let out = args.output.clone().unwrap_or_else(|| {
+                let stem = args
+                    .file
+                    .file_stem()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| "scene".into());
+                stem.with_extension(result.format.extension())
+            });
+            let bytes = client
+                .get(format!("{server}{}", fin.links.video))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(fail)?
+                .bytes()
+                .await
+                .map_err(fail)?;
+            std::fs::write(&out, &bytes)
+                .map_err(|e| fail(format!("cannot write {}: {e}", out.display())))?;
+            if let Some(n) = &result.notice {
+                eprintln!("note[{}]: {}", n.code, n.message);
+            }
+            println!("{}", out.display());
+            Ok(())
+        }
+        _ => {
+            let err = fin.error.clone().unwrap_or_else(
+                || serde_json::json!({"code": "canceled", "message": "the job was canceled"}),
+            );
+            print_api_error(&serde_json::json!({ "error": err }), &args.file, &code);
+            Err(1)
+        }
+    }
+}
+
+/// Follows the job's event stream until its final state.
+async fn follow(
+    client: &reqwest::Client,
+    server: &str,
+    id: &str,
+    bar: &ProgressBar,
+) -> Result<JobView, String> {
+    let resp = client
+        .get(format!("{server}/v1/renders/{id}/events"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| e.to_string())?;
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut last: Option<JobView> = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut event = "message";
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = if e.trim() == "status" {
+                        "status"
+                    } else {
+                        "progress"
+                    };
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            if event == "status" {
+                if let Ok(view) = serde_json::from_str::<JobView>(&data) {
+                    bar.set_message(format!("{}", view.status.as_str()));
+                    let done = view.status.is_terminal();
+                    last = Some(view);
+                    if done {
+                        return Ok(last.expect("just set"));
+                    }
+                }
+            } else if let Ok(p) = serde_json::from_str::<serde_json::Value>(&data) {
+                let scene = p["scene"].as_str().unwrap_or("");
+                match p["event"].as_str() {
+                    Some("animation") => bar.set_message(format!(
+                        "{scene}: animation {} {}",
+                        p["index"],
+                        p["name"].as_str().unwrap_or("")
+                    )),
+                    Some("frames") => bar.set_message(format!("{scene}: {} frames", p["frames"])),
+                    Some("scene-finished") => bar.set_message(format!("{scene}: done; encoding")),
+                    _ => {}
+                }
+            }
+        }
+    }
+    last.filter(|v| v.status.is_terminal())
+        .ok_or_else(|| "the event stream ended before the job did".to_string())
+}

@@ -1,0 +1,203 @@
+//! Render jobs: their states, progress and results, and the durable store.
+
+mod store;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::protocol::Notice;
+use crate::render::Progress;
+use crate::spec::{Format, RenderSpec};
+
+pub use store::{Claimed, Page, Store, StoreError};
+
+/// A job's id: a UUIDv7 as 32 lowercase hex digits (time-ordered).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct JobId(String);
+
+impl JobId {
+    pub fn new() -> JobId {
+        JobId(crate::render::new_id())
+    }
+
+    /// Parses strictly: anything but 32 lowercase hex digits is refused, so
+    /// no user string ever reaches a path or a query as an id.
+    pub fn parse(s: &str) -> Option<JobId> {
+        (s.len() == 32
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| JobId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        JobId::new()
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled
+        )
+    }
+}
+
+/// Where a running job is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobProgress {
+    /// The scene being rendered.
+    pub scene: Option<String>,
+    pub scene_index: Option<u32>,
+    pub scene_count: Option<u32>,
+    /// The animation (a `play` or `wait` call) being rendered, 0-based.
+    pub animation_index: Option<u32>,
+    pub animation: Option<String>,
+    /// Frames written so far in the current scene.
+    pub frames: u64,
+    /// Animations whose video pieces are finished, over all scenes.
+    pub animations_done: u32,
+}
+
+impl JobProgress {
+    pub fn apply(&mut self, p: &Progress) {
+        match p {
+            Progress::Ready { .. } => {}
+            Progress::SceneStarted {
+                scene,
+                index,
+                count,
+            } => {
+                self.scene = Some(scene.clone());
+                self.scene_index = Some(*index);
+                self.scene_count = Some(*count);
+                self.animation_index = None;
+                self.animation = None;
+                self.frames = 0;
+            }
+            Progress::Animation { index, name, .. } => {
+                self.animation_index = Some(*index);
+                self.animation = Some(name.clone());
+            }
+            Progress::Frames { frames, .. } => self.frames = *frames,
+            Progress::PartialMovie { .. } => self.animations_done += 1,
+            Progress::SceneFinished { .. } => {}
+        }
+    }
+}
+
+/// What a finished job delivered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobResult {
+    /// Seconds of video (0 for a still).
+    pub duration: f64,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<f64>,
+    pub frames: Option<u64>,
+    pub codec: Option<String>,
+    /// Size of the delivered file.
+    pub bytes: u64,
+    pub content_type: String,
+    pub format: Format,
+    /// True when the delivery is a PNG of the last frame.
+    pub still: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
+    pub engine_version: String,
+    /// Wall-clock seconds of the sandboxed render.
+    pub render_secs: f64,
+    /// The attempt whose files are served.
+    pub attempt: u32,
+    pub has_thumbnail: bool,
+}
+
+/// A job as stored.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: JobId,
+    pub status: JobStatus,
+    pub spec: RenderSpec,
+    pub attempts: u32,
+    pub cancel_requested: bool,
+    pub progress: JobProgress,
+    /// The typed error, as sent to clients (`code`, `message`, ...).
+    pub error: Option<serde_json::Value>,
+    pub result: Option<JobResult>,
+    pub created_ms: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_parsed_strictly() {
+        let id = JobId::new();
+        assert_eq!(JobId::parse(id.as_str()), Some(id));
+        for bad in [
+            "",
+            "../etc/passwd",
+            "%2e%2e",
+            "0123456789abcdef0123456789ABCDEF",
+            "0123456789abcdef0123456789abcde\0",
+            &"a".repeat(10_000),
+        ] {
+            assert_eq!(JobId::parse(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The durable job store: SQL that SQLite runs now and PostgreSQL can run
+//! later. Every state change after the claim is fenced by the lease owner and
+//! the attempt number, so a stale worker cannot overwrite a newer run.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use super::{now_ms, Job, JobId, JobProgress, JobResult, JobStatus};
+use crate::spec::RenderSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("job store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("job store holds a malformed record: {0}")]
+    Corrupt(String),
+}
+
+/// A page of a listing, newest first.
+pub struct Page {
+    pub jobs: Vec<Job>,
+    /// Pass back as `cursor` for the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A job this worker now holds the lease of, at `attempt`.
+pub struct Claimed {
+    pub job: Job,
+    pub attempt: u32,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const COLUMNS: &str = "id, status, spec, attempts, cancel_requested, progress, error, result, created_ms, started_ms, finished_ms";
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            // WAL with synchronous=FULL: a job acknowledged with 202 survives
+            // a power cut, and readers never block the writer.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub async fn insert(&self, id: &JobId, spec: &RenderSpec) -> Result<Job, StoreError> {
+        let now = now_ms();
+        let spec_json = serde_json::to_string(spec).expect("serializable");
+        sqlx::query("INSERT INTO jobs (id, status, spec, created_ms) VALUES (?, 'queued', ?, ?)")
+            .bind(id.as_str())
+            .bind(&spec_json)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        self.get(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))
+    }
+
+    pub async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| from_row(&r)).transpose()
+    }
+
+    /// Newest first. The cursor is `<created_ms>.<id>` of the last job seen.
+    pub async fn list(
+        &self,
+        status: Option<JobStatus>,
+        limit: u32,
+        cursor: Option<(i64, JobId)>,
+    ) -> Result<Page, StoreError> {
+        let (c_ms, c_id) = cursor
+            .map(|(ms, id)| (ms, id.0))
+            .unwrap_or((i64::MAX, String::new()));
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM jobs \
+             WHERE (? IS NULL OR status = ?) AND (created_ms < ? OR (created_ms = ? AND id < ?) OR ? = '') \
+             ORDER BY created_ms DESC, id DESC LIMIT ?"
+        ))
+        .bind(status.map(|s| s.as_str()))
+        .bind(status.map(|s| s.as_str()))
+        .bind(c_ms)
+        .bind(c_ms)
+        .bind(&c_id)
+        .bind(&c_id)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            jobs.last().map(|j| format!("{}.{}", j.created_ms, j.id))
+        } else {
+            None
+        };
+        Ok(Page { jobs, next_cursor })
+    }
+
+    /// Takes the oldest queued job and leases it to `owner`.
+    pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?, \
+             lease_expires_ms = ?, started_ms = ?, progress = NULL \
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_ms, id LIMIT 1) \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let job = from_row(&r)?;
+            Ok(Claimed {
+                attempt: job.attempts,
+                job,
+            })
+        })
+        .transpose()
+    }
+
+    /// Extends a lease; false when this worker no longer holds it.
+    pub async fn heartbeat(
+        &self,
+        id: &JobId,
+        owner: &str,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_ms = ? WHERE id = ? AND status = 'running' AND lease_owner = ? AND attempts = ?",
+        )
+        .bind(now_ms() + lease.as_millis() as i64)
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn save_progress(
+        &self,
+        id: &JobId,
+        owner: &str,
+        attempt: u32,
+        progress: &JobProgress,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running' AND lease_owner = ? AND attempts = ?",
+        )
+        .bind(serde_json::to_string(progress).expect("serializable"))
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a run: fenced, so only the current lease holder's outcome counts.
+    pub async fn finish(
+        &self,
+        id: &JobId,
+        owner: &str,
+        attempt: u32,
+        status: JobStatus,
+        error: Option<&serde_json::Value>,
+        result: Option<&JobResult>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = ?, error = ?, result = ?, finished_ms = ?, lease_owner = NULL, lease_expires_ms = NULL \
+             WHERE id = ? AND status = 'running' AND lease_owner = ? AND attempts = ?",
+        )
+        .bind(status.as_str())
+        .bind(error.map(|e| e.to_string()))
+        .bind(result.map(|r| serde_json::to_string(r).expect("serializable")))
+        .bind(now_ms())
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives a running job back to the queue (a graceful stop), without
+    /// counting the interrupted attempt.
+    pub async fn release(&self, id: &JobId, owner: &str, attempt: u32) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_expires_ms = NULL, \
+             started_ms = NULL, progress = NULL \
+             WHERE id = ? AND status = 'running' AND lease_owner = ? AND attempts = ?",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Cancels a queued job at once, or asks for a running one to be stopped.
+    /// Returns the job's status before the call, or `None` if there is no such job.
+    pub async fn cancel(&self, id: &JobId) -> Result<Option<JobStatus>, StoreError> {
+        let Some(job) = self.get(id).await? else {
+            return Ok(None);
+        };
+        match job.status {
+            JobStatus::Queued => {
+                sqlx::query("UPDATE jobs SET status = 'canceled', finished_ms = ? WHERE id = ? AND status = 'queued'")
+                    .bind(now_ms())
+                    .bind(id.as_str())
+                    .execute(&self.pool)
+                    .await?;
+            }
+            JobStatus::Running => {
+                sqlx::query(
+                    "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'",
+                )
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(Some(job.status))
+    }
+
+    pub async fn delete(&self, id: &JobId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM jobs WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Re-queues running jobs whose lease has expired (all of them when
+    /// `everything` is set: a single node at start holds no live leases),
+    /// failing with `interrupted` those that used up their attempts.
+    /// Returns the ids that were re-queued and failed.
+    pub async fn reap_leases(
+        &self,
+        everything: bool,
+        max_attempts: u32,
+    ) -> Result<(Vec<JobId>, Vec<JobId>), StoreError> {
+        let cutoff = if everything { i64::MAX } else { now_ms() };
+        let requeued = sqlx::query(
+            "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_ms = NULL, started_ms = NULL, progress = NULL \
+             WHERE status = 'running' AND lease_expires_ms < ? AND attempts < ? RETURNING id",
+        )
+        .bind(cutoff)
+        .bind(max_attempts)
+        .fetch_all(&self.pool)
+        .await?;
+        let error = serde_json::json!({
+            "code": "interrupted",
+            "message": format!("the render was interrupted {max_attempts} times (the server stopped while it ran)"),
+        })
+        .to_string();
+        let failed = sqlx::query(
+            "UPDATE jobs SET status = 'failed', error = ?, finished_ms = ?, lease_owner = NULL, lease_expires_ms = NULL \
+             WHERE status = 'running' AND lease_expires_ms < ? AND attempts >= ? RETURNING id",
+        )
+        .bind(&error)
+        .bind(now_ms())
+        .bind(cutoff)
+        .bind(max_attempts)
+        .fetch_all(&self.pool)
+        .await?;
+        let ids = |rows: Vec<SqliteRow>| -> Vec<JobId> {
+            rows.iter()
+                .filter_map(|r| JobId::parse(r.get::<&str, _>(0)))
+                .collect()
+        };
+        Ok((ids(requeued), ids(failed)))
+    }
+
+    pub async fn count(&self, status: JobStatus) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = ?")
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    /// Finished jobs that ended before `before_ms`.
+    pub async fn expired(&self, before_ms: i64) -> Result<Vec<JobId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_ms < ? LIMIT 1000",
+        )
+        .bind(before_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| JobId::parse(r.get::<&str, _>(0)))
+            .collect())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn from_row(r: &SqliteRow) -> Result<Job, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(what.to_owned());
+    let id: String = r.try_get("id")?;
+    let status: String = r.try_get("status")?;
+    let spec: String = r.try_get("spec")?;
+    let json = |col: &str| -> Result<Option<String>, StoreError> {
+        Ok(r.try_get::<Option<String>, _>(col)?)
+    };
+    Ok(Job {
+        id: JobId::parse(&id).ok_or_else(|| corrupt("id"))?,
+        status: JobStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        spec: serde_json::from_str(&spec).map_err(|_| corrupt("spec"))?,
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+        progress: json("progress")?
+            .map(|s| serde_json::from_str(&s).map_err(|_| corrupt("progress")))
+            .transpose()?
+            .unwrap_or_default(),
+        error: json("error")?
+            .map(|s| serde_json::from_str(&s).map_err(|_| corrupt("error")))
+            .transpose()?,
+        result: json("result")?
+            .map(|s| serde_json::from_str(&s).map_err(|_| corrupt("result")))
+            .transpose()?,
+        created_ms: r.try_get("created_ms")?,
+        started_ms: r.try_get("started_ms")?,
+        finished_ms: r.try_get("finished_ms")?,
+    })
+}

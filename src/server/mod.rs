@@ -1,0 +1,278 @@
+//! The HTTP server: router, middleware, the accept loop with its limits,
+//! and the start-up and shutdown sequence of the whole service.
+
+mod error;
+mod extract;
+mod media;
+mod renders;
+mod system;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderName, HeaderValue, Request};
+use axum::routing::{get, post};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::Config;
+use crate::events::Hub;
+use crate::executor::{Executor, ExecutorConfig};
+use crate::jobs::Store;
+use crate::metrics::Metrics;
+use crate::render::Renderer;
+use crate::service::{Service, ServiceConfig};
+use crate::storage::Storage;
+
+pub use error::ApiError;
+pub use system::ApiDoc;
+
+pub type AppState = Arc<Service>;
+
+/// Options of the service beyond `Config`: its capacity and HTTP limits.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Concurrent renders.
+    pub workers: usize,
+    /// Queued jobs accepted before `429`.
+    pub queue_capacity: u64,
+    pub max_attempts: u32,
+    pub lease: Duration,
+    /// Finished jobs and their files are deleted after this.
+    pub retention: Duration,
+    /// How long running renders may take to finish on SIGTERM.
+    pub grace: Duration,
+    pub max_body_bytes: u64,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            queue_capacity: 100,
+            max_attempts: 3,
+            lease: Duration::from_secs(30),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            grace: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/v1/renders", post(renders::submit).get(renders::list))
+        .route("/v1/renders/{id}", get(renders::get).delete(renders::delete))
+        .route("/v1/renders/{id}/events", get(renders::events))
+        .route("/v1/renders/{id}/video", get(renders::video))
+        .route("/v1/renders/{id}/thumbnail", get(renders::thumbnail))
+        .route("/render", post(renders::legacy_render))
+        .route("/health", get(system::health))
+        .route("/v1/capabilities", get(system::capabilities))
+        .route("/metrics", get(system::metrics))
+        .route("/openapi.json", get(system::openapi))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(30)))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }).on_response(DefaultOnResponse::new().level(Level::INFO)))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// A running service.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub service: AppState,
+    executor_tasks: Vec<tokio::task::JoinHandle<()>>,
+    executor: Arc<Executor>,
+    store: Store,
+}
+
+/// Sets the service up on `config.data_dir`: reaps what a previous process
+/// left (sandboxes, scratch files), re-queues jobs that were running, and
+/// starts the workers.
+pub async fn start(
+    config: &Config,
+    opts: &ServeOptions,
+    listener: &TcpListener,
+) -> anyhow::Result<Server> {
+    let renderer = Arc::new(Renderer::new(config)?);
+    let reaped = renderer.sandbox().reap().await;
+    if reaped.cgroups + reaped.areas > 0 {
+        tracing::warn!(
+            cgroups = reaped.cgroups,
+            areas = reaped.areas,
+            "reaped sandboxes left by a previous process"
+        );
+    }
+    let work_dir: PathBuf = config.data_dir.join("work");
+    // Scratch files of renders that were running: collected regular files
+    // in our own directory, safe to remove.
+    let _ = std::fs::remove_dir_all(&work_dir);
+    std::fs::create_dir_all(&work_dir)?;
+    let store = Store::open_sqlite(&config.data_dir.join("manimd.db")).await?;
+    // One process owns the SQLite store, so no lease held now is alive.
+    let (requeued, failed) = store.reap_leases(true, opts.max_attempts).await?;
+    if !requeued.is_empty() || !failed.is_empty() {
+        tracing::warn!(
+            ?requeued,
+            ?failed,
+            "jobs interrupted by the previous process"
+        );
+    }
+    let storage = Storage::local(config.data_dir.join("videos"))?;
+    let hub = Arc::new(Hub::default());
+    let metrics = Arc::new(Metrics::default());
+    let executor = Executor::new(
+        ExecutorConfig {
+            workers: opts.workers,
+            lease: opts.lease,
+            max_attempts: opts.max_attempts,
+            limits: config.limits.clone(),
+            work_dir,
+        },
+        store.clone(),
+        Arc::clone(&renderer),
+        Arc::clone(&hub),
+        storage.clone(),
+        Arc::clone(&metrics),
+    );
+    let executor_tasks = executor.start();
+    let service = Arc::new(Service::new(
+        ServiceConfig {
+            queue_capacity: opts.queue_capacity,
+            limits: config.limits.clone(),
+            max_body_bytes: opts.max_body_bytes,
+        },
+        store.clone(),
+        renderer,
+        Arc::clone(&executor),
+        hub,
+        storage,
+        metrics,
+    ));
+    let retention = opts.retention;
+    let svc = Arc::clone(&service);
+    tokio::spawn(async move {
+        loop {
+            match svc.expire(retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, "deleted expired jobs"),
+                Err(err) => tracing::error!(%err, "cannot expire jobs"),
+            }
+            tokio::time::sleep(Duration::from_secs(3600).min(retention)).await;
+        }
+    });
+    Ok(Server {
+        addr: listener.local_addr()?,
+        service,
+        executor_tasks,
+        executor,
+        store,
+    })
+}
+
+impl Server {
+    /// Serves until `shutdown` resolves, then stops accepting, lets running
+    /// renders finish within the grace period and re-queues the rest.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        opts: &ServeOptions,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let app = router(Arc::clone(&self.service));
+        accept_loop(listener, app, opts, shutdown).await;
+        self.service.set_draining();
+        tracing::info!(
+            grace_secs = opts.grace.as_secs(),
+            "shutting down: letting running renders finish"
+        );
+        self.executor.shutdown(opts.grace).await;
+        for t in self.executor_tasks {
+            t.abort();
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    opts: &ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(opts.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(err) => {
+                    // Out of file descriptors, typically: back off briefly.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        // At the connection cap a new connection is closed at once, so the
+        // service stays responsive to the ones it has.
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(opts.header_timeout);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Open requests (an SSE stream, a download) get a moment to end.
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+    }
+}

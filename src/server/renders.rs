@@ -1,0 +1,244 @@
+//! `/v1/renders` and the synchronous `/render`: thin handlers over `Service`.
+
+use std::convert::Infallible;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, Id};
+use super::{media, AppState};
+use crate::api::{ErrorBody, JobList, JobView, LegacyRenderRequest, RenderRequest};
+use crate::events::JobEvent;
+use crate::jobs::{JobId, JobStatus};
+
+/// Submit a render.
+#[utoipa::path(post, path = "/v1/renders", request_body = RenderRequest, tag = "renders",
+    responses(
+        (status = 202, description = "Accepted and stored; it will run", body = JobView),
+        (status = 400, description = "Malformed request (names the field)", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 422, description = "The code cannot render: syntax-error, no-scene, scene-not-found", body = ErrorBody),
+        (status = 429, description = "Queue full; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Shutting down; see Retry-After", body = ErrorBody),
+    ))]
+pub async fn submit(
+    State(svc): State<AppState>,
+    ApiJson(req): ApiJson<RenderRequest>,
+) -> Result<Response, ApiError> {
+    let job = svc.submit(req).await?;
+    let view = JobView::from(&job);
+    let location = view.links.this.clone();
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(view),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only jobs in this state.
+    status: Option<String>,
+    /// 1 to 100, default 20.
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// List renders, newest first.
+#[utoipa::path(get, path = "/v1/renders", params(ListQuery), tag = "renders",
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(svc): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest {
+        field: None,
+        message: e.body_text(),
+    })?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            JobStatus::parse(s).ok_or_else(|| ApiError::BadRequest {
+                field: Some("status".into()),
+                message: "status is one of queued, running, succeeded, failed, canceled".into(),
+            })
+        })
+        .transpose()?;
+    let page = svc
+        .list(status, q.limit.unwrap_or(20), q.cursor.as_deref())
+        .await?;
+    Ok(Json(JobList {
+        renders: page.jobs.iter().map(JobView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// A render's state, progress, error or result.
+#[utoipa::path(get, path = "/v1/renders/{id}", tag = "renders",
+    params(("id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(State(svc): State<AppState>, Id(id): Id) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(JobView::from(&svc.get(&id).await?)))
+}
+
+/// Cancel a queued or running render, or delete a finished one and its files.
+#[utoipa::path(delete, path = "/v1/renders/{id}", tag = "renders",
+    params(("id" = String, Path, description = "32 hex digits")),
+    responses(
+        (status = 200, description = "Canceled (queued) or being stopped (running)", body = JobView),
+        (status = 204, description = "Deleted"),
+        (status = 404, body = ErrorBody)))]
+pub async fn delete(State(svc): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
+    Ok(match svc.cancel_or_delete(&id).await? {
+        Some(job) => Json(JobView::from(&job)).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+fn sse_event(e: &JobEvent) -> Event {
+    Event::default()
+        .event(e.name())
+        .json_data(e)
+        .unwrap_or_else(|_| Event::default().event("error"))
+}
+
+fn is_terminal(view: &serde_json::Value) -> bool {
+    view["status"]
+        .as_str()
+        .and_then(JobStatus::parse)
+        .is_some_and(JobStatus::is_terminal)
+}
+
+/// Server-Sent Events: the current state first, then every state change
+/// (`status`) and progress step (`progress`), ending with the final state.
+#[utoipa::path(get, path = "/v1/renders/{id}/events", tag = "renders",
+    params(("id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, description = "text/event-stream of `status` and `progress` events", content_type = "text/event-stream"),
+              (status = 404, body = ErrorBody)))]
+pub async fn events(
+    State(svc): State<AppState>,
+    Id(id): Id,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Subscribe before reading the state, so that no change falls between.
+    let mut rx = svc.hub.subscribe(&id);
+    let job = svc.get(&id).await?;
+    let stream = async_stream::stream! {
+        let current = serde_json::to_value(JobView::from(&job)).unwrap_or_default();
+        yield Ok(sse_event(&JobEvent::Status(current)));
+        if job.status.is_terminal() {
+            return;
+        }
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    let last = matches!(&event, JobEvent::Status(v) if is_terminal(v));
+                    yield Ok(sse_event(&event));
+                    if last {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
+                    // Missed events (a slow client) or a closed channel: the
+                    // stored state is the truth.
+                    let Ok(job) = svc.get(&id).await else { return };
+                    let view = serde_json::to_value(JobView::from(&job)).unwrap_or_default();
+                    yield Ok(sse_event(&JobEvent::Status(view)));
+                    if job.status.is_terminal() {
+                        return;
+                    }
+                    rx = svc.hub.subscribe(&id);
+                }
+            }
+        }
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn file(
+    svc: &AppState,
+    id: &JobId,
+    thumbnail: bool,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (path, content_type, job) = svc.file(id, thumbnail).await?;
+    let result = job.result.as_ref().expect("a finished job");
+    let ext = if thumbnail {
+        "png"
+    } else {
+        result.format.extension()
+    };
+    let kind = if thumbnail { "thumbnail" } else { "video" };
+    let etag = format!("\"{id}-{}-{kind}\"", result.attempt);
+    media::serve(
+        &path,
+        &content_type,
+        etag,
+        &format!("manimd-{id}.{ext}"),
+        headers,
+    )
+    .await
+}
+
+/// The rendered video (or PNG for stills): ETag, If-None-Match, one Range.
+#[utoipa::path(get, path = "/v1/renders/{id}/video", tag = "renders",
+    params(("id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, description = "The file"), (status = 206, description = "A byte range"),
+              (status = 304, description = "Not modified"), (status = 409, description = "Not finished", body = ErrorBody),
+              (status = 416, body = ErrorBody)))]
+pub async fn video(
+    State(svc): State<AppState>,
+    Id(id): Id,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    file(&svc, &id, false, &headers).await
+}
+
+/// A PNG of the last frame.
+#[utoipa::path(get, path = "/v1/renders/{id}/thumbnail", tag = "renders",
+    params(("id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, description = "image/png", content_type = "image/png"), (status = 409, body = ErrorBody)))]
+pub async fn thumbnail(
+    State(svc): State<AppState>,
+    Id(id): Id,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    file(&svc, &id, true, &headers).await
+}
+
+/// The replaced system's synchronous call: the video bytes as the response.
+#[utoipa::path(post, path = "/render", request_body = LegacyRenderRequest, tag = "compatibility",
+    responses((status = 200, description = "The video"), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn legacy_render(
+    State(svc): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<LegacyRenderRequest>,
+) -> Result<Response, ApiError> {
+    let job = svc
+        .submit(RenderRequest {
+            code: req.code,
+            scene: req.scene_name,
+            quality: req.quality,
+            format: req.format,
+            ..Default::default()
+        })
+        .await?;
+    let job = svc.wait(&job.id).await?;
+    match job.status {
+        JobStatus::Succeeded => file(&svc, &job.id, false, &headers).await,
+        _ => Err(ApiError::JobFailed(job.error.unwrap_or_else(
+            || serde_json::json!({"code": "canceled", "message": "the job was canceled"}),
+        ))),
+    }
+}

@@ -1,0 +1,421 @@
+//! The render service's operations, independent of HTTP: submit, look up,
+//! list, cancel or delete, wait. Handlers call one of these and map the
+//! result; nothing here knows about status codes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::{self, JobView, RenderRequest};
+use crate::events::{Hub, JobEvent};
+use crate::executor::Executor;
+use crate::jobs::{Job, JobId, JobStatus, Page, Store, StoreError};
+use crate::limits::Limits;
+use crate::metrics::{self, Metrics};
+use crate::render::{RenderError, Renderer};
+use crate::spec::{Engine, Format, Quality, RenderSpec, SceneName, MAX_FPS};
+use crate::storage::Storage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed; `field` names the part at fault.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    /// The code cannot render (checked before queueing).
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("the queue is full ({capacity} jobs waiting); retry later")]
+    QueueFull {
+        capacity: u64,
+        retry_after_secs: u64,
+    },
+    #[error("the server is shutting down; retry later")]
+    ShuttingDown,
+    #[error("no render with this id")]
+    NotFound,
+    #[error("the render has no {0} (yet)")]
+    NotReady(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    pub queue_capacity: u64,
+    pub limits: Limits,
+    pub max_body_bytes: u64,
+}
+
+pub struct Service {
+    pub cfg: ServiceConfig,
+    pub store: Store,
+    pub renderer: Arc<Renderer>,
+    pub executor: Arc<Executor>,
+    pub hub: Arc<Hub>,
+    pub storage: Storage,
+    pub metrics: Arc<Metrics>,
+    pub started: Instant,
+    draining: AtomicBool,
+}
+
+impl Service {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: ServiceConfig,
+        store: Store,
+        renderer: Arc<Renderer>,
+        executor: Arc<Executor>,
+        hub: Arc<Hub>,
+        storage: Storage,
+        metrics: Arc<Metrics>,
+    ) -> Service {
+        Service {
+            cfg,
+            store,
+            renderer,
+            executor,
+            hub,
+            storage,
+            metrics,
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Checks a request, checks its code in a sandbox (syntax, scenes), and
+    /// stores it as a queued job. The job is durable when this returns.
+    pub async fn submit(&self, req: RenderRequest) -> Result<Job, ServiceError> {
+        if self.is_draining() {
+            return Err(ServiceError::ShuttingDown);
+        }
+        if req.code.trim().is_empty() {
+            return Err(invalid("code", "code is empty"));
+        }
+        if req.code.contains('\0') {
+            return Err(invalid("code", "code contains a NUL byte"));
+        }
+        let scenes = match (req.scene, req.scenes) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("scene", "give `scene` or `scenes`, not both"))
+            }
+            (Some(one), None) => vec![one],
+            (None, Some(many)) => many,
+            (None, None) => vec![],
+        };
+        let scenes = scenes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse::<SceneName>()
+                    .map_err(|e| invalid(&format!("scenes[{i}]"), e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(fps) = req.fps {
+            if fps == 0 || fps > MAX_FPS {
+                return Err(invalid(
+                    "fps",
+                    format!("fps must be between 1 and {MAX_FPS}"),
+                ));
+            }
+        }
+        self.check_capacity().await?;
+
+        let inspection = self.renderer.inspect(&req.code).await?;
+        let known: Vec<String> = inspection.scenes.iter().map(|s| s.name.clone()).collect();
+        let not_found = |message: String, scene: Option<&str>| {
+            RenderError::User(Box::new(crate::protocol::UserError {
+                code: "scene-not-found".into(),
+                message,
+                line: None,
+                column: None,
+                scene: scene.map(str::to_owned),
+                exception: None,
+                text: None,
+                available: Some(known.clone()),
+                tex_error: None,
+                expression: None,
+                traceback: vec![],
+            }))
+        };
+        if scenes.is_empty() && known.len() > 1 {
+            return Err(not_found(
+                format!(
+                    "the file defines several scenes ({}); name the ones to render",
+                    known.join(", ")
+                ),
+                None,
+            )
+            .into());
+        }
+        if scenes.is_empty() && known.is_empty() {
+            let e = crate::protocol::UserError {
+                code: "no-scene".into(),
+                message: "the file defines no Scene subclass".into(),
+                line: None,
+                column: None,
+                scene: None,
+                exception: None,
+                text: None,
+                available: None,
+                tex_error: None,
+                expression: None,
+                traceback: vec![],
+            };
+            return Err(RenderError::User(Box::new(e)).into());
+        }
+        if let Some(missing) = scenes
+            .iter()
+            .find(|s| !known.iter().any(|k| k == s.as_str()))
+        {
+            return Err(not_found(
+                format!(
+                    "no scene named {:?}; the file defines: {}",
+                    missing.as_str(),
+                    known.join(", ")
+                ),
+                Some(missing.as_str()),
+            )
+            .into());
+        }
+        let spec = RenderSpec {
+            code: req.code,
+            scenes,
+            engine: req.engine.or(inspection.engine).unwrap_or(Engine::Manim),
+            quality: req.quality.unwrap_or(Quality::Low),
+            format: req.format.unwrap_or(Format::Mp4),
+            fps: req.fps,
+            seed: req.seed,
+        };
+        let job = self.store.insert(&JobId::new(), &spec).await?;
+        self.executor.wake();
+        Ok(job)
+    }
+
+    async fn check_capacity(&self) -> Result<(), ServiceError> {
+        let depth = self.store.count(JobStatus::Queued).await?;
+        if depth >= self.cfg.queue_capacity {
+            self.metrics.rejected();
+            // About how long until a slot frees: a few renders' worth per worker.
+            let per_worker = depth / self.executor.workers().max(1) as u64;
+            return Err(ServiceError::QueueFull {
+                capacity: self.cfg.queue_capacity,
+                retry_after_secs: (per_worker * 2).clamp(1, 120),
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &JobId) -> Result<Job, ServiceError> {
+        self.store.get(id).await?.ok_or(ServiceError::NotFound)
+    }
+
+    pub async fn list(
+        &self,
+        status: Option<JobStatus>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page, ServiceError> {
+        let cursor = match cursor {
+            None => None,
+            Some(c) => {
+                let parsed = c
+                    .split_once('.')
+                    .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, JobId::parse(id)?)));
+                Some(parsed.ok_or_else(|| invalid("cursor", "malformed cursor"))?)
+            }
+        };
+        if !(1..=100).contains(&limit) {
+            return Err(invalid("limit", "limit must be between 1 and 100"));
+        }
+        Ok(self.store.list(status, limit, cursor).await?)
+    }
+
+    /// Cancels a queued or running job; deletes a finished one and its files.
+    /// Returns the job as it is afterwards (`None` once deleted).
+    pub async fn cancel_or_delete(&self, id: &JobId) -> Result<Option<Job>, ServiceError> {
+        match self.store.cancel(id).await? {
+            None => Err(ServiceError::NotFound),
+            Some(status) if status.is_terminal() => {
+                self.store.delete(id).await?;
+                if let Err(err) = self.storage.delete(id) {
+                    tracing::error!(%id, %err, "cannot delete a job's files");
+                }
+                Ok(None)
+            }
+            Some(JobStatus::Running) => {
+                self.executor.cancel(id);
+                Ok(Some(self.get(id).await?))
+            }
+            Some(_) => {
+                let job = self.get(id).await?;
+                self.hub.publish(
+                    id,
+                    JobEvent::Status(serde_json::to_value(JobView::from(&job)).unwrap_or_default()),
+                );
+                Ok(Some(job))
+            }
+        }
+    }
+
+    /// Waits until the job ends and returns it.
+    pub async fn wait(&self, id: &JobId) -> Result<Job, ServiceError> {
+        let mut rx = self.hub.subscribe(id);
+        loop {
+            let job = self.get(id).await?;
+            if job.status.is_terminal() {
+                return Ok(job);
+            }
+            // Any event is a reason to look again; a periodic look covers a
+            // lagging receiver.
+            let _ = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await;
+        }
+    }
+
+    /// The published file `name` of a finished job, with its content type.
+    pub async fn file(
+        &self,
+        id: &JobId,
+        thumbnail: bool,
+    ) -> Result<(std::path::PathBuf, String, Job), ServiceError> {
+        let job = self.get(id).await?;
+        let result = job
+            .result
+            .as_ref()
+            .ok_or(ServiceError::NotReady(if thumbnail {
+                "thumbnail"
+            } else {
+                "video"
+            }))?;
+        let (name, content_type) = if thumbnail {
+            if !result.has_thumbnail {
+                return Err(ServiceError::NotReady("thumbnail"));
+            }
+            ("thumbnail.png".to_owned(), "image/png".to_owned())
+        } else {
+            (
+                format!("output.{}", result.format.extension()),
+                result.content_type.clone(),
+            )
+        };
+        Ok((
+            self.storage.path(id, result.attempt, &name),
+            content_type,
+            job,
+        ))
+    }
+
+    pub async fn health(&self) -> Result<api::Health, ServiceError> {
+        let (rss, vms) = metrics::process_memory();
+        let total = metrics::total_memory().max(1);
+        let busy = self.executor.busy() as u64;
+        let workers = self.executor.workers() as u64;
+        Ok(api::Health {
+            status: if self.is_draining() {
+                "draining".into()
+            } else {
+                "ok".into()
+            },
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            memory: api::Memory {
+                rss_bytes: rss,
+                vms_bytes: vms,
+                percent: (rss as f64 * 10000.0 / total as f64).round() / 100.0,
+            },
+            workers: api::Workers {
+                busy,
+                idle: workers.saturating_sub(busy),
+                rss_bytes: self.renderer.sandbox().memory_in_use(),
+            },
+            queue: api::Queue {
+                depth: self.store.count(JobStatus::Queued).await?,
+                capacity: self.cfg.queue_capacity,
+            },
+        })
+    }
+
+    pub fn capabilities(&self) -> api::Capabilities {
+        let runtime = self.renderer.runtime();
+        let l = &self.cfg.limits;
+        api::Capabilities {
+            engines: Engine::ALL
+                .into_iter()
+                .map(|e| api::EngineInfo {
+                    name: e,
+                    version: crate::runtime::engine_version(e).into(),
+                    installed: runtime.is_installed(e),
+                    import: match e {
+                        Engine::Manim => "from manim import *".into(),
+                        Engine::Manimgl => "from manimlib import *".into(),
+                    },
+                })
+                .collect(),
+            qualities: Quality::ALL
+                .into_iter()
+                .map(|q| {
+                    let (width, height) = q.resolution();
+                    api::QualityInfo {
+                        name: q,
+                        width,
+                        height,
+                        fps: q.fps(),
+                    }
+                })
+                .collect(),
+            formats: Format::ALL
+                .into_iter()
+                .map(|f| api::FormatInfo {
+                    name: f,
+                    content_type: f.content_type().into(),
+                })
+                .collect(),
+            limits: api::LimitsInfo {
+                wall_secs: l.wall_secs,
+                memory_mib: l.memory_mib,
+                pids: l.pids,
+                output_mib: l.output_mib,
+                max_body_bytes: self.cfg.max_body_bytes,
+                max_fps: MAX_FPS,
+                network: l.network,
+            },
+            tex: crate::runtime::tex_available(),
+            sandbox: api::SandboxInfo {
+                cgroup_version: self.renderer.sandbox().cgroup_version(),
+            },
+        }
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        let depth = self.store.count(JobStatus::Queued).await.unwrap_or(0);
+        let (rss, _) = metrics::process_memory();
+        self.metrics.render(depth, self.executor.busy() as u64, rss)
+    }
+
+    /// Deletes finished jobs (and their files) older than `retention`.
+    pub async fn expire(&self, retention: Duration) -> Result<usize, ServiceError> {
+        let before = crate::jobs::now_ms() - retention.as_millis() as i64;
+        let ids = self.store.expired(before).await?;
+        for id in &ids {
+            self.store.delete(id).await?;
+            if let Err(err) = self.storage.delete(id) {
+                tracing::error!(%id, %err, "cannot delete an expired job's files");
+            }
+        }
+        Ok(ids.len())
+    }
+}
