@@ -161,7 +161,7 @@ async fn follow(
             }
             if event == "status" {
                 if let Ok(view) = serde_json::from_str::<JobView>(&data) {
-                    bar.set_message(format!("{}", view.status.as_str()));
+                    bar.set_message(view.status.as_str());
                     let done = view.status.is_terminal();
                     last = Some(view);
                     if done {

@@ -1,0 +1,871 @@
+//! The HTTP service, started for real on port 0 and driven over HTTP with
+//! real renders: every endpoint, every error class, cancel, restart, flood.
+
+mod common;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use manimd::config::Config;
+use manimd::server::{self, ServeOptions};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct TestServer {
+    url: String,
+    client: reqwest::Client,
+    config: Config,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    async fn start(opts: ServeOptions) -> TestServer {
+        let dir = tempfile::Builder::new()
+            .prefix("manimd-srv-")
+            .tempdir()
+            .unwrap();
+        let mut s = TestServer::start_on(Config::for_tests(dir.path().join("data")), opts).await;
+        s._dir = Some(dir);
+        s
+    }
+
+    async fn start_on(config: Config, opts: ServeOptions) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = server::start(&config, &opts, &listener)
+            .await
+            .expect("server starts");
+        let url = format!("http://{}", server.addr);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(listener, &opts, async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        TestServer {
+            url,
+            client: reqwest::Client::new(),
+            config,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn submit(&self, body: Value) -> String {
+        let (status, job) = self.post("/v1/renders", &body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        job["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls until the job is in `status` (or any terminal state when `None`).
+    async fn wait_for(&self, id: &str, status: Option<&str>) -> Value {
+        for _ in 0..1200 {
+            let (_, job) = self.get(&format!("/v1/renders/{id}")).await;
+            let s = job["status"].as_str().unwrap_or("");
+            let done = matches!(s, "succeeded" | "failed" | "canceled");
+            if status.map_or(done, |want| s == want) {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("job {id} never reached {status:?}");
+    }
+
+    /// Reads an SSE stream to its end: (event name, data) pairs.
+    async fn events(&self, id: &str) -> Vec<(String, Value)> {
+        let r = self
+            .client
+            .get(format!("{}/v1/renders/{id}/events", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        let mut stream = r.bytes_stream();
+        let mut buf = String::new();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n.to_owned();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data.push_str(d);
+                    }
+                }
+                if !name.is_empty() {
+                    out.push((name, serde_json::from_str(&data).unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    fn assert_clean(&self) {
+        let sc = self.config.sandbox_config();
+        let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
+        let groups = hierarchy.children(&sc.cgroup_parent, &format!("{}-", sc.instance));
+        assert!(groups.is_empty(), "cgroups left: {groups:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let data = self.config.data_dir.to_str().unwrap();
+        assert!(!mounts.contains(data), "mounts left under {data}");
+    }
+}
+
+fn opts(workers: usize) -> ServeOptions {
+    ServeOptions {
+        workers,
+        ..ServeOptions::default()
+    }
+}
+
+fn code(name: &str) -> String {
+    common::fixture(name)
+}
+
+/// A scene that renders for roughly `secs` seconds of wall time.
+fn slow_scene(secs: u32) -> String {
+    format!("from manim import *\nimport time\n\nclass Slow(Scene):\n    def construct(self):\n        self.play(Create(Circle()), run_time=0.2)\n        time.sleep({secs})\n        self.play(FadeOut(Circle()), run_time=0.2)\n")
+}
+
+#[tokio::test]
+async fn submit_follow_and_fetch_a_render() {
+    let mut s = TestServer::start(opts(2)).await;
+    let (status, job) = s
+        .post(
+            "/v1/renders",
+            &json!({"code": code("ce_shapes.py"), "quality": "low"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert!(matches!(job["status"].as_str(), Some("queued" | "running")));
+    assert_eq!(job["links"]["self"], format!("/v1/renders/{id}"));
+    assert_eq!(job["links"]["video"], format!("/v1/renders/{id}/video"));
+
+    // Follow from the start: state changes and progress, ending with the final state.
+    let events = s.events(&id).await;
+    let (last_name, last) = events.last().unwrap();
+    assert_eq!(
+        (last_name.as_str(), last["status"].as_str()),
+        ("status", Some("succeeded"))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(n, d)| n == "progress" && d["event"] == "animation"),
+        "{events:?}"
+    );
+    assert!(events
+        .iter()
+        .any(|(n, d)| n == "progress" && d["event"] == "frames"));
+    let statuses: Vec<&str> = events
+        .iter()
+        .filter(|(n, _)| n == "status")
+        .filter_map(|(_, d)| d["status"].as_str())
+        .collect();
+    assert!(statuses.contains(&"running"), "{statuses:?}");
+
+    let (_, job) = s.get(&format!("/v1/renders/{id}")).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["attempts"], 1);
+    let r = &job["result"];
+    assert_eq!(
+        (r["width"].as_u64(), r["height"].as_u64()),
+        (Some(854), Some(480))
+    );
+    assert_eq!(r["content_type"], "video/mp4");
+    assert!((r["duration"].as_f64().unwrap() - 3.0).abs() < 0.15, "{r}");
+    assert!(job["timings"]["render_secs"].as_f64().unwrap() > 0.0);
+    assert_eq!(job["progress"]["animations_done"], 4);
+
+    // The video: type, ETag, ranges, conditional GET.
+    let url = format!("{}/v1/renders/{id}/video", s.url);
+    let full = s.client.get(&url).send().await.unwrap();
+    assert_eq!(full.status(), StatusCode::OK);
+    let h = full.headers().clone();
+    assert_eq!(h["content-type"], "video/mp4");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(h["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("inline; filename=\"manimd-"));
+    let etag = h["etag"].to_str().unwrap().to_owned();
+    let bytes = full.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, r["bytes"].as_u64().unwrap());
+    let path = s.config.data_dir.join("fetched.mp4");
+    std::fs::write(&path, &bytes).unwrap();
+    common::assert_video(&path, "h264", (854, 480), 15.0, 3.0).await;
+
+    let part = s
+        .client
+        .get(&url)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 100-199/{}", bytes.len())
+    );
+    assert_eq!(part.bytes().await.unwrap(), bytes.slice(100..200));
+    let tail = s
+        .client
+        .get(&url)
+        .header("Range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.bytes().await.unwrap(), bytes.slice(bytes.len() - 10..));
+    let bad = s
+        .client
+        .get(&url)
+        .header("Range", format!("bytes={}-", bytes.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        bad.headers()["content-range"],
+        format!("bytes */{}", bytes.len())
+    );
+    let cached = s
+        .client
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+
+    let thumb = s
+        .client
+        .get(format!("{}/v1/renders/{id}/thumbnail", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thumb.headers()["content-type"], "image/png");
+    assert_eq!(&thumb.bytes().await.unwrap()[..4], b"\x89PNG");
+
+    // A late follower gets the final state at once, and the stream ends.
+    let late = s.events(&id).await;
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].1["status"], "succeeded");
+
+    let (_, list) = s.get("/v1/renders?status=succeeded&limit=5").await;
+    assert_eq!(list["renders"][0]["id"], id.as_str());
+
+    let (_, metrics) = (
+        StatusCode::OK,
+        s.client
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        metrics.contains("manimd_jobs_total{outcome=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("manimd_render_seconds_count 1"));
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn health_capabilities_and_openapi() {
+    let mut s = TestServer::start(opts(2)).await;
+    let (status, h) = s.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+    assert!(h["memory"]["rss_bytes"].as_u64().unwrap() > 1_000_000);
+    assert!(h["memory"]["vms_bytes"].as_u64().unwrap() > 0);
+    assert!(h["memory"]["percent"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        (h["workers"]["busy"].as_u64(), h["workers"]["idle"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert!(h["workers"]["rss_bytes"].is_u64());
+    assert_eq!(
+        (
+            h["queue"]["depth"].as_u64(),
+            h["queue"]["capacity"].as_u64()
+        ),
+        (Some(0), Some(100))
+    );
+    assert!(h["uptime_secs"].is_u64());
+
+    let (_, c) = s.get("/v1/capabilities").await;
+    let engines: Vec<(&str, &str)> = c["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["version"].as_str().unwrap()))
+        .collect();
+    assert_eq!(engines, [("manim", "0.22.0"), ("manimgl", "1.7.2")]);
+    assert_eq!(c["tex"], true);
+    assert_eq!(c["qualities"][4]["name"], "4k");
+    assert_eq!(c["formats"].as_array().unwrap().len(), 5);
+    assert_eq!(c["limits"]["network"], false);
+
+    let (_, doc) = s.get("/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/renders",
+        "/v1/renders/{id}",
+        "/v1/renders/{id}/events",
+        "/v1/renders/{id}/video",
+        "/render",
+        "/health",
+        "/v1/capabilities",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"].get("JobView").is_some());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn code_that_cannot_render_is_refused_before_queueing() {
+    let mut s = TestServer::start(opts(1)).await;
+    let (status, e) = s
+        .post("/v1/renders", &json!({"code": code("syntax_error.py")}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        (e["error"]["code"].as_str(), e["error"]["line"].as_u64()),
+        (Some("syntax-error"), Some(6))
+    );
+    assert!(e["error"]["column"].is_u64());
+
+    let (status, e) = s
+        .post("/v1/renders", &json!({"code": code("no_scene.py")}))
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("no-scene"))
+    );
+
+    let (status, e) = s
+        .post(
+            "/v1/renders",
+            &json!({"code": code("ce_two.py"), "scene": "Middle"}),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("scene-not-found"))
+    );
+    assert_eq!(e["error"]["available"], json!(["Intro", "Outro"]));
+    let (status, e) = s
+        .post("/v1/renders", &json!({"code": code("ce_two.py")}))
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("scene-not-found"))
+    );
+
+    let (_, list) = s.get("/v1/renders").await;
+    assert_eq!(list["renders"], json!([]), "nothing was queued");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400_naming_the_field_and_oversize_is_413() {
+    let mut s = TestServer::start(opts(1)).await;
+    let raw = |body: Vec<u8>| {
+        s.client
+            .post(format!("{}/v1/renders", s.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = raw(b"{not json".to_vec()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid-request"
+    );
+
+    for (body, field) in [
+        (json!({"code": "x", "quality": 5}), "quality"),
+        (json!({"code": "x", "quality": "ultra"}), "quality"),
+        (json!({"code": "x", "colour": "red"}), ""),
+        (json!({"code": 1}), "code"),
+        (json!({"code": "x", "fps": -1}), "fps"),
+        (
+            json!({"code": "x", "scenes": ["ok", "; rm -rf /"]}),
+            "scenes[1]",
+        ),
+        (json!({"code": "x", "fps": 1000}), "fps"),
+    ] {
+        let (status, e) = s.post("/v1/renders", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {e}");
+        assert_eq!(e["error"]["code"], "invalid-request");
+        if field.is_empty() {
+            assert!(
+                e["error"]["message"].as_str().unwrap().contains("colour"),
+                "{e}"
+            );
+        } else {
+            assert_eq!(e["error"]["field"], field, "{body}: {e}");
+        }
+    }
+    let r = raw(vec![b'{', 0xff, 0xfe, b'}']).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (status, e) = s.post("/v1/renders", &json!({"code": "a\u{0}b"})).await;
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("code"))
+    );
+
+    // Over the limit: refused from Content-Length before any of it is read,
+    // and while reading when the body is streamed without one.
+    let big = raw(vec![b' '; 2 * 1024 * 1024]).await.unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        big.json::<Value>().await.unwrap()["error"]["code"],
+        "payload-too-large"
+    );
+    let chunked = s
+        .client
+        .post(format!("{}/v1/renders", s.url))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(
+            (0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])),
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    for bad in ["../../etc/passwd", "%2e%2e", "0123", &"a".repeat(10_000)] {
+        let (status, e) = s.get(&format!("/v1/renders/{bad}")).await;
+        assert!(
+            matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND),
+            "{bad}: {status}"
+        );
+        assert!(e["error"]["code"].is_string());
+    }
+    let (status, e) = s.get(&format!("/v1/renders/{}", "0".repeat(32))).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not-found"))
+    );
+    let (status, _) = s.get("/v1/renders?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s.get("/v1/renders?status=nope").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, e) = s.get("/nowhere").await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not-found"))
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_scene_ends_failed_with_its_typed_error() {
+    let mut s = TestServer::start(opts(1)).await;
+    let id = s.submit(json!({"code": code("scene_error.py")})).await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error"]["code"], "scene-error");
+    assert_eq!(job["error"]["line"], 5);
+    assert_eq!(job["error"]["exception"], "ZeroDivisionError");
+    let (status, e) = s.get(&format!("/v1/renders/{id}/video")).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not-ready"))
+    );
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn cancel_a_running_render_and_a_queued_one_then_delete() {
+    let mut s = TestServer::start(opts(1)).await;
+    let running = s.submit(json!({"code": slow_scene(60)})).await;
+    let queued = s.submit(json!({"code": code("ce_shapes.py")})).await;
+    s.wait_for(&running, Some("running")).await;
+
+    let r = s
+        .client
+        .delete(format!("{}/v1/renders/{queued}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "canceled");
+
+    let asked = std::time::Instant::now();
+    let r = s
+        .client
+        .delete(format!("{}/v1/renders/{running}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let job = s.wait_for(&running, None).await;
+    assert_eq!(job["status"], "canceled");
+    assert_eq!(job["error"]["code"], "canceled");
+    // Reported, not asserted as a test condition: speed belongs to the benchmark.
+    eprintln!("running render canceled in {:?}", asked.elapsed());
+    s.assert_clean();
+
+    // A finished job is deleted with its files.
+    let r = s
+        .client
+        .delete(format!("{}/v1/renders/{running}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (status, _) = s.get(&format!("/v1/renders/{running}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_finished_render_removes_its_files() {
+    let mut s = TestServer::start(opts(1)).await;
+    let id = s
+        .submit(json!({"code": code("ce_two.py"), "scene": "Intro"}))
+        .await;
+    assert_eq!(s.wait_for(&id, None).await["status"], "succeeded");
+    let files = s.config.data_dir.join("videos").join(&id);
+    assert!(files.exists());
+    let r = s
+        .client
+        .delete(format!("{}/v1/renders/{id}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(!files.exists());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_synchronous_render_call_returns_the_video() {
+    let mut s = TestServer::start(opts(1)).await;
+    let r = s
+        .client
+        .post(format!("{}/render", s.url))
+        .json(&json!({"code": code("ce_two.py"), "scene_name": "Outro", "quality": "low", "format": "mp4"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "video/mp4");
+    let path = s.config.data_dir.join("sync.mp4");
+    std::fs::write(&path, r.bytes().await.unwrap()).unwrap();
+    common::assert_video(&path, "h264", (854, 480), 15.0, 1.5).await;
+
+    let (status, e) = s
+        .post("/render", &json!({"code": code("scene_error.py")}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        (e["error"]["code"].as_str(), e["error"]["line"].as_u64()),
+        (Some("scene-error"), Some(5))
+    );
+    let (status, e) = s
+        .post("/render", &json!({"code": code("syntax_error.py")}))
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("syntax-error"))
+    );
+    let (status, _) = s
+        .post("/render", &json!({"code": "x", "scene_name": 3}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after_and_every_accepted_job_finishes() {
+    let mut s = TestServer::start(ServeOptions {
+        workers: 1,
+        queue_capacity: 3,
+        ..ServeOptions::default()
+    })
+    .await;
+    let first = s.submit(json!({"code": slow_scene(3)})).await;
+    s.wait_for(&first, Some("running")).await;
+    let body = json!({"code": code("ce_two.py"), "scene": "Intro"});
+    let mut accepted = vec![first];
+    let mut refused = 0;
+    for _ in 0..6 {
+        let r = s
+            .client
+            .post(format!("{}/v1/renders", s.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        match r.status() {
+            StatusCode::ACCEPTED => accepted.push(
+                r.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let retry: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(retry >= 1);
+                assert_eq!(
+                    r.json::<Value>().await.unwrap()["error"]["code"],
+                    "queue-full"
+                );
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(accepted.len(), 4, "one running and three queued");
+    assert_eq!(refused, 3);
+    for id in &accepted {
+        assert_eq!(s.wait_for(id, None).await["status"], "succeeded", "{id}");
+    }
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn sigterm_requeues_running_work_and_the_next_start_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_tests(dir.path().join("data"));
+    let o = ServeOptions {
+        workers: 1,
+        grace: Duration::from_millis(200),
+        ..ServeOptions::default()
+    };
+    let mut s = TestServer::start_on(config.clone(), o.clone()).await;
+    let id = s.submit(json!({"code": slow_scene(4)})).await;
+    s.wait_for(&id, Some("running")).await;
+    s.stop().await;
+    s.assert_clean();
+
+    let mut s = TestServer::start_on(config, o).await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(
+        job["attempts"], 1,
+        "a graceful stop does not use up an attempt"
+    );
+    s.stop().await;
+}
+
+/// Starts the real binary; returns it and its base URL.
+async fn spawn_binary(data: &std::path::Path) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--data-dir",
+        ])
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(url) = line.strip_prefix("manimd listening on ") {
+            return (child, url.to_owned());
+        }
+    }
+    panic!("the server did not start");
+}
+
+#[tokio::test]
+async fn sigkill_mid_render_then_restart_finishes_the_job_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = Config::for_tests(&data);
+    let sc = config.sandbox_config();
+    let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
+    let prefix = format!("{}-", sc.instance);
+
+    let (mut first, url) = spawn_binary(&data).await;
+    let client = reqwest::Client::new();
+    let job: Value = client
+        .post(format!("{url}/v1/renders"))
+        .json(&json!({"code": slow_scene(5)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    // Wait until the scene itself is running in its sandbox.
+    let mut group = None;
+    for _ in 0..300 {
+        let j: Value = client
+            .get(format!("{url}/v1/renders/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if j["progress"]["animations_done"].as_u64() >= Some(1) {
+            group = hierarchy
+                .children(&sc.cgroup_parent, &prefix)
+                .into_iter()
+                .next();
+            if group.is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let group = group.expect("the render is running in a sandbox");
+    first.kill().await.unwrap();
+
+    // The sandbox dies with the server.
+    let cg = manimd::sandbox::cgroup::Cgroup::open(&hierarchy, &sc.cgroup_parent, &group);
+    let mut alive = cg.pids();
+    for _ in 0..100 {
+        if alive.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        alive = cg.pids();
+    }
+    assert!(
+        alive.is_empty(),
+        "sandbox processes outlived the server: {alive:?}"
+    );
+
+    let (mut second, url) = spawn_binary(&data).await;
+    let mut job = Value::Null;
+    for _ in 0..600 {
+        job = client
+            .get(format!("{url}/v1/renders/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] == "succeeded" || job["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2);
+    let video = client
+        .get(format!("{url}/v1/renders/{id}/video"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(video.status(), StatusCode::OK);
+
+    // Nothing of the first process is left: its job group and area were reaped.
+    assert!(hierarchy.children(&sc.cgroup_parent, &prefix).is_empty());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(data.to_str().unwrap()));
+    assert_eq!(std::fs::read_dir(&sc.areas_dir).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(data.join("work")).unwrap().count(), 0);
+    second.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn submit_command_follows_progress_and_downloads_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = spawn_binary(&dir.path().join("data")).await;
+    let submit = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+            .arg("submit")
+            .args(args)
+            .args(["--server", &url, "--quiet"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let o = submit(&[&fixture("ce_two.py"), "Intro", "Outro", "-o", "both.mp4"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "both.mp4");
+    common::assert_video(&dir.path().join("both.mp4"), "h264", (854, 480), 15.0, 2.5).await;
+
+    let o = submit(&[&fixture("scene_error.py")]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("error[scene-error]") && err.contains("scene_error.py:5"),
+        "{err}"
+    );
+
+    let o = submit(&[&fixture("syntax_error.py")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("error[syntax-error]"));
+    server.kill().await.unwrap();
+}
