@@ -78,7 +78,7 @@ impl Default for ServeOptions {
     }
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, body_timeout: Duration) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/v1/renders", post(renders::submit).get(renders::list))
@@ -94,7 +94,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
-        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(30)))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -213,7 +213,7 @@ impl Server {
         opts: &ServeOptions,
         shutdown: impl Future<Output = ()>,
     ) {
-        let app = router(Arc::clone(&self.service));
+        let app = router(Arc::clone(&self.service), opts.body_timeout);
         accept_loop(listener, app, opts, shutdown).await;
         self.service.set_draining();
         tracing::info!(
