@@ -884,18 +884,27 @@ async fn row27_slow_and_idle_clients_are_cut_off_and_capped() {
     // Two idle connections fill the cap; a third is closed at once.
     let mut idle1 = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let mut idle2 = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    idle1.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    idle1
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let _ = third.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let _ = third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
     let mut buf = Vec::new();
     let n = third.read_to_end(&mut buf).await.unwrap_or(0);
     assert_eq!(n, 0, "over the cap, the connection is closed unanswered");
     // The slow clients are cut off at the header timeout...
     let mut buf = [0u8; 1024];
-    let r1 = tokio::time::timeout(Duration::from_secs(5), idle1.read(&mut buf)).await.expect("closed by the server");
+    let r1 = tokio::time::timeout(Duration::from_secs(5), idle1.read(&mut buf))
+        .await
+        .expect("closed by the server");
     assert!(matches!(r1, Ok(0) | Err(_)) || String::from_utf8_lossy(&buf).contains("408"));
-    let _ = tokio::time::timeout(Duration::from_secs(5), idle2.read(&mut buf)).await.expect("closed by the server");
+    let _ = tokio::time::timeout(Duration::from_secs(5), idle2.read(&mut buf))
+        .await
+        .expect("closed by the server");
     // ...and then the service answers again.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (status, h) = s.get("/health").await;
