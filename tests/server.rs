@@ -686,6 +686,25 @@ async fn a_full_queue_answers_429_with_retry_after_and_every_accepted_job_finish
     for id in &accepted {
         assert_eq!(s.wait_for(id, None).await["status"], "succeeded", "{id}");
     }
+    // Listing pages through all of them, newest first, without overlap.
+    let (_, page1) = s.get("/v1/renders?limit=3").await;
+    let cursor = page1["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let (_, page2) = s.get(&format!("/v1/renders?limit=3&cursor={cursor}")).await;
+    assert!(page2["next_cursor"].is_null());
+    let listed: Vec<&str> = page1["renders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(page2["renders"].as_array().unwrap())
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = accepted.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed, newest_first);
+    let (status, _) = s.get("/v1/renders?cursor=garbage").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     s.stop().await;
     s.assert_clean();
 }
