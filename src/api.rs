@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::jobs::{Job, JobProgress, JobResult, JobStatus};
-use crate::spec::{Engine, Format, Quality};
+use crate::spec::{Encoding, Engine, Format, Quality};
 
 /// `POST /v1/renders`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -34,6 +34,9 @@ pub struct RenderRequest {
     /// Seeds Python's and NumPy's random generators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u32>,
+    /// `final` (default: x264's default preset) or `preview` (its fastest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<Encoding>,
 }
 
 /// `POST /render`: the replaced system's synchronous call.
@@ -76,6 +79,7 @@ pub struct JobView {
     pub format: Format,
     pub fps: u32,
     pub seed: Option<u32>,
+    pub encoding: Encoding,
     /// Scenes asked for; empty means the file's only scene.
     pub scenes: Vec<String>,
     /// Attempts started so far (a restart mid-render re-queues the job).
@@ -113,6 +117,7 @@ impl From<&Job> for JobView {
             format: job.spec.format,
             fps: job.spec.fps(),
             seed: job.spec.seed,
+            encoding: job.spec.encoding,
             scenes: job.spec.scenes.iter().map(|s| s.to_string()).collect(),
             attempts: job.attempts,
             created_at: rfc3339(job.created_ms),
@@ -179,7 +184,9 @@ pub struct Memory {
 pub struct Workers {
     pub busy: u64,
     pub idle: u64,
-    /// Memory used by running sandboxes now.
+    /// Warm sandboxes (engine imported) waiting for a job.
+    pub warm: u64,
+    /// Memory used by all sandboxes now, running and warm.
     pub rss_bytes: u64,
 }
 

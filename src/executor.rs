@@ -17,6 +17,7 @@ use crate::events::{Hub, JobEvent};
 use crate::jobs::{Claimed, Job, JobId, JobProgress, JobResult, JobStatus, Store};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, Outcome};
+use crate::pool::Pool;
 use crate::render::{Progress, RenderError, Renderer};
 use crate::sandbox::Stopped;
 use crate::storage::Storage;
@@ -44,6 +45,7 @@ pub struct Executor {
     cfg: ExecutorConfig,
     store: Store,
     renderer: Arc<Renderer>,
+    pool: Arc<Pool>,
     hub: Arc<Hub>,
     storage: Storage,
     metrics: Arc<Metrics>,
@@ -60,6 +62,7 @@ impl Executor {
         cfg: ExecutorConfig,
         store: Store,
         renderer: Arc<Renderer>,
+        pool: Arc<Pool>,
         hub: Arc<Hub>,
         storage: Storage,
         metrics: Arc<Metrics>,
@@ -68,6 +71,7 @@ impl Executor {
             cfg,
             store,
             renderer,
+            pool,
             hub,
             storage,
             metrics,
@@ -90,6 +94,11 @@ impl Executor {
 
     pub fn workers(&self) -> usize {
         self.cfg.workers
+    }
+
+    /// Warm sandboxes ready for a job.
+    pub fn warm(&self) -> usize {
+        self.pool.ready()
     }
 
     pub fn busy(&self) -> usize {
@@ -194,6 +203,9 @@ impl Executor {
     async fn run(&self, claimed: Claimed) {
         let Claimed { job, attempt } = claimed;
         let id = job.id.clone();
+        if self.finish_from_cache(&job, attempt).await {
+            return;
+        }
         self.busy.fetch_add(1, Ordering::Relaxed);
         let (stop_tx, mut stop_rx) = watch::channel(None);
         if job.cancel_requested {
@@ -211,23 +223,29 @@ impl Executor {
         let progress_task = self.spawn_progress(id.clone(), attempt, progress_rx);
 
         let scratch = self.cfg.work_dir.join(format!("{id}-{attempt}"));
+        let mut warm_start = false;
         let outcome = match std::fs::create_dir_all(&scratch) {
             Ok(()) => {
                 let stop = async {
                     let _ = stop_rx.wait_for(|s| s.is_some()).await;
                 };
-                self.renderer
-                    .render(
-                        &job.spec,
-                        &self.cfg.limits,
-                        &scratch,
-                        // Progress is lossy by nature: a flood is dropped, not queued.
-                        |p| {
-                            let _ = progress_tx.try_send(p);
-                        },
-                        stop,
-                    )
-                    .await
+                // Progress is lossy by nature: a flood is dropped, not queued.
+                let progress = |p| {
+                    let _ = progress_tx.try_send(p);
+                };
+                match self.pool.take(job.spec.engine, &self.cfg.limits) {
+                    Some(warm) => {
+                        warm_start = true;
+                        self.renderer
+                            .render_warm(warm, &job.spec, &scratch, progress, stop)
+                            .await
+                    }
+                    None => {
+                        self.renderer
+                            .render(&job.spec, &self.cfg.limits, &scratch, progress, stop)
+                            .await
+                    }
+                }
             }
             Err(err) => Err(RenderError::Sandbox(crate::sandbox::SandboxError::Area(
                 scratch.clone(),
@@ -238,7 +256,8 @@ impl Executor {
         let _ = progress_task.await;
         heartbeat.abort();
         let reason = *stop_rx.borrow();
-        self.record(&job, attempt, outcome, reason).await;
+        self.record(&job, attempt, outcome, reason, warm_start)
+            .await;
         let _ = std::fs::remove_dir_all(&scratch);
         self.running.lock().expect("running lock").remove(&id);
         self.busy.fetch_sub(1, Ordering::Relaxed);
@@ -251,6 +270,7 @@ impl Executor {
         attempt: u32,
         outcome: Result<crate::render::Rendered, RenderError>,
         reason: Option<Stop>,
+        warm_start: bool,
     ) {
         let id = &job.id;
         let (status, error, result, secs) = match outcome {
@@ -292,6 +312,8 @@ impl Executor {
                         render_secs: r.wall.as_secs_f64(),
                         attempt,
                         has_thumbnail: r.thumbnail.is_some(),
+                        warm_start,
+                        cache_hit: false,
                     };
                     (
                         JobStatus::Succeeded,
@@ -337,6 +359,7 @@ impl Executor {
             .await
         {
             Ok(true) => {
+                self.complete_followers(id, status, error.as_ref()).await;
                 let outcome = match status {
                     JobStatus::Succeeded => Outcome::Succeeded,
                     JobStatus::Canceled => Outcome::Canceled,
@@ -349,6 +372,87 @@ impl Executor {
                 tracing::warn!("lease lost: a newer attempt owns the job; this outcome is dropped")
             }
             Err(err) => tracing::error!(%err, "cannot record the outcome"),
+        }
+    }
+
+    /// An identical job finished while this one waited in the queue: take its
+    /// result, without a sandbox.
+    async fn finish_from_cache(&self, job: &Job, attempt: u32) -> bool {
+        let Some(key) = &job.cache_key else {
+            return false;
+        };
+        let Ok(Some(source)) = self.store.cached(key).await else {
+            return false;
+        };
+        let Ok(result) = crate::cache::share(&self.storage, &source, &job.id) else {
+            return false;
+        };
+        if let Ok(true) = self
+            .store
+            .finish(
+                &job.id,
+                &self.owner,
+                attempt,
+                JobStatus::Succeeded,
+                None,
+                Some(&result),
+            )
+            .await
+        {
+            self.metrics.cache_hit();
+            tracing::info!(source = %source.id, "served from the cache");
+        }
+        self.publish_current(&job.id).await;
+        true
+    }
+
+    /// Hands a finished job's outcome to the identical jobs that waited for it.
+    async fn complete_followers(
+        &self,
+        leader: &JobId,
+        status: JobStatus,
+        error: Option<&serde_json::Value>,
+    ) {
+        let followers = match self.store.followers(leader).await {
+            Ok(f) => f,
+            Err(err) => return tracing::error!(%err, "cannot list followers"),
+        };
+        if followers.is_empty() {
+            return;
+        }
+        let source = match status {
+            JobStatus::Succeeded => self.store.get(leader).await.ok().flatten(),
+            JobStatus::Failed => None,
+            _ => {
+                // Canceled: the followers did not ask for that; they render.
+                let _ = self.store.unfollow(Some(leader)).await;
+                self.wake();
+                return;
+            }
+        };
+        for id in followers {
+            let done = match &source {
+                Some(source) => match crate::cache::share(&self.storage, source, &id) {
+                    Ok(result) => {
+                        self.store
+                            .finish_follower(&id, JobStatus::Succeeded, None, Some(&result))
+                            .await
+                    }
+                    Err(err) => {
+                        tracing::error!(%err, "cannot share a result with a follower");
+                        continue;
+                    }
+                },
+                None => {
+                    self.store
+                        .finish_follower(&id, JobStatus::Failed, error, None)
+                        .await
+                }
+            };
+            if let Ok(true) = done {
+                self.metrics.cache_hit();
+            }
+            self.publish_current(&id).await;
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod events;
@@ -11,6 +12,7 @@ pub mod executor;
 pub mod jobs;
 pub mod limits;
 pub mod metrics;
+pub mod pool;
 pub mod process;
 pub mod protocol;
 pub mod render;

@@ -12,6 +12,7 @@ pub struct Metrics {
     failed: AtomicU64,
     canceled: AtomicU64,
     rejected_queue_full: AtomicU64,
+    cache_hits: AtomicU64,
     render_buckets: [AtomicU64; BUCKETS.len()],
     render_count: AtomicU64,
     /// Sum of render seconds, in milliseconds.
@@ -42,12 +43,22 @@ impl Metrics {
             .fetch_add((render_secs * 1000.0) as u64, Ordering::Relaxed);
     }
 
+    pub fn cache_hit(&self) {
+        self.cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn rejected(&self) {
         self.rejected_queue_full.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition, with the gauges the caller measured just now.
-    pub fn render(&self, queue_depth: u64, busy_workers: u64, rss_bytes: u64) -> String {
+    pub fn render(
+        &self,
+        queue_depth: u64,
+        busy_workers: u64,
+        rss_bytes: u64,
+        sandboxes_started: u64,
+    ) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = String::new();
         s.push_str("# HELP manimd_jobs_total Jobs that ended, by outcome.\n# TYPE manimd_jobs_total counter\n");
@@ -64,6 +75,10 @@ impl Metrics {
             "manimd_jobs_rejected_total {}",
             get(&self.rejected_queue_full)
         );
+        s.push_str("# HELP manimd_cache_hits_total Jobs served from the result cache.\n# TYPE manimd_cache_hits_total counter\n");
+        let _ = writeln!(s, "manimd_cache_hits_total {}", get(&self.cache_hits));
+        s.push_str("# HELP manimd_sandboxes_started_total Sandboxes started (inspections, renders, warm).\n# TYPE manimd_sandboxes_started_total counter\n");
+        let _ = writeln!(s, "manimd_sandboxes_started_total {sandboxes_started}");
         s.push_str("# HELP manimd_render_seconds Wall-clock time of sandboxed renders.\n# TYPE manimd_render_seconds histogram\n");
         for (bound, bucket) in BUCKETS.iter().zip(&self.render_buckets) {
             let _ = writeln!(

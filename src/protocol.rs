@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Engine, Format, SceneName};
+use crate::spec::{Encoding, Engine, Format, SceneName};
 
 /// What the worker is asked to do.
 #[derive(Debug, Serialize)]
@@ -25,6 +25,7 @@ pub enum WorkerJob<'a> {
         fps: u32,
         format: Format,
         seed: Option<u32>,
+        encoding: Encoding,
     },
 }
 
@@ -75,6 +76,9 @@ pub struct WorkerResult {
     /// Peak RSS of the worker or its largest child, as the worker measured it.
     #[serde(default)]
     pub max_rss_bytes: Option<u64>,
+    /// Seconds from the worker receiving the job to its result.
+    #[serde(default)]
+    pub job_secs: Option<f64>,
 }
 
 /// An error the scene's author can act on, with the author's line numbers.
@@ -121,6 +125,12 @@ pub const USER_ERROR_CODES: &[&str] = &[
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum WorkerEvent {
+    /// The engine is imported; the worker waits for its job.
+    Warm {
+        engine: Engine,
+        #[serde(default)]
+        import_secs: f64,
+    },
     Inspected {
         engine: Option<Engine>,
         scenes: Vec<SceneInfo>,

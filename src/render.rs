@@ -138,6 +138,27 @@ pub struct Rendered {
     pub peak_memory_bytes: Option<u64>,
     /// Peak RSS of the worker or its largest child, as the worker reported it.
     pub worker_max_rss_bytes: Option<u64>,
+    /// The render's own time, from the worker receiving the job to its result.
+    pub job_secs: Option<f64>,
+}
+
+/// A sandbox with its engine imported, waiting for a job.
+pub struct Warm {
+    started: sandbox::Started,
+    pub engine: Engine,
+    limits: Limits,
+}
+
+impl Warm {
+    /// Whether a job with `engine` and `limits` can run in this sandbox.
+    pub fn fits(&self, engine: Engine, limits: &Limits) -> bool {
+        self.engine == engine && &self.limits == limits
+    }
+
+    /// How long it has been waiting.
+    pub fn age(&self) -> Duration {
+        self.started.age()
+    }
 }
 
 /// Limits for inspection, which only parses.
@@ -178,7 +199,9 @@ impl Renderer {
         &self.runtime
     }
 
-    fn command(&self, engine: Engine, stdin: Vec<u8>) -> sandbox::Command {
+    /// The worker command; with `preload` it imports `engine` before it
+    /// reads its job.
+    fn command(&self, engine: Engine, preload: bool) -> sandbox::Command {
         let venv = self.runtime.venv(engine);
         let mut env: Vec<(String, String)> = [
             ("PATH", "/usr/bin:/bin"),
@@ -209,19 +232,22 @@ impl Renderer {
                 env.push((key.to_owned(), v));
             }
         }
+        let mut args = vec![
+            "-I".into(),
+            "-B".into(),
+            format!("{WORKER_MOUNT}/run_worker.py"),
+        ];
+        if preload {
+            args.extend(["--engine".into(), engine.as_str().into()]);
+        }
         sandbox::Command {
             program: venv.join("bin/python"),
-            args: vec![
-                "-I".into(),
-                "-B".into(),
-                format!("{WORKER_MOUNT}/run_worker.py"),
-            ],
+            args,
             env,
             ro_binds: vec![
                 (venv.clone(), venv),
                 (self.worker_dir.clone(), WORKER_MOUNT.into()),
             ],
-            stdin,
         }
     }
 
@@ -241,7 +267,8 @@ impl Renderer {
             .sandbox
             .run(
                 &new_id(),
-                self.command(engine, stdin),
+                &self.command(engine, false),
+                stdin,
                 &inspect_limits(),
                 |line| match WorkerEvent::parse(line) {
                     Some(WorkerEvent::Inspected { engine, scenes }) => {
@@ -266,16 +293,85 @@ impl Renderer {
         }
     }
 
-    /// Renders `spec` into `dest_dir` (`output.<ext>`, `thumbnail.png`).
+    /// Starts a sandbox for `engine` and waits until the engine is imported:
+    /// a warm sandbox, ready for [`Renderer::render_warm`]. No user code has
+    /// run in it.
+    pub async fn start_warm(&self, engine: Engine, limits: &Limits) -> Result<Warm, RenderError> {
+        self.runtime.check(engine)?;
+        let mut started = self
+            .sandbox
+            .start(&new_id(), &self.command(engine, true), limits)
+            .await?;
+        let ready = self
+            .sandbox
+            .wait_for_line(&mut started, Duration::from_secs(120), |line| {
+                matches!(WorkerEvent::parse(line), Some(WorkerEvent::Warm { .. }))
+            })
+            .await;
+        if !ready {
+            self.sandbox.discard(started).await;
+            return Err(RenderError::Crashed {
+                exit_code: None,
+                stderr: format!("the {engine} worker did not start"),
+            });
+        }
+        Ok(Warm {
+            started,
+            engine,
+            limits: limits.clone(),
+        })
+    }
+
+    /// Ends a warm sandbox that will not be used.
+    pub async fn discard(&self, warm: Warm) {
+        self.sandbox.discard(warm.started).await;
+    }
+
+    /// Renders `spec` into `dest_dir` (`output.<ext>`, `thumbnail.png`) in a
+    /// fresh sandbox started now.
     pub async fn render(
         &self,
+        spec: &RenderSpec,
+        limits: &Limits,
+        dest_dir: &Path,
+        progress: impl FnMut(Progress),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Rendered, RenderError> {
+        self.runtime.check(spec.engine)?;
+        let started = self
+            .sandbox
+            .start(&new_id(), &self.command(spec.engine, true), limits)
+            .await?;
+        self.render_in(started, spec, limits, dest_dir, progress, cancel)
+            .await
+    }
+
+    /// Renders `spec` in a warm sandbox. The sandbox must have been started
+    /// for the same engine and limits (see [`Warm::fits`]).
+    pub async fn render_warm(
+        &self,
+        warm: Warm,
+        spec: &RenderSpec,
+        dest_dir: &Path,
+        progress: impl FnMut(Progress),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Rendered, RenderError> {
+        let Warm {
+            started, limits, ..
+        } = warm;
+        self.render_in(started, spec, &limits, dest_dir, progress, cancel)
+            .await
+    }
+
+    async fn render_in(
+        &self,
+        started: sandbox::Started,
         spec: &RenderSpec,
         limits: &Limits,
         dest_dir: &Path,
         mut progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
     ) -> Result<Rendered, RenderError> {
-        self.runtime.check(spec.engine)?;
         let (width, height) = spec.quality.resolution();
         let job = WorkerJob::Render {
             code: &spec.code,
@@ -286,6 +382,7 @@ impl Renderer {
             fps: spec.fps(),
             format: spec.format,
             seed: spec.seed,
+            encoding: spec.encoding,
         };
         let stdin = serde_json::to_vec(&job).expect("serializable");
         let mut result = None;
@@ -293,9 +390,9 @@ impl Renderer {
         let mut version = String::new();
         let finished = self
             .sandbox
-            .run(
-                &new_id(),
-                self.command(spec.engine, stdin),
+            .finish(
+                started,
+                stdin,
                 limits,
                 |line| {
                     let Some(event) = WorkerEvent::parse(line) else {
@@ -304,7 +401,7 @@ impl Renderer {
                     match event {
                         WorkerEvent::Result(r) => result = Some(r),
                         WorkerEvent::Error(e) => error = Some(e),
-                        WorkerEvent::Inspected { .. } => {}
+                        WorkerEvent::Inspected { .. } | WorkerEvent::Warm { .. } => {}
                         WorkerEvent::Ready {
                             engine, version: v, ..
                         } => {
@@ -352,6 +449,7 @@ impl Renderer {
         let WorkerResult {
             media,
             max_rss_bytes,
+            job_secs,
         } = match (result, error) {
             (Some(result), _) if finished.exit_code == Some(0) => result,
             // The worker saw a write fail for lack of space; the limits are ours to name.
@@ -396,6 +494,7 @@ impl Renderer {
             wall: finished.wall,
             peak_memory_bytes: finished.peak_memory_bytes,
             worker_max_rss_bytes: max_rss_bytes,
+            job_secs,
         })
     }
 }

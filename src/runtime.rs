@@ -128,19 +128,32 @@ pub fn tex_available() -> bool {
     .all(|p| Path::new(p).exists())
 }
 
+/// A short hash of the worker's source: part of cache keys and of the
+/// directory the worker is installed in.
+pub fn worker_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let mut hasher = Sha256::new();
+        for (name, text) in WORKER_FILES {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(text.as_bytes());
+            hasher.update([0]);
+        }
+        hasher
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
+}
+
 /// Writes the worker under `dir/worker-<hash>` unless it is already there,
 /// and returns that directory. The directory is root-owned and read-only to
 /// everyone else; it is content-addressed, so a new binary gets a new one.
 pub fn install_worker(dir: &Path) -> Result<PathBuf, RuntimeError> {
-    let mut hasher = Sha256::new();
-    for (name, text) in WORKER_FILES {
-        hasher.update(name.as_bytes());
-        hasher.update([0]);
-        hasher.update(text.as_bytes());
-        hasher.update([0]);
-    }
-    let hash = hasher.finalize();
-    let short: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let short = worker_hash();
     let target = dir.join(format!("worker-{short}"));
     if target.join("run_worker.py").exists() {
         return Ok(target);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api::{self, JobView, RenderRequest};
+use crate::cache::{self, KeyParts};
 use crate::events::{Hub, JobEvent};
 use crate::executor::Executor;
 use crate::jobs::{Job, JobId, JobStatus, Page, Store, StoreError};
@@ -133,7 +134,26 @@ impl Service {
                 ));
             }
         }
+        let quality = req.quality.unwrap_or(Quality::Low);
+        let format = req.format.unwrap_or(Format::Mp4);
+        let encoding = req.encoding.unwrap_or_default();
+        let key = cache::key(&KeyParts {
+            code: &req.code,
+            scenes: &scenes,
+            engine: req.engine,
+            quality,
+            format,
+            fps: req.fps.unwrap_or(quality.fps()),
+            seed: req.seed,
+            encoding,
+        });
+        if let Some(job) = self.cached(&key).await? {
+            return Ok(job);
+        }
         self.check_capacity().await?;
+        if let Some(job) = self.follow_in_flight(&key).await? {
+            return Ok(job);
+        }
 
         let inspection = self.renderer.inspect(&req.code).await?;
         let known: Vec<String> = inspection.scenes.iter().map(|s| s.name.clone()).collect();
@@ -196,14 +216,61 @@ impl Service {
             code: req.code,
             scenes,
             engine: req.engine.or(inspection.engine).unwrap_or(Engine::Manim),
-            quality: req.quality.unwrap_or(Quality::Low),
-            format: req.format.unwrap_or(Format::Mp4),
+            quality,
+            format,
             fps: req.fps,
             seed: req.seed,
+            encoding,
         };
-        let job = self.store.insert(&JobId::new(), &spec).await?;
+        let job = self.store.insert(&JobId::new(), &spec, &key, None).await?;
         self.executor.wake();
         Ok(job)
+    }
+
+    /// An identical request was rendered: a new job that shares its files,
+    /// without any sandbox.
+    async fn cached(&self, key: &str) -> Result<Option<Job>, ServiceError> {
+        let Some(source) = self.store.cached(key).await? else {
+            return Ok(None);
+        };
+        let id = JobId::new();
+        let Ok(result) = cache::share(&self.storage, &source, &id) else {
+            return Ok(None);
+        };
+        let job = self
+            .store
+            .insert_done(&id, &source.spec, key, &result)
+            .await?;
+        self.metrics.cache_hit();
+        Ok(Some(job))
+    }
+
+    /// An identical request is queued or rendering: a new job that waits for
+    /// it and gets its outcome, so both share one render.
+    async fn follow_in_flight(&self, key: &str) -> Result<Option<Job>, ServiceError> {
+        let Some(leader) = self.store.in_flight(key).await? else {
+            return Ok(None);
+        };
+        let Some(leader_job) = self.store.get(&leader).await? else {
+            return Ok(None);
+        };
+        let job = self
+            .store
+            .insert(&JobId::new(), &leader_job.spec, key, Some(&leader))
+            .await?;
+        // The leader may have ended in between and handed out its outcome
+        // already: then this job is claimed like any other, and the claim
+        // finds the cached result.
+        if self
+            .get(&leader)
+            .await
+            .map(|j| j.status.is_terminal())
+            .unwrap_or(true)
+        {
+            self.store.unfollow(Some(&leader)).await?;
+            self.executor.wake();
+        }
+        Ok(Some(job))
     }
 
     async fn check_capacity(&self) -> Result<(), ServiceError> {
@@ -262,6 +329,10 @@ impl Service {
                 Ok(Some(self.get(id).await?))
             }
             Some(_) => {
+                // Jobs that waited for this one render on their own now.
+                if self.store.unfollow(Some(id)).await? > 0 {
+                    self.executor.wake();
+                }
                 let job = self.get(id).await?;
                 self.hub.publish(
                     id,
@@ -340,6 +411,7 @@ impl Service {
             workers: api::Workers {
                 busy,
                 idle: workers.saturating_sub(busy),
+                warm: self.executor.warm() as u64,
                 rss_bytes: self.renderer.sandbox().memory_in_use(),
             },
             queue: api::Queue {
@@ -403,7 +475,12 @@ impl Service {
     pub async fn metrics_text(&self) -> String {
         let depth = self.store.count(JobStatus::Queued).await.unwrap_or(0);
         let (rss, _) = metrics::process_memory();
-        self.metrics.render(depth, self.executor.busy() as u64, rss)
+        self.metrics.render(
+            depth,
+            self.executor.busy() as u64,
+            rss,
+            self.renderer.sandbox().started_total(),
+        )
     }
 
     /// Deletes finished jobs (and their files) older than `retention`.

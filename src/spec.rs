@@ -176,6 +176,37 @@ impl Format {
     }
 }
 
+/// How hard the encoder works: `final` keeps x264's default quality preset;
+/// `preview` uses its fastest preset (bigger files, same visual target).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Preview,
+    #[default]
+    Final,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Preview => "preview",
+            Encoding::Final => "final",
+        }
+    }
+}
+
 /// A scene's class name: a Python identifier, checked before it goes anywhere.
 ///
 /// Scene names never reach a shell or a path, but checking them up front
@@ -242,6 +273,8 @@ pub struct RenderSpec {
     pub fps: Option<u32>,
     /// Seeds Python's and NumPy's random generators.
     pub seed: Option<u32>,
+    #[serde(default)]
+    pub encoding: Encoding,
 }
 
 /// Highest frame rate accepted; above it no player shows the difference.

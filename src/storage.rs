@@ -37,6 +37,28 @@ impl Storage {
         Ok(())
     }
 
+    /// Publishes another job's files as `id`'s attempt 1, sharing their
+    /// bytes (hard links; a copy where links are not possible). Used for
+    /// cache hits: deleting either job leaves the other's files intact.
+    pub fn share(
+        &self,
+        from: &JobId,
+        from_attempt: u32,
+        id: &JobId,
+        names: &[&str],
+    ) -> io::Result<()> {
+        let dir = self.attempt_dir(id, 1);
+        std::fs::create_dir_all(&dir)?;
+        for name in names {
+            let src = self.attempt_dir(from, from_attempt).join(name);
+            let dst = dir.join(name);
+            if std::fs::hard_link(&src, &dst).is_err() {
+                std::fs::copy(&src, &dst)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The path of a published file.
     pub fn path(&self, id: &JobId, attempt: u32, name: &str) -> PathBuf {
         self.attempt_dir(id, attempt).join(name)

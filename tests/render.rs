@@ -334,3 +334,16 @@ async fn seeded_renders_are_reproducible() {
     let c = user_error(h.fails(&s, &h.config.limits).await).message;
     assert_ne!(a, c);
 }
+
+#[tokio::test]
+async fn preview_encoding_makes_the_same_video_faster() {
+    let h = Harness::new();
+    let mut s = spec(Engine::Manim, &fixture("ce_shapes.py"));
+    s.encoding = manimd::spec::Encoding::Preview;
+    let (r, _) = h.ok(&s).await;
+    assert_video(&r.output, "h264", LOW, 15.0, 3.0).await;
+    let mut s = spec(Engine::Manimgl, &fixture("gl_shapes.py"));
+    s.encoding = manimd::spec::Encoding::Preview;
+    let (r, _) = h.ok(&s).await;
+    assert_video(&r.output, "h264", LOW, 15.0, 3.0).await;
+}

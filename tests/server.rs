@@ -155,9 +155,12 @@ impl TestServer {
     }
 }
 
+/// Options for a test server: no warm pool unless a test asks for one, so
+/// that the only sandboxes are the ones the test causes.
 fn opts(workers: usize) -> ServeOptions {
     ServeOptions {
         workers,
+        warm_pool: 0,
         ..ServeOptions::default()
     }
 }
@@ -640,9 +643,8 @@ async fn the_synchronous_render_call_returns_the_video() {
 #[tokio::test]
 async fn a_full_queue_answers_429_with_retry_after_and_every_accepted_job_finishes() {
     let mut s = TestServer::start(ServeOptions {
-        workers: 1,
         queue_capacity: 3,
-        ..ServeOptions::default()
+        ..opts(1)
     })
     .await;
     let first = s.submit(json!({"code": slow_scene(3)})).await;
@@ -714,9 +716,8 @@ async fn sigterm_requeues_running_work_and_the_next_start_finishes_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::for_tests(dir.path().join("data"));
     let o = ServeOptions {
-        workers: 1,
         grace: Duration::from_millis(200),
-        ..ServeOptions::default()
+        ..opts(1)
     };
     let mut s = TestServer::start_on(config.clone(), o.clone()).await;
     let id = s.submit(json!({"code": slow_scene(4)})).await;
@@ -744,6 +745,8 @@ async fn spawn_binary(data: &std::path::Path) -> (tokio::process::Child, String)
             "127.0.0.1:0",
             "--workers",
             "1",
+            "--warm-pool",
+            "0",
             "--data-dir",
         ])
         .arg(data)
@@ -893,10 +896,9 @@ async fn submit_command_follows_progress_and_downloads_the_result() {
 async fn row27_slow_and_idle_clients_are_cut_off_and_capped() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TestServer::start(ServeOptions {
-        workers: 1,
         header_timeout: Duration::from_millis(500),
         max_connections: 2,
-        ..ServeOptions::default()
+        ..opts(1)
     })
     .await;
     let addr = s.url.trim_start_matches("http://").to_owned();
@@ -928,5 +930,143 @@ async fn row27_slow_and_idle_clients_are_cut_off_and_capped() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (status, h) = s.get("/health").await;
     assert_eq!((status, h["status"].as_str()), (StatusCode::OK, Some("ok")));
+    s.stop().await;
+}
+
+async fn sandboxes_started(s: &TestServer) -> u64 {
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("manimd_sandboxes_started_total "))
+        .and_then(|n| n.parse().ok())
+        .expect("the sandbox counter")
+}
+
+async fn video_bytes(s: &TestServer, id: &str) -> bytes::Bytes {
+    let r = s
+        .client
+        .get(format!("{}/v1/renders/{id}/video", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.bytes().await.unwrap()
+}
+
+#[tokio::test]
+async fn identical_jobs_share_one_render_and_a_cache_hit_starts_no_sandbox() {
+    let mut s = TestServer::start(opts(1)).await;
+    let body = json!({"code": slow_scene(2), "quality": "low"});
+    let before = sandboxes_started(&s).await;
+    let leader = s.submit(body.clone()).await;
+    let follower = s.submit(body.clone()).await;
+    let a = s.wait_for(&leader, None).await;
+    let b = s.wait_for(&follower, None).await;
+    assert_eq!(
+        (a["status"].as_str(), b["status"].as_str()),
+        (Some("succeeded"), Some("succeeded"))
+    );
+    assert_eq!(a["result"]["cache_hit"], false);
+    assert_eq!(b["result"]["cache_hit"], true, "{b}");
+    // One inspection (the follower skips it) and one render.
+    assert_eq!(sandboxes_started(&s).await - before, 2);
+    assert_eq!(
+        video_bytes(&s, &leader).await,
+        video_bytes(&s, &follower).await
+    );
+
+    // The same request again is done at once, from the cache, with no sandbox.
+    let before = sandboxes_started(&s).await;
+    let (status, hit) = s.post("/v1/renders", &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(hit["status"], "succeeded", "{hit}");
+    assert_eq!(hit["result"]["cache_hit"], true);
+    let hit_id = hit["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        video_bytes(&s, &hit_id).await,
+        video_bytes(&s, &leader).await
+    );
+    // The synchronous call shares the cache.
+    let r = s
+        .client
+        .post(format!("{}/render", s.url))
+        .json(&json!({"code": slow_scene(2)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap(), video_bytes(&s, &leader).await);
+    assert_eq!(
+        sandboxes_started(&s).await,
+        before,
+        "cache hits start no sandbox"
+    );
+
+    // Deleting the original keeps the hits' files; a different request misses.
+    let r = s
+        .client
+        .delete(format!("{}/v1/renders/{leader}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(!video_bytes(&s, &hit_id).await.is_empty());
+    let (_, other) = s
+        .post("/v1/renders", &json!({"code": slow_scene(2), "fps": 10}))
+        .await;
+    assert_eq!(other["status"], "queued");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn warm_sandboxes_serve_jobs_share_nothing_and_go_when_idle() {
+    let mut s = TestServer::start(ServeOptions {
+        warm_pool: 1,
+        warm_idle: Duration::from_secs(3),
+        ..opts(1)
+    })
+    .await;
+    let warm = || async {
+        for _ in 0..300 {
+            if s.get("/health").await.1["workers"]["warm"] == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no warm sandbox");
+    };
+    warm().await;
+    let plant = "from manim import *\nimport os, manim\n\nclass Plant(Scene):\n    def construct(self):\n        for p in ['/tmp/marker', '/job/home/marker', '/dev/shm/marker']:\n            os.makedirs(os.path.dirname(p), exist_ok=True)\n            open(p, 'w').write('left behind')\n        manim.LEFTOVER = True\n        os.environ['LEFTOVER'] = '1'\n        self.play(Create(Circle()), run_time=0.2)\n";
+    let id = s.submit(json!({"code": plant})).await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["warm_start"], true);
+
+    warm().await;
+    let check = "from manim import *\nimport os, manim\n\nclass Check(Scene):\n    def construct(self):\n        seen = [p for p in ['/tmp/marker', '/job/home/marker', '/dev/shm/marker'] if os.path.exists(p)]\n        if hasattr(manim, 'LEFTOVER') or 'LEFTOVER' in os.environ:\n            seen.append('module or environment state')\n        if seen:\n            raise RuntimeError(f'saw the previous job: {seen}')\n        self.play(Create(Square()), run_time=0.2)\n";
+    let id = s.submit(json!({"code": check})).await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["warm_start"], true);
+
+    // Idle past the timeout, the warm sandbox is gone, with its cgroup.
+    warm().await;
+    let mut gone = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.get("/health").await.1["workers"]["warm"] == 0 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the idle warm sandbox was not let go");
+    s.assert_clean();
     s.stop().await;
 }

@@ -17,7 +17,17 @@ WORK_DIR = "/job/work"
 def main():
     protocol.install()
     try:
+        engine = _engine_arg()
+        if engine:
+            # Warm start: import the engine, say so, then wait for the job.
+            started = time.monotonic()
+            from manimd_worker import engines
+
+            engines.preload(engine)
+            protocol.emit("warm", engine=engine, import_secs=round(time.monotonic() - started, 3))
         job = json.loads(sys.stdin.buffer.read())
+        global _JOB_RECEIVED
+        _JOB_RECEIVED = time.monotonic()
         if job.get("mode") == "inspect":
             inspect(job)
         else:
@@ -36,6 +46,22 @@ def _exit(code):
     the job alive after it has reported its outcome."""
     sys.stderr.flush()
     os._exit(code)
+
+
+_JOB_RECEIVED = None
+
+
+def _engine_arg():
+    """`--engine NAME` when the supervisor wants the engine imported up front."""
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--engine" and args[1] in ("manim", "manimgl"):
+        return args[1]
+    return None
+
+
+def _job_secs():
+    """Seconds from receiving the job to now: the render's own time."""
+    return round(time.monotonic() - _JOB_RECEIVED, 3) if _JOB_RECEIVED else None
 
 
 def inspect(job):
@@ -152,7 +178,7 @@ def finish(job, outputs):
                 "code": "no-animation",
                 "message": "the scene played no animation, so its last frame is delivered as a PNG",
             }
-        protocol.emit("result", max_rss_bytes=_max_rss_bytes(), **result)
+        protocol.emit("result", max_rss_bytes=_max_rss_bytes(), job_secs=_job_secs(), **result)
         return
 
     output = os.path.join(OUT_DIR, f"output.{fmt}")
@@ -165,4 +191,4 @@ def finish(job, outputs):
             + ", ".join(silent),
             "scenes": silent,
         }
-    protocol.emit("result", max_rss_bytes=_max_rss_bytes(), **result)
+    protocol.emit("result", max_rss_bytes=_max_rss_bytes(), job_secs=_job_secs(), **result)

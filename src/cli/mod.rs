@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_DATA_DIR, DEFAULT_RUNTIME_DIR};
-use crate::spec::{Engine, Format, Quality};
+use crate::spec::{Encoding, Engine, Format, Quality};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -73,6 +73,12 @@ pub struct ServeArgs {
     /// Largest request body.
     #[arg(long, env = "MANIMD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: u64,
+    /// Warm sandboxes (engine imported, waiting for a job) kept per engine. Default: the worker count; 0 turns them off.
+    #[arg(long, env = "MANIMD_WARM_POOL")]
+    pub warm_pool: Option<usize>,
+    /// Seconds a warm sandbox may wait unused before it is let go.
+    #[arg(long, env = "MANIMD_WARM_IDLE_SECS", default_value_t = 300)]
+    pub warm_idle_secs: u64,
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +100,8 @@ pub struct SubmitArgs {
     pub fps: Option<u32>,
     #[arg(long)]
     pub seed: Option<u32>,
+    #[arg(long, value_enum, default_value = "final")]
+    pub encoding: Encoding,
     /// Where to write the result. Default: the file's name with the format's extension.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -128,6 +136,9 @@ pub struct RenderArgs {
     /// Seed for Python's and NumPy's random generators.
     #[arg(long)]
     pub seed: Option<u32>,
+    /// `final` keeps x264's default preset; `preview` encodes much faster.
+    #[arg(long, value_enum, default_value = "final")]
+    pub encoding: Encoding,
     /// Render every scene in the file, stitched in file order.
     #[arg(long, conflicts_with = "scenes")]
     pub all: bool,

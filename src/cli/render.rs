@@ -91,6 +91,7 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         format,
         fps: args.fps,
         seed: args.seed,
+        encoding: args.encoding,
     };
 
     let out_dir = output

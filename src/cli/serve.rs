@@ -17,6 +17,8 @@ pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
     opts.retention = std::time::Duration::from_secs(args.retention_hours * 3600);
     opts.grace = std::time::Duration::from_secs(args.grace_secs);
     opts.max_body_bytes = args.max_body_bytes;
+    opts.warm_pool = args.warm_pool.unwrap_or(opts.workers);
+    opts.warm_idle = std::time::Duration::from_secs(args.warm_idle_secs);
     match serve(config, &opts, &args.addr).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -47,6 +47,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
         format: Some(format),
         fps: args.fps,
         seed: args.seed,
+        encoding: Some(args.encoding),
         ..Default::default()
     };
     let client = reqwest::Client::builder()

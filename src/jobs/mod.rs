@@ -155,6 +155,12 @@ pub struct JobResult {
     /// The attempt whose files are served.
     pub attempt: u32,
     pub has_thumbnail: bool,
+    /// The render ran in a warm sandbox (the engine was already imported).
+    #[serde(default)]
+    pub warm_start: bool,
+    /// Served from the result cache: an identical request had been rendered.
+    #[serde(default)]
+    pub cache_hit: bool,
 }
 
 /// A job as stored.
@@ -163,6 +169,10 @@ pub struct Job {
     pub id: JobId,
     pub status: JobStatus,
     pub spec: RenderSpec,
+    /// Identifies identical requests (see `cache::key`).
+    pub cache_key: Option<String>,
+    /// The identical job this one waits for, instead of rendering itself.
+    pub follows: Option<JobId>,
     pub attempts: u32,
     pub cancel_requested: bool,
     pub progress: JobProgress,

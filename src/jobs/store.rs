@@ -42,7 +42,8 @@ pub struct Store {
     pool: SqlitePool,
 }
 
-const COLUMNS: &str = "id, status, spec, attempts, cancel_requested, progress, error, result, created_ms, started_ms, finished_ms";
+const COLUMNS: &str =
+    "id, status, spec, cache_key, follows, attempts, cancel_requested, progress, error, result, created_ms, started_ms, finished_ms";
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
@@ -66,18 +67,129 @@ impl Store {
         Ok(Store { pool })
     }
 
-    pub async fn insert(&self, id: &JobId, spec: &RenderSpec) -> Result<Job, StoreError> {
-        let now = now_ms();
+    /// Stores a queued job; with `follows`, it waits for that identical job
+    /// instead of being claimed.
+    pub async fn insert(
+        &self,
+        id: &JobId,
+        spec: &RenderSpec,
+        cache_key: &str,
+        follows: Option<&JobId>,
+    ) -> Result<Job, StoreError> {
         let spec_json = serde_json::to_string(spec).expect("serializable");
-        sqlx::query("INSERT INTO jobs (id, status, spec, created_ms) VALUES (?, 'queued', ?, ?)")
-            .bind(id.as_str())
-            .bind(&spec_json)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, status, spec, cache_key, follows, created_ms) VALUES (?, 'queued', ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(&spec_json)
+        .bind(cache_key)
+        .bind(follows.map(JobId::as_str))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
         self.get(id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))
+    }
+
+    /// Stores a job that is already done: a cache hit.
+    pub async fn insert_done(
+        &self,
+        id: &JobId,
+        spec: &RenderSpec,
+        cache_key: &str,
+        result: &JobResult,
+    ) -> Result<Job, StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO jobs (id, status, spec, cache_key, result, created_ms, started_ms, finished_ms) \
+             VALUES (?, 'succeeded', ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(serde_json::to_string(spec).expect("serializable"))
+        .bind(cache_key)
+        .bind(serde_json::to_string(result).expect("serializable"))
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.get(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))
+    }
+
+    /// The newest succeeded job with this cache key.
+    pub async fn cached(&self, cache_key: &str) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE cache_key = ? AND status = 'succeeded' \
+             ORDER BY finished_ms DESC LIMIT 1"
+        ))
+        .bind(cache_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| from_row(&r)).transpose()
+    }
+
+    /// A queued or running job with this key that renders itself (follows none).
+    pub async fn in_flight(&self, cache_key: &str) -> Result<Option<JobId>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE cache_key = ? AND status IN ('queued', 'running') AND follows IS NULL \
+             ORDER BY created_ms LIMIT 1",
+        )
+        .bind(cache_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.as_deref().and_then(JobId::parse))
+    }
+
+    /// Queued jobs waiting for `leader`.
+    pub async fn followers(&self, leader: &JobId) -> Result<Vec<JobId>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM jobs WHERE follows = ? AND status = 'queued'")
+            .bind(leader.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| JobId::parse(r.get::<&str, _>(0)))
+            .collect())
+    }
+
+    /// Ends a follower with its leader's outcome.
+    pub async fn finish_follower(
+        &self,
+        id: &JobId,
+        status: JobStatus,
+        error: Option<&serde_json::Value>,
+        result: Option<&JobResult>,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE jobs SET status = ?, error = ?, result = ?, started_ms = ?, finished_ms = ?, follows = NULL \
+             WHERE id = ? AND status = 'queued' AND follows IS NOT NULL",
+        )
+        .bind(status.as_str())
+        .bind(error.map(|e| e.to_string()))
+        .bind(result.map(|r| serde_json::to_string(r).expect("serializable")))
+        .bind(now)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Makes jobs that follow `leader` (or any job, with `None`) ordinary
+    /// queued jobs again: their leader will not deliver.
+    pub async fn unfollow(&self, leader: Option<&JobId>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET follows = NULL WHERE follows IS NOT NULL AND (? IS NULL OR follows = ?)",
+        )
+        .bind(leader.map(JobId::as_str))
+        .bind(leader.map(JobId::as_str))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
@@ -128,7 +240,7 @@ impl Store {
         let row = sqlx::query(&format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?, \
              lease_expires_ms = ?, started_ms = ?, progress = NULL \
-             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_ms, id LIMIT 1) \
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND follows IS NULL ORDER BY created_ms, id LIMIT 1) \
              RETURNING {COLUMNS}"
         ))
         .bind(owner)
@@ -342,6 +454,11 @@ fn from_row(r: &SqliteRow) -> Result<Job, StoreError> {
         id: JobId::parse(&id).ok_or_else(|| corrupt("id"))?,
         status: JobStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
         spec: serde_json::from_str(&spec).map_err(|_| corrupt("spec"))?,
+        cache_key: r.try_get("cache_key")?,
+        follows: r
+            .try_get::<Option<String>, _>("follows")?
+            .as_deref()
+            .and_then(JobId::parse),
         attempts: r.try_get::<i64, _>("attempts")? as u32,
         cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
         progress: json("progress")?

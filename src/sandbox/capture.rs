@@ -44,14 +44,38 @@ impl LineSplitter {
     }
 }
 
-/// Reads `r` to its end, passing each bounded line to `line`.
-pub async fn read_lines(mut r: impl AsyncRead + Unpin, max: usize, mut line: impl FnMut(&[u8])) {
-    let mut splitter = LineSplitter::new(max);
-    let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        match r.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => splitter.feed(&chunk[..n], &mut line),
+/// Bounded lines from a stream, one at a time.
+pub struct LineReader<R> {
+    reader: R,
+    splitter: LineSplitter,
+    ready: std::collections::VecDeque<Vec<u8>>,
+    chunk: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    pub fn new(reader: R, max: usize) -> Self {
+        LineReader {
+            reader,
+            splitter: LineSplitter::new(max),
+            ready: Default::default(),
+            chunk: vec![0u8; 16 * 1024],
+        }
+    }
+
+    /// The next line within bounds; `None` at the end of the stream.
+    pub async fn next_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(line) = self.ready.pop_front() {
+                return Some(line);
+            }
+            match self.reader.read(&mut self.chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => {
+                    let ready = &mut self.ready;
+                    self.splitter
+                        .feed(&self.chunk[..n], &mut |l| ready.push_back(l.to_vec()));
+                }
+            }
         }
     }
 }
@@ -140,6 +164,15 @@ mod tests {
         assert_eq!(split(&[b"0123456789ABC", b"DEF\nok\n"], 10), ["ok"]);
         assert_eq!(split(&[b"0123456789AB\nok\n"], 10), ["ok"]);
         assert_eq!(split(&[b"0123456789\n"], 10), ["0123456789"]);
+    }
+
+    #[tokio::test]
+    async fn line_reader_yields_bounded_lines_then_ends() {
+        let data = b"one\ntoo long line\ntwo\npartial".to_vec();
+        let mut r = LineReader::new(&data[..], 8);
+        assert_eq!(r.next_line().await.as_deref(), Some(&b"one"[..]));
+        assert_eq!(r.next_line().await.as_deref(), Some(&b"two"[..]));
+        assert_eq!(r.next_line().await, None);
     }
 
     #[tokio::test]

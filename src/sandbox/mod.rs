@@ -100,6 +100,7 @@ impl Stopped {
 }
 
 /// What to run inside.
+#[derive(Clone, Debug)]
 pub struct Command {
     /// The program, as a path inside the sandbox.
     pub program: PathBuf,
@@ -108,8 +109,41 @@ pub struct Command {
     pub env: Vec<(String, String)>,
     /// Extra read-only binds: (host path, path inside).
     pub ro_binds: Vec<(PathBuf, PathBuf)>,
-    /// Written to the program's stdin, which is then closed.
-    pub stdin: Vec<u8>,
+}
+
+/// A sandbox that is running but has not been given its input yet.
+/// Pass it to [`Sandbox::finish`] or [`Sandbox::discard`]; if it is merely
+/// dropped, its processes are killed and its group is removed in the background.
+pub struct Started {
+    name: String,
+    area: Option<Area>,
+    group: Option<Cgroup>,
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: capture::LineReader<tokio::process::ChildStdout>,
+    stderr_task: Option<tokio::task::JoinHandle<Captured>>,
+    /// When it was started, for idle timeouts.
+    created: Instant,
+}
+
+impl Started {
+    pub fn age(&self) -> std::time::Duration {
+        self.created.elapsed()
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        if let Some(group) = self.group.take() {
+            group.kill_all();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = group.destroy().await;
+                });
+            }
+        }
+    }
 }
 
 /// A run that has ended, with its area still mounted for collection.
@@ -147,6 +181,8 @@ pub struct Sandbox {
     hierarchy: Hierarchy,
     /// Names of the job groups that exist now, for memory reporting.
     active: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Sandboxes started since this process began.
+    started_total: std::sync::atomic::AtomicU64,
 }
 
 impl Sandbox {
@@ -168,11 +204,18 @@ impl Sandbox {
             cfg,
             hierarchy,
             active: Default::default(),
+            started_total: Default::default(),
         })
     }
 
     pub fn cgroup_version(&self) -> u8 {
         self.hierarchy.version()
+    }
+
+    /// Sandboxes started since this process began.
+    pub fn started_total(&self) -> u64 {
+        self.started_total
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Memory used by all running sandboxes now.
@@ -196,17 +239,30 @@ impl Sandbox {
         format!("{}-{id}", self.cfg.instance)
     }
 
-    /// Runs `cmd` as job `id`. Protocol lines from its stdout go to `on_line`;
-    /// `cancel` resolving stops the run.
+    /// Runs `cmd` as job `id` with `stdin` as its input. Protocol lines from
+    /// its stdout go to `on_line`; `cancel` resolving stops the run.
     pub async fn run(
         &self,
         id: &str,
-        cmd: Command,
+        cmd: &Command,
+        stdin: Vec<u8>,
         limits: &Limits,
-        mut on_line: impl FnMut(&[u8]),
+        on_line: impl FnMut(&[u8]),
         cancel: impl Future<Output = ()>,
     ) -> Result<Finished, SandboxError> {
-        let started = Instant::now();
+        let started = self.start(id, cmd, limits).await?;
+        self.finish(started, stdin, limits, on_line, cancel).await
+    }
+
+    /// Starts `cmd` in a fresh sandbox without giving it any input yet: a
+    /// warm sandbox waits this way for its job. Limits other than the wall
+    /// clock apply from now; the wall clock starts in [`Sandbox::finish`].
+    pub async fn start(
+        &self,
+        id: &str,
+        cmd: &Command,
+        limits: &Limits,
+    ) -> Result<Started, SandboxError> {
         let name = self.name(id);
         let root = self.cfg.areas_dir.join(&name);
         let area = Area::create(root.clone(), limits, self.cfg.uid, self.cfg.gid)
@@ -222,7 +278,7 @@ impl Sandbox {
             gid: self.cfg.gid,
             max_file_bytes: limits.file_size_bytes(),
         };
-        let args = self.bwrap_args(&area, &cmd);
+        let args = self.bwrap_args(&area, cmd);
         let mut child = match process::spawn_confined(&self.cfg.bwrap, &args, &[], confinement) {
             Ok(child) => child,
             Err(err) => {
@@ -231,26 +287,71 @@ impl Sandbox {
                 return Err(SandboxError::Spawn(err));
             }
         };
+        self.started_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stderr_task = tokio::spawn(capture::capture(stderr, limits.log_bytes));
+        Ok(Started {
+            name,
+            area: Some(area),
+            group: Some(group),
+            child,
+            stdin: Some(stdin),
+            stdout: capture::LineReader::new(stdout, crate::protocol::MAX_LINE),
+            stderr_task: Some(stderr_task),
+            created: Instant::now(),
+        })
+    }
 
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let input = cmd.stdin;
+    /// Reads protocol lines of a started sandbox until `want` accepts one,
+    /// for at most `timeout`. False when the sandbox ended or took too long.
+    pub async fn wait_for_line(
+        &self,
+        started: &mut Started,
+        timeout: std::time::Duration,
+        mut want: impl FnMut(&[u8]) -> bool,
+    ) -> bool {
+        let wait = async {
+            while let Some(line) = started.stdout.next_line().await {
+                if want(&line) {
+                    return true;
+                }
+            }
+            false
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// Gives a started sandbox its input and runs it to the end, under the
+    /// wall clock, which starts now.
+    pub async fn finish(
+        &self,
+        mut s: Started,
+        input: Vec<u8>,
+        limits: &Limits,
+        mut on_line: impl FnMut(&[u8]),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Finished, SandboxError> {
+        let began = Instant::now();
+        let mut stdin = s.stdin.take().expect("input is given once");
         let feeder = tokio::spawn(async move {
             // A scene that exits early closes its stdin; that is not our error.
             let _ = stdin.write_all(&input).await;
         });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let stderr_task = tokio::spawn(capture::capture(stderr, limits.log_bytes));
-
         enum End {
             Exited,
             TimedOut,
             Canceled,
         }
         let end = {
-            let lines = capture::read_lines(stdout, crate::protocol::MAX_LINE, &mut on_line);
+            let stdout = &mut s.stdout;
+            let child = &mut s.child;
             let run = async {
-                lines.await;
+                while let Some(line) = stdout.next_line().await {
+                    on_line(&line);
+                }
                 child.wait().await
             };
             tokio::select! {
@@ -260,11 +361,16 @@ impl Sandbox {
             }
         };
         // Whatever happened, nothing of the job may outlive this point.
+        let group = s.group.take().expect("a live sandbox has its group");
+        let area = s.area.take().expect("a live sandbox has its area");
         group.kill_all();
-        let _ = child.start_kill();
-        let status = child.wait().await.ok();
+        let _ = s.child.start_kill();
+        let status = s.child.wait().await.ok();
         feeder.abort();
-        let stderr = stderr_task.await.unwrap_or_default();
+        let stderr = match s.stderr_task.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Captured::default(),
+        };
         let exit_code = status.map(exit_code);
 
         let stopped = match end {
@@ -276,7 +382,7 @@ impl Sandbox {
             End::Exited => self.attribute(&group, &area, exit_code, limits),
         };
         let peak_memory_bytes = group.peak_memory_bytes();
-        self.active.lock().expect("active lock").remove(&name);
+        self.active.lock().expect("active lock").remove(&s.name);
         group.destroy().await?;
         Ok(Finished {
             area,
@@ -284,8 +390,22 @@ impl Sandbox {
             stopped,
             stderr,
             peak_memory_bytes,
-            wall: started.elapsed(),
+            wall: began.elapsed(),
         })
+    }
+
+    /// Ends a started sandbox that will not be used (an idle warm one).
+    pub async fn discard(&self, mut s: Started) {
+        let _ = s.child.start_kill();
+        if let Some(group) = s.group.take() {
+            group.kill_all();
+            let _ = s.child.wait().await;
+            self.active.lock().expect("active lock").remove(&s.name);
+            if let Err(err) = group.destroy().await {
+                tracing::warn!(%err, "cannot remove a discarded sandbox's cgroup");
+            }
+        }
+        // The area unmounts when dropped.
     }
 
     /// Explains a failed exit by what the kernel recorded, most specific first.

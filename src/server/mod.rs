@@ -31,8 +31,10 @@ use crate::events::Hub;
 use crate::executor::{Executor, ExecutorConfig};
 use crate::jobs::Store;
 use crate::metrics::Metrics;
+use crate::pool::{Pool, PoolConfig};
 use crate::render::Renderer;
 use crate::service::{Service, ServiceConfig};
+use crate::spec::Engine;
 use crate::storage::Storage;
 
 pub use error::ApiError;
@@ -54,6 +56,10 @@ pub struct ServeOptions {
     /// How long running renders may take to finish on SIGTERM.
     pub grace: Duration,
     pub max_body_bytes: u64,
+    /// Warm sandboxes kept per engine (0: off).
+    pub warm_pool: usize,
+    /// A warm sandbox unused this long is let go.
+    pub warm_idle: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
@@ -61,16 +67,19 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         ServeOptions {
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            workers,
             queue_capacity: 100,
             max_attempts: 3,
             lease: Duration::from_secs(30),
             retention: Duration::from_secs(7 * 24 * 3600),
             grace: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
+            warm_pool: workers,
+            warm_idle: Duration::from_secs(300),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
@@ -117,6 +126,8 @@ pub struct Server {
     pub service: AppState,
     executor_tasks: Vec<tokio::task::JoinHandle<()>>,
     executor: Arc<Executor>,
+    pool: Arc<Pool>,
+    pool_task: tokio::task::JoinHandle<()>,
     store: Store,
 }
 
@@ -153,6 +164,16 @@ pub async fn start(
         );
     }
     let storage = Storage::local(config.data_dir.join("videos"))?;
+    let pool = Pool::new(
+        Arc::clone(&renderer),
+        PoolConfig {
+            size: opts.warm_pool,
+            idle_timeout: opts.warm_idle,
+            limits: config.limits.clone(),
+            prewarm: vec![Engine::Manim],
+        },
+    );
+    let pool_task = pool.spawn();
     let hub = Arc::new(Hub::default());
     let metrics = Arc::new(Metrics::default());
     let executor = Executor::new(
@@ -165,6 +186,7 @@ pub async fn start(
         },
         store.clone(),
         Arc::clone(&renderer),
+        Arc::clone(&pool),
         Arc::clone(&hub),
         storage.clone(),
         Arc::clone(&metrics),
@@ -200,6 +222,8 @@ pub async fn start(
         service,
         executor_tasks,
         executor,
+        pool,
+        pool_task,
         store,
     })
 }
@@ -224,6 +248,8 @@ impl Server {
         for t in self.executor_tasks {
             t.abort();
         }
+        self.pool_task.abort();
+        self.pool.close().await;
         self.store.close().await;
         tracing::info!("stopped");
     }

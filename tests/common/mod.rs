@@ -102,6 +102,7 @@ pub fn spec(engine: Engine, code: &str) -> RenderSpec {
         format: Format::Mp4,
         fps: None,
         seed: None,
+        encoding: Default::default(),
     }
 }
 

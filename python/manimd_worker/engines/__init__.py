@@ -17,6 +17,17 @@ class SceneOutput:
     duration: float = 0.0
 
 
+def preload(engine):
+    """Imports the engine before any job is known: the slow part of a short
+    render, done while the sandbox waits in the warm pool."""
+    if engine == "manim":
+        import manim  # noqa: F401
+    else:
+        from manimd_worker.engines import gl
+
+        gl.preload()
+
+
 def load(engine, job):
     if engine == "manim":
         from manimd_worker.engines.ce import Driver

@@ -1,5 +1,6 @@
 """ManimGL (`from manimlib import *`), 3b1b's engine, on headless EGL."""
 
+import subprocess
 import sys
 
 from manimd_worker import protocol
@@ -41,27 +42,56 @@ LIGHT_TEMPLATE = {
 }
 
 
+_preloaded = False
+
+
+def preload():
+    """Imports manimlib headless: pyglet and moderngl must both use EGL."""
+    global _preloaded
+    if _preloaded:
+        return
+    # manimlib parses sys.argv when imported.
+    sys.argv = ["manimgl"]
+    import pyglet
+
+    pyglet.options["headless"] = True
+    pyglet.options["shadow_window"] = False
+    import moderngl
+
+    create = moderngl.create_standalone_context
+
+    def egl_context(*args, **kwargs):
+        kwargs.setdefault("backend", "egl")
+        return create(*args, **kwargs)
+
+    moderngl.create_standalone_context = egl_context
+    import manimlib  # noqa: F401
+
+    _preloaded = True
+
+
+class _PresetSubprocess:
+    """Stands in for `subprocess` in ManimGL's file writer, adding an x264
+    preset to its ffmpeg command (ManimGL has no setting for it)."""
+
+    def __init__(self, preset):
+        self._preset = preset
+
+    def __getattr__(self, name):
+        return getattr(subprocess, name)
+
+    def Popen(self, cmd, *args, **kwargs):
+        if "-vcodec" in cmd:
+            i = cmd.index("-vcodec") + 2
+            cmd = cmd[:i] + ["-preset", self._preset] + cmd[i:]
+        return subprocess.Popen(cmd, *args, **kwargs)
+
+
 class Driver:
     name = "manimgl"
 
     def __init__(self, job):
-        # manimlib parses sys.argv when imported.
-        sys.argv = ["manimgl"]
-        # No display: pyglet and moderngl must both use EGL (Mesa, headless).
-        import pyglet
-
-        pyglet.options["headless"] = True
-        pyglet.options["shadow_window"] = False
-        import moderngl
-
-        create = moderngl.create_standalone_context
-
-        def egl_context(*args, **kwargs):
-            kwargs.setdefault("backend", "egl")
-            return create(*args, **kwargs)
-
-        moderngl.create_standalone_context = egl_context
-
+        preload()
         import manimlib
         from importlib.metadata import version
         from manimlib.scene.scene import Scene
@@ -79,6 +109,10 @@ class Driver:
             # Scene.__init__ reseeds from random_seed (0 unless a scene sets its own).
             Scene.random_seed = job["seed"]
         self._patch()
+        if job.get("encoding") == "preview":
+            from manimlib.scene import scene_file_writer
+
+            scene_file_writer.sp = _PresetSubprocess("ultrafast")
         del manimlib
 
     def _patch(self):

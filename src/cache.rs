@@ -1,0 +1,114 @@
+//! The result cache's key: a hash of everything that determines a render's
+//! output. Equal keys mean byte-for-byte interchangeable results.
+//!
+//! Only the host computes keys, from the request; nothing the sandbox says
+//! enters one, so no scene can make its output be served for another request.
+
+use sha2::{Digest, Sha256};
+
+use crate::runtime;
+use crate::spec::{Encoding, Engine, Format, Quality, SceneName};
+
+/// What a key covers. `engine` is as requested: when absent, the engine is
+/// detected from the code, which the key covers too.
+pub struct KeyParts<'a> {
+    pub code: &'a str,
+    pub scenes: &'a [SceneName],
+    pub engine: Option<Engine>,
+    pub quality: Quality,
+    pub format: Format,
+    pub fps: u32,
+    pub seed: Option<u32>,
+    pub encoding: Encoding,
+}
+
+pub fn key(p: &KeyParts) -> String {
+    let doc = serde_json::json!({
+        "v": 1,
+        "code": p.code,
+        "scenes": p.scenes,
+        "engine": p.engine,
+        "quality": p.quality,
+        "format": p.format,
+        "fps": p.fps,
+        "seed": p.seed,
+        "encoding": p.encoding,
+        // A new engine or worker may render the same request differently.
+        "manim": runtime::engine_version(Engine::Manim),
+        "manimgl": runtime::engine_version(Engine::Manimgl),
+        "worker": runtime::worker_hash(),
+    });
+    let digest = Sha256::digest(doc.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Gives job `to` the published files of the finished job `from` and
+/// returns `to`'s result, marked as a cache hit. Fails when `from`'s files
+/// are gone (it was deleted): then it is a miss.
+pub fn share(
+    storage: &crate::storage::Storage,
+    from: &crate::jobs::Job,
+    to: &crate::jobs::JobId,
+) -> std::io::Result<crate::jobs::JobResult> {
+    let result = from
+        .result
+        .as_ref()
+        .ok_or_else(|| std::io::Error::other("the cached job has no result"))?;
+    let output = format!("output.{}", result.format.extension());
+    let mut names = vec![output.as_str()];
+    if result.has_thumbnail {
+        names.push("thumbnail.png");
+    }
+    storage.share(&from.id, result.attempt, to, &names)?;
+    Ok(crate::jobs::JobResult {
+        attempt: 1,
+        cache_hit: true,
+        warm_start: false,
+        render_secs: 0.0,
+        ..result.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(code: &str) -> KeyParts<'_> {
+        KeyParts {
+            code,
+            scenes: &[],
+            engine: None,
+            quality: Quality::Low,
+            format: Format::Mp4,
+            fps: 15,
+            seed: None,
+            encoding: Encoding::Final,
+        }
+    }
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let base = key(&parts("a"));
+        assert_eq!(base, key(&parts("a")));
+        assert_eq!(base.len(), 64);
+        assert_ne!(base, key(&parts("b")));
+        type Change = Box<dyn Fn(&mut KeyParts)>;
+        let variants: Vec<Change> = vec![
+            Box::new(|p| p.engine = Some(Engine::Manim)),
+            Box::new(|p| p.quality = Quality::High),
+            Box::new(|p| p.format = Format::Webm),
+            Box::new(|p| p.fps = 30),
+            Box::new(|p| p.seed = Some(1)),
+            Box::new(|p| p.encoding = Encoding::Preview),
+        ];
+        for change in variants {
+            let mut p = parts("a");
+            change(&mut p);
+            assert_ne!(key(&p), base);
+        }
+        let scenes = ["A".parse().unwrap()];
+        let mut p = parts("a");
+        p.scenes = &scenes;
+        assert_ne!(key(&p), base);
+    }
+}
