@@ -52,20 +52,24 @@ install_apt() {
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
-# make_venv NAME SPEC...: a venv at $RUNTIME/venv/NAME with pinned packages,
-# stamped when complete so that an interrupted install is redone.
+# make_venv NAME SPEC...: a venv at $RUNTIME/venv/NAME with pinned packages.
+# The stamp records the specs it was made with: an interrupted install is
+# redone, and a changed list is installed on top of the existing venv.
 make_venv() {
   local name=$1; shift
   local dir="$RUNTIME/venv/$name"
-  if [ -f "$dir/.manimd-complete" ]; then
+  local want="$*"
+  if [ -f "$dir/.manimd-complete" ] && [ "$(cat "$dir/.manimd-complete")" = "$want" ]; then
     log "venv $name: present"
     return
   fi
-  log "venv $name: installing $*"
-  rm -rf "$dir"
-  /usr/bin/python3 -m venv "$dir"
+  if [ ! -x "$dir/bin/pip" ]; then
+    rm -rf "$dir"
+    /usr/bin/python3 -m venv "$dir"
+  fi
+  log "venv $name: installing $want"
   "$dir/bin/pip" install -q --disable-pip-version-check --no-cache-dir "$@"
-  touch "$dir/.manimd-complete"
+  printf '%s' "$want" > "$dir/.manimd-complete"
 }
 
 install_rust() {
@@ -81,6 +85,8 @@ install_apt
 mkdir -p "$RUNTIME/venv"
 make_venv "manim-$MANIM_VERSION" "manim==$MANIM_VERSION"
 # ManimGL 1.7.2 predates NumPy 2 and setuptools' removal of pkg_resources.
-make_venv "manimgl-$MANIMGL_VERSION" "manimgl==$MANIMGL_VERSION" "numpy<2" "setuptools<70"
+# PyAV (Manim Community brings its own) lets the worker stitch and probe
+# videos in-process instead of starting ffmpeg and ffprobe.
+make_venv "manimgl-$MANIMGL_VERSION" "manimgl==$MANIMGL_VERSION" "numpy<2" "setuptools<70" "av==18.1.0"
 install_rust
 log "done"

@@ -238,3 +238,381 @@ pub fn machine() -> String {
         .unwrap_or(0.0);
     format!("{cores} cores, {cpu}, {mem_gib:.0} GiB RAM")
 }
+
+/// The service figures: a real `manimd serve` (this binary, as a child
+/// process) driven over HTTP, next to the plain CLI measured in the same run.
+pub mod service {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use anyhow::{bail, Context};
+    use serde_json::{json, Value};
+    use tokio::io::AsyncBufReadExt;
+
+    use super::BenchOptions;
+
+    pub struct Server {
+        child: tokio::process::Child,
+        pub url: String,
+        client: reqwest::Client,
+    }
+
+    impl Server {
+        pub async fn start(
+            opts: &BenchOptions,
+            data: &Path,
+            args: &[&str],
+        ) -> anyhow::Result<Server> {
+            let mut child = tokio::process::Command::new(&opts.manimd)
+                .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+                .arg(data)
+                .arg("--runtime-dir")
+                .arg(opts.runtime.root())
+                .args(args)
+                .env("MANIMD_LOG", "warn")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?;
+            let mut lines =
+                tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("manimd listening on ") {
+                    return Ok(Server {
+                        child,
+                        url: url.to_owned(),
+                        client: reqwest::Client::new(),
+                    });
+                }
+            }
+            bail!("manimd serve did not start")
+        }
+
+        pub async fn health(&self) -> anyhow::Result<Value> {
+            Ok(self
+                .client
+                .get(format!("{}/health", self.url))
+                .send()
+                .await?
+                .json()
+                .await?)
+        }
+
+        /// Waits until `n` warm sandboxes are ready.
+        pub async fn warm(&self, n: u64) -> anyhow::Result<()> {
+            for _ in 0..600 {
+                if self.health().await?["workers"]["warm"].as_u64() >= Some(n) {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            bail!("the warm pool did not fill")
+        }
+
+        pub async fn submit(&self, body: &Value) -> anyhow::Result<Value> {
+            let r = self
+                .client
+                .post(format!("{}/v1/renders", self.url))
+                .json(body)
+                .send()
+                .await?;
+            if r.status().as_u16() != 202 {
+                bail!("submit failed: {}", r.text().await?);
+            }
+            Ok(r.json().await?)
+        }
+
+        /// Polls until the job has ended; fails unless it succeeded.
+        pub async fn done(&self, id: &str) -> anyhow::Result<Value> {
+            loop {
+                let job: Value = self
+                    .client
+                    .get(format!("{}/v1/renders/{id}", self.url))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                match job["status"].as_str() {
+                    Some("succeeded") => return Ok(job),
+                    Some("failed" | "canceled") => bail!("job {id} ended: {}", job["error"]),
+                    _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        }
+
+        /// Submit to video available, in seconds, with the finished job.
+        pub async fn latency(&self, body: &Value) -> anyhow::Result<(f64, Value)> {
+            let t = Instant::now();
+            let job = self.submit(body).await?;
+            let id = job["id"].as_str().context("an id")?.to_owned();
+            let job = if job["status"] == "succeeded" {
+                job
+            } else {
+                self.done(&id).await?
+            };
+            Ok((t.elapsed().as_secs_f64(), job))
+        }
+
+        /// Peak RSS of the server process so far (VmHWM).
+        pub fn peak_rss_bytes(&self) -> u64 {
+            let Some(pid) = self.child.id() else { return 0 };
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("VmHWM:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .and_then(|k| k.parse::<u64>().ok())
+                })
+                .map(|kib| kib * 1024)
+                .unwrap_or(0)
+        }
+
+        pub async fn stop(mut self) {
+            let _ = self.child.kill().await;
+        }
+    }
+
+    /// A request for the fixed small scene; `salt` makes the code unique so
+    /// that the cache does not answer.
+    pub fn small(salt: &str, quality: &str, encoding: &str) -> Value {
+        json!({
+            "code": format!("{}\n# {salt}\n", super::SOURCES[0].1),
+            "scene": "Small",
+            "quality": quality,
+            "encoding": encoding,
+        })
+    }
+
+    pub fn median(mut xs: Vec<f64>) -> f64 {
+        xs.sort_by(|a, b| a.total_cmp(b));
+        xs[xs.len() / 2]
+    }
+}
+
+/// The plain CLI rendering the small scene at `low`.
+const CLI_LOW: [&str; 9] = [
+    "render",
+    "-ql",
+    "--disable_caching",
+    "--progress_bar",
+    "none",
+    "-v",
+    "WARNING",
+    "small.py",
+    "Small",
+];
+
+/// One line of the service table.
+fn figure(name: &str, ours: f64, base: f64, unit: &str, target: &str) {
+    let ratio = if base > 0.0 {
+        format!("{:.2}x", ours / base)
+    } else {
+        "-".into()
+    };
+    println!("{name:<52} {ours:>10.3} {base:>10.3} {unit:<4} {ratio:>8}   {target}");
+}
+
+/// Runs the service figures against the CLI rows measured just before.
+pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<()> {
+    use service::{median, small, Server};
+    let scratch = tempfile::Builder::new()
+        .prefix("manimd-bench-svc-")
+        .tempdir()?;
+    let runs = opts.runs;
+    let cli_small = rows[0].plain.wall.as_secs_f64();
+    println!();
+    println!("service (manimd serve over HTTP; 2 workers; medians of {runs})");
+    println!(
+        "{:<52} {:>10} {:>10} {:<4} {:>8}   target",
+        "figure", "manimd", "baseline", "", "ratio"
+    );
+
+    // Cold: every job starts its sandbox and imports Manim.
+    let cold = Server::start(
+        opts,
+        &scratch.path().join("cold"),
+        &["--warm-pool", "0", "--workers", "2"],
+    )
+    .await?;
+    let mut cold_lat = Vec::new();
+    for i in 0..runs {
+        cold_lat.push(
+            cold.latency(&small(&format!("cold {i}"), "low", "final"))
+                .await?
+                .0,
+        );
+    }
+    cold.stop().await;
+    let cold_lat = median(cold_lat);
+    figure(
+        "small @low, cold sandbox: submit to video (s)",
+        cold_lat,
+        cli_small,
+        "s",
+        "vs manim -ql",
+    );
+
+    // Warm: the engine is imported before the job arrives.
+    let warm = Server::start(
+        opts,
+        &scratch.path().join("warm"),
+        &["--warm-pool", "2", "--workers", "2"],
+    )
+    .await?;
+    warm.warm(2).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = warm.health().await?;
+    let (mut lat, mut engine, mut peak) = (Vec::new(), Vec::new(), 0u64);
+    let mut last = serde_json::Value::Null;
+    for i in 0..runs {
+        warm.warm(2).await?;
+        let body = small(&format!("warm {i}"), "low", "final");
+        let (secs, job) = warm.latency(&body).await?;
+        lat.push(secs);
+        engine.push(job["result"]["engine_secs"].as_f64().unwrap_or(f64::NAN));
+        let together =
+            warm.peak_rss_bytes() + job["result"]["peak_rss_bytes"].as_u64().unwrap_or(0);
+        peak = peak.max(together);
+        last = body;
+    }
+    let (lat, engine) = (median(lat), median(engine));
+    figure(
+        "small @low, warm sandbox: submit to video (s)",
+        lat,
+        cli_small,
+        "s",
+        "<= 0.40x manim -ql",
+    );
+    figure(
+        "  same, against the render inside imported Manim (s)",
+        lat,
+        engine,
+        "s",
+        "<= 1.20x",
+    );
+    let mut hits = Vec::new();
+    for _ in 0..runs {
+        let (secs, job) = warm.latency(&last).await?;
+        anyhow::ensure!(job["result"]["cache_hit"] == true, "expected a cache hit");
+        hits.push(secs * 1000.0);
+    }
+    figure(
+        "identical resubmission, from the cache (ms)",
+        median(hits),
+        20.0,
+        "ms",
+        "<= 20 ms",
+    );
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let rss = idle["memory"]["rss_bytes"].as_u64().unwrap_or(0);
+    figure("idle manimd RSS (MiB)", mib(rss), 20.0, "MiB", "<= 20 MB");
+    println!(
+        "{:<52} {:>10.1} {:>10} {:<4}",
+        format!(
+            "  warm sandboxes, reported apart ({})",
+            idle["workers"]["warm"]
+        ),
+        mib(idle["workers"]["rss_bytes"].as_u64().unwrap_or(0)),
+        "",
+        "MiB"
+    );
+    figure(
+        "peak of a low render, manimd + sandbox (MiB)",
+        mib(peak),
+        350.0,
+        "MiB",
+        "<= 350 MB",
+    );
+
+    // Saturation: 20 small jobs at once, against the CLI back to back.
+    warm.warm(2).await?;
+    let n = 20;
+    let t = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let job = warm
+            .submit(&small(&format!("saturated {i}"), "low", "final"))
+            .await?;
+        ids.push(job["id"].as_str().unwrap_or_default().to_owned());
+    }
+    for id in &ids {
+        warm.done(id).await?;
+    }
+    let ours = n as f64 / t.elapsed().as_secs_f64() * 60.0;
+    let cli = {
+        let opts_manim = opts
+            .runtime
+            .venv(crate::spec::Engine::Manim)
+            .join("bin/manim");
+        let dir = scratch.path().join("cli-saturated");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("small.py"), SOURCES[0].1)?;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let (d, m) = (dir.clone(), opts_manim.clone());
+            let run = tokio::task::spawn_blocking(move || {
+                let args: Vec<&OsStr> = CLI_LOW.iter().map(OsStr::new).collect();
+                run_measured(&m, &args, &d, &d)
+            })
+            .await??;
+            check(run, "manim")?;
+        }
+        n as f64 / t.elapsed().as_secs_f64() * 60.0
+    };
+    figure(
+        "saturated: 20 small jobs queued (jobs/min)",
+        ours,
+        cli,
+        "/min",
+        ">= 1.5x CLI back to back",
+    );
+
+    // Encoding tiers at 1080p60.
+    let (mut fin, mut pre) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        warm.warm(1).await?;
+        fin.push(
+            warm.latency(&small(&format!("final {i}"), "high", "final"))
+                .await?
+                .1["result"]["render_secs"]
+                .as_f64()
+                .unwrap_or(0.0),
+        );
+        warm.warm(1).await?;
+        pre.push(
+            warm.latency(&small(&format!("preview {i}"), "high", "preview"))
+                .await?
+                .1["result"]["render_secs"]
+                .as_f64()
+                .unwrap_or(0.0),
+        );
+    }
+    let (fin, pre) = (median(fin), median(pre));
+    figure(
+        "small @high, preview encoding: render (s)",
+        pre,
+        fin,
+        "s",
+        "<= 0.60x final",
+    );
+    let cli_high = rows
+        .iter()
+        .find(|r| r.label.contains("@high"))
+        .map(|r| r.plain.wall.as_secs_f64())
+        .unwrap_or(0.0);
+    let ours_high = rows
+        .iter()
+        .find(|r| r.label.contains("@high"))
+        .map(|r| r.manimd.wall.as_secs_f64())
+        .unwrap_or(0.0);
+    figure(
+        "small @high, final: manimd render vs manim -qh (s)",
+        ours_high,
+        cli_high,
+        "s",
+        "<= 1.05x",
+    );
+    warm.stop().await;
+    Ok(())
+}

@@ -65,6 +65,8 @@ pub fn share(
         cache_hit: true,
         warm_start: false,
         render_secs: 0.0,
+        engine_secs: None,
+        peak_rss_bytes: None,
         ..result.clone()
     })
 }

@@ -310,6 +310,8 @@ impl Executor {
                         notice: r.media.notice.clone(),
                         engine_version: r.engine_version.clone(),
                         render_secs: r.wall.as_secs_f64(),
+                        engine_secs: r.job_secs,
+                        peak_rss_bytes: r.worker_max_rss_bytes,
                         attempt,
                         has_thumbnail: r.thumbnail.is_some(),
                         warm_start,

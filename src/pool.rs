@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::limits::Limits;
-use crate::render::{Renderer, Warm};
+use crate::render::{Inspector, Renderer, Warm};
 use crate::spec::Engine;
 
 #[derive(Clone, Debug)]
@@ -32,6 +32,10 @@ pub struct Pool {
     cfg: PoolConfig,
     ready: Mutex<Vec<Warm>>,
     starting: Mutex<HashMap<Engine, usize>>,
+    /// A started inspection sandbox, so that checking a submission does not
+    /// wait for a sandbox and Python to start.
+    inspector: Mutex<Option<Inspector>>,
+    inspector_starting: AtomicBool,
     closed: AtomicBool,
 }
 
@@ -42,6 +46,8 @@ impl Pool {
             cfg,
             ready: Mutex::new(Vec::new()),
             starting: Mutex::new(HashMap::new()),
+            inspector: Mutex::new(None),
+            inspector_starting: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         })
     }
@@ -51,6 +57,7 @@ impl Pool {
         for engine in self.cfg.prewarm.clone() {
             self.refill(engine);
         }
+        self.refill_inspector();
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             let tick = (pool.cfg.idle_timeout / 4)
@@ -76,6 +83,40 @@ impl Pool {
         };
         self.refill(engine);
         warm
+    }
+
+    /// The ready inspector, if there is one; taking it starts the next.
+    pub fn take_inspector(self: &Arc<Self>) -> Option<Inspector> {
+        if self.cfg.size == 0 {
+            return None;
+        }
+        let taken = self.inspector.lock().expect("pool lock").take();
+        self.refill_inspector();
+        taken
+    }
+
+    fn refill_inspector(self: &Arc<Self>) {
+        if self.cfg.size == 0
+            || self.closed.load(Ordering::SeqCst)
+            || self.inspector.lock().expect("pool lock").is_some()
+        {
+            return;
+        }
+        if self.inspector_starting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            let result = pool.renderer.start_inspector().await;
+            match result {
+                Ok(i) if !pool.closed.load(Ordering::SeqCst) => {
+                    *pool.inspector.lock().expect("pool lock") = Some(i)
+                }
+                Ok(i) => pool.renderer.discard_inspector(i).await,
+                Err(err) => tracing::warn!(%err, "cannot start an inspector"),
+            }
+            pool.inspector_starting.store(false, Ordering::SeqCst);
+        });
     }
 
     /// Warm sandboxes ready now.
@@ -135,6 +176,20 @@ impl Pool {
         for warm in idle {
             tracing::debug!(engine = %warm.engine, "warm sandbox idle past its timeout");
             self.renderer.discard(warm).await;
+        }
+        let idle = {
+            let mut slot = self.inspector.lock().expect("pool lock");
+            if slot
+                .as_ref()
+                .is_some_and(|i| i.age() >= self.cfg.idle_timeout)
+            {
+                slot.take()
+            } else {
+                None
+            }
+        };
+        if let Some(i) = idle {
+            self.renderer.discard_inspector(i).await;
         }
     }
 

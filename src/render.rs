@@ -142,6 +142,15 @@ pub struct Rendered {
     pub job_secs: Option<f64>,
 }
 
+/// A sandbox started for an inspection, waiting for the code.
+pub struct Inspector(sandbox::Started);
+
+impl Inspector {
+    pub fn age(&self) -> Duration {
+        self.0.age()
+    }
+}
+
 /// A sandbox with its engine imported, waiting for a job.
 pub struct Warm {
     started: sandbox::Started,
@@ -254,20 +263,39 @@ impl Renderer {
     /// Parses the file in a sandbox: syntax errors, the engine it imports,
     /// its scenes. Runs none of its code.
     pub async fn inspect(&self, code: &str) -> Result<Inspection, RenderError> {
+        let inspector = self.start_inspector().await?;
+        self.inspect_with(inspector, code).await
+    }
+
+    /// Starts a sandbox for an inspection, ready for its code: the pool
+    /// keeps one so that checking a submission does not wait for Python.
+    pub async fn start_inspector(&self) -> Result<Inspector, RenderError> {
         // Any installed engine's Python parses; prefer the default one.
         let engine = Engine::ALL
             .into_iter()
             .find(|e| self.runtime.is_installed(*e))
             .unwrap_or(Engine::Manim);
         self.runtime.check(engine)?;
+        let started = self
+            .sandbox
+            .start(&new_id(), &self.command(engine, false), &inspect_limits())
+            .await?;
+        Ok(Inspector(started))
+    }
+
+    /// Inspects `code` in a started inspector.
+    pub async fn inspect_with(
+        &self,
+        inspector: Inspector,
+        code: &str,
+    ) -> Result<Inspection, RenderError> {
         let stdin = serde_json::to_vec(&WorkerJob::Inspect { code }).expect("serializable");
         let mut found = None;
         let mut error = None;
         let finished = self
             .sandbox
-            .run(
-                &new_id(),
-                &self.command(engine, false),
+            .finish(
+                inspector.0,
                 stdin,
                 &inspect_limits(),
                 |line| match WorkerEvent::parse(line) {
@@ -291,6 +319,11 @@ impl Renderer {
                 stderr: finished.stderr.last_lines(20),
             }),
         }
+    }
+
+    /// Ends an inspector that will not be used.
+    pub async fn discard_inspector(&self, inspector: Inspector) {
+        self.sandbox.discard(inspector.0).await;
     }
 
     /// Starts a sandbox for `engine` and waits until the engine is imported:

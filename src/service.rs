@@ -13,6 +13,7 @@ use crate::executor::Executor;
 use crate::jobs::{Job, JobId, JobStatus, Page, Store, StoreError};
 use crate::limits::Limits;
 use crate::metrics::{self, Metrics};
+use crate::pool::Pool;
 use crate::render::{RenderError, Renderer};
 use crate::spec::{Engine, Format, Quality, RenderSpec, SceneName, MAX_FPS};
 use crate::storage::Storage;
@@ -58,6 +59,7 @@ pub struct Service {
     pub cfg: ServiceConfig,
     pub store: Store,
     pub renderer: Arc<Renderer>,
+    pub pool: Arc<Pool>,
     pub executor: Arc<Executor>,
     pub hub: Arc<Hub>,
     pub storage: Storage,
@@ -72,6 +74,7 @@ impl Service {
         cfg: ServiceConfig,
         store: Store,
         renderer: Arc<Renderer>,
+        pool: Arc<Pool>,
         executor: Arc<Executor>,
         hub: Arc<Hub>,
         storage: Storage,
@@ -81,6 +84,7 @@ impl Service {
             cfg,
             store,
             renderer,
+            pool,
             executor,
             hub,
             storage,
@@ -155,7 +159,10 @@ impl Service {
             return Ok(job);
         }
 
-        let inspection = self.renderer.inspect(&req.code).await?;
+        let inspection = match self.pool.take_inspector() {
+            Some(inspector) => self.renderer.inspect_with(inspector, &req.code).await?,
+            None => self.renderer.inspect(&req.code).await?,
+        };
         let known: Vec<String> = inspection.scenes.iter().map(|s| s.name.clone()).collect();
         let not_found = |message: String, scene: Option<&str>| {
             RenderError::User(Box::new(crate::protocol::UserError {

@@ -1056,17 +1056,21 @@ async fn warm_sandboxes_serve_jobs_share_nothing_and_go_when_idle() {
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["warm_start"], true);
 
-    // Idle past the timeout, the warm sandbox is gone, with its cgroup.
+    // Idle past the timeout, the warm sandboxes (and the ready inspector)
+    // are gone, with their cgroups.
     warm().await;
+    let sc = s.config.sandbox_config();
+    let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
     let mut gone = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if s.get("/health").await.1["workers"]["warm"] == 0 {
+        let groups = hierarchy.children(&sc.cgroup_parent, &format!("{}-", sc.instance));
+        if s.get("/health").await.1["workers"]["warm"] == 0 && groups.is_empty() {
             gone = true;
             break;
         }
     }
-    assert!(gone, "the idle warm sandbox was not let go");
+    assert!(gone, "the idle warm sandboxes were not let go");
     s.assert_clean();
     s.stop().await;
 }

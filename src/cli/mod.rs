@@ -214,18 +214,27 @@ async fn bench(config: &Config, args: BenchArgs) -> ExitCode {
     );
     println!("wall: spawn to exit; MiB: peak RSS (manim: its largest process; manimd: its own plus the sandbox's largest)");
     println!("{}", benchmark::header());
-    let result = tokio::task::spawn_blocking(move || {
-        benchmark::run(&opts, |row| println!("{}", benchmark::format_row(row)))
+    let opts = std::sync::Arc::new(opts);
+    let cli_opts = std::sync::Arc::clone(&opts);
+    let rows = tokio::task::spawn_blocking(move || {
+        benchmark::run(&cli_opts, |row| println!("{}", benchmark::format_row(row)))
     })
     .await;
-    match result {
-        Ok(Ok(_)) => ExitCode::SUCCESS,
+    let rows = match rows {
+        Ok(Ok(rows)) => rows,
         Ok(Err(e)) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
         Err(e) => {
             eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match benchmark::service_table(&opts, &rows).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

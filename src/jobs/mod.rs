@@ -152,6 +152,13 @@ pub struct JobResult {
     pub engine_version: String,
     /// Wall-clock seconds of the sandboxed render.
     pub render_secs: f64,
+    /// Seconds the engine itself took, from receiving the job to its result
+    /// (no sandbox start, no engine import).
+    #[serde(default)]
+    pub engine_secs: Option<f64>,
+    /// Peak resident memory of the render's largest process.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
     /// The attempt whose files are served.
     pub attempt: u32,
     pub has_thumbnail: bool,

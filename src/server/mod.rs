@@ -200,6 +200,7 @@ pub async fn start(
         },
         store.clone(),
         renderer,
+        Arc::clone(&pool),
         Arc::clone(&executor),
         hub,
         storage,

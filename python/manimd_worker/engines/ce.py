@@ -86,6 +86,17 @@ class Driver:
 
         scene_file_writer._PartialMovieEncodeJob.join = reporting_join
 
+        combine = scene_file_writer.SceneFileWriter.combine_to_movie
+
+        def deferred_combine(writer):
+            # The pieces are stitched once, for all scenes, by media.finalize;
+            # Manim's own pass would copy every frame one more time. Sound
+            # needs Manim's muxing, so a scene with sound keeps it.
+            if writer.includes_sound:
+                combine(writer)
+
+        scene_file_writer.SceneFileWriter.combine_to_movie = deferred_combine
+
         compile_tex = tex_file_writing.compile_tex
 
         def typed_compile_tex(tex_file, tex_compiler, output_format):
@@ -112,7 +123,10 @@ class Driver:
         out = SceneOutput(plays=plays)
         writer = renderer.file_writer
         if plays and not self.still:
-            out.videos = [str(writer.movie_file_path)]
+            if writer.includes_sound:
+                out.videos = [str(writer.movie_file_path)]
+            else:
+                out.videos = [str(p) for p in writer.partial_movie_files if p is not None]
             out.duration = float(renderer.time)
         out.last_frame = Image.fromarray(renderer.get_frame()).convert("RGB")
         protocol.frames(name, self._frames, force=True)
