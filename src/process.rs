@@ -20,6 +20,9 @@ pub struct Confinement {
     pub gid: u32,
     /// RLIMIT_FSIZE: the largest file the child may write.
     pub max_file_bytes: u64,
+    /// A descriptor the child keeps across exec (close-on-exec is cleared in
+    /// the child only, so concurrent spawns never inherit it).
+    pub inherit_fd: Option<std::os::fd::RawFd>,
 }
 
 /// Spawns `program args` confined as described, with exactly `env` as its
@@ -45,6 +48,7 @@ pub fn spawn_confined(
         uid,
         gid,
         max_file_bytes,
+        inherit_fd,
     } = confinement;
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe system calls on data prepared before the fork.
@@ -56,6 +60,11 @@ pub fn spawn_confined(
             }
             if libc::getppid() != parent {
                 return Err(io::Error::other("supervisor exited"));
+            }
+            if let Some(fd) = inherit_fd {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             for path in &cgroup_procs {
                 let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);

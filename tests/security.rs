@@ -390,3 +390,231 @@ async fn row17_killing_everything_or_the_parent_harms_only_the_job() {
     common::assert_video(&r.output, "h264", (854, 480), 15.0, 3.0).await;
     h.assert_clean();
 }
+
+#[tokio::test]
+async fn row11_the_servers_processes_are_invisible_and_untouchable() {
+    let h = Harness::new();
+    let body = r#"        results = {'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), 'me': os.getpid()}
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        # ptrace(PTRACE_ATTACH, 1): the sandbox's own init; the host's are not even visible.
+        results['ptrace'] = libc.syscall(101, 16, 1, 0, 0)
+        results['ptrace_errno'] = ctypes.get_errno()
+        results['host_pid_visible'] = os.path.exists('/proc/%d' % 999999)"#;
+    let r = probe(&h, body).await;
+    let pids = r["pids"].as_array().unwrap();
+    assert!(
+        pids.len() <= 4,
+        "only the sandbox's own processes are visible: {pids:?}"
+    );
+    assert!(pids.iter().all(|p| p.as_u64().unwrap() < 100), "{pids:?}");
+    assert_eq!(r["ptrace"], -1);
+    assert_eq!(r["ptrace_errno"], libc::EPERM);
+    assert_eq!(r["host_pid_visible"], false);
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn row13_no_unix_socket_of_the_host_is_reachable() {
+    let h = Harness::new();
+    // An abstract socket on the host: reachable from any process in the
+    // host's network namespace, so not from the sandbox's.
+    let name = format!("manimd-test-{}", std::process::id());
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let body = format!(
+        r#"        results = {{}}
+        for p in ['/var/run/docker.sock', '/run/docker.sock', '/run/dbus/system_bus_socket', '/tmp/.X11-unix']:
+            results[p] = os.path.exists(p)
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect('\0{name}')
+            results['abstract'] = 'connected'
+        except OSError as e:
+            results['abstract'] = 'refused'"#
+    );
+    let r = probe(&h, &body).await;
+    for (k, v) in r.as_object().unwrap() {
+        if k == "abstract" {
+            assert_eq!(v, "refused");
+        } else {
+            assert_eq!(v, false, "{k}");
+        }
+    }
+    assert!(
+        listener.accept().is_err(),
+        "nothing reached the host's socket"
+    );
+}
+
+#[tokio::test]
+async fn row16_files_and_links_created_during_cleanup_leave_nothing() {
+    let h = Harness::new();
+    let body = r#"        if os.fork() == 0:
+            i = 0
+            while True:
+                i += 1
+                try:
+                    os.symlink('/etc/ld.so.cache', f'/job/link{i}')
+                    open(f'/tmp/f{i}', 'w').close()
+                    os.makedirs(f'/job/d{i}/e', exist_ok=True)
+                except OSError:
+                    pass
+        time.sleep(0.5)
+        raise RuntimeError('leaving while the child keeps writing')"#;
+    let e = h.fails(&spec(Engine::Manim, &scene(body)), &small()).await;
+    assert!(
+        matches!(e.code(), "scene-error" | "output-too-large"),
+        "{e}"
+    );
+    h.assert_clean();
+    assert!(std::path::Path::new("/etc/ld.so.cache").is_file());
+}
+
+#[tokio::test]
+async fn row18_kernel_attack_surface_is_refused() {
+    let h = Harness::new();
+    let body = r#"        import ctypes, fcntl, termios
+        libc = ctypes.CDLL(None, use_errno=True)
+        def call(nr, *args):
+            r = libc.syscall(nr, *args)
+            return 'ok' if r >= 0 else os.strerror(ctypes.get_errno())
+        results = {
+            'unshare': call(272, 0x10000000),
+            'mount': call(165, b'none', b'/tmp', b'tmpfs', 0, 0),
+            'keyctl': call(250, 0, 0, 0, 0, 0),
+            'io_uring_setup': call(425, 1, ctypes.create_string_buffer(120)),
+            'bpf': call(321, 0, 0, 0),
+            'ptrace': call(101, 0, 0, 0, 0),
+            'setns': call(308, 0, 0),
+        }
+        try:
+            fcntl.ioctl(1, termios.TIOCSTI, b'x')
+            results['tiocsti'] = 'ok'
+        except OSError as e:
+            results['tiocsti'] = e.strerror
+        status = open('/proc/self/status').read()
+        results['seccomp'] = [l.split()[1] for l in status.splitlines() if l.startswith('Seccomp:')][0]
+        results['no_new_privs'] = [l.split()[1] for l in status.splitlines() if l.startswith('NoNewPrivs:')][0]
+        su = subprocess.run(['/usr/bin/su', '-c', 'id -u', 'root'], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        results['su'] = (su.returncode, su.stdout.strip())"#;
+    let r = probe(&h, body).await;
+    for call in [
+        "unshare",
+        "mount",
+        "keyctl",
+        "io_uring_setup",
+        "bpf",
+        "ptrace",
+        "setns",
+        "tiocsti",
+    ] {
+        assert_eq!(r[call], "Operation not permitted", "{call}: {}", r[call]);
+    }
+    assert_eq!(r["seccomp"], "2", "a seccomp filter is installed");
+    assert_eq!(
+        r["no_new_privs"], "1",
+        "setuid binaries cannot raise privileges"
+    );
+    assert_ne!(r["su"][1], "0", "su did not make us root: {}", r["su"]);
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn row19_concurrent_jobs_have_no_channel_between_them() {
+    let h = Harness::new();
+    let writer = scene(
+        r#"        open('/dev/shm/channel', 'w').write('hello')
+        open('/tmp/channel', 'w').write('hello')
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        shmid = libc.shmget(0x4d414e49, 4096, 0o1666)
+        time.sleep(4)
+        self.play(Create(Circle()), run_time=0.2)"#,
+    );
+    let reader = r#"        time.sleep(2)
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        results = {
+            'shm_file': os.path.exists('/dev/shm/channel'),
+            'tmp_file': os.path.exists('/tmp/channel'),
+            'sysv': libc.shmget(0x4d414e49, 4096, 0o666),
+        }"#;
+    let w = spec(Engine::Manim, &writer);
+    let limits = small();
+    let (written, read) = tokio::join!(h.render(&w, &limits), probe(&h, reader));
+    assert!(
+        written.0.is_ok(),
+        "the writer rendered: {:?}",
+        written.0.err()
+    );
+    assert_eq!(read["shm_file"], false);
+    assert_eq!(read["tmp_file"], false);
+    assert_eq!(
+        read["sysv"], -1,
+        "the other job's SysV segment is not visible"
+    );
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn row21_tex_cannot_read_host_files_run_commands_or_loop_forever() {
+    let h = Harness::new();
+    let code = r#"from manim import *
+
+class Tex1(Scene):
+    def construct(self):
+        self.add(Tex(r"\input{/etc/shadow}"))
+"#;
+    let e = h.fails(&spec(Engine::Manim, code), &small()).await;
+    assert_eq!(e.code(), "latex-error", "{e}");
+
+    let code = r#"from manim import *
+import os
+
+class Tex2(Scene):
+    def construct(self):
+        try:
+            self.add(Tex(r"\immediate\write18{touch /job/pwned} x"))
+        except Exception:
+            pass
+        if os.path.exists('/job/pwned'):
+            raise RuntimeError('shell escape ran')
+        self.play(Create(Circle()), run_time=0.2)
+"#;
+    let (r, _) = h.ok(&spec(Engine::Manim, code)).await;
+    assert!(!r.media.still);
+
+    let looping = r#"from manim import *
+
+class Tex3(Scene):
+    def construct(self):
+        self.add(Tex(r"\def\x{\x}\x"))
+"#;
+    let limits = Limits {
+        wall_secs: 5,
+        ..small()
+    };
+    let e = h.fails(&spec(Engine::Manim, looping), &limits).await;
+    assert!(matches!(e.code(), "timeout" | "latex-error"), "{e}");
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn row22_an_hour_long_wait_is_stopped_by_the_limits() {
+    let h = Harness::new();
+    let limits = Limits {
+        wall_secs: 5,
+        ..small()
+    };
+    let e = h
+        .fails(
+            &spec(Engine::Manim, &scene("        self.wait(3600)")),
+            &limits,
+        )
+        .await;
+    assert!(matches!(e.code(), "timeout" | "output-too-large"), "{e}");
+    h.assert_clean();
+}

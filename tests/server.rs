@@ -1074,3 +1074,113 @@ async fn warm_sandboxes_serve_jobs_share_nothing_and_go_when_idle() {
     s.assert_clean();
     s.stop().await;
 }
+
+#[tokio::test]
+async fn hostile_jobs_fail_cleanly_while_others_succeed_and_the_server_stays_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests(dir.path().join("data"));
+    config.limits.wall_secs = 8;
+    config.limits.memory_mib = 700;
+    config.limits.pids = 64;
+    config.limits.output_mib = 64;
+    config.limits.files = 2000;
+    let mut s = TestServer::start_on(config, opts(2)).await;
+    let (_, health) = s.get("/health").await;
+    let rss_before = health["memory"]["rss_bytes"].as_u64().unwrap();
+    let hostile = |body: &str| {
+        format!("from manim import *\nimport os, time\n\nclass H(Scene):\n    def construct(self):\n{body}\n")
+    };
+    let cases = [
+        (hostile("        while True:\n            pass"), "timeout"),
+        (hostile("        while True:\n            os.fork()"), "process-limit"),
+        (hostile("        x = b'x' * (10 * 1024**3)"), "out-of-memory"),
+        (hostile("        with open('/tmp/fill', 'wb') as f:\n            while True:\n                f.write(b'x' * 1024 * 1024)"), "output-too-large"),
+        (
+            "from manim import *\nimport os\nimport manimd_worker.media as m\nm.finalize = lambda i, f, out, l: os.symlink('/etc/ld.so.cache', out)\nm.probe = lambda p: {'codec': 'h264', 'width': 1, 'height': 1, 'fps': 1.0, 'duration': 1.0, 'frames': 1}\n\nclass H(Scene):\n    def construct(self):\n        self.play(Create(Circle()), run_time=0.2)\n".to_string(),
+            "bad-output",
+        ),
+    ];
+    let mut hostile_ids = Vec::new();
+    for (code, expected) in &cases {
+        hostile_ids.push((s.submit(json!({"code": code})).await, *expected));
+    }
+    let bystanders = [
+        s.submit(json!({"code": code("ce_shapes.py")})).await,
+        s.submit(json!({"code": code("gl_shapes.py")})).await,
+    ];
+    for (id, expected) in &hostile_ids {
+        let job = s.wait_for(id, None).await;
+        assert_eq!(job["status"], "failed", "{job}");
+        assert_eq!(job["error"]["code"], *expected, "{job}");
+    }
+    for id in &bystanders {
+        let job = s.wait_for(id, None).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let bytes = video_bytes(&s, id).await;
+        let path = s.config.data_dir.join(format!("{id}.mp4"));
+        std::fs::write(&path, bytes).unwrap();
+        common::assert_video(&path, "h264", (854, 480), 15.0, 3.0).await;
+    }
+    let (status, health) = s.get("/health").await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    assert_eq!(health["workers"]["busy"], 0);
+    let rss_after = health["memory"]["rss_bytes"].as_u64().unwrap();
+    assert!(
+        rss_after < rss_before + 40 * 1024 * 1024,
+        "server memory grew from {rss_before} to {rss_after}"
+    );
+    s.assert_clean();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn row25_row30_hostile_names_are_refused_and_outputs_are_only_media() {
+    let mut s = TestServer::start(opts(1)).await;
+    for name in ["-o /x", "; rm -rf /", "../../etc/passwd", "A B"] {
+        let (status, e) = s
+            .post(
+                "/v1/renders",
+                &json!({"code": code("ce_two.py"), "scene": name}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
+        assert_eq!(e["error"]["field"], "scenes[0]");
+    }
+    // A scene that writes HTML where its video should be: it is served as
+    // the video type it claims to be, never as something a browser renders.
+    let html = "from manim import *\nimport manimd_worker.media as m\n\ndef finalize(inputs, fmt, out, concat):\n    open(out, 'w').write('<html><script>alert(document.cookie)</script></html>')\n\nm.finalize = finalize\nm.probe = lambda p: {'codec': 'h264', 'width': 854, 'height': 480, 'fps': 15.0, 'duration': 1.0, 'frames': 15}\n\nclass Page(Scene):\n    def construct(self):\n        self.play(Create(Circle()), run_time=0.2)\n";
+    let id = s.submit(json!({"code": html})).await;
+    assert_eq!(s.wait_for(&id, None).await["status"], "succeeded");
+    let r = s
+        .client
+        .get(format!("{}/v1/renders/{id}/video", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "video/mp4");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        r.headers()["content-disposition"],
+        format!("inline; filename=\"manimd-{id}.mp4\"").as_str()
+    );
+    for path in ["/health", "/nowhere", "/v1/renders/zzz"] {
+        let r = s
+            .client
+            .get(format!("{}{path}", s.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{path}"
+        );
+    }
+    s.stop().await;
+}

@@ -10,6 +10,7 @@
 pub mod area;
 pub mod capture;
 pub mod cgroup;
+pub mod seccomp;
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -272,14 +273,27 @@ impl Sandbox {
             .lock()
             .expect("active lock")
             .insert(name.clone());
+        let filter = match seccomp::pipe() {
+            Ok(fd) => fd,
+            Err(err) => {
+                self.active.lock().expect("active lock").remove(&name);
+                let _ = group.destroy().await;
+                return Err(SandboxError::Spawn(err));
+            }
+        };
+        let filter_fd = std::os::fd::AsRawFd::as_raw_fd(&filter);
         let confinement = Confinement {
             cgroup_procs: group.procs_files(),
             uid: self.cfg.uid,
             gid: self.cfg.gid,
             max_file_bytes: limits.file_size_bytes(),
+            inherit_fd: Some(filter_fd),
         };
-        let args = self.bwrap_args(&area, cmd);
-        let mut child = match process::spawn_confined(&self.cfg.bwrap, &args, &[], confinement) {
+        let args = self.bwrap_args(&area, cmd, filter_fd);
+        let spawned = process::spawn_confined(&self.cfg.bwrap, &args, &[], confinement);
+        // bubblewrap has its own copy now (or none: it failed to start).
+        drop(filter);
+        let mut child = match spawned {
             Ok(child) => child,
             Err(err) => {
                 self.active.lock().expect("active lock").remove(&name);
@@ -440,7 +454,7 @@ impl Sandbox {
         }
     }
 
-    fn bwrap_args(&self, area: &Area, cmd: &Command) -> Vec<OsString> {
+    fn bwrap_args(&self, area: &Area, cmd: &Command, seccomp_fd: i32) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |parts: &[&dyn AsRef<std::ffi::OsStr>]| {
             a.extend(parts.iter().map(|p| p.as_ref().to_owned()));
@@ -488,6 +502,8 @@ impl Sandbox {
             let host = area.root().join(dir);
             push(&[&"--bind", &host, &inside]);
         }
+        let seccomp_fd = seccomp_fd.to_string();
+        push(&[&"--seccomp", &seccomp_fd]);
         push(&[&"--chdir", &"/job"]);
         for (k, v) in &cmd.env {
             push(&[&"--setenv", k, v]);
