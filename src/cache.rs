@@ -12,6 +12,9 @@ use crate::spec::{Encoding, Engine, Format, Quality, SceneName};
 /// What a key covers. `engine` is as requested: when absent, the engine is
 /// detected from the code, which the key covers too.
 pub struct KeyParts<'a> {
+    /// With API keys, each key has its own cache: a hit would otherwise tell
+    /// one tenant what another rendered.
+    pub owner: Option<&'a str>,
     pub code: &'a str,
     pub scenes: &'a [SceneName],
     pub engine: Option<Engine>,
@@ -25,6 +28,7 @@ pub struct KeyParts<'a> {
 pub fn key(p: &KeyParts) -> String {
     let doc = serde_json::json!({
         "v": 1,
+        "owner": p.owner,
         "code": p.code,
         "scenes": p.scenes,
         "engine": p.engine,
@@ -77,6 +81,7 @@ mod tests {
 
     fn parts(code: &str) -> KeyParts<'_> {
         KeyParts {
+            owner: None,
             code,
             scenes: &[],
             engine: None,
@@ -108,6 +113,9 @@ mod tests {
             change(&mut p);
             assert_ne!(key(&p), base);
         }
+        let mut p = parts("a");
+        p.owner = Some("tenant");
+        assert_ne!(key(&p), base);
         let scenes = ["A".parse().unwrap()];
         let mut p = parts("a");
         p.scenes = &scenes;

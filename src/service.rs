@@ -31,6 +31,8 @@ pub enum ServiceError {
         capacity: u64,
         retry_after_secs: u64,
     },
+    #[error("this API key already has {max} jobs queued or running; retry when one ends")]
+    QuotaExceeded { max: u64, retry_after_secs: u64 },
     #[error("the server is shutting down; retry later")]
     ShuttingDown,
     #[error("no render with this id")]
@@ -51,6 +53,8 @@ fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
     pub queue_capacity: u64,
+    /// Queued and running jobs allowed per API key.
+    pub max_jobs_per_owner: u64,
     pub limits: Limits,
     pub max_body_bytes: u64,
 }
@@ -104,7 +108,11 @@ impl Service {
 
     /// Checks a request, checks its code in a sandbox (syntax, scenes), and
     /// stores it as a queued job. The job is durable when this returns.
-    pub async fn submit(&self, req: RenderRequest) -> Result<Job, ServiceError> {
+    pub async fn submit(
+        &self,
+        req: RenderRequest,
+        owner: Option<&str>,
+    ) -> Result<Job, ServiceError> {
         if self.is_draining() {
             return Err(ServiceError::ShuttingDown);
         }
@@ -142,6 +150,7 @@ impl Service {
         let format = req.format.unwrap_or(Format::Mp4);
         let encoding = req.encoding.unwrap_or_default();
         let key = cache::key(&KeyParts {
+            owner,
             code: &req.code,
             scenes: &scenes,
             engine: req.engine,
@@ -151,11 +160,11 @@ impl Service {
             seed: req.seed,
             encoding,
         });
-        if let Some(job) = self.cached(&key).await? {
+        if let Some(job) = self.cached(&key, owner).await? {
             return Ok(job);
         }
-        self.check_capacity().await?;
-        if let Some(job) = self.follow_in_flight(&key).await? {
+        self.check_capacity(owner).await?;
+        if let Some(job) = self.follow_in_flight(&key, owner).await? {
             return Ok(job);
         }
 
@@ -229,14 +238,17 @@ impl Service {
             seed: req.seed,
             encoding,
         };
-        let job = self.store.insert(&JobId::new(), &spec, &key, None).await?;
+        let job = self
+            .store
+            .insert(&JobId::new(), &spec, &key, None, owner)
+            .await?;
         self.executor.wake();
         Ok(job)
     }
 
     /// An identical request was rendered: a new job that shares its files,
     /// without any sandbox.
-    async fn cached(&self, key: &str) -> Result<Option<Job>, ServiceError> {
+    async fn cached(&self, key: &str, owner: Option<&str>) -> Result<Option<Job>, ServiceError> {
         let Some(source) = self.store.cached(key).await? else {
             return Ok(None);
         };
@@ -246,7 +258,7 @@ impl Service {
         };
         let job = self
             .store
-            .insert_done(&id, &source.spec, key, &result)
+            .insert_done(&id, &source.spec, key, &result, owner)
             .await?;
         self.metrics.cache_hit();
         Ok(Some(job))
@@ -254,7 +266,11 @@ impl Service {
 
     /// An identical request is queued or rendering: a new job that waits for
     /// it and gets its outcome, so both share one render.
-    async fn follow_in_flight(&self, key: &str) -> Result<Option<Job>, ServiceError> {
+    async fn follow_in_flight(
+        &self,
+        key: &str,
+        owner: Option<&str>,
+    ) -> Result<Option<Job>, ServiceError> {
         let Some(leader) = self.store.in_flight(key).await? else {
             return Ok(None);
         };
@@ -263,13 +279,13 @@ impl Service {
         };
         let job = self
             .store
-            .insert(&JobId::new(), &leader_job.spec, key, Some(&leader))
+            .insert(&JobId::new(), &leader_job.spec, key, Some(&leader), owner)
             .await?;
         // The leader may have ended in between and handed out its outcome
         // already: then this job is claimed like any other, and the claim
         // finds the cached result.
         if self
-            .get(&leader)
+            .get(&leader, None)
             .await
             .map(|j| j.status.is_terminal())
             .unwrap_or(true)
@@ -280,7 +296,16 @@ impl Service {
         Ok(Some(job))
     }
 
-    async fn check_capacity(&self) -> Result<(), ServiceError> {
+    async fn check_capacity(&self, owner: Option<&str>) -> Result<(), ServiceError> {
+        if let Some(owner) = owner {
+            let active = self.store.active(owner).await?;
+            if active >= self.cfg.max_jobs_per_owner {
+                return Err(ServiceError::QuotaExceeded {
+                    max: self.cfg.max_jobs_per_owner,
+                    retry_after_secs: 5,
+                });
+            }
+        }
         let depth = self.store.count(JobStatus::Queued).await?;
         if depth >= self.cfg.queue_capacity {
             self.metrics.rejected();
@@ -294,12 +319,17 @@ impl Service {
         Ok(())
     }
 
-    pub async fn get(&self, id: &JobId) -> Result<Job, ServiceError> {
-        self.store.get(id).await?.ok_or(ServiceError::NotFound)
+    /// A job, as `owner` may see it: with API keys, only one's own jobs exist.
+    pub async fn get(&self, id: &JobId, owner: Option<&str>) -> Result<Job, ServiceError> {
+        match self.store.get(id).await? {
+            Some(job) if owner.is_none() || job.owner.as_deref() == owner => Ok(job),
+            _ => Err(ServiceError::NotFound),
+        }
     }
 
     pub async fn list(
         &self,
+        owner: Option<&str>,
         status: Option<JobStatus>,
         limit: u32,
         cursor: Option<&str>,
@@ -316,12 +346,17 @@ impl Service {
         if !(1..=100).contains(&limit) {
             return Err(invalid("limit", "limit must be between 1 and 100"));
         }
-        Ok(self.store.list(status, limit, cursor).await?)
+        Ok(self.store.list(owner, status, limit, cursor).await?)
     }
 
     /// Cancels a queued or running job; deletes a finished one and its files.
     /// Returns the job as it is afterwards (`None` once deleted).
-    pub async fn cancel_or_delete(&self, id: &JobId) -> Result<Option<Job>, ServiceError> {
+    pub async fn cancel_or_delete(
+        &self,
+        id: &JobId,
+        owner: Option<&str>,
+    ) -> Result<Option<Job>, ServiceError> {
+        self.get(id, owner).await?;
         match self.store.cancel(id).await? {
             None => Err(ServiceError::NotFound),
             Some(status) if status.is_terminal() => {
@@ -333,14 +368,14 @@ impl Service {
             }
             Some(JobStatus::Running) => {
                 self.executor.cancel(id);
-                Ok(Some(self.get(id).await?))
+                Ok(Some(self.get(id, owner).await?))
             }
             Some(_) => {
                 // Jobs that waited for this one render on their own now.
                 if self.store.unfollow(Some(id)).await? > 0 {
                     self.executor.wake();
                 }
-                let job = self.get(id).await?;
+                let job = self.get(id, owner).await?;
                 self.hub.publish(
                     id,
                     JobEvent::Status(serde_json::to_value(JobView::from(&job)).unwrap_or_default()),
@@ -351,10 +386,10 @@ impl Service {
     }
 
     /// Waits until the job ends and returns it.
-    pub async fn wait(&self, id: &JobId) -> Result<Job, ServiceError> {
+    pub async fn wait(&self, id: &JobId, owner: Option<&str>) -> Result<Job, ServiceError> {
         let mut rx = self.hub.subscribe(id);
         loop {
-            let job = self.get(id).await?;
+            let job = self.get(id, owner).await?;
             if job.status.is_terminal() {
                 return Ok(job);
             }
@@ -369,8 +404,9 @@ impl Service {
         &self,
         id: &JobId,
         thumbnail: bool,
+        owner: Option<&str>,
     ) -> Result<(std::path::PathBuf, String, Job), ServiceError> {
-        let job = self.get(id).await?;
+        let job = self.get(id, owner).await?;
         let result = job
             .result
             .as_ref()

@@ -1184,3 +1184,173 @@ async fn row25_row30_hostile_names_are_refused_and_outputs_are_only_media() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn api_keys_gate_v1_with_per_key_jobs_quotas_and_rates() {
+    let mut s = TestServer::start(ServeOptions {
+        api_keys: vec!["alpha-key".into(), "beta-key".into()],
+        rate_limit_per_minute: 30,
+        max_jobs_per_key: 1,
+        ..opts(1)
+    })
+    .await;
+    let with = |key: &str, rb: reqwest::RequestBuilder| {
+        rb.header("Authorization", format!("Bearer {key}"))
+    };
+    let r = s
+        .client
+        .post(format!("{}/v1/renders", s.url))
+        .json(&json!({"code": code("ce_shapes.py")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "unauthorized"
+    );
+    let r = with("nope", s.client.get(format!("{}/v1/renders", s.url)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = s
+        .client
+        .post(format!("{}/render", s.url))
+        .json(&json!({"code": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Health stays open, for probes.
+    assert_eq!(s.get("/health").await.0, StatusCode::OK);
+
+    let r = with("alpha-key", s.client.post(format!("{}/v1/renders", s.url)))
+        .json(&json!({"code": slow_scene(30)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // One job at a time for this key.
+    let r = with("alpha-key", s.client.post(format!("{}/v1/renders", s.url)))
+        .json(&json!({"code": code("ce_shapes.py")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "quota-exceeded"
+    );
+
+    // Another key sees nothing of it.
+    let r = with(
+        "beta-key",
+        s.client.get(format!("{}/v1/renders/{id}", s.url)),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = with(
+        "beta-key",
+        s.client.delete(format!("{}/v1/renders/{id}", s.url)),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let list: Value = with("beta-key", s.client.get(format!("{}/v1/renders", s.url)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["renders"], json!([]));
+    let list: Value = with("alpha-key", s.client.get(format!("{}/v1/renders", s.url)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["renders"][0]["id"], id.as_str());
+
+    // Past its rate, a key gets 429 with Retry-After; the other key does not.
+    let mut limited = 0;
+    for _ in 0..40 {
+        let r = with(
+            "beta-key",
+            s.client.get(format!("{}/v1/capabilities", s.url)),
+        )
+        .send()
+        .await
+        .unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers().contains_key("retry-after"));
+            assert_eq!(
+                r.json::<Value>().await.unwrap()["error"]["code"],
+                "rate-limited"
+            );
+            limited += 1;
+        }
+    }
+    assert!(limited >= 5, "{limited} requests were limited");
+    let r = with(
+        "alpha-key",
+        s.client.delete(format!("{}/v1/renders/{id}", s.url)),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for _ in 0..100 {
+        let job: Value = with(
+            "alpha-key",
+            s.client.get(format!("{}/v1/renders/{id}", s.url)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        if job["status"] == "canceled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn without_keys_the_server_refuses_to_listen_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .args([
+            "serve",
+            "--addr",
+            "0.0.0.0:0",
+            "--warm-pool",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("MANIMD_API_KEYS")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("refusing to listen") && err.contains("MANIMD_API_KEYS"),
+        "{err}"
+    );
+}

@@ -79,6 +79,26 @@ pub struct ServeArgs {
     /// Seconds a warm sandbox may wait unused before it is let go.
     #[arg(long, env = "MANIMD_WARM_IDLE_SECS", default_value_t = 300)]
     pub warm_idle_secs: u64,
+    /// API keys, comma-separated. With keys, /v1 and /render need `Authorization: Bearer <key>`.
+    #[arg(
+        long,
+        env = "MANIMD_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// A file of API keys, one per line (`#` starts a comment).
+    #[arg(long, env = "MANIMD_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+    /// Requests per minute per API key.
+    #[arg(long, env = "MANIMD_RATE_LIMIT_PER_MINUTE", default_value_t = 120)]
+    pub rate_limit_per_minute: u32,
+    /// Queued and running jobs per API key.
+    #[arg(long, env = "MANIMD_MAX_JOBS_PER_KEY", default_value_t = 10)]
+    pub max_jobs_per_key: u64,
+    /// Listen beyond loopback without API keys (anyone who reaches the port can render).
+    #[arg(long, env = "MANIMD_ALLOW_REMOTE")]
+    pub allow_remote: bool,
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +127,9 @@ pub struct SubmitArgs {
     pub output: Option<PathBuf>,
     #[arg(long)]
     pub quiet: bool,
+    /// The API key, when the server needs one.
+    #[arg(long, env = "MANIMD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -19,7 +19,29 @@ pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
     opts.max_body_bytes = args.max_body_bytes;
     opts.warm_pool = args.warm_pool.unwrap_or(opts.workers);
     opts.warm_idle = std::time::Duration::from_secs(args.warm_idle_secs);
-    match serve(config, &opts, &args.addr).await {
+    opts.rate_limit_per_minute = args.rate_limit_per_minute;
+    opts.max_jobs_per_key = args.max_jobs_per_key;
+    opts.api_keys = args
+        .api_keys
+        .iter()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if let Some(path) = &args.api_keys_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => opts.api_keys.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            ),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    match serve(config, &opts, &args.addr, args.allow_remote).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -28,15 +50,35 @@ pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(config: &Config, opts: &ServeOptions, addr: &str) -> anyhow::Result<()> {
+async fn serve(
+    config: &Config,
+    opts: &ServeOptions,
+    addr: &str,
+    allow_remote: bool,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let server = server::start(config, opts, &listener).await?;
-    let local = server.addr;
-    if !local.ip().is_loopback() {
-        tracing::warn!(%local, "listening beyond loopback: anyone who can reach this address can submit scenes");
+    let local = listener.local_addr()?;
+    if opts.api_keys.is_empty() {
+        if !local.ip().is_loopback() && !allow_remote {
+            anyhow::bail!(
+                "refusing to listen on {local} without API keys: set MANIMD_API_KEYS (or --api-keys-file), \
+                 listen on 127.0.0.1, or pass --allow-remote"
+            );
+        }
+        if local.ip().is_loopback() {
+            tracing::warn!("no API keys configured: listening on loopback only");
+        } else {
+            tracing::warn!(%local, "no API keys configured and --allow-remote given: anyone who can reach this address can submit scenes");
+        }
+    } else {
+        tracing::info!(
+            keys = opts.api_keys.len(),
+            "API keys required on /v1 and /render"
+        );
     }
+    let server = server::start(config, opts, &listener).await?;
     tracing::info!(%local, data_dir = %config.data_dir.display(), workers = opts.workers, "manimd serving");
     // Scripts and tests read the address from this line (the port may be 0).
     println!("manimd listening on http://{local}");

@@ -50,8 +50,15 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
         encoding: Some(args.encoding),
         ..Default::default()
     };
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = &args.api_key {
+        let value =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).map_err(fail)?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .build()
         .map_err(fail)?;
     let resp = client

@@ -180,6 +180,8 @@ pub struct Job {
     pub cache_key: Option<String>,
     /// The identical job this one waits for, instead of rendering itself.
     pub follows: Option<JobId>,
+    /// The API key (its fingerprint) that submitted it, when keys are in use.
+    pub owner: Option<String>,
     pub attempts: u32,
     pub cancel_requested: bool,
     pub progress: JobProgress,

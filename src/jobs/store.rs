@@ -43,7 +43,7 @@ pub struct Store {
 }
 
 const COLUMNS: &str =
-    "id, status, spec, cache_key, follows, attempts, cancel_requested, progress, error, result, created_ms, started_ms, finished_ms";
+    "id, status, spec, cache_key, follows, owner, attempts, cancel_requested, progress, error, result, created_ms, started_ms, finished_ms";
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
@@ -75,15 +75,17 @@ impl Store {
         spec: &RenderSpec,
         cache_key: &str,
         follows: Option<&JobId>,
+        owner: Option<&str>,
     ) -> Result<Job, StoreError> {
         let spec_json = serde_json::to_string(spec).expect("serializable");
         sqlx::query(
-            "INSERT INTO jobs (id, status, spec, cache_key, follows, created_ms) VALUES (?, 'queued', ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, status, spec, cache_key, follows, owner, created_ms) VALUES (?, 'queued', ?, ?, ?, ?, ?)",
         )
         .bind(id.as_str())
         .bind(&spec_json)
         .bind(cache_key)
         .bind(follows.map(JobId::as_str))
+        .bind(owner)
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
@@ -99,15 +101,17 @@ impl Store {
         spec: &RenderSpec,
         cache_key: &str,
         result: &JobResult,
+        owner: Option<&str>,
     ) -> Result<Job, StoreError> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO jobs (id, status, spec, cache_key, result, created_ms, started_ms, finished_ms) \
-             VALUES (?, 'succeeded', ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, status, spec, cache_key, owner, result, created_ms, started_ms, finished_ms) \
+             VALUES (?, 'succeeded', ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.as_str())
         .bind(serde_json::to_string(spec).expect("serializable"))
         .bind(cache_key)
+        .bind(owner)
         .bind(serde_json::to_string(result).expect("serializable"))
         .bind(now)
         .bind(now)
@@ -203,6 +207,7 @@ impl Store {
     /// Newest first. The cursor is `<created_ms>.<id>` of the last job seen.
     pub async fn list(
         &self,
+        owner: Option<&str>,
         status: Option<JobStatus>,
         limit: u32,
         cursor: Option<(i64, JobId)>,
@@ -212,9 +217,12 @@ impl Store {
             .unwrap_or((i64::MAX, String::new()));
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM jobs \
-             WHERE (? IS NULL OR status = ?) AND (created_ms < ? OR (created_ms = ? AND id < ?) OR ? = '') \
+             WHERE (? IS NULL OR owner = ?) AND (? IS NULL OR status = ?) \
+             AND (created_ms < ? OR (created_ms = ? AND id < ?) OR ? = '') \
              ORDER BY created_ms DESC, id DESC LIMIT ?"
         ))
+        .bind(owner)
+        .bind(owner)
         .bind(status.map(|s| s.as_str()))
         .bind(status.map(|s| s.as_str()))
         .bind(c_ms)
@@ -415,6 +423,17 @@ impl Store {
         Ok((ids(requeued), ids(failed)))
     }
 
+    /// Queued and running jobs of `owner`.
+    pub async fn active(&self, owner: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE owner = ? AND status IN ('queued', 'running')",
+        )
+        .bind(owner)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
     pub async fn count(&self, status: JobStatus) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = ?")
             .bind(status.as_str())
@@ -459,6 +478,7 @@ fn from_row(r: &SqliteRow) -> Result<Job, StoreError> {
             .try_get::<Option<String>, _>("follows")?
             .as_deref()
             .and_then(JobId::parse),
+        owner: r.try_get("owner")?,
         attempts: r.try_get::<i64, _>("attempts")? as u32,
         cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
         progress: json("progress")?

@@ -23,6 +23,12 @@ pub enum ApiError {
     },
     InvalidId,
     NotFound,
+    /// No API key, or one that is not configured.
+    Unauthorized,
+    /// The key's request rate is used up.
+    RateLimited {
+        retry_after_secs: u64,
+    },
     MethodNotAllowed,
     RangeNotSatisfiable {
         size: u64,
@@ -109,6 +115,28 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND,
                 detail("not-found", "no such resource"),
             ),
+            ApiError::Unauthorized => {
+                let body = ErrorBody {
+                    error: detail(
+                        "unauthorized",
+                        "this server needs an API key: send Authorization: Bearer <key>",
+                    ),
+                };
+                let mut r = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return r;
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                retry_after = Some(retry_after_secs);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    detail(
+                        "rate-limited",
+                        "too many requests for this API key; see Retry-After",
+                    ),
+                )
+            }
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 detail(
@@ -155,6 +183,15 @@ impl IntoResponse for ApiError {
                     (
                         StatusCode::TOO_MANY_REQUESTS,
                         detail("queue-full", e.to_string()),
+                    )
+                }
+                ServiceError::QuotaExceeded {
+                    retry_after_secs, ..
+                } => {
+                    retry_after = Some(retry_after_secs);
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        detail("quota-exceeded", e.to_string()),
                     )
                 }
                 ServiceError::ShuttingDown => {

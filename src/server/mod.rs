@@ -1,6 +1,7 @@
 //! The HTTP server: router, middleware, the accept loop with its limits,
 //! and the start-up and shutdown sequence of the whole service.
 
+mod auth;
 mod error;
 mod extract;
 mod media;
@@ -37,6 +38,7 @@ use crate::service::{Service, ServiceConfig};
 use crate::spec::Engine;
 use crate::storage::Storage;
 
+pub use auth::{fingerprint, Auth};
 pub use error::ApiError;
 pub use system::ApiDoc;
 
@@ -63,6 +65,12 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
+    /// API keys; empty: no authentication (and loopback only, see `serve`).
+    pub api_keys: Vec<String>,
+    /// Requests per minute per key.
+    pub rate_limit_per_minute: u32,
+    /// Queued and running jobs per key.
+    pub max_jobs_per_key: u64,
 }
 
 impl Default for ServeOptions {
@@ -83,21 +91,34 @@ impl Default for ServeOptions {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            api_keys: Vec::new(),
+            rate_limit_per_minute: 120,
+            max_jobs_per_key: 10,
         }
     }
 }
 
-pub fn router(state: AppState, body_timeout: Duration) -> Router {
+pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    // Every /v1 call and the compatibility call need a key when keys exist.
+    let keyed = Router::new()
         .route("/v1/renders", post(renders::submit).get(renders::list))
-        .route("/v1/renders/{id}", get(renders::get).delete(renders::delete))
+        .route(
+            "/v1/renders/{id}",
+            get(renders::get).delete(renders::delete),
+        )
         .route("/v1/renders/{id}/events", get(renders::events))
         .route("/v1/renders/{id}/video", get(renders::video))
         .route("/v1/renders/{id}/thumbnail", get(renders::thumbnail))
-        .route("/render", post(renders::legacy_render))
-        .route("/health", get(system::health))
         .route("/v1/capabilities", get(system::capabilities))
+        .route("/render", post(renders::legacy_render))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            auth::require_key,
+        ));
+    Router::new()
+        .merge(keyed)
+        .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
         .fallback(|| async { ApiError::NotFound })
@@ -195,6 +216,7 @@ pub async fn start(
     let service = Arc::new(Service::new(
         ServiceConfig {
             queue_capacity: opts.queue_capacity,
+            max_jobs_per_owner: opts.max_jobs_per_key,
             limits: config.limits.clone(),
             max_body_bytes: opts.max_body_bytes,
         },
@@ -238,7 +260,8 @@ impl Server {
         opts: &ServeOptions,
         shutdown: impl Future<Output = ()>,
     ) {
-        let app = router(Arc::clone(&self.service), opts.body_timeout);
+        let auth = Auth::new(&opts.api_keys, opts.rate_limit_per_minute);
+        let app = router(Arc::clone(&self.service), opts.body_timeout, auth);
         accept_loop(listener, app, opts, shutdown).await;
         self.service.set_draining();
         tracing::info!(

@@ -11,6 +11,7 @@ use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiJson, Id};
 use super::{media, AppState};
@@ -30,9 +31,10 @@ use crate::jobs::{JobId, JobStatus};
     ))]
 pub async fn submit(
     State(svc): State<AppState>,
+    caller: Caller,
     ApiJson(req): ApiJson<RenderRequest>,
 ) -> Result<Response, ApiError> {
-    let job = svc.submit(req).await?;
+    let job = svc.submit(req, caller.owner()).await?;
     let view = JobView::from(&job);
     let location = view.links.this.clone();
     Ok((
@@ -59,6 +61,7 @@ pub struct ListQuery {
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(svc): State<AppState>,
+    caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<JobList>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::BadRequest {
@@ -76,7 +79,12 @@ pub async fn list(
         })
         .transpose()?;
     let page = svc
-        .list(status, q.limit.unwrap_or(20), q.cursor.as_deref())
+        .list(
+            caller.owner(),
+            status,
+            q.limit.unwrap_or(20),
+            q.cursor.as_deref(),
+        )
         .await?;
     Ok(Json(JobList {
         renders: page.jobs.iter().map(JobView::from).collect(),
@@ -88,8 +96,12 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/renders/{id}", tag = "renders",
     params(("id" = String, Path, description = "32 hex digits")),
     responses((status = 200, body = JobView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get(State(svc): State<AppState>, Id(id): Id) -> Result<Json<JobView>, ApiError> {
-    Ok(Json(JobView::from(&svc.get(&id).await?)))
+pub async fn get(
+    State(svc): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(JobView::from(&svc.get(&id, caller.owner()).await?)))
 }
 
 /// Cancel a queued or running render, or delete a finished one and its files.
@@ -99,8 +111,12 @@ pub async fn get(State(svc): State<AppState>, Id(id): Id) -> Result<Json<JobView
         (status = 200, description = "Canceled (queued) or being stopped (running)", body = JobView),
         (status = 204, description = "Deleted"),
         (status = 404, body = ErrorBody)))]
-pub async fn delete(State(svc): State<AppState>, Id(id): Id) -> Result<Response, ApiError> {
-    Ok(match svc.cancel_or_delete(&id).await? {
+pub async fn delete(
+    State(svc): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    Ok(match svc.cancel_or_delete(&id, caller.owner()).await? {
         Some(job) => Json(JobView::from(&job)).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     })
@@ -128,11 +144,13 @@ fn is_terminal(view: &serde_json::Value) -> bool {
               (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(svc): State<AppState>,
+    caller: Caller,
     Id(id): Id,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    // Subscribe before reading the state, so that no change falls between.
+    let job = svc.get(&id, caller.owner()).await?;
     let mut rx = svc.hub.subscribe(&id);
-    let job = svc.get(&id).await?;
+    // Read again after subscribing, so that no change falls in between.
+    let job = svc.get(&id, caller.owner()).await.unwrap_or(job);
     let stream = async_stream::stream! {
         let current = serde_json::to_value(JobView::from(&job)).unwrap_or_default();
         yield Ok(sse_event(&JobEvent::Status(current)));
@@ -151,7 +169,7 @@ pub async fn events(
                 Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => {
                     // Missed events (a slow client) or a closed channel: the
                     // stored state is the truth.
-                    let Ok(job) = svc.get(&id).await else { return };
+                    let Ok(job) = svc.get(&id, None).await else { return };
                     let view = serde_json::to_value(JobView::from(&job)).unwrap_or_default();
                     yield Ok(sse_event(&JobEvent::Status(view)));
                     if job.status.is_terminal() {
@@ -169,9 +187,10 @@ async fn file(
     svc: &AppState,
     id: &JobId,
     thumbnail: bool,
+    caller: &Caller,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (path, content_type, job) = svc.file(id, thumbnail).await?;
+    let (path, content_type, job) = svc.file(id, thumbnail, caller.owner()).await?;
     let result = job.result.as_ref().expect("a finished job");
     let ext = if thumbnail {
         "png"
@@ -198,10 +217,11 @@ async fn file(
               (status = 416, body = ErrorBody)))]
 pub async fn video(
     State(svc): State<AppState>,
+    caller: Caller,
     Id(id): Id,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    file(&svc, &id, false, &headers).await
+    file(&svc, &id, false, &caller, &headers).await
 }
 
 /// A PNG of the last frame.
@@ -210,10 +230,11 @@ pub async fn video(
     responses((status = 200, description = "image/png", content_type = "image/png"), (status = 409, body = ErrorBody)))]
 pub async fn thumbnail(
     State(svc): State<AppState>,
+    caller: Caller,
     Id(id): Id,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    file(&svc, &id, true, &headers).await
+    file(&svc, &id, true, &caller, &headers).await
 }
 
 /// The replaced system's synchronous call: the video bytes as the response.
@@ -222,21 +243,25 @@ pub async fn thumbnail(
               (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn legacy_render(
     State(svc): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<LegacyRenderRequest>,
 ) -> Result<Response, ApiError> {
     let job = svc
-        .submit(RenderRequest {
-            code: req.code,
-            scene: req.scene_name,
-            quality: req.quality,
-            format: req.format,
-            ..Default::default()
-        })
+        .submit(
+            RenderRequest {
+                code: req.code,
+                scene: req.scene_name,
+                quality: req.quality,
+                format: req.format,
+                ..Default::default()
+            },
+            caller.owner(),
+        )
         .await?;
-    let job = svc.wait(&job.id).await?;
+    let job = svc.wait(&job.id, caller.owner()).await?;
     match job.status {
-        JobStatus::Succeeded => file(&svc, &job.id, false, &headers).await,
+        JobStatus::Succeeded => file(&svc, &job.id, false, &caller, &headers).await,
         _ => Err(ApiError::JobFailed(job.error.unwrap_or_else(
             || serde_json::json!({"code": "canceled", "message": "the job was canceled"}),
         ))),
