@@ -37,6 +37,10 @@ pub struct RenderRequest {
     /// `final` (default: x264's default preset) or `preview` (its fastest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<Encoding>,
+    /// POSTed the job's record when it ends, signed (`X-Manimd-Signature`:
+    /// `sha256=` HMAC-SHA256 of `"{X-Manimd-Timestamp}.{body}"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 /// `POST /render`: the replaced system's synchronous call.

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument;
 
 use crate::api::JobView;
+use crate::components::Components;
 use crate::events::{Hub, JobEvent};
 use crate::jobs::{Claimed, Job, JobId, JobProgress, JobResult, JobStatus, Store};
 use crate::limits::Limits;
@@ -21,6 +22,7 @@ use crate::pool::Pool;
 use crate::render::{Progress, RenderError, Renderer};
 use crate::sandbox::Stopped;
 use crate::storage::Storage;
+use crate::webhooks::Webhooks;
 
 /// Why a running render is being stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +48,7 @@ pub struct Executor {
     store: Store,
     renderer: Arc<Renderer>,
     pool: Arc<Pool>,
+    webhooks: Arc<Webhooks>,
     hub: Arc<Hub>,
     storage: Storage,
     metrics: Arc<Metrics>,
@@ -58,20 +61,22 @@ pub struct Executor {
 }
 
 impl Executor {
-    pub fn new(
-        cfg: ExecutorConfig,
-        store: Store,
-        renderer: Arc<Renderer>,
-        pool: Arc<Pool>,
-        hub: Arc<Hub>,
-        storage: Storage,
-        metrics: Arc<Metrics>,
-    ) -> Arc<Executor> {
+    pub fn new(cfg: ExecutorConfig, parts: Components) -> Arc<Executor> {
+        let Components {
+            store,
+            renderer,
+            pool,
+            webhooks,
+            hub,
+            storage,
+            metrics,
+        } = parts;
         Arc::new(Executor {
             cfg,
             store,
             renderer,
             pool,
+            webhooks,
             hub,
             storage,
             metrics,
@@ -193,6 +198,7 @@ impl Executor {
         if let Ok(Some(job)) = self.store.get(id).await {
             let view = serde_json::to_value(JobView::from(&job)).unwrap_or_default();
             if job.status.is_terminal() {
+                crate::service::notify(&self.webhooks, &job);
                 self.hub.finish(id, JobEvent::Status(view));
             } else {
                 self.hub.publish(id, JobEvent::Status(view));

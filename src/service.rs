@@ -8,15 +8,17 @@ use std::time::{Duration, Instant};
 
 use crate::api::{self, JobView, RenderRequest};
 use crate::cache::{self, KeyParts};
+use crate::components::Components;
 use crate::events::{Hub, JobEvent};
 use crate::executor::Executor;
-use crate::jobs::{Job, JobId, JobStatus, Page, Store, StoreError};
+use crate::jobs::{Job, JobId, JobStatus, NewJob, Page, Store, StoreError};
 use crate::limits::Limits;
 use crate::metrics::{self, Metrics};
 use crate::pool::Pool;
 use crate::render::{RenderError, Renderer};
 use crate::spec::{Engine, Format, Quality, RenderSpec, SceneName, MAX_FPS};
 use crate::storage::Storage;
+use crate::webhooks::Webhooks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -65,6 +67,7 @@ pub struct Service {
     pub renderer: Arc<Renderer>,
     pub pool: Arc<Pool>,
     pub executor: Arc<Executor>,
+    pub webhooks: Arc<Webhooks>,
     pub hub: Arc<Hub>,
     pub storage: Storage,
     pub metrics: Arc<Metrics>,
@@ -73,23 +76,23 @@ pub struct Service {
 }
 
 impl Service {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        cfg: ServiceConfig,
-        store: Store,
-        renderer: Arc<Renderer>,
-        pool: Arc<Pool>,
-        executor: Arc<Executor>,
-        hub: Arc<Hub>,
-        storage: Storage,
-        metrics: Arc<Metrics>,
-    ) -> Service {
+    pub fn new(cfg: ServiceConfig, parts: Components, executor: Arc<Executor>) -> Service {
+        let Components {
+            store,
+            renderer,
+            pool,
+            webhooks,
+            hub,
+            storage,
+            metrics,
+        } = parts;
         Service {
             cfg,
             store,
             renderer,
             pool,
             executor,
+            webhooks,
             hub,
             storage,
             metrics,
@@ -149,6 +152,13 @@ impl Service {
         let quality = req.quality.unwrap_or(Quality::Low);
         let format = req.format.unwrap_or(Format::Mp4);
         let encoding = req.encoding.unwrap_or_default();
+        let webhook_url = req.webhook_url.as_deref();
+        if let Some(url) = webhook_url {
+            self.webhooks
+                .check(url)
+                .await
+                .map_err(|e| invalid("webhook_url", e.to_string()))?;
+        }
         let key = cache::key(&KeyParts {
             owner,
             code: &req.code,
@@ -160,11 +170,11 @@ impl Service {
             seed: req.seed,
             encoding,
         });
-        if let Some(job) = self.cached(&key, owner).await? {
+        if let Some(job) = self.cached(&key, owner, webhook_url).await? {
             return Ok(job);
         }
         self.check_capacity(owner).await?;
-        if let Some(job) = self.follow_in_flight(&key, owner).await? {
+        if let Some(job) = self.follow_in_flight(&key, owner, webhook_url).await? {
             return Ok(job);
         }
 
@@ -240,7 +250,14 @@ impl Service {
         };
         let job = self
             .store
-            .insert(&JobId::new(), &spec, &key, None, owner)
+            .insert(&NewJob {
+                id: &JobId::new(),
+                spec: &spec,
+                cache_key: &key,
+                follows: None,
+                owner,
+                webhook_url,
+            })
             .await?;
         self.executor.wake();
         Ok(job)
@@ -248,7 +265,12 @@ impl Service {
 
     /// An identical request was rendered: a new job that shares its files,
     /// without any sandbox.
-    async fn cached(&self, key: &str, owner: Option<&str>) -> Result<Option<Job>, ServiceError> {
+    async fn cached(
+        &self,
+        key: &str,
+        owner: Option<&str>,
+        webhook_url: Option<&str>,
+    ) -> Result<Option<Job>, ServiceError> {
         let Some(source) = self.store.cached(key).await? else {
             return Ok(None);
         };
@@ -256,11 +278,17 @@ impl Service {
         let Ok(result) = cache::share(&self.storage, &source, &id) else {
             return Ok(None);
         };
-        let job = self
-            .store
-            .insert_done(&id, &source.spec, key, &result, owner)
-            .await?;
+        let new = NewJob {
+            id: &id,
+            spec: &source.spec,
+            cache_key: key,
+            follows: None,
+            owner,
+            webhook_url,
+        };
+        let job = self.store.insert_done(&new, &result).await?;
         self.metrics.cache_hit();
+        self.notify(&job);
         Ok(Some(job))
     }
 
@@ -270,6 +298,7 @@ impl Service {
         &self,
         key: &str,
         owner: Option<&str>,
+        webhook_url: Option<&str>,
     ) -> Result<Option<Job>, ServiceError> {
         let Some(leader) = self.store.in_flight(key).await? else {
             return Ok(None);
@@ -279,7 +308,14 @@ impl Service {
         };
         let job = self
             .store
-            .insert(&JobId::new(), &leader_job.spec, key, Some(&leader), owner)
+            .insert(&NewJob {
+                id: &JobId::new(),
+                spec: &leader_job.spec,
+                cache_key: key,
+                follows: Some(&leader),
+                owner,
+                webhook_url,
+            })
             .await?;
         // The leader may have ended in between and handed out its outcome
         // already: then this job is claimed like any other, and the claim
@@ -371,6 +407,9 @@ impl Service {
                 Ok(Some(self.get(id, owner).await?))
             }
             Some(_) => {
+                if let Ok(job) = self.get(id, owner).await {
+                    self.notify(&job);
+                }
                 // Jobs that waited for this one render on their own now.
                 if self.store.unfollow(Some(id)).await? > 0 {
                     self.executor.wake();
@@ -383,6 +422,11 @@ impl Service {
                 Ok(Some(job))
             }
         }
+    }
+
+    /// Sends an ended job's record to its webhook, if it has one.
+    pub fn notify(&self, job: &Job) {
+        notify(&self.webhooks, job);
     }
 
     /// Waits until the job ends and returns it.
@@ -538,4 +582,19 @@ impl Service {
         }
         Ok(ids.len())
     }
+}
+
+/// Sends an ended job's record to its webhook, if it has one.
+pub fn notify(webhooks: &Arc<Webhooks>, job: &Job) {
+    let Some(url) = &job.webhook_url else { return };
+    if !job.status.is_terminal() {
+        return;
+    }
+    let event = match job.status {
+        JobStatus::Succeeded => "render.succeeded",
+        JobStatus::Failed => "render.failed",
+        _ => "render.canceled",
+    };
+    let body = serde_json::to_vec(&JobView::from(job)).unwrap_or_default();
+    webhooks.deliver(url.clone(), event, body);
 }

@@ -1354,3 +1354,100 @@ async fn without_keys_the_server_refuses_to_listen_beyond_loopback() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_and_never_aimed_at_private_addresses() {
+    use std::sync::{Arc, Mutex};
+    let secret = "webhook-test-secret";
+    // A receiver that fails the first delivery and takes the second.
+    let got: Arc<Mutex<Vec<(axum::http::HeaderMap, bytes::Bytes)>>> = Arc::default();
+    let seen = Arc::clone(&got);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push((headers, body));
+                if seen.len() == 1 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut s = TestServer::start(ServeOptions {
+        webhooks: manimd::webhooks::WebhookConfig {
+            secret: Some(secret.into()),
+            allow_private: true,
+            attempts: 3,
+            backoff: Duration::from_millis(200),
+        },
+        ..opts(1)
+    })
+    .await;
+    let id = s
+        .submit(json!({"code": code("ce_two.py"), "scene": "Intro", "webhook_url": hook}))
+        .await;
+    assert_eq!(s.wait_for(&id, None).await["status"], "succeeded");
+    for _ in 0..100 {
+        if got.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deliveries = got.lock().unwrap().clone();
+    assert_eq!(deliveries.len(), 2, "one failed delivery, one retry");
+    let (headers, body) = &deliveries[1];
+    let ts: u64 = headers["x-manimd-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = format!(
+        "sha256={}",
+        manimd::webhooks::Webhooks::sign(secret, ts, body)
+    );
+    assert_eq!(headers["x-manimd-signature"], expected.as_str());
+    assert_eq!(headers["x-manimd-event"], "render.succeeded");
+    let record: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(
+        (record["id"].as_str(), record["status"].as_str()),
+        (Some(id.as_str()), Some("succeeded"))
+    );
+    s.stop().await;
+
+    // With the default policy, loopback, private and link-local targets are refused up front.
+    let mut s = TestServer::start(ServeOptions {
+        webhooks: manimd::webhooks::WebhookConfig {
+            secret: Some(secret.into()),
+            ..Default::default()
+        },
+        ..opts(1)
+    })
+    .await;
+    for url in [
+        "http://127.0.0.1:9/x",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/",
+        "http://[::1]/",
+        "http://localhost:9/",
+        "ftp://example.com/",
+        "not a url",
+    ] {
+        let (status, e) = s
+            .post(
+                "/v1/renders",
+                &json!({"code": code("ce_shapes.py"), "webhook_url": url}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {e}");
+        assert_eq!(e["error"]["field"], "webhook_url", "{url}");
+    }
+    s.stop().await;
+}

@@ -99,6 +99,12 @@ pub struct ServeArgs {
     /// Listen beyond loopback without API keys (anyone who reaches the port can render).
     #[arg(long, env = "MANIMD_ALLOW_REMOTE")]
     pub allow_remote: bool,
+    /// Signs webhook deliveries (HMAC-SHA256); without it, `webhook_url` is refused.
+    #[arg(long, env = "MANIMD_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Let webhooks reach loopback, private and link-local addresses.
+    #[arg(long, env = "MANIMD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
 }
 
 #[derive(Args, Debug)]

@@ -21,6 +21,8 @@ pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
     opts.warm_idle = std::time::Duration::from_secs(args.warm_idle_secs);
     opts.rate_limit_per_minute = args.rate_limit_per_minute;
     opts.max_jobs_per_key = args.max_jobs_per_key;
+    opts.webhooks.secret = args.webhook_secret.clone().filter(|s| !s.is_empty());
+    opts.webhooks.allow_private = args.webhook_allow_private;
     opts.api_keys = args
         .api_keys
         .iter()

@@ -9,7 +9,7 @@ use crate::protocol::Notice;
 use crate::render::Progress;
 use crate::spec::{Format, RenderSpec};
 
-pub use store::{Claimed, Page, Store, StoreError};
+pub use store::{Claimed, NewJob, Page, Store, StoreError};
 
 /// A job's id: a UUIDv7 as 32 lowercase hex digits (time-ordered).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -182,6 +182,8 @@ pub struct Job {
     pub follows: Option<JobId>,
     /// The API key (its fingerprint) that submitted it, when keys are in use.
     pub owner: Option<String>,
+    /// Where the job's record is POSTed when it ends.
+    pub webhook_url: Option<String>,
     pub attempts: u32,
     pub cancel_requested: bool,
     pub progress: JobProgress,

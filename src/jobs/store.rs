@@ -31,6 +31,17 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// What a new job is stored with.
+pub struct NewJob<'a> {
+    pub id: &'a JobId,
+    pub spec: &'a RenderSpec,
+    pub cache_key: &'a str,
+    /// The identical job in flight that this one waits for.
+    pub follows: Option<&'a JobId>,
+    pub owner: Option<&'a str>,
+    pub webhook_url: Option<&'a str>,
+}
+
 /// A job this worker now holds the lease of, at `attempt`.
 pub struct Claimed {
     pub job: Job,
@@ -43,7 +54,7 @@ pub struct Store {
 }
 
 const COLUMNS: &str =
-    "id, status, spec, cache_key, follows, owner, attempts, cancel_requested, progress, error, result, created_ms, started_ms, finished_ms";
+    "id, status, spec, cache_key, follows, owner, webhook_url, attempts, cancel_requested, progress, error, result, created_ms, started_ms, finished_ms";
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
@@ -69,27 +80,21 @@ impl Store {
 
     /// Stores a queued job; with `follows`, it waits for that identical job
     /// instead of being claimed.
-    pub async fn insert(
-        &self,
-        id: &JobId,
-        spec: &RenderSpec,
-        cache_key: &str,
-        follows: Option<&JobId>,
-        owner: Option<&str>,
-    ) -> Result<Job, StoreError> {
-        let spec_json = serde_json::to_string(spec).expect("serializable");
+    pub async fn insert(&self, new: &NewJob<'_>) -> Result<Job, StoreError> {
         sqlx::query(
-            "INSERT INTO jobs (id, status, spec, cache_key, follows, owner, created_ms) VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, status, spec, cache_key, follows, owner, webhook_url, created_ms) \
+             VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
         )
-        .bind(id.as_str())
-        .bind(&spec_json)
-        .bind(cache_key)
-        .bind(follows.map(JobId::as_str))
-        .bind(owner)
+        .bind(new.id.as_str())
+        .bind(serde_json::to_string(new.spec).expect("serializable"))
+        .bind(new.cache_key)
+        .bind(new.follows.map(JobId::as_str))
+        .bind(new.owner)
+        .bind(new.webhook_url)
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
-        self.get(id)
+        self.get(new.id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))
     }
@@ -97,28 +102,26 @@ impl Store {
     /// Stores a job that is already done: a cache hit.
     pub async fn insert_done(
         &self,
-        id: &JobId,
-        spec: &RenderSpec,
-        cache_key: &str,
+        new: &NewJob<'_>,
         result: &JobResult,
-        owner: Option<&str>,
     ) -> Result<Job, StoreError> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO jobs (id, status, spec, cache_key, owner, result, created_ms, started_ms, finished_ms) \
-             VALUES (?, 'succeeded', ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, status, spec, cache_key, owner, webhook_url, result, created_ms, started_ms, finished_ms) \
+             VALUES (?, 'succeeded', ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(id.as_str())
-        .bind(serde_json::to_string(spec).expect("serializable"))
-        .bind(cache_key)
-        .bind(owner)
+        .bind(new.id.as_str())
+        .bind(serde_json::to_string(new.spec).expect("serializable"))
+        .bind(new.cache_key)
+        .bind(new.owner)
+        .bind(new.webhook_url)
         .bind(serde_json::to_string(result).expect("serializable"))
         .bind(now)
         .bind(now)
         .bind(now)
         .execute(&self.pool)
         .await?;
-        self.get(id)
+        self.get(new.id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))
     }
@@ -478,6 +481,7 @@ fn from_row(r: &SqliteRow) -> Result<Job, StoreError> {
             .try_get::<Option<String>, _>("follows")?
             .as_deref()
             .and_then(JobId::parse),
+        webhook_url: r.try_get("webhook_url")?,
         owner: r.try_get("owner")?,
         attempts: r.try_get::<i64, _>("attempts")? as u32,
         cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,

@@ -27,6 +27,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::components::Components;
 use crate::config::Config;
 use crate::events::Hub;
 use crate::executor::{Executor, ExecutorConfig};
@@ -37,6 +38,7 @@ use crate::render::Renderer;
 use crate::service::{Service, ServiceConfig};
 use crate::spec::Engine;
 use crate::storage::Storage;
+use crate::webhooks::{WebhookConfig, Webhooks};
 
 pub use auth::{fingerprint, Auth};
 pub use error::ApiError;
@@ -71,6 +73,7 @@ pub struct ServeOptions {
     pub rate_limit_per_minute: u32,
     /// Queued and running jobs per key.
     pub max_jobs_per_key: u64,
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for ServeOptions {
@@ -94,6 +97,7 @@ impl Default for ServeOptions {
             api_keys: Vec::new(),
             rate_limit_per_minute: 120,
             max_jobs_per_key: 10,
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -195,8 +199,16 @@ pub async fn start(
         },
     );
     let pool_task = pool.spawn();
-    let hub = Arc::new(Hub::default());
-    let metrics = Arc::new(Metrics::default());
+    let webhooks = Webhooks::new(opts.webhooks.clone());
+    let parts = Components {
+        store: store.clone(),
+        renderer,
+        pool: Arc::clone(&pool),
+        webhooks,
+        hub: Arc::new(Hub::default()),
+        storage,
+        metrics: Arc::new(Metrics::default()),
+    };
     let executor = Executor::new(
         ExecutorConfig {
             workers: opts.workers,
@@ -205,12 +217,7 @@ pub async fn start(
             limits: config.limits.clone(),
             work_dir,
         },
-        store.clone(),
-        Arc::clone(&renderer),
-        Arc::clone(&pool),
-        Arc::clone(&hub),
-        storage.clone(),
-        Arc::clone(&metrics),
+        parts.clone(),
     );
     let executor_tasks = executor.start();
     let service = Arc::new(Service::new(
@@ -220,13 +227,8 @@ pub async fn start(
             limits: config.limits.clone(),
             max_body_bytes: opts.max_body_bytes,
         },
-        store.clone(),
-        renderer,
-        Arc::clone(&pool),
+        parts,
         Arc::clone(&executor),
-        hub,
-        storage,
-        metrics,
     ));
     let retention = opts.retention;
     let svc = Arc::clone(&service);
