@@ -235,4 +235,31 @@ mod tests {
         );
         assert_eq!(WorkerEvent::parse(long.as_bytes()), None);
     }
+
+    proptest::proptest! {
+        /// Whatever a sandbox prints, parsing it never panics, and an error
+        /// line never carries a code outside the known set.
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(line in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            if let Some(WorkerEvent::Error(e)) = WorkerEvent::parse(&line) {
+                proptest::prop_assert!(USER_ERROR_CODES.contains(&e.code.as_str()) || e.code == "worker-error");
+            }
+        }
+
+        #[test]
+        fn parsing_json_shaped_lines_never_panics(
+            event in "[a-z-]{0,16}",
+            code in "\\PC{0,24}",
+            num in proptest::num::i64::ANY,
+            text in "\\PC{0,64}",
+        ) {
+            let line = serde_json::json!({
+                "event": event, "code": code, "message": text, "line": num, "scene": text,
+                "index": num, "frames": num, "name": text, "scenes": [{"name": text, "line": num}],
+            });
+            if let Some(WorkerEvent::Error(e)) = WorkerEvent::parse(line.to_string().as_bytes()) {
+                proptest::prop_assert!(USER_ERROR_CODES.contains(&e.code.as_str()) || e.code == "worker-error");
+            }
+        }
+    }
 }

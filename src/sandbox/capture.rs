@@ -188,4 +188,30 @@ mod tests {
         assert_eq!(small.text(), "hello");
         assert!(!small.truncated());
     }
+
+    proptest::proptest! {
+        /// However the stream is chunked, the splitter yields exactly the
+        /// complete lines that fit, and nothing longer.
+        #[test]
+        fn splitter_matches_a_plain_split(
+            data in proptest::collection::vec(proptest::sample::select(vec![b'a', b'b', b'\n']), 0..300),
+            cuts in proptest::collection::vec(0usize..300, 0..8),
+            max in 0usize..20,
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([data.len()]) {
+                chunks.push(&data[at..c.max(at)]);
+                at = c.max(at);
+            }
+            let got = split(&chunks, max);
+            let text = String::from_utf8(data.clone()).unwrap();
+            let mut expected: Vec<String> = text.split('\n').map(str::to_owned).collect();
+            expected.pop(); // the part after the last newline is incomplete
+            expected.retain(|l| l.len() <= max);
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
 }
