@@ -88,5 +88,7 @@ make_venv "manim-$MANIM_VERSION" "manim==$MANIM_VERSION"
 # PyAV (Manim Community brings its own) lets the worker stitch and probe
 # videos in-process instead of starting ffmpeg and ffprobe.
 make_venv "manimgl-$MANIMGL_VERSION" "manimgl==$MANIMGL_VERSION" "numpy<2" "setuptools<70" "av==18.1.0"
+# Test tooling: schemathesis fuzzes the HTTP API from its OpenAPI document.
+make_venv "tools" "schemathesis==4.32.5"
 install_rust
 log "done"

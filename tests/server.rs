@@ -1451,3 +1451,47 @@ async fn webhooks_are_signed_retried_and_never_aimed_at_private_addresses() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn schemathesis_fuzzing_finds_no_5xx_and_no_schema_violation() {
+    let mut s = TestServer::start(opts(2)).await;
+    let tools = std::path::Path::new(&s.config.runtime_dir).join("venv/tools/bin/schemathesis");
+    let out = tokio::process::Command::new(&tools)
+        .args(["run", &format!("{}/openapi.json", s.url)])
+        .args(["--checks", "not_a_server_error,response_schema_conformance"])
+        .args([
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "30",
+            "--workers",
+            "1",
+        ])
+        .args([
+            "--request-timeout",
+            "120",
+            "--seed",
+            "7",
+            "--no-color",
+            "--suppress-health-check",
+            "all",
+        ])
+        .current_dir(s.config.data_dir.parent().unwrap())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{} ({e}): run scripts/setup.sh", tools.display()));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("passed"), "{report}");
+    let (status, health) = s.get("/health").await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    s.stop().await;
+    s.assert_clean();
+}
