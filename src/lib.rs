@@ -12,6 +12,7 @@ pub mod events;
 pub mod executor;
 pub mod jobs;
 pub mod limits;
+pub mod load;
 pub mod metrics;
 pub mod pool;
 pub mod process;

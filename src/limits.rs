@@ -43,6 +43,15 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Sets the memory limit. The job's files live in memory too, so the
+    /// output limit is kept to half of it: a full disk is then reported as
+    /// `output-too-large`, not as running out of memory.
+    pub fn set_memory_mib(&mut self, mib: u64) {
+        self.memory_mib = mib;
+        self.output_mib = self.output_mib.min(mib / 2).max(1);
+        self.file_size_mib = self.file_size_mib.min(self.output_mib);
+    }
+
     pub fn wall(&self) -> Duration {
         Duration::from_secs(self.wall_secs)
     }

@@ -48,6 +48,25 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Compare `manimd render` with the plain `manim` CLI on a fixed scene set.
     Bench(BenchArgs),
+    /// Send a bounded burst of submissions, half of them hostile, and report the outcome.
+    Load(LoadArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    #[arg(long, env = "MANIMD_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Submissions to send.
+    #[arg(long, default_value_t = 500)]
+    pub count: usize,
+    /// Submissions per second.
+    #[arg(long, default_value_t = 25.0)]
+    pub rate: f64,
+    /// Seconds to wait for accepted jobs to end.
+    #[arg(long, default_value_t = 900)]
+    pub deadline_secs: u64,
+    #[arg(long, env = "MANIMD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +77,12 @@ pub struct ServeArgs {
     /// Concurrent renders. Default: one per core.
     #[arg(long, env = "MANIMD_WORKERS")]
     pub workers: Option<usize>,
+    /// Wall-clock limit of each render, in seconds (default 600).
+    #[arg(long, env = "MANIMD_TIMEOUT_SECS", value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Memory limit of each render, in MiB (default 2048).
+    #[arg(long, env = "MANIMD_MEMORY_MIB", value_name = "MIB")]
+    pub memory: Option<u64>,
     /// Queued jobs accepted before answering 429.
     #[arg(long, env = "MANIMD_QUEUE_CAPACITY", default_value_t = 100)]
     pub queue_capacity: u64,
@@ -211,6 +236,7 @@ pub async fn run() -> ExitCode {
         Command::Serve(args) => serve::run(&config, args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Bench(args) => bench(&config, args).await,
+        Command::Load(args) => load(&config, args).await,
     }
 }
 
@@ -262,6 +288,51 @@ async fn bench(config: &Config, args: BenchArgs) -> ExitCode {
     };
     match benchmark::service_table(&opts, &rows).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn load(config: &Config, args: LoadArgs) -> ExitCode {
+    let opts = crate::load::LoadOptions {
+        server: args.server,
+        count: args.count,
+        rate: args.rate,
+        api_key: args.api_key,
+        deadline: std::time::Duration::from_secs(args.deadline_secs),
+    };
+    match crate::load::run(&opts).await {
+        Ok(report) => {
+            // Leftovers are visible when the server runs here on --data-dir.
+            let sc = config.sandbox_config();
+            let leftovers = crate::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount)
+                .ok()
+                .map(|h| {
+                    let groups = h
+                        .children(&sc.cgroup_parent, &format!("{}-", sc.instance))
+                        .len();
+                    let warm =
+                        report.health_after["workers"]["warm"].as_u64().unwrap_or(0) as usize;
+                    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+                        .unwrap_or_default()
+                        .lines()
+                        .filter(|l| l.contains(&*sc.areas_dir.to_string_lossy()))
+                        .count();
+                    // A ready inspector and the warm sandboxes are expected.
+                    (
+                        groups.saturating_sub(warm + 1),
+                        mounts.saturating_sub(warm + 1),
+                    )
+                });
+            crate::load::print(&report, leftovers);
+            if report.lost == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -53,7 +53,7 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         limits.wall_secs = secs;
     }
     if let Some(mib) = args.memory {
-        limits.memory_mib = mib;
+        limits.set_memory_mib(mib);
     }
 
     let renderer = Renderer::new(config).map_err(|e| fail(&e, &args.file, &code))?;

@@ -8,6 +8,14 @@ use crate::config::Config;
 use crate::server::{self, ServeOptions};
 
 pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
+    let mut config = config.clone();
+    if let Some(secs) = args.timeout {
+        config.limits.wall_secs = secs;
+    }
+    if let Some(mib) = args.memory {
+        config.limits.set_memory_mib(mib);
+    }
+    let config = &config;
     let mut opts = ServeOptions::default();
     if let Some(n) = args.workers {
         opts.workers = n.max(1);
