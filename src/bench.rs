@@ -226,16 +226,7 @@ pub fn machine() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-        })
-        .map(|kib| kib as f64 / 1024.0 / 1024.0)
-        .unwrap_or(0.0);
+    let mem_gib = crate::metrics::total_memory() as f64 / (1024.0 * 1024.0 * 1024.0);
     format!("{cores} cores, {cpu}, {mem_gib:.0} GiB RAM")
 }
 
@@ -355,17 +346,9 @@ pub mod service {
 
         /// Peak RSS of the server process so far (VmHWM).
         pub fn peak_rss_bytes(&self) -> u64 {
-            let Some(pid) = self.child.id() else { return 0 };
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("VmHWM:"))
-                        .and_then(|l| l.split_whitespace().nth(1))
-                        .and_then(|k| k.parse::<u64>().ok())
-                })
-                .map(|kib| kib * 1024)
-                .unwrap_or(0)
+            self.child
+                .id()
+                .map_or(0, |pid| crate::metrics::status_bytes(Some(pid), "VmHWM:"))
         }
 
         pub async fn stop(mut self) {

@@ -107,19 +107,26 @@ impl Metrics {
     }
 }
 
-/// The process's resident and virtual memory, from /proc/self/status.
-pub fn process_memory() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse::<u64>().ok())
-            .map(|kib| kib * 1024)
-            .unwrap_or(0)
+/// A memory field (`VmRSS:`, `VmHWM:`, ...) of a process's status, in
+/// bytes; `pid` `None` is this process.
+pub fn status_bytes(pid: Option<u32>, field: &str) -> u64 {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_owned(),
     };
-    (field("VmRSS:"), field("VmSize:"))
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
+/// The process's resident and virtual memory.
+pub fn process_memory() -> (u64, u64) {
+    (status_bytes(None, "VmRSS:"), status_bytes(None, "VmSize:"))
 }
 
 /// Total memory of the machine.

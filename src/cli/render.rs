@@ -184,7 +184,7 @@ fn fail(err: &RenderError, file: &Path, code: &str) -> u8 {
     FAILED
 }
 
-fn progress_bar(quiet: bool) -> ProgressBar {
+pub(super) fn progress_bar(quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }

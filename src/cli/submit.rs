@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::{report, SubmitArgs};
 use crate::api::{JobView, RenderRequest};
@@ -78,16 +78,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
         });
     }
     let job: JobView = serde_json::from_value(body).map_err(fail)?;
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new_spinner()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    let bar = super::render::progress_bar(args.quiet);
     bar.set_message(format!("queued as {}", job.id));
     let fin = follow(&client, &server, &job.id, &bar).await;
     bar.finish_and_clear();

@@ -533,7 +533,9 @@ mod tests {
     #[tokio::test]
     async fn interrupted_jobs_run_again_then_fail_after_their_attempts() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("jobs.db")).await.unwrap();
+        let store = Store::open_sqlite(&dir.path().join("jobs.db"))
+            .await
+            .unwrap();
         let (id, spec) = (JobId::new(), spec());
         store.insert(&new_job(&id, &spec)).await.unwrap();
         let lease = Duration::from_secs(30);
@@ -544,7 +546,10 @@ mod tests {
         let (requeued, failed) = store.reap_leases(true, 2).await.unwrap();
         assert_eq!((requeued.len(), failed.len()), (1, 0));
         // The stale worker's writes no longer count.
-        assert!(!store.finish(&id, "a", 1, JobStatus::Succeeded, None, None).await.unwrap());
+        assert!(!store
+            .finish(&id, "a", 1, JobStatus::Succeeded, None, None)
+            .await
+            .unwrap());
         assert!(!store.heartbeat(&id, "a", 1, lease).await.unwrap());
 
         let second = store.claim("b", lease).await.unwrap().unwrap();
@@ -560,7 +565,9 @@ mod tests {
     #[tokio::test]
     async fn followers_are_not_claimed_until_released() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("jobs.db")).await.unwrap();
+        let store = Store::open_sqlite(&dir.path().join("jobs.db"))
+            .await
+            .unwrap();
         let spec = spec();
         let (leader, follower) = (JobId::new(), JobId::new());
         store.insert(&new_job(&leader, &spec)).await.unwrap();
@@ -569,10 +576,22 @@ mod tests {
         store.insert(&f).await.unwrap();
         assert_eq!(store.in_flight("k").await.unwrap(), Some(leader.clone()));
         let lease = Duration::from_secs(30);
-        assert_eq!(store.claim("a", lease).await.unwrap().unwrap().job.id, leader);
-        assert!(store.claim("a", lease).await.unwrap().is_none(), "the follower waits");
-        assert_eq!(store.followers(&leader).await.unwrap(), vec![follower.clone()]);
+        assert_eq!(
+            store.claim("a", lease).await.unwrap().unwrap().job.id,
+            leader
+        );
+        assert!(
+            store.claim("a", lease).await.unwrap().is_none(),
+            "the follower waits"
+        );
+        assert_eq!(
+            store.followers(&leader).await.unwrap(),
+            vec![follower.clone()]
+        );
         store.unfollow(Some(&leader)).await.unwrap();
-        assert_eq!(store.claim("a", lease).await.unwrap().unwrap().job.id, follower);
+        assert_eq!(
+            store.claim("a", lease).await.unwrap().unwrap().job.id,
+            follower
+        );
     }
 }
