@@ -1495,3 +1495,37 @@ async fn schemathesis_fuzzing_finds_no_5xx_and_no_schema_violation() {
     s.stop().await;
     s.assert_clean();
 }
+
+#[tokio::test]
+async fn finished_jobs_expire_with_their_files_and_responses_carry_a_request_id() {
+    let mut s = TestServer::start(ServeOptions {
+        retention: Duration::from_secs(2),
+        ..opts(1)
+    })
+    .await;
+    let r = s
+        .client
+        .get(format!("{}/health", s.url))
+        .send()
+        .await
+        .unwrap();
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(request_id.len(), 36, "a UUID per request: {request_id}");
+    let id = s
+        .submit(json!({"code": code("ce_two.py"), "scene": "Intro"}))
+        .await;
+    assert_eq!(s.wait_for(&id, None).await["status"], "succeeded");
+    let files = s.config.data_dir.join("videos").join(&id);
+    assert!(files.exists());
+    let mut gone = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.get(&format!("/v1/renders/{id}")).await.0 == StatusCode::NOT_FOUND {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the job outlived its retention");
+    assert!(!files.exists(), "its files were deleted with it");
+    s.stop().await;
+}
