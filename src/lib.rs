@@ -10,6 +10,7 @@ pub mod components;
 pub mod config;
 pub mod events;
 pub mod executor;
+pub mod hls;
 pub mod jobs;
 pub mod limits;
 pub mod load;
