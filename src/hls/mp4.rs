@@ -32,8 +32,11 @@ fn u64_at(d: &[u8], at: usize) -> Result<u64, Mp4Error> {
         .ok_or(Malformed("truncated field"))
 }
 
-/// The boxes directly inside `d`: (type, whole box range, payload range).
-fn boxes(d: &[u8]) -> Result<Vec<([u8; 4], Range<usize>, Range<usize>)>, Mp4Error> {
+/// A box: its type, the range of the whole box and of its payload.
+type BoxEntry = ([u8; 4], Range<usize>, Range<usize>);
+
+/// The boxes directly inside `d`.
+fn boxes(d: &[u8]) -> Result<Vec<BoxEntry>, Mp4Error> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at + 8 <= d.len() {
