@@ -64,6 +64,8 @@ pub struct Links {
     pub events: String,
     pub video: String,
     pub thumbnail: String,
+    /// The live HLS playlist, growing while the job runs.
+    pub live: String,
 }
 
 /// Seconds a job spent waiting and rendering.
@@ -138,6 +140,7 @@ impl From<&Job> for JobView {
                 events: format!("{base}/events"),
                 video: format!("{base}/video"),
                 thumbnail: format!("{base}/thumbnail"),
+                live: format!("{base}/live.m3u8"),
                 this: base,
             },
         }

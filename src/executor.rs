@@ -227,6 +227,8 @@ impl Executor {
         let heartbeat = self.spawn_heartbeat(id.clone(), attempt, stop_tx);
         let (progress_tx, progress_rx) = mpsc::channel::<Progress>(256);
         let progress_task = self.spawn_progress(id.clone(), attempt, progress_rx);
+        let (pieces_tx, pieces_rx) = mpsc::unbounded_channel::<std::path::PathBuf>();
+        let live_task = self.spawn_live(id.clone(), attempt, pieces_rx);
 
         let scratch = self.cfg.work_dir.join(format!("{id}-{attempt}"));
         let mut warm_start = false;
@@ -236,7 +238,14 @@ impl Executor {
                     let _ = stop_rx.wait_for(|s| s.is_some()).await;
                 };
                 // Progress is lossy by nature: a flood is dropped, not queued.
-                let progress = |p| {
+                // Finished pieces are not: each is a segment of the live stream.
+                let progress = |p: Progress| {
+                    if let Progress::PartialMovie {
+                        piece: Some(piece), ..
+                    } = &p
+                    {
+                        let _ = pieces_tx.send(piece.clone());
+                    }
                     let _ = progress_tx.try_send(p);
                 };
                 match self.pool.take(job.spec.engine, &self.cfg.limits) {
@@ -259,7 +268,10 @@ impl Executor {
             ))),
         };
         drop(progress_tx);
+        drop(pieces_tx);
         let _ = progress_task.await;
+        // The live stream is complete (EXT-X-ENDLIST) before the job ends.
+        let _ = live_task.await;
         heartbeat.abort();
         let reason = *stop_rx.borrow();
         self.record(&job, attempt, outcome, reason, warm_start)
@@ -492,6 +504,56 @@ impl Executor {
                         let _ = stop.send(Some(Stop::Canceled));
                     }
                 }
+            }
+        })
+    }
+
+    /// Packages each finished piece into the job's live HLS stream, and
+    /// ends the stream when the render ends.
+    fn spawn_live(
+        &self,
+        id: JobId,
+        attempt: u32,
+        mut rx: mpsc::UnboundedReceiver<std::path::PathBuf>,
+    ) -> tokio::task::JoinHandle<()> {
+        let dir = self.storage.path(&id, attempt, "live");
+        tokio::spawn(async move {
+            let mut live = match crate::hls::Live::new(dir, crate::hls::TARGET_SECS) {
+                Ok(live) => live,
+                Err(err) => return tracing::error!(%err, "cannot start the live stream"),
+            };
+            let mut broken = false;
+            while let Some(piece) = rx.recv().await {
+                if broken {
+                    let _ = std::fs::remove_file(&piece);
+                    continue;
+                }
+                let result = tokio::task::spawn_blocking(move || {
+                    let added = std::fs::read(&piece)
+                        .map_err(crate::hls::HlsError::from)
+                        .and_then(|d| live.add_piece(&d));
+                    let _ = std::fs::remove_file(&piece);
+                    (live, added)
+                })
+                .await;
+                match result {
+                    Ok((l, added)) => {
+                        live = l;
+                        if let Err(err) = added {
+                            // A piece the packager cannot take ends live
+                            // playback for this job; the final video is unaffected.
+                            tracing::warn!(%err, "live stream stopped");
+                            broken = true;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+            if let Err(err) = tokio::task::spawn_blocking(move || live.end())
+                .await
+                .unwrap_or(Ok(()))
+            {
+                tracing::warn!(%err, "cannot end the live stream");
             }
         })
     }

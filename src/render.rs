@@ -35,7 +35,13 @@ pub enum Progress {
     /// Frames written so far in the current scene.
     Frames { scene: String, frames: u64 },
     /// An animation's video piece is finished.
-    PartialMovie { scene: String, index: u32 },
+    PartialMovie {
+        scene: String,
+        index: u32,
+        /// The piece, collected from the sandbox (host-side, not for clients).
+        #[serde(skip)]
+        piece: Option<PathBuf>,
+    },
     SceneFinished {
         scene: String,
         index: u32,
@@ -298,7 +304,7 @@ impl Renderer {
                 inspector.0,
                 stdin,
                 &inspect_limits(),
-                |line| match WorkerEvent::parse(line) {
+                |line, _| match WorkerEvent::parse(line) {
                     Some(WorkerEvent::Inspected { engine, scenes }) => {
                         found = Some(Inspection { engine, scenes })
                     }
@@ -421,13 +427,15 @@ impl Renderer {
         let mut result = None;
         let mut error = None;
         let mut version = String::new();
+        let pieces_dir = dest_dir.join("pieces");
+        let mut pieces = 0u32;
         let finished = self
             .sandbox
             .finish(
                 started,
                 stdin,
                 limits,
-                |line| {
+                |line, area| {
                     let Some(event) = WorkerEvent::parse(line) else {
                         return;
                     };
@@ -456,8 +464,21 @@ impl Renderer {
                         WorkerEvent::Frames { scene, frames } => {
                             progress(Progress::Frames { scene, frames })
                         }
-                        WorkerEvent::PartialMovie { scene, index, .. } => {
-                            progress(Progress::PartialMovie { scene, index })
+                        WorkerEvent::PartialMovie { scene, index, path } => {
+                            // The finished piece, collected now (safely: no
+                            // links, regular files only) for live playback.
+                            let piece = path.strip_prefix("/job/").and_then(|rel| {
+                                let dest = pieces_dir.join(format!("{pieces}.mp4"));
+                                std::fs::create_dir_all(&pieces_dir).ok()?;
+                                area.collect(rel, &dest, limits.output_bytes()).ok()?;
+                                pieces += 1;
+                                Some(dest)
+                            });
+                            progress(Progress::PartialMovie {
+                                scene,
+                                index,
+                                piece,
+                            })
                         }
                         WorkerEvent::SceneFinished {
                             scene,

@@ -477,6 +477,31 @@ impl Service {
         ))
     }
 
+    /// A file of the job's live stream (`live.m3u8`, `init.mp4`, `seg-N.m4s`)
+    /// and its content type. While the job runs, the stream grows.
+    pub async fn live_file(
+        &self,
+        id: &JobId,
+        name: &str,
+        owner: Option<&str>,
+    ) -> Result<(std::path::PathBuf, &'static str, Job), ServiceError> {
+        if !crate::hls::is_stream_file(name) {
+            return Err(ServiceError::NotFound);
+        }
+        let job = self.get(id, owner).await?;
+        let attempt = job.result.as_ref().map_or(job.attempts, |r| r.attempt);
+        let path = self.storage.path(id, attempt, "live").join(name);
+        if !path.is_file() {
+            return Err(ServiceError::NotReady("live stream"));
+        }
+        let content_type = match name {
+            "live.m3u8" => "application/vnd.apple.mpegurl",
+            "init.mp4" => "video/mp4",
+            _ => "video/iso.segment",
+        };
+        Ok((path, content_type, job))
+    }
+
     pub async fn health(&self) -> Result<api::Health, ServiceError> {
         let (rss, vms) = metrics::process_memory();
         let total = metrics::total_memory().max(1);

@@ -1079,7 +1079,8 @@ async fn warm_sandboxes_serve_jobs_share_nothing_and_go_when_idle() {
 async fn hostile_jobs_fail_cleanly_while_others_succeed_and_the_server_stays_healthy() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_tests(dir.path().join("data"));
-    config.limits.wall_secs = 8;
+    // Generous enough that ordinary jobs finish even on a loaded machine.
+    config.limits.wall_secs = 20;
     config.limits.memory_mib = 700;
     config.limits.pids = 64;
     config.limits.output_mib = 64;
@@ -1527,5 +1528,107 @@ async fn finished_jobs_expire_with_their_files_and_responses_carry_a_request_id(
     }
     assert!(gone, "the job outlived its retention");
     assert!(!files.exists(), "its files were deleted with it");
+    s.stop().await;
+}
+
+/// Twelve animations, with pauses so that the job is watched while it runs.
+fn twelve_animations() -> String {
+    let mut code = String::from("from manim import *\nimport time\n\nclass Twelve(Scene):\n    def construct(self):\n        sq = Square()\n");
+    for i in 0..12 {
+        code.push_str(&format!("        self.play(sq.animate.rotate(PI / 6).shift(UP * 0.1 * {}), run_time=0.5)\n        time.sleep(0.3)\n", if i % 2 == 0 { 1 } else { -1 }));
+    }
+    code
+}
+
+fn extinf_total(playlist: &str) -> (f64, usize) {
+    let durations: Vec<f64> = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.trim_end_matches(',').parse().unwrap())
+        .collect();
+    (durations.iter().sum(), durations.len())
+}
+
+#[tokio::test]
+async fn live_hls_is_playable_before_the_job_ends_and_matches_the_video_after() {
+    let mut s = TestServer::start(opts(1)).await;
+    let id = s.submit(json!({"code": twelve_animations()})).await;
+    let live = |path: &str| format!("{}/v1/renders/{id}/{path}", s.url);
+    // Poll the playlist until it lists a segment while the job still runs.
+    let mut seen_early = false;
+    for _ in 0..300 {
+        let r = s.client.get(live("live.m3u8")).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            assert_eq!(r.headers()["content-type"], "application/vnd.apple.mpegurl");
+            assert_eq!(r.headers()["cache-control"], "no-cache");
+            let playlist = r.text().await.unwrap();
+            let (_, segments) = extinf_total(&playlist);
+            if segments >= 1 && !playlist.contains("#EXT-X-ENDLIST") {
+                let init = s
+                    .client
+                    .get(live("live/init.mp4"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                let seg = s.client.get(live("live/seg-0.m4s")).send().await.unwrap();
+                assert!(seg.headers()["cache-control"]
+                    .to_str()
+                    .unwrap()
+                    .contains("immutable"));
+                let seg = seg.bytes().await.unwrap();
+                let path = s.config.data_dir.join("early.mp4");
+                std::fs::write(&path, [init.as_ref(), seg.as_ref()].concat()).unwrap();
+                let p = common::probe(&path).await;
+                assert_eq!((p.codec.as_str(), p.width, p.height), ("h264", 854, 480));
+                assert!(p.frames > 0);
+                let (_, job) = s.get(&format!("/v1/renders/{id}")).await;
+                assert_eq!(
+                    job["status"], "running",
+                    "the segment was playable before the job ended"
+                );
+                seen_early = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen_early, "no segment was listed while the job ran");
+
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let playlist = s
+        .client
+        .get(live("live.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+    let (total, segments) = extinf_total(&playlist);
+    let duration = job["result"]["duration"].as_f64().unwrap();
+    assert!(
+        (total - duration).abs() <= segments as f64 / 15.0,
+        "playlist {total} s vs video {duration} s over {segments} segments"
+    );
+    // Names outside the stream are refused before any path is made.
+    for bad in [
+        "..%2Fmanimd.db",
+        "seg-1.mp4",
+        "live.m3u8.part",
+        ".init.mp4.part",
+    ] {
+        let r = s
+            .client
+            .get(live(&format!("live/{bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{bad}");
+    }
     s.stop().await;
 }

@@ -7,6 +7,21 @@
 
 pub mod mp4;
 
+/// Longest wanted segment, in seconds. The worker puts a keyframe at least
+/// every second, so segments stay within it.
+pub const TARGET_SECS: f64 = 2.0;
+
+/// Whether `name` is a file a live stream has: `live.m3u8`, `init.mp4` or
+/// `seg-N.m4s`. Names from URLs are checked against this before any path is made.
+pub fn is_stream_file(name: &str) -> bool {
+    name == "live.m3u8"
+        || name == "init.mp4"
+        || name
+            .strip_prefix("seg-")
+            .and_then(|n| n.strip_suffix(".m4s"))
+            .is_some_and(|n| !n.is_empty() && n.len() <= 7 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]

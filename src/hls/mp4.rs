@@ -470,21 +470,33 @@ pub fn fragment(file: &[u8], samples: &[Sample], sequence: u32, base: u64) -> Ve
 }
 
 /// Splits samples into segments that start on a sync sample and last at
-/// most `target` (in the track's timescale) where the keyframes allow.
+/// most `target` (in the track's timescale) where the keyframes allow:
+/// whole GOPs are gathered while they fit.
 pub fn segment_ranges(samples: &[Sample], target: u64) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut length = 0u64;
+    // GOPs: from one sync sample to the next.
+    let mut gops: Vec<(Range<usize>, u64)> = Vec::new();
     for (i, s) in samples.iter().enumerate() {
-        if i > start && s.sync && length + u64::from(s.duration) > target {
-            out.push(start..i);
-            start = i;
-            length = 0;
+        match gops.last_mut() {
+            Some((range, length)) if !s.sync => {
+                range.end = i + 1;
+                *length += u64::from(s.duration);
+            }
+            _ => gops.push((i..i + 1, u64::from(s.duration))),
         }
-        length += u64::from(s.duration);
     }
-    if start < samples.len() {
-        out.push(start..samples.len());
+    let mut out: Vec<Range<usize>> = Vec::new();
+    let mut length = 0u64;
+    for (range, gop) in gops {
+        match out.last_mut() {
+            Some(last) if length + gop <= target => {
+                last.end = range.end;
+                length += gop;
+            }
+            _ => {
+                out.push(range);
+                length = gop;
+            }
+        }
     }
     out
 }
@@ -506,7 +518,7 @@ mod tests {
     #[test]
     fn segments_start_on_keyframes_within_the_target() {
         let samples: Vec<Sample> = (0..10).map(|i| s(1, i % 3 == 0)).collect();
-        assert_eq!(segment_ranges(&samples, 4), vec![0..3, 3..6, 6..9, 9..10]);
+        assert_eq!(segment_ranges(&samples, 4), vec![0..3, 3..6, 6..10]);
         assert_eq!(segment_ranges(&samples, 6), vec![0..6, 6..10]);
         // No keyframe to cut at: one long segment.
         let samples: Vec<Sample> = (0..5).map(|i| s(1, i == 0)).collect();

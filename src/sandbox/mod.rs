@@ -248,7 +248,7 @@ impl Sandbox {
         cmd: &Command,
         stdin: Vec<u8>,
         limits: &Limits,
-        on_line: impl FnMut(&[u8]),
+        on_line: impl FnMut(&[u8], &Area),
         cancel: impl Future<Output = ()>,
     ) -> Result<Finished, SandboxError> {
         let started = self.start(id, cmd, limits).await?;
@@ -339,13 +339,14 @@ impl Sandbox {
     }
 
     /// Gives a started sandbox its input and runs it to the end, under the
-    /// wall clock, which starts now.
+    /// wall clock, which starts now. `on_line` gets each protocol line and
+    /// the area, so that finished pieces can be collected while it runs.
     pub async fn finish(
         &self,
         mut s: Started,
         input: Vec<u8>,
         limits: &Limits,
-        mut on_line: impl FnMut(&[u8]),
+        mut on_line: impl FnMut(&[u8], &Area),
         cancel: impl Future<Output = ()>,
     ) -> Result<Finished, SandboxError> {
         let began = Instant::now();
@@ -362,9 +363,10 @@ impl Sandbox {
         let end = {
             let stdout = &mut s.stdout;
             let child = &mut s.child;
+            let area = s.area.as_ref().expect("a live sandbox has its area");
             let run = async {
                 while let Some(line) = stdout.next_line().await {
-                    on_line(&line);
+                    on_line(&line, area);
                 }
                 child.wait().await
             };

@@ -76,6 +76,7 @@ pub async fn serve(
     content_type: &str,
     etag: String,
     download_name: &str,
+    cache_control: &str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut file = tokio::fs::File::open(path)
@@ -91,7 +92,7 @@ pub async fn serve(
             .status(status)
             .header(header::ETAG, &etag)
             .header(header::ACCEPT_RANGES, "bytes")
-            .header(header::CACHE_CONTROL, "private, max-age=86400")
+            .header(header::CACHE_CONTROL, cache_control)
             .header(header::CONTENT_TYPE, content_type)
             .header(
                 header::CONTENT_DISPOSITION,

@@ -199,11 +199,13 @@ async fn file(
     };
     let kind = if thumbnail { "thumbnail" } else { "video" };
     let etag = format!("\"{id}-{}-{kind}\"", result.attempt);
+    let name = format!("manimd-{id}.{ext}");
     media::serve(
         &path,
         &content_type,
         etag,
-        &format!("manimd-{id}.{ext}"),
+        &name,
+        "private, max-age=86400",
         headers,
     )
     .await
@@ -235,6 +237,56 @@ pub async fn thumbnail(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     file(&svc, &id, true, &caller, &headers).await
+}
+
+/// The live HLS playlist (EVENT): grows as each animation finishes, ends
+/// with `EXT-X-ENDLIST` when the job does.
+#[utoipa::path(get, path = "/v1/renders/{id}/live.m3u8", tag = "renders",
+    params(("id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, description = "application/vnd.apple.mpegurl", content_type = "application/vnd.apple.mpegurl"),
+              (status = 409, description = "No segment yet", body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn live_playlist(
+    State(svc): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    live(&svc, &id, "live.m3u8", &caller, &headers).await
+}
+
+/// A file of the live stream: `init.mp4` or `seg-N.m4s` (immutable).
+#[utoipa::path(get, path = "/v1/renders/{id}/live/{name}", tag = "renders",
+    params(("id" = String, Path, description = "32 hex digits"), ("name" = String, Path, description = "init.mp4 or seg-N.m4s")),
+    responses((status = 200, description = "fMP4", content_type = "video/iso.segment"), (status = 404, body = ErrorBody)))]
+pub async fn live_file(
+    State(svc): State<AppState>,
+    caller: Caller,
+    axum::extract::Path((raw_id, name)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = JobId::parse(&raw_id).ok_or(ApiError::InvalidId)?;
+    live(&svc, &id, &name, &caller, &headers).await
+}
+
+async fn live(
+    svc: &AppState,
+    id: &JobId,
+    name: &str,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (path, content_type, _) = svc.live_file(id, name, caller.owner()).await?;
+    // Segments never change once written; the playlist changes until the end.
+    let (cache, etag) = if name == "live.m3u8" {
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        ("no-cache", format!("\"{id}-live-{len}\""))
+    } else {
+        (
+            "public, max-age=31536000, immutable",
+            format!("\"{id}-{name}\""),
+        )
+    };
+    media::serve(&path, content_type, etag, name, cache, headers).await
 }
 
 /// The replaced system's synchronous call: the video bytes as the response.

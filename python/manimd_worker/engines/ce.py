@@ -28,10 +28,13 @@ class Driver:
         config.progress_bar = "none"
         if self.still:
             config.save_last_frame = True
+        # A keyframe at least every second: live playback cuts segments there.
+        options = {"crf": "23", "g": str(job["fps"])}
         if job.get("encoding") == "preview":
             # Same quality target, a much faster x264 preset. Manim already
             # encodes each animation on its own thread while rendering goes on.
-            config.video_encoder_options = {"crf": "23", "preset": "ultrafast"}
+            options["preset"] = "ultrafast"
+        config.video_encoder_options = options
         if job.get("seed") is not None:
             # Scene.__init__ reseeds from config.seed (entropy when unset).
             config.seed = job["seed"]

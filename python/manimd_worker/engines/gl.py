@@ -70,12 +70,12 @@ def preload():
     _preloaded = True
 
 
-class _PresetSubprocess:
-    """Stands in for `subprocess` in ManimGL's file writer, adding an x264
-    preset to its ffmpeg command (ManimGL has no setting for it)."""
+class _EncoderArgs:
+    """Stands in for `subprocess` in ManimGL's file writer, adding encoder
+    options to its ffmpeg command (ManimGL has no setting for them)."""
 
-    def __init__(self, preset):
-        self._preset = preset
+    def __init__(self, extra):
+        self._extra = extra
 
     def __getattr__(self, name):
         return getattr(subprocess, name)
@@ -83,7 +83,7 @@ class _PresetSubprocess:
     def Popen(self, cmd, *args, **kwargs):
         if "-vcodec" in cmd:
             i = cmd.index("-vcodec") + 2
-            cmd = cmd[:i] + ["-preset", self._preset] + cmd[i:]
+            cmd = cmd[:i] + self._extra + cmd[i:]
         return subprocess.Popen(cmd, *args, **kwargs)
 
 
@@ -109,10 +109,13 @@ class Driver:
             # Scene.__init__ reseeds from random_seed (0 unless a scene sets its own).
             Scene.random_seed = job["seed"]
         self._patch()
-        if job.get("encoding") == "preview":
-            from manimlib.scene import scene_file_writer
+        from manimlib.scene import scene_file_writer
 
-            scene_file_writer.sp = _PresetSubprocess("ultrafast")
+        # A keyframe at least every second: live playback cuts segments there.
+        extra = ["-g", str(self.fps)]
+        if job.get("encoding") == "preview":
+            extra += ["-preset", "ultrafast"]
+        scene_file_writer.sp = _EncoderArgs(extra)
         del manimlib
 
     def _patch(self):
