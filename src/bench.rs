@@ -254,17 +254,16 @@ pub mod service {
             data: &Path,
             args: &[&str],
         ) -> anyhow::Result<Server> {
-            let mut child = tokio::process::Command::new(&opts.manimd)
-                .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-                .arg(data)
-                .arg("--runtime-dir")
-                .arg(opts.runtime.root())
-                .args(args)
-                .env("MANIMD_LOG", "warn")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()?;
+            let mut all: Vec<&std::ffi::OsStr> = ["serve", "--addr", "127.0.0.1:0", "--data-dir"]
+                .iter()
+                .map(std::ffi::OsStr::new)
+                .collect();
+            all.push(data.as_os_str());
+            all.push(std::ffi::OsStr::new("--runtime-dir"));
+            all.push(opts.runtime.root().as_os_str());
+            all.extend(args.iter().map(std::ffi::OsStr::new));
+            let mut child =
+                crate::process::spawn_service(&opts.manimd, &all, &[("MANIMD_LOG", "warn")])?;
             let mut lines =
                 tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
             while let Some(line) = lines.next_line().await? {
@@ -391,9 +390,20 @@ pub mod service {
                     first = Some(t.elapsed().as_secs_f64());
                 }
             }
-            let job: Value = server.client.get(format!("{}/v1/renders/{id}", server.url)).send().await?.json().await?;
+            let job: Value = server
+                .client
+                .get(format!("{}/v1/renders/{id}", server.url))
+                .send()
+                .await?
+                .json()
+                .await?;
             match job["status"].as_str() {
-                Some("succeeded") => return Ok((first.unwrap_or(t.elapsed().as_secs_f64()), t.elapsed().as_secs_f64())),
+                Some("succeeded") => {
+                    return Ok((
+                        first.unwrap_or(t.elapsed().as_secs_f64()),
+                        t.elapsed().as_secs_f64(),
+                    ))
+                }
                 Some("failed" | "canceled") => bail!("job {id} ended: {}", job["error"]),
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
@@ -588,11 +598,18 @@ pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<
     let (mut first, mut full) = (Vec::new(), Vec::new());
     for i in 0..runs {
         warm.warm(1).await?;
-        let (f, t) = service::first_segment(&warm, &service::twelve_high(&format!("live {i}"))).await?;
+        let (f, t) =
+            service::first_segment(&warm, &service::twelve_high(&format!("live {i}"))).await?;
         first.push(f);
         full.push(t);
     }
-    figure("twelve @high: first playable live segment (s)", median(first), median(full), "s", "<= 0.25x full render");
+    figure(
+        "twelve @high: first playable live segment (s)",
+        median(first),
+        median(full),
+        "s",
+        "<= 0.25x full render",
+    );
 
     // Encoding tiers at 1080p60.
     let (mut fin, mut pre) = (Vec::new(), Vec::new());

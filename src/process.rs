@@ -102,6 +102,19 @@ pub fn spawn_confined(
     cmd.spawn()
 }
 
+/// Starts a trusted long-running program (a `manimd serve` for the
+/// benchmark) with its stdout piped, killed when the handle is dropped.
+pub fn spawn_service(program: &Path, args: &[&OsStr], env: &[(&str, &str)]) -> io::Result<Child> {
+    Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+}
+
 /// What a plain (unconfined, trusted) command printed and how it ended.
 pub struct Output {
     pub status: ExitStatus,
