@@ -27,8 +27,8 @@ APT_PACKAGES=(
   # gigabyte-sized texlive-fonts-extra is not needed.
   texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended dvisvgm
   texlive-science tipa
-  # Test and benchmark tools.
-  sqlite3 procps psmisc time
+  # Test and benchmark tools; Chromium for the studio's browser tests.
+  sqlite3 procps psmisc time chromium
 )
 
 missing_apt() {
@@ -90,5 +90,29 @@ make_venv "manim-$MANIM_VERSION" "manim==$MANIM_VERSION"
 make_venv "manimgl-$MANIMGL_VERSION" "manimgl==$MANIMGL_VERSION" "numpy<2" "setuptools<70" "av==18.1.0"
 # Test tooling: schemathesis fuzzes the HTTP API from its OpenAPI document.
 make_venv "tools" "schemathesis==4.32.5"
+# The web studio's player library, from npm, served by the binary (nothing is
+# fetched from a CDN at run time), and playwright-core, which drives Debian's
+# Chromium in the browser tests (no browser is downloaded).
+HLS_JS_VERSION="1.7.4"
+PLAYWRIGHT_VERSION="1.65.1"
+install_web() {
+  local dir="$RUNTIME/web"
+  local want="hls.js@$HLS_JS_VERSION playwright-core@$PLAYWRIGHT_VERSION"
+  if [ -f "$dir/node_modules/hls.js/dist/hls.min.js" ] && [ "$(cat "$dir/.manimd-complete" 2>/dev/null)" = "$want" ]; then
+    log "web assets: present"
+    return
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    log "web assets: installing npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  log "web assets: installing $want"
+  mkdir -p "$dir"
+  # shellcheck disable=SC2086
+  npm install --prefix "$dir" --no-audit --no-fund --silent $want
+  printf '%s' "$want" > "$dir/.manimd-complete"
+}
+
+install_web
 install_rust
 log "done"

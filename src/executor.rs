@@ -518,7 +518,7 @@ impl Executor {
     ) -> tokio::task::JoinHandle<()> {
         let dir = self.storage.path(&id, attempt, "live");
         tokio::spawn(async move {
-            let mut live = match crate::hls::Live::new(dir, crate::hls::TARGET_SECS) {
+            let mut live = match crate::hls::Live::new(dir, crate::hls::TARGET_SECS, "live/") {
                 Ok(live) => live,
                 Err(err) => return tracing::error!(%err, "cannot start the live stream"),
             };

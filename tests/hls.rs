@@ -48,7 +48,7 @@ async fn piece(dir: &Path, name: &str, secs: f64) -> Vec<u8> {
 async fn pieces_become_one_playable_fmp4_stream() {
     let dir = tempfile::tempdir().unwrap();
     let lengths = [2.4, 1.0, 3.2];
-    let mut live = Live::new(dir.path().join("live"), 2.0).unwrap();
+    let mut live = Live::new(dir.path().join("live"), 2.0, "").unwrap();
     let mut segments = 0;
     for (i, secs) in lengths.iter().enumerate() {
         let data = piece(dir.path(), &format!("p{i}.mp4"), *secs).await;
@@ -107,7 +107,7 @@ async fn pieces_become_one_playable_fmp4_stream() {
 #[tokio::test]
 async fn a_piece_with_other_codec_parameters_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut live = Live::new(dir.path().join("live"), 2.0).unwrap();
+    let mut live = Live::new(dir.path().join("live"), 2.0, "").unwrap();
     live.add_piece(&piece(dir.path(), "a.mp4", 1.0).await)
         .unwrap();
     let other = dir.path().join("b.mp4");

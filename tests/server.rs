@@ -1564,6 +1564,11 @@ async fn live_hls_is_playable_before_the_job_ends_and_matches_the_video_after() 
             let playlist = r.text().await.unwrap();
             let (_, segments) = extinf_total(&playlist);
             if segments >= 1 && !playlist.contains("#EXT-X-ENDLIST") {
+                assert!(
+                    playlist.contains("#EXT-X-MAP:URI=\"live/init.mp4\"")
+                        && playlist.contains("\nlive/seg-0.m4s\n"),
+                    "{playlist}"
+                );
                 let init = s
                     .client
                     .get(live("live/init.mp4"))
@@ -1629,6 +1634,96 @@ async fn live_hls_is_playable_before_the_job_ends_and_matches_the_video_after() 
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{bad}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_studio_page_and_its_player_library_are_served_from_our_origin() {
+    let mut s = TestServer::start(opts(1)).await;
+    let r = s.client.get(format!("{}/", s.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && !csp.contains("http"),
+        "{csp}"
+    );
+    let page = r.text().await.unwrap();
+    for needle in [
+        "<textarea id=\"code\"",
+        "src=\"/assets/hls.min.js\"",
+        "/v1/renders",
+        "EventSource",
+        "live",
+    ] {
+        assert!(page.contains(needle), "the page lacks {needle}");
+    }
+    assert!(
+        !page.contains("https://"),
+        "nothing is fetched from elsewhere"
+    );
+    let js = s
+        .client
+        .get(format!("{}/assets/hls.min.js", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        js.status(),
+        StatusCode::OK,
+        "run scripts/setup.sh to install hls.js"
+    );
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(js.text().await.unwrap().contains("Hls"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_studio_renders_plays_live_and_highlights_errors_in_chromium() {
+    let mut s = TestServer::start(ServeOptions {
+        warm_pool: 1,
+        ..opts(1)
+    })
+    .await;
+    // Screenshots are kept as test artifacts.
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let runtime = std::path::Path::new(&s.config.runtime_dir).to_owned();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/tests/studio.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(&s.url)
+        .arg(&shots)
+        .env(
+            "PLAYWRIGHT_CORE",
+            runtime.join("web/node_modules/playwright-core/index.mjs"),
+        )
+        .output()
+        .await
+        .expect("node runs (scripts/setup.sh installs it)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("ok: video advanced"), "{report}");
+    for shot in [
+        "studio-loaded.png",
+        "studio-playing-live.png",
+        "studio-done.png",
+        "studio-error.png",
+        "studio-phone.png",
+    ] {
+        let png = std::fs::read(shots.join(shot)).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG", "{shot}");
     }
     s.stop().await;
 }

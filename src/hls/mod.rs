@@ -41,6 +41,9 @@ pub struct Live {
     dir: PathBuf,
     /// Longest wanted segment, in seconds.
     target: f64,
+    /// What the playlist puts before file names: the playlist is served
+    /// beside a directory of segments (`live.m3u8` and `live/seg-0.m4s`).
+    uri_prefix: String,
     /// The first piece's track, which every later piece must match.
     first: Option<mp4::Track>,
     /// Decode time where the next piece starts.
@@ -50,12 +53,17 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(dir: impl Into<PathBuf>, target_secs: f64) -> Result<Live, HlsError> {
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        target_secs: f64,
+        uri_prefix: &str,
+    ) -> Result<Live, HlsError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
         Ok(Live {
             dir,
             target: target_secs,
+            uri_prefix: uri_prefix.to_owned(),
             first: None,
             base: 0,
             segments: Vec::new(),
@@ -125,10 +133,10 @@ impl Live {
             longest.ceil() as u64
         );
         if self.first.is_some() {
-            p.push_str("#EXT-X-MAP:URI=\"init.mp4\"\n");
+            p.push_str(&format!("#EXT-X-MAP:URI=\"{}init.mp4\"\n", self.uri_prefix));
         }
         for (name, secs) in &self.segments {
-            p.push_str(&format!("#EXTINF:{secs:.6},\n{name}\n"));
+            p.push_str(&format!("#EXTINF:{secs:.6},\n{}{name}\n", self.uri_prefix));
         }
         if self.ended {
             p.push_str("#EXT-X-ENDLIST\n");

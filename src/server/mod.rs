@@ -124,6 +124,8 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         ));
     Router::new()
         .merge(keyed)
+        .route("/", get(system::studio))
+        .route("/assets/hls.min.js", get(system::hls_js))
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))

@@ -10,6 +10,45 @@ use super::error::ApiError;
 use super::AppState;
 use crate::api::{Capabilities, Health};
 
+/// The web studio: one page, built into the binary.
+pub async fn studio() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // Only our own origin: scripts, media and API calls. hls.js runs
+            // its demuxer in a blob worker and feeds the player blob URLs.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 media-src 'self' blob:; img-src 'self' blob: data:; worker-src 'self' blob:; \
+                 connect-src 'self'; frame-ancestors 'none'",
+            ),
+        ],
+        include_str!("../../web/studio.html"),
+    )
+}
+
+/// hls.js, installed from npm by the setup and served from here, so the
+/// page fetches nothing from elsewhere.
+pub async fn hls_js(State(svc): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let path = svc
+        .renderer
+        .runtime()
+        .root()
+        .join("web/node_modules/hls.js/dist/hls.min.js");
+    let body = tokio::fs::read(&path)
+        .await
+        .map_err(|_| ApiError::NotFound)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    ))
+}
+
 /// Liveness and load: memory, workers, queue.
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
 pub async fn health(State(svc): State<AppState>) -> Result<Json<Health>, ApiError> {

@@ -1,0 +1,63 @@
+// Drives the studio in Debian's Chromium as a person would: render a scene
+// and watch it play before the render ends, then submit a broken scene and
+// see its failing line highlighted. Screenshots go to OUT_DIR.
+//
+//   node studio.mjs BASE_URL OUT_DIR
+// PLAYWRIGHT_CORE names playwright-core's entry module (setup installs it
+// under the runtime directory, outside this checkout).
+import { pathToFileURL } from "node:url";
+
+const { chromium } = await import(process.env.PLAYWRIGHT_CORE ? pathToFileURL(process.env.PLAYWRIGHT_CORE).href : "playwright-core");
+
+const [base, out] = process.argv.slice(2);
+const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(base + "/");
+  await page.waitForSelector("#code");
+  await page.screenshot({ path: `${out}/studio-loaded.png` });
+
+  // A scene long enough to be watched while it renders.
+  const scene = [`# ${Date.now()}`, "from manim import *", "import time", "", "class Long(Scene):", "    def construct(self):", "        sq = Square(color=BLUE)"];
+  for (let i = 0; i < 12; i++) scene.push("        self.play(sq.animate.rotate(PI / 6), run_time=0.5)", "        time.sleep(0.3)");
+  await page.fill("#code", scene.join("\n"));
+  await page.click("#render");
+  // Progress shows, and the video plays before the job has finished.
+  await page.waitForFunction(() => /animation|frames/.test(document.getElementById("status").textContent), null, { timeout: 60000 });
+  // The status line says "done" only once the job has ended.
+  const watched = await page.waitForFunction(() => {
+    const v = document.getElementById("player");
+    const ended = document.getElementById("status").textContent.startsWith("done");
+    return !ended && v.currentTime > 0 ? v.currentTime : false;
+  }, null, { timeout: 60000, polling: 50 }).then((h) => h.jsonValue()).catch(() => null);
+  await page.screenshot({ path: `${out}/studio-playing-live.png` });
+  if (!watched) fail("the video did not advance before the job finished");
+  await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("done"), null, { timeout: 120000 });
+  await page.screenshot({ path: `${out}/studio-done.png` });
+
+  // A broken scene: the typed error shows and its line is highlighted.
+  await page.fill("#code", "from manim import *\n\nclass Broken(Scene):\n    def construct(self):\n        self.play(Create(Circle()), run_time=0.2)\n        x = 1 / 0\n# " + Date.now());
+  await page.click("#render");
+  await page.waitForSelector("#error", { state: "visible", timeout: 60000 });
+  const error = await page.textContent("#error");
+  if (!error.includes("scene-error")) fail(`unexpected error text: ${error}`);
+  const line = await page.getAttribute(".ln.error", "data-line").catch(() => null);
+  await page.screenshot({ path: `${out}/studio-error.png` });
+  if (line !== "6") fail(`the failing line was not highlighted (got ${line})`);
+
+  // The page works on a phone-sized screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: `${out}/studio-phone.png`, fullPage: true });
+  if (errors.length) fail(`page errors: ${errors.join("; ")}`);
+  console.log(`ok: video advanced to ${watched.toFixed(2)} s while rendering; line ${line} highlighted`);
+} finally {
+  await browser.close();
+}
