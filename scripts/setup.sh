@@ -29,6 +29,8 @@ APT_PACKAGES=(
   texlive-science tipa
   # Test and benchmark tools; Chromium for the studio's browser tests.
   sqlite3 procps psmisc time chromium
+  # Scale-out: the tests start their own PostgreSQL in a temporary directory.
+  postgresql
 )
 
 missing_apt() {
@@ -88,8 +90,9 @@ make_venv "manim-$MANIM_VERSION" "manim==$MANIM_VERSION"
 # PyAV (Manim Community brings its own) lets the worker stitch and probe
 # videos in-process instead of starting ffmpeg and ffprobe.
 make_venv "manimgl-$MANIMGL_VERSION" "manimgl==$MANIMGL_VERSION" "numpy<2" "setuptools<70" "av==18.1.0"
-# Test tooling: schemathesis fuzzes the HTTP API from its OpenAPI document.
-make_venv "tools" "schemathesis==4.32.5"
+# Test tooling: schemathesis fuzzes the HTTP API from its OpenAPI document;
+# moto's server is the S3-compatible store the storage tests run against.
+make_venv "tools" "schemathesis==4.32.5" "moto[server]==5.1.22"
 # The web studio's player library, from npm, served by the binary (nothing is
 # fetched from a CDN at run time), and playwright-core, which drives Debian's
 # Chromium in the browser tests (no browser is downloaded).

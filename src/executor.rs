@@ -13,9 +13,10 @@ use tokio::sync::{mpsc, watch, Notify};
 use tracing::Instrument;
 
 use crate::api::JobView;
+use crate::bus;
 use crate::components::Components;
 use crate::events::{Hub, JobEvent};
-use crate::jobs::{Claimed, Job, JobId, JobProgress, JobResult, JobStatus, Store};
+use crate::jobs::{Claimed, Dialect, Job, JobId, JobProgress, JobResult, JobStatus, Store};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, Outcome};
 use crate::pool::Pool;
@@ -110,13 +111,29 @@ impl Executor {
         self.busy.load(Ordering::Relaxed)
     }
 
-    /// A job was queued: wake a worker now rather than at its next poll.
+    /// A job was queued: wake a worker now rather than at its next poll,
+    /// here and on every node sharing the store.
     pub fn wake(&self) {
+        self.wake_local();
+        self.signal(bus::WAKE, String::new());
+    }
+
+    pub fn wake_local(&self) {
         self.wake.notify_one();
     }
 
-    /// Stops a job running in this process; false when it runs nowhere here.
+    /// Stops a job whose cancel was recorded, wherever it runs; true when it
+    /// runs in this process.
     pub fn cancel(&self, id: &JobId) -> bool {
+        let here = self.cancel_local(id);
+        if !here {
+            self.signal(bus::CANCEL, id.to_string());
+        }
+        here
+    }
+
+    /// Stops a job running in this process; false when it runs nowhere here.
+    pub fn cancel_local(&self, id: &JobId) -> bool {
         match self.running.lock().expect("running lock").get(id) {
             Some(tx) => {
                 let _ = tx.send(Some(Stop::Canceled));
@@ -124,6 +141,20 @@ impl Executor {
             }
             None => false,
         }
+    }
+
+    /// Tells the other nodes (PostgreSQL only; a no-op on SQLite). Not
+    /// awaited: the store already holds the state this signal hurries along.
+    fn signal(&self, channel: &'static str, payload: String) {
+        if self.store.dialect() != Dialect::Postgres {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store.notify(channel, &payload).await {
+                tracing::warn!(%err, channel, "cannot signal the other nodes");
+            }
+        });
     }
 
     /// Stops claiming jobs, lets running renders finish within `grace`, then

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bus;
 pub mod cache;
 pub mod cli;
 pub mod components;

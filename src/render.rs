@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::limits::Limits;
@@ -16,7 +16,7 @@ use crate::sandbox::{self, Sandbox, SandboxError, Stopped};
 use crate::spec::{Engine, RenderSpec};
 
 /// A step of a running render, for progress displays and event streams.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Progress {
     /// The engine is imported and the scene file is about to run.

@@ -42,8 +42,10 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Render scenes of a file to a video, locally, in the sandbox.
     Render(RenderArgs),
-    /// Run the HTTP service (SQLite and local files under --data-dir).
+    /// Run the HTTP service (SQLite and local files under --data-dir by default).
     Serve(ServeArgs),
+    /// Render jobs from a shared PostgreSQL store, without serving HTTP.
+    Worker(NodeArgs),
     /// Send a file to a server, follow its progress, download the result.
     Submit(SubmitArgs),
     /// Compare `manimd render` with the plain `manim` CLI on a fixed scene set.
@@ -69,12 +71,15 @@ pub struct LoadArgs {
     pub api_key: Option<String>,
 }
 
+/// What every node takes, `serve` and `worker` alike.
 #[derive(Args, Debug)]
-pub struct ServeArgs {
-    /// Address to listen on. Port 0 picks a free port (printed at start).
-    #[arg(long, env = "MANIMD_ADDR", default_value = "127.0.0.1:8080")]
-    pub addr: String,
-    /// Concurrent renders. Default: one per core.
+pub struct NodeArgs {
+    /// The job store: `postgres://USER:PASS@HOST:PORT/DB` to share jobs with
+    /// other nodes. Default: SQLite in the data dir.
+    #[arg(long, env = "MANIMD_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Concurrent renders. Default: one per core (`serve` may take 0: an API
+    /// node that leaves rendering to `manimd worker` nodes).
     #[arg(long, env = "MANIMD_WORKERS")]
     pub workers: Option<usize>,
     /// Wall-clock limit of each render, in seconds (default 600).
@@ -83,9 +88,6 @@ pub struct ServeArgs {
     /// Memory limit of each render, in MiB (default 2048).
     #[arg(long, env = "MANIMD_MEMORY_MIB", value_name = "MIB")]
     pub memory: Option<u64>,
-    /// Queued jobs accepted before answering 429.
-    #[arg(long, env = "MANIMD_QUEUE_CAPACITY", default_value_t = 100)]
-    pub queue_capacity: u64,
     /// Attempts per job when the server stops mid-render, before it fails with `interrupted`.
     #[arg(long, env = "MANIMD_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
@@ -95,15 +97,33 @@ pub struct ServeArgs {
     /// On SIGTERM, seconds that running renders get to finish before they are re-queued.
     #[arg(long, env = "MANIMD_GRACE_SECS", default_value_t = 30)]
     pub grace_secs: u64,
-    /// Largest request body.
-    #[arg(long, env = "MANIMD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-    pub max_body_bytes: u64,
     /// Warm sandboxes (engine imported, waiting for a job) kept per engine. Default: the worker count; 0 turns them off.
     #[arg(long, env = "MANIMD_WARM_POOL")]
     pub warm_pool: Option<usize>,
     /// Seconds a warm sandbox may wait unused before it is let go.
     #[arg(long, env = "MANIMD_WARM_IDLE_SECS", default_value_t = 300)]
     pub warm_idle_secs: u64,
+    /// Signs webhook deliveries (HMAC-SHA256); without it, `webhook_url` is refused.
+    #[arg(long, env = "MANIMD_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Let webhooks reach loopback, private and link-local addresses.
+    #[arg(long, env = "MANIMD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port (printed at start).
+    #[arg(long, env = "MANIMD_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Queued jobs accepted before answering 429.
+    #[arg(long, env = "MANIMD_QUEUE_CAPACITY", default_value_t = 100)]
+    pub queue_capacity: u64,
+    /// Largest request body.
+    #[arg(long, env = "MANIMD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: u64,
     /// API keys, comma-separated. With keys, /v1 and /render need `Authorization: Bearer <key>`.
     #[arg(
         long,
@@ -124,12 +144,6 @@ pub struct ServeArgs {
     /// Listen beyond loopback without API keys (anyone who reaches the port can render).
     #[arg(long, env = "MANIMD_ALLOW_REMOTE")]
     pub allow_remote: bool,
-    /// Signs webhook deliveries (HMAC-SHA256); without it, `webhook_url` is refused.
-    #[arg(long, env = "MANIMD_WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<String>,
-    /// Let webhooks reach loopback, private and link-local addresses.
-    #[arg(long, env = "MANIMD_WEBHOOK_ALLOW_PRIVATE")]
-    pub webhook_allow_private: bool,
 }
 
 #[derive(Args, Debug)]
@@ -225,15 +239,18 @@ impl GlobalArgs {
 
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(if matches!(cli.command, Command::Serve(_)) {
-        "info"
-    } else {
-        "warn"
-    });
+    init_tracing(
+        if matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
+            "info"
+        } else {
+            "warn"
+        },
+    );
     let config = cli.global.config();
     match cli.command {
         Command::Render(args) => render::run(&config, args).await,
         Command::Serve(args) => serve::run(&config, args).await,
+        Command::Worker(args) => serve::worker(&config, args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Bench(args) => bench(&config, args).await,
         Command::Load(args) => load(&config, args).await,

@@ -1,13 +1,15 @@
-//! `manimd serve`: the HTTP service on its embedded defaults (SQLite and
-//! local files under the data dir).
+//! `manimd serve`: the HTTP service, on its embedded defaults (SQLite and
+//! local files under the data dir) or on a shared store; and `manimd
+//! worker`: a node that only renders.
 
 use std::process::ExitCode;
 
-use super::ServeArgs;
+use super::{NodeArgs, ServeArgs};
 use crate::config::Config;
 use crate::server::{self, ServeOptions};
 
-pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
+/// The options both roles share, from their flags.
+fn node_options(config: &Config, args: &NodeArgs) -> (Config, ServeOptions) {
     let mut config = config.clone();
     if let Some(secs) = args.timeout {
         config.limits.wall_secs = secs;
@@ -15,22 +17,33 @@ pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
     if let Some(mib) = args.memory {
         config.limits.set_memory_mib(mib);
     }
-    let config = &config;
     let mut opts = ServeOptions::default();
     if let Some(n) = args.workers {
-        opts.workers = n.max(1);
+        opts.workers = n;
     }
-    opts.queue_capacity = args.queue_capacity;
+    opts.database = args.database.clone().filter(|s| !s.is_empty());
     opts.max_attempts = args.max_attempts.max(1);
     opts.retention = std::time::Duration::from_secs(args.retention_hours * 3600);
     opts.grace = std::time::Duration::from_secs(args.grace_secs);
-    opts.max_body_bytes = args.max_body_bytes;
     opts.warm_pool = args.warm_pool.unwrap_or(opts.workers);
     opts.warm_idle = std::time::Duration::from_secs(args.warm_idle_secs);
-    opts.rate_limit_per_minute = args.rate_limit_per_minute;
-    opts.max_jobs_per_key = args.max_jobs_per_key;
     opts.webhooks.secret = args.webhook_secret.clone().filter(|s| !s.is_empty());
     opts.webhooks.allow_private = args.webhook_allow_private;
+    (config, opts)
+}
+
+pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
+    let (config, mut opts) = node_options(config, &args.node);
+    let config = &config;
+    if opts.workers == 0 && opts.database.is_none() {
+        tracing::warn!(
+            "--workers 0 with the embedded store: jobs will wait for a restart with workers"
+        );
+    }
+    opts.queue_capacity = args.queue_capacity;
+    opts.max_body_bytes = args.max_body_bytes;
+    opts.rate_limit_per_minute = args.rate_limit_per_minute;
+    opts.max_jobs_per_key = args.max_jobs_per_key;
     opts.api_keys = args
         .api_keys
         .iter()
@@ -94,6 +107,31 @@ async fn serve(
     println!("manimd listening on http://{local}");
     server.serve(listener, opts, shutdown_signal()).await;
     Ok(())
+}
+
+pub async fn worker(config: &Config, args: NodeArgs) -> ExitCode {
+    let (config, mut opts) = node_options(config, &args);
+    if opts.database.is_none() {
+        eprintln!(
+            "error: a worker needs the store it shares with `manimd serve`: pass --database postgres://... (or MANIMD_DATABASE)"
+        );
+        return ExitCode::FAILURE;
+    }
+    opts.workers = opts.workers.max(1);
+    opts.warm_pool = args.warm_pool.unwrap_or(opts.workers);
+    let node = match server::start_node(&config, &opts).await {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(data_dir = %config.data_dir.display(), workers = opts.workers, "manimd worker running");
+    // Scripts and tests wait for this line.
+    println!("manimd worker ready");
+    shutdown_signal().await;
+    node.stop(opts.grace).await;
+    ExitCode::SUCCESS
 }
 
 /// SIGTERM or Ctrl-C.

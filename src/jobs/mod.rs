@@ -9,7 +9,7 @@ use crate::protocol::Notice;
 use crate::render::Progress;
 use crate::spec::{Format, RenderSpec};
 
-pub use store::{Claimed, NewJob, Page, Store, StoreError};
+pub use store::{Claimed, Dialect, NewJob, Page, Store, StoreError};
 
 /// A job's id: a UUIDv7 as 32 lowercase hex digits (time-ordered).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

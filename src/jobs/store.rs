@@ -1,15 +1,15 @@
-//! The durable job store: SQL that SQLite runs now and PostgreSQL can run
-//! later. Every state change after the claim is fenced by the lease owner and
-//! the attempt number, so a stale worker cannot overwrite a newer run.
+//! The durable job store: one set of SQL statements that both the embedded
+//! SQLite and PostgreSQL run, through sqlx's `Any` driver. Placeholders are
+//! `$1, $2, ...` numbered in order of first use, which both databases read
+//! the same way. Every state change after the claim is fenced by the lease
+//! owner and the attempt number, so a stale worker cannot overwrite a newer
+//! run.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor as _, Row};
 
 use super::{now_ms, Job, JobId, JobProgress, JobResult, JobStatus};
 use crate::spec::RenderSpec;
@@ -22,6 +22,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("job store holds a malformed record: {0}")]
     Corrupt(String),
+    #[error("job store: {0}")]
+    Config(String),
 }
 
 /// A page of a listing, newest first.
@@ -48,34 +50,123 @@ pub struct Claimed {
     pub attempt: u32,
 }
 
+/// Which database a store runs on: the SQL is shared, a few clauses are not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    dialect: Dialect,
+    /// The connection URL, kept for listeners that need their own connection
+    /// (PostgreSQL's LISTEN). Never logged: it may hold a password.
+    url: String,
 }
 
 const COLUMNS: &str =
     "id, status, spec, cache_key, follows, owner, webhook_url, attempts, cancel_requested, progress, error, result, created_ms, started_ms, finished_ms";
 
 impl Store {
+    /// Opens the database named by `url` (`postgres://...`, `sqlite:PATH`
+    /// or a plain path to a SQLite file) and applies its migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Store::open_postgres(url).await;
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        Store::open_sqlite(Path::new(path)).await
+    }
+
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         }
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            // WAL with synchronous=FULL: a job acknowledged with 202 survives
-            // a power cut, and readers never block the writer.
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        let path = path
+            .to_str()
+            .ok_or_else(|| StoreError::Config("the database path is not UTF-8".into()))?;
+        if path.contains(['?', '#']) {
+            return Err(StoreError::Config(
+                "the database path may not contain '?' or '#'".into(),
+            ));
+        }
+        let url = format!("sqlite://{path}?mode=rwc");
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL with synchronous=FULL: a job acknowledged with 202
+                    // survives a power cut, and readers never block the writer.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            dialect: Dialect::Sqlite,
+            url,
+        })
+    }
+
+    /// Connects to PostgreSQL and applies migrations. Several nodes share
+    /// one database: the migrator's advisory lock lets one of them migrate.
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Store {
+            pool,
+            dialect: Dialect::Postgres,
+            url: url.to_owned(),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The URL this store connected with (may hold a password: do not log).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends a PostgreSQL notification on `channel` (nothing on SQLite,
+    /// where one process holds the store and signals in memory).
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Stores a queued job; with `follows`, it waits for that identical job
@@ -83,7 +174,7 @@ impl Store {
     pub async fn insert(&self, new: &NewJob<'_>) -> Result<Job, StoreError> {
         sqlx::query(
             "INSERT INTO jobs (id, status, spec, cache_key, follows, owner, webhook_url, created_ms) \
-             VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7)",
         )
         .bind(new.id.as_str())
         .bind(serde_json::to_string(new.spec).expect("serializable"))
@@ -108,7 +199,7 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO jobs (id, status, spec, cache_key, owner, webhook_url, result, created_ms, started_ms, finished_ms) \
-             VALUES (?, 'succeeded', ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, 'succeeded', $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(new.id.as_str())
         .bind(serde_json::to_string(new.spec).expect("serializable"))
@@ -129,7 +220,7 @@ impl Store {
     /// The newest succeeded job with this cache key.
     pub async fn cached(&self, cache_key: &str) -> Result<Option<Job>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM jobs WHERE cache_key = ? AND status = 'succeeded' \
+            "SELECT {COLUMNS} FROM jobs WHERE cache_key = $1 AND status = 'succeeded' \
              ORDER BY finished_ms DESC LIMIT 1"
         ))
         .bind(cache_key)
@@ -141,7 +232,7 @@ impl Store {
     /// A queued or running job with this key that renders itself (follows none).
     pub async fn in_flight(&self, cache_key: &str) -> Result<Option<JobId>, StoreError> {
         let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE cache_key = ? AND status IN ('queued', 'running') AND follows IS NULL \
+            "SELECT id FROM jobs WHERE cache_key = $1 AND status IN ('queued', 'running') AND follows IS NULL \
              ORDER BY created_ms LIMIT 1",
         )
         .bind(cache_key)
@@ -152,13 +243,13 @@ impl Store {
 
     /// Queued jobs waiting for `leader`.
     pub async fn followers(&self, leader: &JobId) -> Result<Vec<JobId>, StoreError> {
-        let rows = sqlx::query("SELECT id FROM jobs WHERE follows = ? AND status = 'queued'")
+        let rows = sqlx::query("SELECT id FROM jobs WHERE follows = $1 AND status = 'queued'")
             .bind(leader.as_str())
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
             .iter()
-            .filter_map(|r| JobId::parse(r.get::<&str, _>(0)))
+            .filter_map(|r| JobId::parse(r.get::<String, _>(0).as_str()))
             .collect())
     }
 
@@ -172,8 +263,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE jobs SET status = ?, error = ?, result = ?, started_ms = ?, finished_ms = ?, follows = NULL \
-             WHERE id = ? AND status = 'queued' AND follows IS NOT NULL",
+            "UPDATE jobs SET status = $1, error = $2, result = $3, started_ms = $4, finished_ms = $5, follows = NULL \
+             WHERE id = $6 AND status = 'queued' AND follows IS NOT NULL",
         )
         .bind(status.as_str())
         .bind(error.map(|e| e.to_string()))
@@ -190,7 +281,7 @@ impl Store {
     /// queued jobs again: their leader will not deliver.
     pub async fn unfollow(&self, leader: Option<&JobId>) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE jobs SET follows = NULL WHERE follows IS NOT NULL AND (? IS NULL OR follows = ?)",
+            "UPDATE jobs SET follows = NULL WHERE follows IS NOT NULL AND ($1 IS NULL OR follows = $2)",
         )
         .bind(leader.map(JobId::as_str))
         .bind(leader.map(JobId::as_str))
@@ -200,7 +291,7 @@ impl Store {
     }
 
     pub async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -220,9 +311,9 @@ impl Store {
             .unwrap_or((i64::MAX, String::new()));
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM jobs \
-             WHERE (? IS NULL OR owner = ?) AND (? IS NULL OR status = ?) \
-             AND (created_ms < ? OR (created_ms = ? AND id < ?) OR ? = '') \
-             ORDER BY created_ms DESC, id DESC LIMIT ?"
+             WHERE ($1 IS NULL OR owner = $2) AND ($3 IS NULL OR status = $4) \
+             AND (created_ms < $5 OR (created_ms = $6 AND id < $7) OR $8 = '') \
+             ORDER BY created_ms DESC, id DESC LIMIT $9"
         ))
         .bind(owner)
         .bind(owner)
@@ -248,10 +339,16 @@ impl Store {
     /// Takes the oldest queued job and leases it to `owner`.
     pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError> {
         let now = now_ms();
+        // SQLite serializes writers, so the inner SELECT cannot race; on
+        // PostgreSQL, concurrent claimers skip the row another one locked.
+        let lock = match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
         let row = sqlx::query(&format!(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?, \
-             lease_expires_ms = ?, started_ms = ?, progress = NULL \
-             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND follows IS NULL ORDER BY created_ms, id LIMIT 1) \
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+             lease_expires_ms = $2, started_ms = $3, progress = NULL \
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND follows IS NULL ORDER BY created_ms, id LIMIT 1{lock}) \
              RETURNING {COLUMNS}"
         ))
         .bind(owner)
@@ -278,12 +375,12 @@ impl Store {
         lease: Duration,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE jobs SET lease_expires_ms = ? WHERE id = ? AND status = 'running' AND lease_owner = ? AND attempts = ?",
+            "UPDATE jobs SET lease_expires_ms = $1 WHERE id = $2 AND status = 'running' AND lease_owner = $3 AND attempts = $4",
         )
         .bind(now_ms() + lease.as_millis() as i64)
         .bind(id.as_str())
         .bind(owner)
-        .bind(attempt)
+        .bind(i64::from(attempt))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -297,12 +394,12 @@ impl Store {
         progress: &JobProgress,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running' AND lease_owner = ? AND attempts = ?",
+            "UPDATE jobs SET progress = $1 WHERE id = $2 AND status = 'running' AND lease_owner = $3 AND attempts = $4",
         )
         .bind(serde_json::to_string(progress).expect("serializable"))
         .bind(id.as_str())
         .bind(owner)
-        .bind(attempt)
+        .bind(i64::from(attempt))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -319,8 +416,8 @@ impl Store {
         result: Option<&JobResult>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE jobs SET status = ?, error = ?, result = ?, finished_ms = ?, lease_owner = NULL, lease_expires_ms = NULL \
-             WHERE id = ? AND status = 'running' AND lease_owner = ? AND attempts = ?",
+            "UPDATE jobs SET status = $1, error = $2, result = $3, finished_ms = $4, lease_owner = NULL, lease_expires_ms = NULL \
+             WHERE id = $5 AND status = 'running' AND lease_owner = $6 AND attempts = $7",
         )
         .bind(status.as_str())
         .bind(error.map(|e| e.to_string()))
@@ -328,7 +425,7 @@ impl Store {
         .bind(now_ms())
         .bind(id.as_str())
         .bind(owner)
-        .bind(attempt)
+        .bind(i64::from(attempt))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -340,11 +437,11 @@ impl Store {
         let done = sqlx::query(
             "UPDATE jobs SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, lease_expires_ms = NULL, \
              started_ms = NULL, progress = NULL \
-             WHERE id = ? AND status = 'running' AND lease_owner = ? AND attempts = ?",
+             WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND attempts = $3",
         )
         .bind(id.as_str())
         .bind(owner)
-        .bind(attempt)
+        .bind(i64::from(attempt))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -358,7 +455,7 @@ impl Store {
         };
         match job.status {
             JobStatus::Queued => {
-                sqlx::query("UPDATE jobs SET status = 'canceled', finished_ms = ? WHERE id = ? AND status = 'queued'")
+                sqlx::query("UPDATE jobs SET status = 'canceled', finished_ms = $1 WHERE id = $2 AND status = 'queued'")
                     .bind(now_ms())
                     .bind(id.as_str())
                     .execute(&self.pool)
@@ -366,7 +463,7 @@ impl Store {
             }
             JobStatus::Running => {
                 sqlx::query(
-                    "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'",
+                    "UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND status = 'running'",
                 )
                 .bind(id.as_str())
                 .execute(&self.pool)
@@ -378,7 +475,7 @@ impl Store {
     }
 
     pub async fn delete(&self, id: &JobId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM jobs WHERE id = ?")
+        let done = sqlx::query("DELETE FROM jobs WHERE id = $1")
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
@@ -397,10 +494,10 @@ impl Store {
         let cutoff = if everything { i64::MAX } else { now_ms() };
         let requeued = sqlx::query(
             "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_ms = NULL, started_ms = NULL, progress = NULL \
-             WHERE status = 'running' AND lease_expires_ms < ? AND attempts < ? RETURNING id",
+             WHERE status = 'running' AND lease_expires_ms < $1 AND attempts < $2 RETURNING id",
         )
         .bind(cutoff)
-        .bind(max_attempts)
+        .bind(i64::from(max_attempts))
         .fetch_all(&self.pool)
         .await?;
         let error = serde_json::json!({
@@ -409,18 +506,18 @@ impl Store {
         })
         .to_string();
         let failed = sqlx::query(
-            "UPDATE jobs SET status = 'failed', error = ?, finished_ms = ?, lease_owner = NULL, lease_expires_ms = NULL \
-             WHERE status = 'running' AND lease_expires_ms < ? AND attempts >= ? RETURNING id",
+            "UPDATE jobs SET status = 'failed', error = $1, finished_ms = $2, lease_owner = NULL, lease_expires_ms = NULL \
+             WHERE status = 'running' AND lease_expires_ms < $3 AND attempts >= $4 RETURNING id",
         )
         .bind(&error)
         .bind(now_ms())
         .bind(cutoff)
-        .bind(max_attempts)
+        .bind(i64::from(max_attempts))
         .fetch_all(&self.pool)
         .await?;
-        let ids = |rows: Vec<SqliteRow>| -> Vec<JobId> {
+        let ids = |rows: Vec<AnyRow>| -> Vec<JobId> {
             rows.iter()
-                .filter_map(|r| JobId::parse(r.get::<&str, _>(0)))
+                .filter_map(|r| JobId::parse(r.get::<String, _>(0).as_str()))
                 .collect()
         };
         Ok((ids(requeued), ids(failed)))
@@ -429,7 +526,7 @@ impl Store {
     /// Queued and running jobs of `owner`.
     pub async fn active(&self, owner: &str) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE owner = ? AND status IN ('queued', 'running')",
+            "SELECT COUNT(*) FROM jobs WHERE owner = $1 AND status IN ('queued', 'running')",
         )
         .bind(owner)
         .fetch_one(&self.pool)
@@ -438,7 +535,7 @@ impl Store {
     }
 
     pub async fn count(&self, status: JobStatus) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = ?")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = $1")
             .bind(status.as_str())
             .fetch_one(&self.pool)
             .await?;
@@ -448,14 +545,14 @@ impl Store {
     /// Finished jobs that ended before `before_ms`.
     pub async fn expired(&self, before_ms: i64) -> Result<Vec<JobId>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_ms < ? LIMIT 1000",
+            "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_ms < $1 LIMIT 1000",
         )
         .bind(before_ms)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .iter()
-            .filter_map(|r| JobId::parse(r.get::<&str, _>(0)))
+            .filter_map(|r| JobId::parse(r.get::<String, _>(0).as_str()))
             .collect())
     }
 
@@ -464,7 +561,7 @@ impl Store {
     }
 }
 
-fn from_row(r: &SqliteRow) -> Result<Job, StoreError> {
+fn from_row(r: &AnyRow) -> Result<Job, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(what.to_owned());
     let id: String = r.try_get("id")?;
     let status: String = r.try_get("status")?;

@@ -27,11 +27,12 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::bus;
 use crate::components::Components;
 use crate::config::Config;
 use crate::events::Hub;
 use crate::executor::{Executor, ExecutorConfig};
-use crate::jobs::Store;
+use crate::jobs::{Dialect, Store};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolConfig};
 use crate::render::Renderer;
@@ -74,6 +75,9 @@ pub struct ServeOptions {
     /// Queued and running jobs per key.
     pub max_jobs_per_key: u64,
     pub webhooks: WebhookConfig,
+    /// `postgres://...` to share jobs with other nodes; `None`: SQLite in
+    /// the data dir.
+    pub database: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -98,6 +102,7 @@ impl Default for ServeOptions {
             rate_limit_per_minute: 120,
             max_jobs_per_key: 10,
             webhooks: WebhookConfig::default(),
+            database: None,
         }
     }
 }
@@ -152,22 +157,36 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
 /// A running service.
 pub struct Server {
     pub addr: SocketAddr,
+    pub node: Node,
+}
+
+/// What every node runs, with or without HTTP: the store, the workers, the
+/// warm pool and (on PostgreSQL) the signals between nodes.
+pub struct Node {
     pub service: AppState,
-    executor_tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     executor: Arc<Executor>,
     pool: Arc<Pool>,
-    pool_task: tokio::task::JoinHandle<()>,
     store: Store,
 }
 
-/// Sets the service up on `config.data_dir`: reaps what a previous process
-/// left (sandboxes, scratch files), re-queues jobs that were running, and
-/// starts the workers.
+/// Sets the service up on `config.data_dir` (see `start_node`) for `listener`.
 pub async fn start(
     config: &Config,
     opts: &ServeOptions,
     listener: &TcpListener,
 ) -> anyhow::Result<Server> {
+    Ok(Server {
+        addr: listener.local_addr()?,
+        node: start_node(config, opts).await?,
+    })
+}
+
+/// Reaps what a previous process on this data dir left (sandboxes, scratch
+/// files), re-queues jobs that were running (all of them on SQLite, which
+/// one process owns; only expired leases on PostgreSQL, which other live
+/// nodes share), and starts the workers.
+pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<Node> {
     let renderer = Arc::new(Renderer::new(config)?);
     let reaped = renderer.sandbox().reap().await;
     if reaped.cgroups + reaped.areas > 0 {
@@ -182,9 +201,12 @@ pub async fn start(
     // in our own directory, safe to remove.
     let _ = std::fs::remove_dir_all(&work_dir);
     std::fs::create_dir_all(&work_dir)?;
-    let store = Store::open_sqlite(&config.data_dir.join("manimd.db")).await?;
-    // One process owns the SQLite store, so no lease held now is alive.
-    let (requeued, failed) = store.reap_leases(true, opts.max_attempts).await?;
+    let store = match &opts.database {
+        Some(url) => Store::open(url).await?,
+        None => Store::open_sqlite(&config.data_dir.join("manimd.db")).await?,
+    };
+    let embedded = store.dialect() == Dialect::Sqlite;
+    let (requeued, failed) = store.reap_leases(embedded, opts.max_attempts).await?;
     if !requeued.is_empty() || !failed.is_empty() {
         tracing::warn!(
             ?requeued,
@@ -202,14 +224,15 @@ pub async fn start(
             prewarm: vec![Engine::Manim],
         },
     );
-    let pool_task = pool.spawn();
+    let mut tasks = vec![pool.spawn()];
     let webhooks = Webhooks::new(opts.webhooks.clone());
+    let hub = Arc::new(Hub::default());
     let parts = Components {
         store: store.clone(),
         renderer,
         pool: Arc::clone(&pool),
         webhooks,
-        hub: Arc::new(Hub::default()),
+        hub: Arc::clone(&hub),
         storage,
         metrics: Arc::new(Metrics::default()),
     };
@@ -223,7 +246,10 @@ pub async fn start(
         },
         parts.clone(),
     );
-    let executor_tasks = executor.start();
+    if !embedded {
+        tasks.extend(bus::start(store.clone(), hub, Arc::clone(&executor)).await?);
+    }
+    tasks.extend(executor.start());
     let service = Arc::new(Service::new(
         ServiceConfig {
             queue_capacity: opts.queue_capacity,
@@ -236,7 +262,7 @@ pub async fn start(
     ));
     let retention = opts.retention;
     let svc = Arc::clone(&service);
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         loop {
             match svc.expire(retention).await {
                 Ok(0) => {}
@@ -245,16 +271,33 @@ pub async fn start(
             }
             tokio::time::sleep(Duration::from_secs(3600).min(retention)).await;
         }
-    });
-    Ok(Server {
-        addr: listener.local_addr()?,
+    }));
+    Ok(Node {
         service,
-        executor_tasks,
+        tasks,
         executor,
         pool,
-        pool_task,
         store,
     })
+}
+
+impl Node {
+    /// Stops claiming, lets running renders finish within `grace` and
+    /// re-queues the rest, then closes the pool and the store.
+    pub async fn stop(self, grace: Duration) {
+        self.service.set_draining();
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: letting running renders finish"
+        );
+        self.executor.shutdown(grace).await;
+        for t in self.tasks {
+            t.abort();
+        }
+        self.pool.close().await;
+        self.store.close().await;
+        tracing::info!("stopped");
+    }
 }
 
 impl Server {
@@ -267,21 +310,9 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) {
         let auth = Auth::new(&opts.api_keys, opts.rate_limit_per_minute);
-        let app = router(Arc::clone(&self.service), opts.body_timeout, auth);
+        let app = router(Arc::clone(&self.node.service), opts.body_timeout, auth);
         accept_loop(listener, app, opts, shutdown).await;
-        self.service.set_draining();
-        tracing::info!(
-            grace_secs = opts.grace.as_secs(),
-            "shutting down: letting running renders finish"
-        );
-        self.executor.shutdown(opts.grace).await;
-        for t in self.executor_tasks {
-            t.abort();
-        }
-        self.pool_task.abort();
-        self.pool.close().await;
-        self.store.close().await;
-        tracing::info!("stopped");
+        self.node.stop(opts.grace).await;
     }
 }
 
