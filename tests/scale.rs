@@ -98,3 +98,253 @@ async fn postgres_store_gives_each_job_to_one_claimer_and_fences_stale_workers()
     a.close().await;
     b.close().await;
 }
+
+/// One `manimd serve` or `manimd worker` process with its own data dir, as
+/// on its own machine.
+struct Node {
+    child: tokio::process::Child,
+    /// The API's base URL; `None` for a worker.
+    url: Option<String>,
+    data: std::path::PathBuf,
+}
+
+impl Node {
+    async fn spawn(role: &str, data: &std::path::Path, shared: &[String]) -> Node {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"));
+        cmd.arg(role).arg("--data-dir").arg(data).args(shared);
+        match role {
+            "serve" => cmd.args([
+                "--addr",
+                "127.0.0.1:0",
+                "--workers",
+                "0",
+                "--warm-pool",
+                "0",
+            ]),
+            _ => cmd.args(["--workers", "1", "--warm-pool", "0", "--lease-secs", "3"]),
+        };
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("manimd listening on ") {
+                return Node {
+                    child,
+                    url: Some(url.to_owned()),
+                    data: data.to_owned(),
+                };
+            }
+            if line == "manimd worker ready" {
+                return Node {
+                    child,
+                    url: None,
+                    data: data.to_owned(),
+                };
+            }
+        }
+        panic!("manimd {role} did not start");
+    }
+
+    fn url(&self) -> &str {
+        self.url.as_deref().unwrap()
+    }
+
+    /// The sandboxes (cgroups) this node's jobs run in now.
+    fn sandboxes(&self) -> Vec<String> {
+        let sc = manimd::config::Config::for_tests(&self.data).sandbox_config();
+        let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
+        hierarchy.children(&sc.cgroup_parent, &format!("{}-", sc.instance))
+    }
+
+    /// Stops gracefully and checks that nothing of its sandboxes is left.
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await;
+        assert!(
+            self.sandboxes().is_empty(),
+            "cgroups left by {}",
+            self.data.display()
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(self.data.to_str().unwrap()), "mounts left");
+    }
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn submit(client: &reqwest::Client, node: &Node, code: &str) -> String {
+    let r = client
+        .post(format!("{}/v1/renders", node.url()))
+        .json(&serde_json::json!({ "code": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let job: serde_json::Value = r.json().await.unwrap();
+    job["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_for(
+    client: &reqwest::Client,
+    node: &Node,
+    id: &str,
+    want: &[&str],
+) -> serde_json::Value {
+    for _ in 0..1800 {
+        let job = get(client, &format!("{}/v1/renders/{id}", node.url())).await;
+        if want.contains(&job["status"].as_str().unwrap_or("")) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {id} never reached {want:?}");
+}
+
+/// Reads a job's SSE stream to its end: (event name, data) pairs.
+async fn events(
+    client: &reqwest::Client,
+    node: &Node,
+    id: &str,
+) -> Vec<(String, serde_json::Value)> {
+    use futures::StreamExt;
+    let r = client
+        .get(format!("{}/v1/renders/{id}/events", node.url()))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = r.bytes_stream();
+    let (mut buf, mut out) = (String::new(), Vec::new());
+    while let Some(chunk) = stream.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let (mut name, mut data) = (String::new(), String::new());
+            for line in block.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            if !name.is_empty() {
+                out.push((name, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn scene(tag: &str, sleep_secs: u32) -> String {
+    format!(
+        "from manim import *\nimport time\n\n# {tag}\nclass S(Scene):\n    def construct(self):\n        self.play(Create(Circle()), run_time=0.3)\n        time.sleep({sleep_secs})\n        self.play(FadeOut(Circle()), run_time=0.3)\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_api_nodes_and_two_workers_share_jobs_events_cancels_and_survive_a_killed_worker() {
+    let pg = Postgres::start();
+    let dir = tempfile::Builder::new()
+        .prefix("manimd-scale-")
+        .tempdir()
+        .unwrap();
+    let shared = vec!["--database".to_owned(), pg.url.clone()];
+    let data: Vec<_> = ["a", "b", "w1", "w2"].map(|n| dir.path().join(n)).into();
+    let (api_a, api_b, w1, w2) = tokio::join!(
+        Node::spawn("serve", &data[0], &shared),
+        Node::spawn("serve", &data[1], &shared),
+        Node::spawn("worker", &data[2], &shared),
+        Node::spawn("worker", &data[3], &shared),
+    );
+    let client = reqwest::Client::new();
+
+    // Jobs submitted to either API node complete, each rendered once.
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let node = if n % 2 == 0 { &api_a } else { &api_b };
+        ids.push(submit(&client, node, &scene(&format!("job {n}"), 0)).await);
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let other = if n % 2 == 0 { &api_b } else { &api_a };
+        let job = wait_for(&client, other, id, &["succeeded", "failed", "canceled"]).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["attempts"], 1, "rendered once: {job}");
+    }
+
+    // Events of a job submitted to A reach a client connected to B.
+    let id = submit(&client, &api_a, &scene("events", 1)).await;
+    let seen = events(&client, &api_b, &id).await;
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"progress"),
+        "progress events via B: {names:?}"
+    );
+    let (last, job) = seen.last().unwrap();
+    assert_eq!(
+        (last.as_str(), job["status"].as_str()),
+        ("status", Some("succeeded")),
+        "{seen:?}"
+    );
+
+    // A cancel sent to B stops the render on whichever worker runs it.
+    let id = submit(&client, &api_a, &scene("cancel", 60)).await;
+    let running = loop {
+        let job = get(&client, &format!("{}/v1/renders/{id}", api_a.url())).await;
+        if job["progress"]["animations_done"].as_u64() >= Some(1) {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(running["status"], "running");
+    let r = client
+        .delete(format!("{}/v1/renders/{id}", api_b.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let job = wait_for(&client, &api_b, &id, &["succeeded", "failed", "canceled"]).await;
+    assert_eq!(job["status"], "canceled", "{job}");
+    // The scene sleeps a minute; its sandbox is already gone on both workers.
+    for _ in 0..100 {
+        if w1.sandboxes().is_empty() && w2.sandboxes().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w1.sandboxes().is_empty() && w2.sandboxes().is_empty());
+
+    // SIGKILL of the worker mid-render: the other one finishes the job.
+    let id = submit(&client, &api_b, &scene("kill", 4)).await;
+    let victim_is_w1 = loop {
+        let job = get(&client, &format!("{}/v1/renders/{id}", api_b.url())).await;
+        if job["progress"]["animations_done"].as_u64() >= Some(1) {
+            if !w1.sandboxes().is_empty() {
+                break true;
+            }
+            if !w2.sandboxes().is_empty() {
+                break false;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (mut victim, survivor) = if victim_is_w1 { (w1, w2) } else { (w2, w1) };
+    victim.child.kill().await.unwrap();
+    let job = wait_for(&client, &api_a, &id, &["succeeded", "failed", "canceled"]).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+
+    // The killed worker's machine restarts it: it reaps what was left.
+    let restarted = Node::spawn("worker", &victim.data.clone(), &shared).await;
+    drop(victim);
+    for node in [api_a, api_b, survivor, restarted] {
+        node.stop().await;
+    }
+}

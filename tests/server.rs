@@ -1029,7 +1029,9 @@ async fn identical_jobs_share_one_render_and_a_cache_hit_starts_no_sandbox() {
 async fn warm_sandboxes_serve_jobs_share_nothing_and_go_when_idle() {
     let mut s = TestServer::start(ServeOptions {
         warm_pool: 1,
-        warm_idle: Duration::from_secs(3),
+        // Long enough that a loaded machine still hands the warm sandbox
+        // to the next job before it idles out.
+        warm_idle: Duration::from_secs(6),
         ..opts(1)
     })
     .await;
@@ -1062,7 +1064,7 @@ async fn warm_sandboxes_serve_jobs_share_nothing_and_go_when_idle() {
     let sc = s.config.sandbox_config();
     let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
     let mut gone = false;
-    for _ in 0..100 {
+    for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let groups = hierarchy.children(&sc.cgroup_parent, &format!("{}-", sc.instance));
         if s.get("/health").await.1["workers"]["warm"] == 0 && groups.is_empty() {
@@ -1519,7 +1521,7 @@ async fn finished_jobs_expire_with_their_files_and_responses_carry_a_request_id(
     let files = s.config.data_dir.join("videos").join(&id);
     assert!(files.exists());
     let mut gone = false;
-    for _ in 0..100 {
+    for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if s.get(&format!("/v1/renders/{id}")).await.0 == StatusCode::NOT_FOUND {
             gone = true;

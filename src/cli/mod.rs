@@ -82,6 +82,10 @@ pub struct NodeArgs {
     /// node that leaves rendering to `manimd worker` nodes).
     #[arg(long, env = "MANIMD_WORKERS")]
     pub workers: Option<usize>,
+    /// Seconds a worker's claim on a job lasts without a heartbeat; after it,
+    /// any node re-queues the job (a worker that died).
+    #[arg(long, env = "MANIMD_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
     /// Wall-clock limit of each render, in seconds (default 600).
     #[arg(long, env = "MANIMD_TIMEOUT_SECS", value_name = "SECS")]
     pub timeout: Option<u64>,

@@ -23,6 +23,7 @@ fn node_options(config: &Config, args: &NodeArgs) -> (Config, ServeOptions) {
     }
     opts.database = args.database.clone().filter(|s| !s.is_empty());
     opts.max_attempts = args.max_attempts.max(1);
+    opts.lease = std::time::Duration::from_secs(args.lease_secs.max(2));
     opts.retention = std::time::Duration::from_secs(args.retention_hours * 3600);
     opts.grace = std::time::Duration::from_secs(args.grace_secs);
     opts.warm_pool = args.warm_pool.unwrap_or(opts.workers);
