@@ -37,6 +37,8 @@ pub struct RenderRequest {
     /// `final` (default: x264's default preset) or `preview` (its fastest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<Encoding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narration: Option<bool>,
     /// POSTed the job's record when it ends, signed (`X-Manimd-Signature`:
     /// `sha256=` HMAC-SHA256 of `"{X-Manimd-Timestamp}.{body}"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

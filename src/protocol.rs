@@ -26,6 +26,18 @@ pub enum WorkerJob<'a> {
         format: Format,
         seed: Option<u32>,
         encoding: Encoding,
+        /// With narration: each `narrate` text known before the render and
+        /// its speech's seconds, so the scene can wait for it. Absent:
+        /// `narrate` does nothing.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        speech: Option<&'a std::collections::BTreeMap<String, f64>>,
+    },
+    /// Mix narration clips at their times and mux them into a video
+    /// (the video stream copied). Runs no user code.
+    Mux {
+        video: &'a str,
+        format: Format,
+        clips: &'a [crate::narration::mux::MuxClip],
     },
 }
 
@@ -134,6 +146,9 @@ pub enum WorkerEvent {
     Inspected {
         engine: Option<Engine>,
         scenes: Vec<SceneInfo>,
+        /// The string literals passed to `narrate(...)`, in file order.
+        #[serde(default)]
+        narrations: Vec<String>,
     },
     Ready {
         engine: Engine,
@@ -164,6 +179,15 @@ pub enum WorkerEvent {
         scene: String,
         index: u32,
         plays: u32,
+        duration: f64,
+    },
+    /// A `narrate(text)` line started `start` seconds into scene `index`;
+    /// the scene waited `duration` seconds for it.
+    Narration {
+        scene: String,
+        index: u32,
+        start: f64,
+        text: String,
         duration: f64,
     },
     Result(WorkerResult),

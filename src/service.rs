@@ -152,6 +152,16 @@ impl Service {
         let quality = req.quality.unwrap_or(Quality::Low);
         let format = req.format.unwrap_or(Format::Mp4);
         let encoding = req.encoding.unwrap_or_default();
+        let narration = req.narration.unwrap_or(false);
+        if narration && matches!(format, Format::Gif | Format::Png) {
+            return Err(invalid(
+                "narration",
+                format!(
+                    "{} has no sound track: narration needs mp4, mov or webm",
+                    format.extension()
+                ),
+            ));
+        }
         let webhook_url = req.webhook_url.as_deref();
         if let Some(url) = webhook_url {
             self.webhooks
@@ -169,6 +179,7 @@ impl Service {
             fps: req.fps.unwrap_or(quality.fps()),
             seed: req.seed,
             encoding,
+            narration: narration.then(|| self.renderer.tts().config().identity()),
         });
         if let Some(job) = self.cached(&key, owner, webhook_url).await? {
             return Ok(job);
@@ -247,6 +258,7 @@ impl Service {
             fps: req.fps,
             seed: req.seed,
             encoding,
+            narration,
         };
         let job = self
             .store

@@ -193,6 +193,10 @@ pub struct RenderArgs {
     /// `final` keeps x264's default preset; `preview` encodes much faster.
     #[arg(long, value_enum, default_value = "final")]
     pub encoding: Encoding,
+    /// Speak the scene's `narrate("...")` lines into the audio track and
+    /// write WebVTT subtitles next to the video (`.vtt`).
+    #[arg(long)]
+    pub narration: bool,
     /// Render every scene in the file, stitched in file order.
     #[arg(long, conflicts_with = "scenes")]
     pub all: bool,
@@ -215,9 +219,14 @@ pub struct RenderArgs {
 
 impl GlobalArgs {
     pub fn config(&self) -> Config {
+        let tts = crate::config::TtsConfig::from_env().unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(2)
+        });
         Config {
             data_dir: self.data_dir.clone(),
             runtime_dir: self.runtime_dir.clone(),
+            tts,
             ..Config::default()
         }
     }

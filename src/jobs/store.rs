@@ -516,6 +516,7 @@ mod tests {
             fps: None,
             seed: None,
             encoding: Encoding::Final,
+            narration: false,
         }
     }
 

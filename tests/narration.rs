@@ -1,0 +1,176 @@
+//! Narration: `narrate()` lines spoken into the video's sound track, the
+//! scene waiting for its speech, WebVTT subtitles, both TTS providers.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use common::{probe, spec, top_level_boxes, Harness};
+use manimd::narration::{Cue, Tts};
+use manimd::process::run_tool;
+use manimd::render::Rendered;
+use manimd::spec::{Engine, RenderSpec};
+
+const CE_SCENE: &str = r#"from manim import *
+
+class Narrated(Scene):
+    def construct(self):
+        narrate("Here is a circle.")
+        self.play(Create(Circle()), run_time=0.5)
+        narrate("And now a square.")
+        self.play(Create(Square()), run_time=0.5)
+"#;
+
+const GL_SCENE: &str = r#"from manimlib import *
+
+class Narrated(Scene):
+    def construct(self):
+        narrate("Here is a circle.")
+        self.play(ShowCreation(Circle()), run_time=0.5)
+        narrate("And now a square.")
+        self.play(ShowCreation(Square()), run_time=0.5)
+"#;
+
+/// The audio stream's codec and duration, as ffprobe sees them.
+async fn probe_audio(path: &Path) -> Option<(String, f64)> {
+    let out = run_tool(
+        "ffprobe",
+        &[
+            OsStr::new("-v"),
+            OsStr::new("error"),
+            OsStr::new("-select_streams"),
+            OsStr::new("a:0"),
+            OsStr::new("-show_entries"),
+            OsStr::new("stream=codec_name,duration"),
+            OsStr::new("-of"),
+            OsStr::new("json"),
+            path.as_os_str(),
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = v["streams"].get(0)?;
+    Some((
+        s["codec_name"].as_str()?.to_owned(),
+        s["duration"].as_str()?.parse().ok()?,
+    ))
+}
+
+/// How long espeak-ng says `text`, measured apart from the render.
+async fn espeak_secs(text: &str) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("line.wav");
+    Tts::new(Default::default())
+        .speak(text, &dest)
+        .await
+        .unwrap()
+}
+
+fn narrated(engine: Engine, code: &str) -> RenderSpec {
+    RenderSpec {
+        narration: true,
+        ..spec(engine, code)
+    }
+}
+
+/// Parses our own WebVTT back into cues (start, end, text).
+fn read_vtt(text: &str) -> Vec<(f64, f64, String)> {
+    let secs = |t: &str| {
+        let (hms, ms) = t.split_once('.').unwrap();
+        let p: Vec<f64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+        p[0] * 3600.0 + p[1] * 60.0 + p[2] + ms.parse::<f64>().unwrap() / 1000.0
+    };
+    assert!(text.starts_with("WEBVTT\n"), "{text}");
+    text.split("\n\n")
+        .skip(1)
+        .map(|block| {
+            let lines: Vec<&str> = block.lines().collect();
+            let (a, b) = lines[1].split_once(" --> ").unwrap();
+            (secs(a), secs(b), lines[2].to_owned())
+        })
+        .collect()
+}
+
+/// The checks every narrated two-line render must pass.
+async fn check_two_lines(r: &Rendered) {
+    let narration = r.narration.as_ref().expect("a narration");
+    let texts: Vec<&str> = narration.cues.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, ["Here is a circle.", "And now a square."]);
+    let [first, second]: &[Cue; 2] = narration.cues.as_slice().try_into().unwrap();
+    // Each line lasts as long as its speech.
+    for cue in [first, second] {
+        let speech = espeak_secs(&cue.text).await;
+        assert!(
+            (cue.end - cue.start - speech).abs() < 0.01,
+            "{cue:?} vs {speech} s of speech"
+        );
+    }
+    // The first line starts the video; the second waits for it (its
+    // animation, 0.5 s, is shorter than the speech), within a frame.
+    assert!(first.start.abs() < 1e-6, "{first:?}");
+    assert!(first.end > 0.5, "{first:?}");
+    assert!(
+        (second.start - first.end).abs() < 1.0 / 15.0 + 1e-3,
+        "{narration:?}"
+    );
+
+    // The sound track: AAC, ending with the last line.
+    let (codec, audio_secs) = probe_audio(&r.output).await.expect("an audio stream");
+    assert_eq!(codec, "aac");
+    assert!(
+        (audio_secs - second.end).abs() < 0.25,
+        "audio {audio_secs} s, last line ends at {} s",
+        second.end
+    );
+    // Two half-second animations, lengthened to the speech.
+    let video = probe(&r.output).await;
+    assert_eq!(video.codec, "h264");
+    assert!(
+        video.duration >= second.end - 1.0 / 15.0,
+        "video {} s, last line ends at {} s",
+        video.duration,
+        second.end
+    );
+    assert!(video.duration > 1.5, "{video:?}");
+    let boxes = top_level_boxes(&r.output);
+    let moov = boxes.iter().position(|b| b == "moov").unwrap();
+    let mdat = boxes.iter().position(|b| b == "mdat").unwrap();
+    assert!(moov < mdat, "faststart: {boxes:?}");
+
+    // The subtitles say the same.
+    let vtt = std::fs::read_to_string(&narration.subtitles).unwrap();
+    let read = read_vtt(&vtt);
+    assert_eq!(read.len(), 2, "{vtt}");
+    for ((start, end, text), cue) in read.iter().zip(&narration.cues) {
+        assert_eq!(text, &cue.text);
+        assert!(
+            (start - cue.start).abs() < 0.001 && (end - cue.end).abs() < 0.001,
+            "{vtt}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn manim_ce_narration_is_spoken_into_the_video_with_subtitles() {
+    let h = Harness::new();
+    let (r, _) = h.ok(&narrated(Engine::Manim, CE_SCENE)).await;
+    check_two_lines(&r).await;
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn manimgl_narration_is_spoken_into_the_video_with_subtitles() {
+    let h = Harness::new();
+    let (r, _) = h.ok(&narrated(Engine::Manimgl, GL_SCENE)).await;
+    check_two_lines(&r).await;
+    h.assert_clean();
+}
