@@ -66,8 +66,11 @@ pub struct Links {
     pub events: String,
     pub video: String,
     pub thumbnail: String,
-    /// The live HLS playlist, growing while the job runs.
+    /// The live HLS playlist, growing while the job runs (video only).
     pub live: String,
+    /// WebVTT subtitles of a narrated render, once it has succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtitles: Option<String>,
 }
 
 /// Seconds a job spent waiting and rendering.
@@ -143,6 +146,7 @@ impl From<&Job> for JobView {
                 video: format!("{base}/video"),
                 thumbnail: format!("{base}/thumbnail"),
                 live: format!("{base}/live.m3u8"),
+                subtitles: job.spec.narration.then(|| format!("{base}/subtitles")),
                 this: base,
             },
         }

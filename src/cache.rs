@@ -67,6 +67,9 @@ pub fn share(
     if result.has_thumbnail {
         names.push("thumbnail.png");
     }
+    if result.narration.is_some() {
+        names.push(crate::narration::SUBTITLES_FILE);
+    }
     storage.share(&from.id, result.attempt, to, &names)?;
     Ok(crate::jobs::JobResult {
         attempt: 1,
@@ -75,6 +78,14 @@ pub fn share(
         render_secs: 0.0,
         engine_secs: None,
         peak_rss_bytes: None,
+        // The subtitles are this job's copy.
+        narration: result
+            .narration
+            .clone()
+            .map(|n| crate::jobs::NarrationResult {
+                subtitles_url: format!("/v1/renders/{to}/subtitles"),
+                ..n
+            }),
         ..result.clone()
     })
 }

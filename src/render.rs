@@ -669,7 +669,7 @@ impl Renderer {
             .await?;
         let placed = narration::place(&spoken, &scene_durations, &speech.secs());
         let cues: Vec<Cue> = placed.iter().map(|p| p.cue.clone()).collect();
-        let subtitles = dest_dir.join("subtitles.vtt");
+        let subtitles = dest_dir.join(narration::SUBTITLES_FILE);
         std::fs::write(&subtitles, narration::vtt::write(&cues)).map_err(NarrationError::Io)?;
         let narrated = Narrated { cues, subtitles };
         if placed.is_empty() {

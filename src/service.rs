@@ -41,6 +41,9 @@ pub enum ServiceError {
     NotFound,
     #[error("the render has no {0} (yet)")]
     NotReady(&'static str),
+    /// Subtitles exist only for narrated renders that succeeded.
+    #[error("{0}")]
+    NoSubtitles(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -487,6 +490,29 @@ impl Service {
             content_type,
             job,
         ))
+    }
+
+    /// The WebVTT subtitles of a narrated job that succeeded.
+    pub async fn subtitles(
+        &self,
+        id: &JobId,
+        owner: Option<&str>,
+    ) -> Result<(std::path::PathBuf, Job), ServiceError> {
+        let job = self.get(id, owner).await?;
+        if !job.spec.narration {
+            return Err(ServiceError::NoSubtitles(
+                "the render was not narrated, so it has no subtitles",
+            ));
+        }
+        let Some(result) = job.result.as_ref().filter(|r| r.narration.is_some()) else {
+            return Err(ServiceError::NoSubtitles(
+                "the render has not succeeded (yet), so it has no subtitles",
+            ));
+        };
+        let path = self
+            .storage
+            .path(id, result.attempt, crate::narration::SUBTITLES_FILE);
+        Ok((path, job))
     }
 
     /// A file of the job's live stream (`live.m3u8`, `init.mp4`, `seg-N.m4s`)

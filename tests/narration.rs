@@ -174,3 +174,147 @@ async fn manimgl_narration_is_spoken_into_the_video_with_subtitles() {
     check_two_lines(&r).await;
     h.assert_clean();
 }
+
+/// What the mock speech service was sent: the Authorization header and the
+/// JSON body of each request.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, serde_json::Value)>>>;
+
+/// Seconds of speech the mock service returns per word.
+const MOCK_SECS_PER_WORD: f64 = 0.6;
+
+/// A local OpenAI-compatible `/v1/audio/speech`: a sine tone as WAV,
+/// `MOCK_SECS_PER_WORD` per word of input.
+async fn mock_speech_service() -> (String, Received) {
+    use axum::extract::State;
+    use axum::http::HeaderMap;
+    let received: Received = Default::default();
+    async fn speech(
+        State(received): State<Received>,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<serde_json::Value>,
+    ) -> impl axum::response::IntoResponse {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let words = body["input"]
+            .as_str()
+            .unwrap_or("")
+            .split_whitespace()
+            .count();
+        received.lock().unwrap().push((auth, body));
+        let wav =
+            manimd::narration::tts::sine_wav(words as f64 * MOCK_SECS_PER_WORD, 24_000, 440.0);
+        ([("content-type", "audio/wav")], wav)
+    }
+    let app = axum::Router::new()
+        .route("/v1/audio/speech", axum::routing::post(speech))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() && !path.is_symlink() {
+            out.extend(files_under(&path));
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn openai_compatible_speech_gets_the_key_as_bearer_and_fits_computed_lines() {
+    const KEY: &str = "sk-test-4f9c1e-never-leaks";
+    let (base_url, received) = mock_speech_service().await;
+    let dir = tempfile::Builder::new()
+        .prefix("manimd-test-")
+        .tempdir()
+        .unwrap();
+    let mut config = manimd::config::Config::for_tests(dir.path().join("data"));
+    config.tts = manimd::config::TtsConfig::OpenAi {
+        base_url,
+        model: "tts-1".into(),
+        voice: "alloy".into(),
+        api_key: Some(KEY.into()),
+    };
+    assert!(!format!("{:?}", config.tts).contains(KEY));
+    let renderer = manimd::render::Renderer::new(&config).unwrap();
+    let h = Harness {
+        dir,
+        config,
+        renderer,
+    };
+    // The second line is computed at run time: the scene waits for an
+    // estimate (4 words: 1.9 s), and the 2.4 s of speech are sped up to fit.
+    let code = r#"from manim import *
+
+class Narrated(Scene):
+    def construct(self):
+        narrate("Here is a circle.")
+        self.play(Create(Circle()), run_time=0.5)
+        n = 3
+        narrate(f"We count to {n}.")
+"#;
+    let (r, events) = h.ok(&narrated(Engine::Manim, code)).await;
+    let narration = r.narration.as_ref().unwrap();
+    let cues: Vec<(f64, f64, &str)> = narration
+        .cues
+        .iter()
+        .map(|c| (c.start, c.end, c.text.as_str()))
+        .collect();
+    assert_eq!(cues.len(), 2, "{cues:?}");
+    let (s0, e0, t0) = cues[0];
+    let (s1, e1, t1) = cues[1];
+    assert_eq!((t0, t1), ("Here is a circle.", "We count to 3."));
+    assert!(
+        s0.abs() < 1e-6 && (e0 - 4.0 * MOCK_SECS_PER_WORD).abs() < 0.01,
+        "{cues:?}"
+    );
+    assert!((s1 - e0).abs() < 1.0 / 15.0 + 1e-3, "{cues:?}");
+    // Sped up from 2.4 s into the 1.9 s the scene waited.
+    assert!((e1 - s1 - 1.9).abs() < 0.01, "{cues:?}");
+    let (codec, audio_secs) = probe_audio(&r.output).await.unwrap();
+    assert_eq!(codec, "aac");
+    assert!(
+        (audio_secs - e1).abs() < 0.25,
+        "audio {audio_secs} s, cues {cues:?}"
+    );
+    let video = probe(&r.output).await;
+    assert!(video.duration >= e1 - 1.0 / 15.0, "{video:?} {cues:?}");
+
+    // The literal was spoken before the render, the computed line after it;
+    // each request carried the key as a Bearer token and asked for WAV.
+    let got = received.lock().unwrap().clone();
+    let inputs: Vec<&str> = got
+        .iter()
+        .map(|(_, b)| b["input"].as_str().unwrap())
+        .collect();
+    assert_eq!(inputs, ["Here is a circle.", "We count to 3."]);
+    for (auth, body) in &got {
+        assert_eq!(auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+        assert_eq!(body["model"], "tts-1");
+        assert_eq!(body["voice"], "alloy");
+        assert_eq!(body["response_format"], "wav");
+    }
+    // The key is nowhere else: not in events, results, or any file the
+    // render left (video, subtitles, speech clips).
+    let shown = format!("{events:?} {:?} {:?}", r.media, narration);
+    assert!(!shown.contains(KEY));
+    for file in files_under(h.dir.path()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "{} contains the key",
+            file.display()
+        );
+    }
+    h.assert_clean();
+}

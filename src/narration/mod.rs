@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 pub use tts::{Tts, TtsError};
 
+/// The subtitles' file name, in a render's directory and in storage.
+pub const SUBTITLES_FILE: &str = "subtitles.vtt";
+
 /// Most lines one render may speak.
 pub const MAX_LINES: usize = 200;
 /// Longest line, in characters.
