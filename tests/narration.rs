@@ -318,3 +318,188 @@ class Narrated(Scene):
     }
     h.assert_clean();
 }
+
+/// A real server on port 0 with one worker and no warm pool.
+async fn start_server(
+    data: &Path,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    use manimd::server::{self, ServeOptions};
+    let opts = ServeOptions {
+        workers: 1,
+        warm_pool: 0,
+        ..ServeOptions::default()
+    };
+    let config = manimd::config::Config::for_tests(data);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = server::start(&config, &opts, &listener).await.unwrap();
+    let url = format!("http://{}", server.addr);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .serve(listener, &opts, async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    (url, tx, task)
+}
+
+async fn wait_done(client: &reqwest::Client, url: &str, id: &str) -> serde_json::Value {
+    for _ in 0..1200 {
+        let job: serde_json::Value = client
+            .get(format!("{url}/v1/renders/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if matches!(
+            job["status"].as_str(),
+            Some("succeeded" | "failed" | "canceled")
+        ) {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("job {id} never ended");
+}
+
+#[tokio::test]
+async fn server_serves_subtitles_of_narrated_jobs_only() {
+    use serde_json::json;
+    let dir = tempfile::Builder::new()
+        .prefix("manimd-srv-")
+        .tempdir()
+        .unwrap();
+    let (url, stop, task) = start_server(&dir.path().join("data")).await;
+    let client = reqwest::Client::new();
+    let submit = |body: serde_json::Value| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let r = client
+                .post(format!("{url}/v1/renders"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let code = "from manim import *\n\nclass Hello(Scene):\n    def construct(self):\n        narrate(\"Hello there.\")\n        self.play(FadeIn(Dot()), run_time=0.2)\n";
+
+    // A GIF has no sound track.
+    let (status, body) = submit(json!({"code": code, "format": "gif", "narration": true})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid-request");
+    assert_eq!(body["error"]["field"], "narration");
+
+    let (status, job) = submit(json!({"code": code, "narration": true})).await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        job["links"]["subtitles"],
+        format!("/v1/renders/{id}/subtitles")
+    );
+    let early = client
+        .get(format!("{url}/v1/renders/{id}/subtitles"))
+        .send()
+        .await
+        .unwrap();
+    if early.status() != 200 {
+        // Not succeeded yet: 404 with the typed code.
+        assert_eq!(early.status(), 404);
+        let body: serde_json::Value = early.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "no-subtitles");
+    }
+    let job = wait_done(&client, &url, &id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let cues = job["result"]["narration"]["cues"].as_array().unwrap();
+    assert_eq!(cues.len(), 1, "{job}");
+    assert_eq!(cues[0]["text"], "Hello there.");
+    assert_eq!(
+        job["result"]["narration"]["subtitles_url"],
+        format!("/v1/renders/{id}/subtitles")
+    );
+
+    let r = client
+        .get(format!("{url}/v1/renders/{id}/subtitles"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/vtt"));
+    let vtt = r.text().await.unwrap();
+    let read = read_vtt(&vtt);
+    assert_eq!(read.len(), 1, "{vtt}");
+    assert_eq!(read[0].2, "Hello there.");
+    let end = cues[0]["end"].as_f64().unwrap();
+    assert!((read[0].1 - end).abs() < 0.001, "{vtt} vs {job}");
+
+    // The video carries the speech.
+    let bytes = client
+        .get(format!("{url}/v1/renders/{id}/video"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let video = dir.path().join("narrated.mp4");
+    std::fs::write(&video, &bytes).unwrap();
+    let (codec, audio_secs) = probe_audio(&video).await.expect("an audio stream");
+    assert_eq!(codec, "aac");
+    assert!((audio_secs - end).abs() < 0.25, "{audio_secs} vs {end}");
+
+    // The same request again is a cache hit, with subtitles of its own.
+    let (status, hit) = submit(json!({"code": code, "narration": true})).await;
+    assert_eq!(status, 202, "{hit}");
+    let hit_id = hit["id"].as_str().unwrap();
+    assert_eq!(hit["result"]["cache_hit"], true);
+    let r = client
+        .get(format!("{url}/v1/renders/{hit_id}/subtitles"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), vtt);
+
+    // Without narration: the same code renders, silently, with no subtitles.
+    let (status, plain) = submit(json!({"code": code})).await;
+    assert_eq!(status, 202, "{plain}");
+    let plain_id = plain["id"].as_str().unwrap().to_owned();
+    assert!(plain["links"].get("subtitles").is_none(), "{plain}");
+    let plain = wait_done(&client, &url, &plain_id).await;
+    assert_eq!(plain["status"], "succeeded", "{plain}");
+    assert!(plain["result"].get("narration").is_none(), "{plain}");
+    let r = client
+        .get(format!("{url}/v1/renders/{plain_id}/subtitles"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "no-subtitles");
+
+    let doc: serde_json::Value = client
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/renders/{id}/subtitles"]["get"].is_object());
+
+    let _ = stop.send(());
+    task.await.unwrap();
+}
