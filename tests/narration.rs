@@ -42,7 +42,7 @@ async fn probe_audio(path: &Path) -> Option<(String, f64)> {
             OsStr::new("-select_streams"),
             OsStr::new("a:0"),
             OsStr::new("-show_entries"),
-            OsStr::new("stream=codec_name,duration"),
+            OsStr::new("stream=codec_name,duration:stream_tags=DURATION"),
             OsStr::new("-of"),
             OsStr::new("json"),
             path.as_os_str(),
@@ -59,10 +59,20 @@ async fn probe_audio(path: &Path) -> Option<(String, f64)> {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = v["streams"].get(0)?;
-    Some((
-        s["codec_name"].as_str()?.to_owned(),
-        s["duration"].as_str()?.parse().ok()?,
-    ))
+    // Matroska keeps a stream's duration in its DURATION tag (h:mm:ss.nnn).
+    let tagged = || {
+        let t = s["tags"]["DURATION"].as_str()?;
+        let p: Vec<f64> = t
+            .split(':')
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        Some(p[0] * 3600.0 + p[1] * 60.0 + p[2])
+    };
+    let duration = s["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .or_else(tagged)?;
+    Some((s["codec_name"].as_str()?.to_owned(), duration))
 }
 
 /// How long espeak-ng says `text`, measured apart from the render.
@@ -502,4 +512,43 @@ async fn server_serves_subtitles_of_narrated_jobs_only() {
 
     let _ = stop.send(());
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn speech_longer_than_the_animations_lengthens_the_scene() {
+    let h = Harness::new();
+    let line = "This sentence takes much longer to say than the tiny animation that follows it.";
+    let code = format!(
+        "from manim import *\n\nclass Short(Scene):\n    def construct(self):\n        narrate({line:?})\n        self.play(FadeIn(Dot()), run_time=0.2)\n"
+    );
+    // Without narration, `narrate` does nothing: a 0.2 s video.
+    let (plain, _) = h.ok(&spec(Engine::Manim, &code)).await;
+    assert!(plain.narration.is_none());
+    assert!(probe_audio(&plain.output).await.is_none());
+    assert!((probe(&plain.output).await.duration - 0.2).abs() < 2.0 / 15.0);
+
+    // With it, the scene waits for the speech; WebM gets Opus.
+    let webm = RenderSpec {
+        format: manimd::spec::Format::Webm,
+        ..narrated(Engine::Manim, &code)
+    };
+    let (r, _) = h.ok(&webm).await;
+    let speech = espeak_secs(line).await;
+    assert!(speech > 2.0, "{speech}");
+    let cues = &r.narration.as_ref().unwrap().cues;
+    assert_eq!(cues.len(), 1);
+    assert!((cues[0].end - speech).abs() < 0.01, "{cues:?} vs {speech}");
+    let video = probe(&r.output).await;
+    assert_eq!(video.codec, "vp9");
+    assert!(
+        video.duration >= speech - 1.0 / 15.0,
+        "{video:?} vs {speech} s of speech"
+    );
+    let (codec, audio_secs) = probe_audio(&r.output).await.unwrap();
+    assert_eq!(codec, "opus");
+    assert!(
+        (audio_secs - speech).abs() < 0.25,
+        "{audio_secs} vs {speech}"
+    );
+    h.assert_clean();
 }

@@ -127,6 +127,13 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
     }
     std::fs::rename(&rendered.output, &output)
         .map_err(|e| usage(format!("cannot write {}: {e}", output.display())))?;
+    let subtitles = rendered.narration.as_ref().map(|n| {
+        let vtt = output.with_extension("vtt");
+        std::fs::rename(&n.subtitles, &vtt)
+            .map(|()| vtt.clone())
+            .map_err(|e| usage(format!("cannot write {}: {e}", vtt.display())))
+    });
+    let subtitles = subtitles.transpose()?;
     if let Some(notice) = &rendered.media.notice {
         eprintln!("note[{}]: {}", notice.code, notice.message);
     }
@@ -140,11 +147,16 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
             "wall_secs": rendered.wall.as_secs_f64(),
             "sandbox_peak_bytes": rendered.peak_memory_bytes,
             "worker_max_rss_bytes": rendered.worker_max_rss_bytes,
+            "subtitles": subtitles,
+            "narration": rendered.narration.as_ref().map(|n| &n.cues),
         });
         println!("{summary}");
         return Ok(());
     }
     println!("{}", output.display());
+    if let Some(vtt) = &subtitles {
+        println!("{}", vtt.display());
+    }
     if !args.quiet {
         eprintln!(
             "rendered with {engine} {} in {:.1} s: {}",
