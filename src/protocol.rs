@@ -239,6 +239,31 @@ mod tests {
     }
 
     #[test]
+    fn parses_narration_lines_and_inspected_literals() {
+        let e = WorkerEvent::parse(br#"{"event":"narration","scene":"A","index":1,"start":0.5,"text":"Hi.","duration":1.25}"#);
+        assert_eq!(
+            e,
+            Some(WorkerEvent::Narration {
+                scene: "A".into(),
+                index: 1,
+                start: 0.5,
+                text: "Hi.".into(),
+                duration: 1.25
+            })
+        );
+        // Older workers say nothing of narration: an empty list.
+        let e = WorkerEvent::parse(br#"{"event":"inspected","engine":null,"scenes":[]}"#);
+        assert_eq!(
+            e,
+            Some(WorkerEvent::Inspected {
+                engine: None,
+                scenes: vec![],
+                narrations: vec![]
+            })
+        );
+    }
+
+    #[test]
     fn foreign_codes_and_junk_are_not_trusted() {
         let e =
             WorkerEvent::parse(br#"{"event":"error","code":"timeout","message":"fake"}"#).unwrap();

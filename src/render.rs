@@ -417,11 +417,14 @@ impl Renderer {
         cancel: impl Future<Output = ()>,
     ) -> Result<Rendered, RenderError> {
         self.runtime.check(spec.engine)?;
+        let mut cancel = std::pin::pin!(cancel);
+        // Speech first: no sandbox waits while a speech service answers.
+        let speech = self.prepare_speech(spec, dest_dir, cancel.as_mut()).await?;
         let started = self
             .sandbox
             .start(&new_id(), &self.command(spec.engine, true), limits)
             .await?;
-        self.render_in(started, spec, limits, dest_dir, progress, cancel)
+        self.render_in(started, spec, limits, dest_dir, speech, progress, cancel)
             .await
     }
 
@@ -438,29 +441,59 @@ impl Renderer {
         let Warm {
             started, limits, ..
         } = warm;
-        self.render_in(started, spec, &limits, dest_dir, progress, cancel)
+        let mut cancel = std::pin::pin!(cancel);
+        let speech = match self.prepare_speech(spec, dest_dir, cancel.as_mut()).await {
+            Ok(speech) => speech,
+            Err(e) => {
+                self.sandbox.discard(started).await;
+                return Err(e);
+            }
+        };
+        self.render_in(started, spec, &limits, dest_dir, speech, progress, cancel)
             .await
     }
 
+    /// With narration, speaks the lines known before the render (the
+    /// `narrate("...")` literals an inspection finds): the scene will wait
+    /// for each as long as its speech lasts.
+    async fn prepare_speech(
+        &self,
+        spec: &RenderSpec,
+        dest_dir: &Path,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Option<Speech>, RenderError> {
+        if !spec.narration {
+            return Ok(None);
+        }
+        let prepare = async {
+            let found = self.inspect(&spec.code).await?;
+            let mut speech = Speech::default();
+            speech
+                .speak(&self.tts, found.narrations, &dest_dir.join("speech"))
+                .await?;
+            Ok(Some(speech))
+        };
+        tokio::select! {
+            speech = prepare => speech,
+            () = cancel => Err(RenderError::Stopped(Stopped::Canceled)),
+        }
+    }
+
+    // The parts of one render; a struct for this private call would only
+    // rename them.
+    #[allow(clippy::too_many_arguments)]
     async fn render_in(
         &self,
         started: sandbox::Started,
         spec: &RenderSpec,
         limits: &Limits,
         dest_dir: &Path,
+        speech: Option<Speech>,
         mut progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
     ) -> Result<Rendered, RenderError> {
-        // Lines known before the render are spoken first: the scene waits
-        // for each as long as its speech lasts.
-        let mut speech = None;
-        if spec.narration {
-            let found = self.inspect(&spec.code).await?;
-            let mut s = Speech::default();
-            s.speak(&self.tts, found.narrations, &dest_dir.join("speech"))
-                .await?;
-            speech = Some(s);
-        }
+        // One stop signal for rendering and muxing.
+        let mut cancel = std::pin::pin!(cancel);
         let durations = speech.as_ref().map(Speech::durations);
         let (width, height) = spec.quality.resolution();
         let job = WorkerJob::Render {
@@ -569,7 +602,7 @@ impl Renderer {
                         }
                     }
                 },
-                cancel,
+                cancel.as_mut(),
             )
             .await?;
 
@@ -618,11 +651,14 @@ impl Renderer {
         let narration = match speech {
             Some(speech) if !media.still => {
                 let lines = Lines {
+                    speech,
                     spoken,
                     scene_durations,
                 };
+                // The render finished without a stop, so `cancel` has not
+                // completed and can be waited on again.
                 let (narrated, size) = self
-                    .narrate(spec, limits, speech, lines, &output, dest_dir)
+                    .narrate(spec, limits, lines, &output, dest_dir, cancel)
                     .await?;
                 bytes = size.unwrap_or(bytes);
                 Some(narrated)
@@ -651,22 +687,23 @@ impl Renderer {
         &self,
         spec: &RenderSpec,
         limits: &Limits,
-        mut speech: Speech,
         lines: Lines,
         output: &Path,
         dest_dir: &Path,
+        cancel: impl Future<Output = ()>,
     ) -> Result<(Narrated, Option<u64>), RenderError> {
         let Lines {
+            mut speech,
             spoken,
             scene_durations,
         } = lines;
-        speech
-            .speak(
-                &self.tts,
-                spoken.iter().map(|l| l.text.clone()).collect(),
-                &dest_dir.join("speech"),
-            )
-            .await?;
+        let mut cancel = std::pin::pin!(cancel);
+        let texts = spoken.iter().map(|l| l.text.clone()).collect();
+        let clips_dir = dest_dir.join("speech");
+        tokio::select! {
+            r = speech.speak(&self.tts, texts, &clips_dir) => r?,
+            () = &mut cancel => return Err(RenderError::Stopped(Stopped::Canceled)),
+        }
         let placed = narration::place(&spoken, &scene_durations, &speech.secs());
         let cues: Vec<Cue> = placed.iter().map(|p| p.cue.clone()).collect();
         let subtitles = dest_dir.join(narration::SUBTITLES_FILE);
@@ -704,7 +741,7 @@ impl Renderer {
                     Some(WorkerEvent::Error(e)) => error = Some(e),
                     _ => {}
                 },
-                std::future::pending(),
+                cancel,
             )
             .await?;
         let _ = std::fs::remove_dir_all(&input);
@@ -738,8 +775,10 @@ impl Renderer {
     }
 }
 
-/// What the worker said about narration during a render.
+/// A narrated render's lines: spoken before it, and as the worker reported
+/// them during it.
 struct Lines {
+    speech: Speech,
     spoken: Vec<Spoken>,
     /// Each rendered scene's duration, in order.
     scene_durations: Vec<f64>,

@@ -192,38 +192,86 @@ type Received = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, serde_json:
 /// Seconds of speech the mock service returns per word.
 const MOCK_SECS_PER_WORD: f64 = 0.6;
 
-/// A local OpenAI-compatible `/v1/audio/speech`: a sine tone as WAV,
-/// `MOCK_SECS_PER_WORD` per word of input.
-async fn mock_speech_service() -> (String, Received) {
-    use axum::extract::State;
-    use axum::http::HeaderMap;
-    let received: Received = Default::default();
-    async fn speech(
-        State(received): State<Received>,
-        headers: HeaderMap,
-        axum::Json(body): axum::Json<serde_json::Value>,
-    ) -> impl axum::response::IntoResponse {
-        let auth = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let words = body["input"]
-            .as_str()
-            .unwrap_or("")
-            .split_whitespace()
-            .count();
-        received.lock().unwrap().push((auth, body));
-        let wav =
-            manimd::narration::tts::sine_wav(words as f64 * MOCK_SECS_PER_WORD, 24_000, 440.0);
-        ([("content-type", "audio/wav")], wav)
+/// How the mock speech service answers.
+#[derive(Clone, Copy)]
+enum Mock {
+    /// A sine tone as WAV, `MOCK_SECS_PER_WORD` per word of input.
+    Speak,
+    /// 500 with a body that names internals.
+    Fail,
+    /// Never: it only says that a request arrived.
+    Hang,
+}
+
+type MockState = (Received, Mock, std::sync::Arc<tokio::sync::Notify>);
+
+async fn mock_speech(
+    axum::extract::State((received, mode, arrived)): axum::extract::State<MockState>,
+    headers: axum::http::HeaderMap,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let words = body["input"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .count();
+    received.lock().unwrap().push((auth, body));
+    arrived.notify_one();
+    match mode {
+        Mock::Speak => {
+            let secs = words as f64 * MOCK_SECS_PER_WORD;
+            let wav = manimd::narration::tts::sine_wav(secs, 24_000, 440.0);
+            ([("content-type", "audio/wav")], wav).into_response()
+        }
+        Mock::Fail => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "upstream exploded at 10.1.2.3",
+        )
+            .into_response(),
+        Mock::Hang => std::future::pending().await,
     }
+}
+
+/// A local OpenAI-compatible `/v1/audio/speech`; `arrived` is notified of
+/// each request.
+async fn mock_speech_service(
+    mode: Mock,
+) -> (String, Received, std::sync::Arc<tokio::sync::Notify>) {
+    let received: Received = Default::default();
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
     let app = axum::Router::new()
-        .route("/v1/audio/speech", axum::routing::post(speech))
-        .with_state(received.clone());
+        .route("/v1/audio/speech", axum::routing::post(mock_speech))
+        .with_state((received.clone(), mode, arrived.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, received)
+    (url, received, arrived)
+}
+
+/// A harness whose renderer speaks through the OpenAI-compatible `base_url`.
+fn openai_harness(base_url: String, key: &str) -> Harness {
+    let dir = tempfile::Builder::new()
+        .prefix("manimd-test-")
+        .tempdir()
+        .unwrap();
+    let mut config = manimd::config::Config::for_tests(dir.path().join("data"));
+    config.tts = manimd::config::TtsConfig::OpenAi {
+        base_url,
+        model: "tts-1".into(),
+        voice: "alloy".into(),
+        api_key: Some(key.into()),
+    };
+    let renderer = manimd::render::Renderer::new(&config).unwrap();
+    Harness {
+        dir,
+        config,
+        renderer,
+    }
 }
 
 /// Every file under `dir`, recursively.
@@ -243,25 +291,9 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn openai_compatible_speech_gets_the_key_as_bearer_and_fits_computed_lines() {
     const KEY: &str = "sk-test-4f9c1e-never-leaks";
-    let (base_url, received) = mock_speech_service().await;
-    let dir = tempfile::Builder::new()
-        .prefix("manimd-test-")
-        .tempdir()
-        .unwrap();
-    let mut config = manimd::config::Config::for_tests(dir.path().join("data"));
-    config.tts = manimd::config::TtsConfig::OpenAi {
-        base_url,
-        model: "tts-1".into(),
-        voice: "alloy".into(),
-        api_key: Some(KEY.into()),
-    };
-    assert!(!format!("{:?}", config.tts).contains(KEY));
-    let renderer = manimd::render::Renderer::new(&config).unwrap();
-    let h = Harness {
-        dir,
-        config,
-        renderer,
-    };
+    let (base_url, received, _) = mock_speech_service(Mock::Speak).await;
+    let h = openai_harness(base_url, KEY);
+    assert!(!format!("{:?}", h.config.tts).contains(KEY));
     // The second line is computed at run time: the scene waits for an
     // estimate (4 words: 1.9 s), and the 2.4 s of speech are sped up to fit.
     let code = r#"from manim import *
@@ -550,5 +582,89 @@ async fn speech_longer_than_the_animations_lengthens_the_scene() {
         (audio_secs - speech).abs() < 0.25,
         "{audio_secs} vs {speech}"
     );
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn lines_of_stitched_scenes_are_offset_by_the_scenes_before_them() {
+    let h = Harness::new();
+    let code = r#"from manim import *
+
+class First(Scene):
+    def construct(self):
+        narrate("One.")
+        self.play(FadeIn(Dot()), run_time=0.2)
+
+class Second(Scene):
+    def construct(self):
+        self.play(FadeIn(Square()), run_time=0.6)
+        narrate("Two.")
+"#;
+    let spec = RenderSpec {
+        scenes: vec!["First".parse().unwrap(), "Second".parse().unwrap()],
+        ..narrated(Engine::Manim, code)
+    };
+    let (r, _) = h.ok(&spec).await;
+    let cues = &r.narration.as_ref().unwrap().cues;
+    let one = espeak_secs("One.").await;
+    let two = espeak_secs("Two.").await;
+    assert!(one > 0.2, "{one}");
+    // The first scene lasts as long as its line; the second line starts
+    // 0.6 s into the second scene.
+    assert!((cues[0].end - one).abs() < 0.01, "{cues:?}");
+    assert!(
+        (cues[1].start - (one + 0.6)).abs() < 2.0 / 15.0,
+        "{cues:?}, first line {one} s"
+    );
+    assert!((cues[1].end - cues[1].start - two).abs() < 0.01, "{cues:?}");
+    let video = probe(&r.output).await;
+    assert!(
+        video.duration >= cues[1].end - 2.0 / 15.0,
+        "{video:?} {cues:?}"
+    );
+    let (_, audio_secs) = probe_audio(&r.output).await.unwrap();
+    assert!(
+        (audio_secs - cues[1].end).abs() < 0.25,
+        "{audio_secs} {cues:?}"
+    );
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn a_failing_speech_service_is_tts_failed_without_its_details() {
+    let (base_url, received, _) = mock_speech_service(Mock::Fail).await;
+    let h = openai_harness(base_url, "sk-test");
+    let e = h
+        .fails(&narrated(Engine::Manim, CE_SCENE), &h.config.limits)
+        .await;
+    assert_eq!(e.code(), "tts-failed");
+    assert!(e.is_internal());
+    // The log gets the provider's answer; clients only the code.
+    assert!(e.to_string().contains("500"), "{e}");
+    let shown = e.to_json().to_string();
+    assert!(!shown.contains("10.1.2.3"), "{shown}");
+    assert_eq!(received.lock().unwrap().len(), 1);
+    h.assert_clean();
+}
+
+#[tokio::test]
+async fn canceling_while_the_speech_is_made_stops_the_render() {
+    let (base_url, _, arrived) = mock_speech_service(Mock::Hang).await;
+    let h = openai_harness(base_url, "sk-test");
+    let out = h.out_dir("canceled");
+    let result = h
+        .renderer
+        .render(
+            &narrated(Engine::Manim, CE_SCENE),
+            &h.config.limits,
+            &out,
+            |_| {},
+            arrived.notified(),
+        )
+        .await;
+    match result {
+        Err(manimd::render::RenderError::Stopped(manimd::sandbox::Stopped::Canceled)) => {}
+        other => panic!("expected a cancel, got {:?}", other.map(|r| r.media)),
+    }
     h.assert_clean();
 }
