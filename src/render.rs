@@ -654,6 +654,7 @@ impl Renderer {
                     speech,
                     spoken,
                     scene_durations,
+                    video_secs: media.duration,
                 };
                 // The render finished without a stop, so `cancel` has not
                 // completed and can be waited on again.
@@ -696,6 +697,7 @@ impl Renderer {
             mut speech,
             spoken,
             scene_durations,
+            video_secs,
         } = lines;
         let mut cancel = std::pin::pin!(cancel);
         let texts = spoken.iter().map(|l| l.text.clone()).collect();
@@ -704,7 +706,7 @@ impl Renderer {
             r = speech.speak(&self.tts, texts, &clips_dir) => r?,
             () = &mut cancel => return Err(RenderError::Stopped(Stopped::Canceled)),
         }
-        let placed = narration::place(&spoken, &scene_durations, &speech.secs());
+        let placed = narration::place(&spoken, &scene_durations, &speech.secs(), video_secs);
         let cues: Vec<Cue> = placed.iter().map(|p| p.cue.clone()).collect();
         let subtitles = dest_dir.join(narration::SUBTITLES_FILE);
         std::fs::write(&subtitles, narration::vtt::write(&cues)).map_err(NarrationError::Io)?;
@@ -782,6 +784,8 @@ struct Lines {
     spoken: Vec<Spoken>,
     /// Each rendered scene's duration, in order.
     scene_durations: Vec<f64>,
+    /// The stitched video's duration.
+    video_secs: f64,
 }
 
 /// A fresh id for a sandbox run.

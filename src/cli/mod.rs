@@ -153,6 +153,10 @@ pub struct SubmitArgs {
     pub seed: Option<u32>,
     #[arg(long, value_enum, default_value = "final")]
     pub encoding: Encoding,
+    /// Speak the scene's `narrate("...")` lines into the sound track (see
+    /// `GET /v1/renders/{id}/subtitles` for the WebVTT).
+    #[arg(long)]
+    pub narration: bool,
     /// Where to write the result. Default: the file's name with the format's extension.
     #[arg(long, short)]
     pub output: Option<PathBuf>,

@@ -48,6 +48,12 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
             .unwrap_or(Format::Mp4),
         (None, None) => Format::Mp4,
     };
+    if args.narration && matches!(format, Format::Gif | Format::Png) {
+        return Err(usage(format!(
+            "{} has no sound track: --narration needs mp4, mov or webm",
+            format.extension()
+        )));
+    }
     let mut limits = config.limits.clone();
     if let Some(secs) = args.timeout {
         limits.wall_secs = secs;

@@ -93,17 +93,21 @@ impl NarrationError {
     }
 }
 
-/// Places each line in the stitched video: scene `i` starts where the scenes
-/// before it end. A line ends when its speech does, sped up (up to
-/// `MAX_TEMPO`) where the speech is longer than the slot the scene gave it.
+/// Places each line in the stitched video (`video_secs` long): scene `i`
+/// starts where the scenes before it end. A line ends when its speech does,
+/// sped up (up to `MAX_TEMPO`) where the speech is longer than the slot the
+/// scene gave it. The times come from the sandbox: a line said to start
+/// after the video's end cannot be heard and is left out, so no scene can
+/// have the mux pass make hours of silence.
 pub fn place(
     lines: &[Spoken],
     scene_durations: &[f64],
     speech: &HashMap<String, f64>,
+    video_secs: f64,
 ) -> Vec<Placed> {
     lines
         .iter()
-        .map(|line| {
+        .filter_map(|line| {
             let index = (line.scene_index as usize).min(scene_durations.len());
             let offset: f64 = scene_durations[..index].iter().sum();
             let start = offset + line.start.max(0.0);
@@ -113,14 +117,14 @@ pub fn place(
             } else {
                 1.0
             };
-            Placed {
+            (start.is_finite() && start <= video_secs).then(|| Placed {
                 cue: Cue {
                     start,
                     end: start + secs / tempo,
                     text: line.text.clone(),
                 },
                 tempo,
-            }
+            })
         })
         .collect()
 }
@@ -202,6 +206,7 @@ mod tests {
             ],
             &[4.0, 3.0, 5.0],
             &speech,
+            12.0,
         );
         let cues: Vec<(f64, f64, &str)> = placed
             .iter()
@@ -218,6 +223,7 @@ mod tests {
             &[spoken(0, 1.0, "x", 2.0), spoken(0, 4.0, "y", 2.0)],
             &[8.0],
             &speech,
+            8.0,
         );
         assert!((placed[0].tempo - 1.2).abs() < 1e-9);
         assert!((placed[0].cue.end - 3.0).abs() < 1e-9);
@@ -233,9 +239,28 @@ mod tests {
             &[spoken(0, 0.0, "s", 2.0), spoken(1, 0.25, "?", 1.0)],
             &[2.0],
             &speech,
+            3.25,
         );
         assert_eq!(placed[0].tempo, 1.0);
         assert_eq!(placed[0].cue.end, 0.5);
         assert_eq!((placed[1].cue.start, placed[1].cue.end), (2.25, 3.25));
+    }
+
+    #[test]
+    fn lines_said_to_start_after_the_video_are_left_out() {
+        let speech = HashMap::from([("a".to_owned(), 1.0)]);
+        let placed = place(
+            &[
+                spoken(0, 0.5, "a", 1.0),
+                spoken(0, 1e12, "a", 1.0),
+                spoken(0, f64::MAX, "a", 1.0),
+                spoken(7, 2.0, "a", 1.0),
+            ],
+            &[2.0, f64::MAX],
+            &speech,
+            2.0,
+        );
+        let starts: Vec<f64> = placed.iter().map(|p| p.cue.start).collect();
+        assert_eq!(starts, [0.5]);
     }
 }
