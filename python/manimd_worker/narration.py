@@ -62,14 +62,19 @@ class _Scene:
         self.name = name
         self.index = index
         self.now = now
-        # Waits shorter than half a frame would add no frame.
-        self.min_wait = 0.5 / fps
+        self.frame = 1.0 / fps
         self.until = 0.0
 
     def settle(self):
-        remaining = self.until - self.now()
-        if remaining > self.min_wait:
-            self.scene.wait(remaining)
+        """Waits until the current line has been said. Engines round a wait
+        to whole frames, down as often as up, so it waits again for what is
+        left, at least a frame at a time: the next line never starts before
+        this one ends (it may start up to a frame after)."""
+        for _ in range(4):
+            remaining = self.until - self.now()
+            if remaining <= 1e-3:
+                return
+            self.scene.wait(max(remaining, self.frame))
 
 
 def wrap(scene, name, index, now, fps):
