@@ -265,6 +265,21 @@ pub struct Capabilities {
     /// Whether LaTeX (`MathTex`, `Tex`) works on this server.
     pub tex: bool,
     pub sandbox: SandboxInfo,
+    /// How `"narration": true` speaks.
+    pub narration: NarrationInfo,
+}
+
+/// The speech provider of narrated renders (never its key).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NarrationInfo {
+    /// `espeak` or `openai`.
+    pub provider: String,
+    pub voice: String,
+    /// The model, for `openai`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Formats with a sound track, the only ones narration works with.
+    pub formats: Vec<Format>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

@@ -619,6 +619,21 @@ impl Service {
             sandbox: api::SandboxInfo {
                 cgroup_version: self.renderer.sandbox().cgroup_version(),
             },
+            narration: {
+                use crate::config::TtsConfig;
+                let (provider, voice, model) = match self.renderer.tts().config() {
+                    TtsConfig::Espeak { voice } => ("espeak", voice.clone(), None),
+                    TtsConfig::OpenAi { voice, model, .. } => {
+                        ("openai", voice.clone(), Some(model.clone()))
+                    }
+                };
+                api::NarrationInfo {
+                    provider: provider.into(),
+                    voice,
+                    model,
+                    formats: vec![Format::Mp4, Format::Mov, Format::Webm],
+                }
+            },
         }
     }
 

@@ -541,6 +541,16 @@ async fn server_serves_subtitles_of_narrated_jobs_only() {
         .await
         .unwrap();
     assert!(doc["paths"]["/v1/renders/{id}/subtitles"]["get"].is_object());
+    let caps: serde_json::Value = client
+        .get(format!("{url}/v1/capabilities"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(caps["narration"]["provider"], "espeak");
+    assert_eq!(caps["narration"]["formats"], json!(["mp4", "mov", "webm"]));
 
     let _ = stop.send(());
     task.await.unwrap();
