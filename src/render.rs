@@ -308,11 +308,7 @@ impl Renderer {
     /// Starts a sandbox for an inspection, ready for its code: the pool
     /// keeps one so that checking a submission does not wait for Python.
     pub async fn start_inspector(&self) -> Result<Inspector, RenderError> {
-        // Any installed engine's Python parses; prefer the default one.
-        let engine = Engine::ALL
-            .into_iter()
-            .find(|e| self.runtime.is_installed(*e))
-            .unwrap_or(Engine::Manim);
+        let engine = self.any_engine();
         self.runtime.check(engine)?;
         let started = self
             .sandbox
@@ -767,8 +763,8 @@ impl Renderer {
         Ok((narrated, Some(bytes)))
     }
 
-    /// Any installed engine's Python runs the worker's own passes (inspect,
-    /// mux); prefer the default one.
+    /// Any installed engine's Python runs the worker's passes that import
+    /// no engine (inspect, mux); prefer the default one.
     fn any_engine(&self) -> Engine {
         Engine::ALL
             .into_iter()
