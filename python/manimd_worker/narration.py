@@ -39,6 +39,8 @@ def narrate(text):
     if _speech is None or _current is None:
         return
     text = str(text)[:MAX_TEXT]
+    if not text.strip():
+        return  # Nothing to say, nothing to wait for.
     state = _current
     state.settle()
     start = state.now()
@@ -107,7 +109,7 @@ def literals(tree):
             continue
         args = list(node.args[:1]) + [k.value for k in node.keywords if k.arg == "text"]
         for arg in args:
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.strip():
                 text = arg.value[:MAX_TEXT]
                 if text not in seen and len(found) < MAX_LITERALS:
                     seen.add(text)
