@@ -20,6 +20,8 @@ APT_PACKAGES=(
   fontconfig fonts-dejavu-core
   # The sandbox.
   bubblewrap
+  # Narration's offline text to speech (runs on the host, outside the sandbox).
+  espeak-ng
   # Headless OpenGL for ManimGL: Mesa's software rasterizer behind EGL.
   libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2
   # TeX: `standalone` (Manim Community's template) lives in texlive-latex-extra;

@@ -37,6 +37,8 @@ pub struct RenderRequest {
     /// `final` (default: x264's default preset) or `preview` (its fastest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<Encoding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narration: Option<bool>,
     /// POSTed the job's record when it ends, signed (`X-Manimd-Signature`:
     /// `sha256=` HMAC-SHA256 of `"{X-Manimd-Timestamp}.{body}"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,8 +66,11 @@ pub struct Links {
     pub events: String,
     pub video: String,
     pub thumbnail: String,
-    /// The live HLS playlist, growing while the job runs.
+    /// The live HLS playlist, growing while the job runs (video only).
     pub live: String,
+    /// WebVTT subtitles of a narrated render, once it has succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtitles: Option<String>,
 }
 
 /// Seconds a job spent waiting and rendering.
@@ -141,6 +146,7 @@ impl From<&Job> for JobView {
                 video: format!("{base}/video"),
                 thumbnail: format!("{base}/thumbnail"),
                 live: format!("{base}/live.m3u8"),
+                subtitles: job.spec.narration.then(|| format!("{base}/subtitles")),
                 this: base,
             },
         }
@@ -259,6 +265,21 @@ pub struct Capabilities {
     /// Whether LaTeX (`MathTex`, `Tex`) works on this server.
     pub tex: bool,
     pub sandbox: SandboxInfo,
+    /// How `"narration": true` speaks.
+    pub narration: NarrationInfo,
+}
+
+/// The speech provider of narrated renders (never its key).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NarrationInfo {
+    /// `espeak` or `openai`.
+    pub provider: String,
+    pub voice: String,
+    /// The model, for `openai`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Formats with a sound track, the only ones narration works with.
+    pub formats: Vec<Format>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

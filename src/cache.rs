@@ -23,6 +23,9 @@ pub struct KeyParts<'a> {
     pub fps: u32,
     pub seed: Option<u32>,
     pub encoding: Encoding,
+    /// With narration, the speech provider's identity (provider, endpoint,
+    /// model, voice; never its key): another voice is another result.
+    pub narration: Option<String>,
 }
 
 pub fn key(p: &KeyParts) -> String {
@@ -37,6 +40,7 @@ pub fn key(p: &KeyParts) -> String {
         "fps": p.fps,
         "seed": p.seed,
         "encoding": p.encoding,
+        "narration": p.narration,
         // A new engine or worker may render the same request differently.
         "manim": runtime::engine_version(Engine::Manim),
         "manimgl": runtime::engine_version(Engine::Manimgl),
@@ -63,6 +67,9 @@ pub fn share(
     if result.has_thumbnail {
         names.push("thumbnail.png");
     }
+    if result.narration.is_some() {
+        names.push(crate::narration::SUBTITLES_FILE);
+    }
     storage.share(&from.id, result.attempt, to, &names)?;
     Ok(crate::jobs::JobResult {
         attempt: 1,
@@ -71,6 +78,14 @@ pub fn share(
         render_secs: 0.0,
         engine_secs: None,
         peak_rss_bytes: None,
+        // The subtitles are this job's copy.
+        narration: result
+            .narration
+            .clone()
+            .map(|n| crate::jobs::NarrationResult {
+                subtitles_url: format!("/v1/renders/{to}/subtitles"),
+                ..n
+            }),
         ..result.clone()
     })
 }
@@ -90,6 +105,7 @@ mod tests {
             fps: 15,
             seed: None,
             encoding: Encoding::Final,
+            narration: None,
         }
     }
 
@@ -107,12 +123,19 @@ mod tests {
             Box::new(|p| p.fps = 30),
             Box::new(|p| p.seed = Some(1)),
             Box::new(|p| p.encoding = Encoding::Preview),
+            Box::new(|p| p.narration = Some("espeak:en-us".into())),
         ];
         for change in variants {
             let mut p = parts("a");
             change(&mut p);
             assert_ne!(key(&p), base);
         }
+        // Another voice is another result.
+        let mut a = parts("a");
+        a.narration = Some("espeak:en-us".into());
+        let mut b = parts("a");
+        b.narration = Some("espeak:de".into());
+        assert_ne!(key(&a), key(&b));
         let mut p = parts("a");
         p.owner = Some("tenant");
         assert_ne!(key(&p), base);

@@ -335,6 +335,9 @@ impl Executor {
                 if let Some(t) = &r.thumbnail {
                     files.push((t.as_path(), "thumbnail.png"));
                 }
+                if let Some(n) = &r.narration {
+                    files.push((n.subtitles.as_path(), crate::narration::SUBTITLES_FILE));
+                }
                 if let Err(err) = self.storage.publish(id, attempt, &files) {
                     tracing::error!(%err, "cannot publish the render");
                     let e = serde_json::json!({"code": "internal", "message": "internal error; the server log has the details"});
@@ -365,6 +368,10 @@ impl Executor {
                         has_thumbnail: r.thumbnail.is_some(),
                         warm_start,
                         cache_hit: false,
+                        narration: r.narration.as_ref().map(|n| crate::jobs::NarrationResult {
+                            cues: n.cues.clone(),
+                            subtitles_url: format!("/v1/renders/{id}/subtitles"),
+                        }),
                     };
                     (
                         JobStatus::Succeeded,

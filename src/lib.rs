@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod limits;
 pub mod load;
 pub mod metrics;
+pub mod narration;
 pub mod pool;
 pub mod process;
 pub mod protocol;

@@ -26,6 +26,18 @@ pub enum WorkerJob<'a> {
         format: Format,
         seed: Option<u32>,
         encoding: Encoding,
+        /// With narration: each `narrate` text known before the render and
+        /// its speech's seconds, so the scene can wait for it. Absent:
+        /// `narrate` does nothing.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        speech: Option<&'a std::collections::BTreeMap<String, f64>>,
+    },
+    /// Mix narration clips at their times and mux them into a video
+    /// (the video stream copied). Runs no user code.
+    Mux {
+        video: &'a str,
+        format: Format,
+        clips: &'a [crate::narration::mux::MuxClip],
     },
 }
 
@@ -134,6 +146,9 @@ pub enum WorkerEvent {
     Inspected {
         engine: Option<Engine>,
         scenes: Vec<SceneInfo>,
+        /// The string literals passed to `narrate(...)`, in file order.
+        #[serde(default)]
+        narrations: Vec<String>,
     },
     Ready {
         engine: Engine,
@@ -164,6 +179,15 @@ pub enum WorkerEvent {
         scene: String,
         index: u32,
         plays: u32,
+        duration: f64,
+    },
+    /// A `narrate(text)` line started `start` seconds into scene `index`;
+    /// the scene waited `duration` seconds for it.
+    Narration {
+        scene: String,
+        index: u32,
+        start: f64,
+        text: String,
         duration: f64,
     },
     Result(WorkerResult),
@@ -211,6 +235,31 @@ mod tests {
         assert_eq!(
             (err.code.as_str(), err.line, err.column),
             ("syntax-error", Some(3), Some(24))
+        );
+    }
+
+    #[test]
+    fn parses_narration_lines_and_inspected_literals() {
+        let e = WorkerEvent::parse(br#"{"event":"narration","scene":"A","index":1,"start":0.5,"text":"Hi.","duration":1.25}"#);
+        assert_eq!(
+            e,
+            Some(WorkerEvent::Narration {
+                scene: "A".into(),
+                index: 1,
+                start: 0.5,
+                text: "Hi.".into(),
+                duration: 1.25
+            })
+        );
+        // Older workers say nothing of narration: an empty list.
+        let e = WorkerEvent::parse(br#"{"event":"inspected","engine":null,"scenes":[]}"#);
+        assert_eq!(
+            e,
+            Some(WorkerEvent::Inspected {
+                engine: None,
+                scenes: vec![],
+                narrations: vec![]
+            })
         );
     }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::limits::Limits;
+use crate::narration::{self, Cue, NarrationError, Speech, Spoken, Tts};
 use crate::protocol::{MediaInfo, SceneInfo, UserError, WorkerEvent, WorkerJob, WorkerResult};
 use crate::runtime::{self, Runtime, RuntimeError, WORKER_MOUNT};
 use crate::sandbox::area::CollectError;
@@ -70,6 +71,8 @@ pub enum RenderError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Narration(#[from] NarrationError),
 }
 
 impl RenderError {
@@ -81,12 +84,17 @@ impl RenderError {
             RenderError::Crashed { .. } => "crashed",
             RenderError::Output(_) => "bad-output",
             RenderError::Sandbox(_) | RenderError::Runtime(_) => "internal",
+            RenderError::Narration(e) => e.code(),
         }
     }
 
     /// Whether the service, not the scene, is at fault.
     pub fn is_internal(&self) -> bool {
-        matches!(self, RenderError::Sandbox(_) | RenderError::Runtime(_))
+        match self {
+            RenderError::Sandbox(_) | RenderError::Runtime(_) => true,
+            RenderError::Narration(e) => !e.is_user(),
+            _ => false,
+        }
     }
 
     /// The error as API clients see it: `code`, `message` and the fields of
@@ -104,6 +112,11 @@ impl RenderError {
             RenderError::Sandbox(_) | RenderError::Runtime(_) => {
                 return json!({ "code": "internal", "message": "internal error; the server log has the details" })
             }
+            // The provider's answer may name its endpoint; clients get the code.
+            RenderError::Narration(e) if !e.is_user() => {
+                return json!({ "code": e.code(), "message": "text to speech failed; the server log has the details" })
+            }
+            RenderError::Narration(_) => json!({}),
         };
         if let Value::Object(map) = &mut v {
             map.insert("code".into(), json!(self.code()));
@@ -127,6 +140,8 @@ pub struct Inspection {
     /// The engine its imports name, if any.
     pub engine: Option<Engine>,
     pub scenes: Vec<SceneInfo>,
+    /// String literals passed to `narrate(...)`.
+    pub narrations: Vec<String>,
 }
 
 /// A finished render.
@@ -146,6 +161,16 @@ pub struct Rendered {
     pub worker_max_rss_bytes: Option<u64>,
     /// The render's own time, from the worker receiving the job to its result.
     pub job_secs: Option<f64>,
+    /// With narration: the lines as heard, and the subtitles file.
+    pub narration: Option<Narrated>,
+}
+
+/// A narrated render's lines and subtitles.
+#[derive(Debug)]
+pub struct Narrated {
+    pub cues: Vec<Cue>,
+    /// WebVTT, one cue per line.
+    pub subtitles: PathBuf,
 }
 
 /// A sandbox started for an inspection, waiting for the code.
@@ -193,6 +218,8 @@ pub struct Renderer {
     sandbox: Sandbox,
     runtime: Runtime,
     worker_dir: PathBuf,
+    /// Speaks narration lines, on the host.
+    tts: Tts,
 }
 
 impl Renderer {
@@ -203,6 +230,7 @@ impl Renderer {
             sandbox,
             runtime: Runtime::new(&config.runtime_dir),
             worker_dir,
+            tts: Tts::new(config.tts.clone()),
         })
     }
 
@@ -212,6 +240,10 @@ impl Renderer {
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    pub fn tts(&self) -> &Tts {
+        &self.tts
     }
 
     /// The worker command; with `preload` it imports `engine` before it
@@ -276,11 +308,7 @@ impl Renderer {
     /// Starts a sandbox for an inspection, ready for its code: the pool
     /// keeps one so that checking a submission does not wait for Python.
     pub async fn start_inspector(&self) -> Result<Inspector, RenderError> {
-        // Any installed engine's Python parses; prefer the default one.
-        let engine = Engine::ALL
-            .into_iter()
-            .find(|e| self.runtime.is_installed(*e))
-            .unwrap_or(Engine::Manim);
+        let engine = self.any_engine();
         self.runtime.check(engine)?;
         let started = self
             .sandbox
@@ -305,8 +333,16 @@ impl Renderer {
                 stdin,
                 &inspect_limits(),
                 |line, _| match WorkerEvent::parse(line) {
-                    Some(WorkerEvent::Inspected { engine, scenes }) => {
-                        found = Some(Inspection { engine, scenes })
+                    Some(WorkerEvent::Inspected {
+                        engine,
+                        scenes,
+                        narrations,
+                    }) => {
+                        found = Some(Inspection {
+                            engine,
+                            scenes,
+                            narrations,
+                        })
                     }
                     Some(WorkerEvent::Error(e)) => error = Some(e),
                     _ => {}
@@ -377,11 +413,14 @@ impl Renderer {
         cancel: impl Future<Output = ()>,
     ) -> Result<Rendered, RenderError> {
         self.runtime.check(spec.engine)?;
+        let mut cancel = std::pin::pin!(cancel);
+        // Speech first: no sandbox waits while a speech service answers.
+        let speech = self.prepare_speech(spec, dest_dir, cancel.as_mut()).await?;
         let started = self
             .sandbox
             .start(&new_id(), &self.command(spec.engine, true), limits)
             .await?;
-        self.render_in(started, spec, limits, dest_dir, progress, cancel)
+        self.render_in(started, spec, limits, dest_dir, speech, progress, cancel)
             .await
     }
 
@@ -398,19 +437,60 @@ impl Renderer {
         let Warm {
             started, limits, ..
         } = warm;
-        self.render_in(started, spec, &limits, dest_dir, progress, cancel)
+        let mut cancel = std::pin::pin!(cancel);
+        let speech = match self.prepare_speech(spec, dest_dir, cancel.as_mut()).await {
+            Ok(speech) => speech,
+            Err(e) => {
+                self.sandbox.discard(started).await;
+                return Err(e);
+            }
+        };
+        self.render_in(started, spec, &limits, dest_dir, speech, progress, cancel)
             .await
     }
 
+    /// With narration, speaks the lines known before the render (the
+    /// `narrate("...")` literals an inspection finds): the scene will wait
+    /// for each as long as its speech lasts.
+    async fn prepare_speech(
+        &self,
+        spec: &RenderSpec,
+        dest_dir: &Path,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Option<Speech>, RenderError> {
+        if !spec.narration {
+            return Ok(None);
+        }
+        let prepare = async {
+            let found = self.inspect(&spec.code).await?;
+            let mut speech = Speech::default();
+            speech
+                .speak(&self.tts, found.narrations, &dest_dir.join("speech"))
+                .await?;
+            Ok(Some(speech))
+        };
+        tokio::select! {
+            speech = prepare => speech,
+            () = cancel => Err(RenderError::Stopped(Stopped::Canceled)),
+        }
+    }
+
+    // The parts of one render; a struct for this private call would only
+    // rename them.
+    #[allow(clippy::too_many_arguments)]
     async fn render_in(
         &self,
         started: sandbox::Started,
         spec: &RenderSpec,
         limits: &Limits,
         dest_dir: &Path,
+        speech: Option<Speech>,
         mut progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
     ) -> Result<Rendered, RenderError> {
+        // One stop signal for rendering and muxing.
+        let mut cancel = std::pin::pin!(cancel);
+        let durations = speech.as_ref().map(Speech::durations);
         let (width, height) = spec.quality.resolution();
         let job = WorkerJob::Render {
             code: &spec.code,
@@ -422,6 +502,7 @@ impl Renderer {
             format: spec.format,
             seed: spec.seed,
             encoding: spec.encoding,
+            speech: durations.as_ref(),
         };
         let stdin = serde_json::to_vec(&job).expect("serializable");
         let mut result = None;
@@ -429,6 +510,8 @@ impl Renderer {
         let mut version = String::new();
         let pieces_dir = dest_dir.join("pieces");
         let mut pieces = 0u32;
+        let mut spoken = Vec::new();
+        let mut scene_durations = Vec::new();
         let finished = self
             .sandbox
             .finish(
@@ -480,20 +563,42 @@ impl Renderer {
                                 piece,
                             })
                         }
+                        WorkerEvent::Narration {
+                            index,
+                            start,
+                            text,
+                            duration,
+                            ..
+                        } => {
+                            if spoken.len() < narration::MAX_LINES {
+                                spoken.push(Spoken {
+                                    scene_index: index,
+                                    start,
+                                    text,
+                                    slot: duration,
+                                });
+                            }
+                        }
                         WorkerEvent::SceneFinished {
                             scene,
                             index,
                             plays,
                             duration,
-                        } => progress(Progress::SceneFinished {
-                            scene,
-                            index,
-                            plays,
-                            duration,
-                        }),
+                        } => {
+                            // Scenes finish in order; an index out of order is ignored.
+                            if index as usize == scene_durations.len() {
+                                scene_durations.push(duration);
+                            }
+                            progress(Progress::SceneFinished {
+                                scene,
+                                index,
+                                plays,
+                                duration,
+                            })
+                        }
                     }
                 },
-                cancel,
+                cancel.as_mut(),
             )
             .await?;
 
@@ -530,7 +635,7 @@ impl Renderer {
         };
         let output = dest_dir.join(format!("output.{ext}"));
         let max = limits.output_bytes();
-        let bytes = finished
+        let mut bytes = finished
             .area
             .collect(&format!("out/output.{ext}"), &output, max)?;
         let thumb_path = dest_dir.join("thumbnail.png");
@@ -539,6 +644,24 @@ impl Renderer {
             .collect("out/thumbnail.png", &thumb_path, max)
             .ok()
             .map(|_| thumb_path);
+        let narration = match speech {
+            Some(speech) if !media.still => {
+                let lines = Lines {
+                    speech,
+                    spoken,
+                    scene_durations,
+                    video_secs: media.duration,
+                };
+                // The render finished without a stop, so `cancel` has not
+                // completed and can be waited on again.
+                let (narrated, size) = self
+                    .narrate(spec, limits, lines, &output, dest_dir, cancel)
+                    .await?;
+                bytes = size.unwrap_or(bytes);
+                Some(narrated)
+            }
+            _ => None,
+        };
         Ok(Rendered {
             media,
             output,
@@ -549,8 +672,116 @@ impl Renderer {
             peak_memory_bytes: finished.peak_memory_bytes,
             worker_max_rss_bytes: max_rss_bytes,
             job_secs,
+            narration,
         })
     }
+
+    /// After the render: speaks lines computed at run time, places every
+    /// line in the stitched video, writes the subtitles, and has a fresh
+    /// sandbox mux the speech into `output` (replaced in place). Returns the
+    /// new size of `output` when it was remuxed.
+    async fn narrate(
+        &self,
+        spec: &RenderSpec,
+        limits: &Limits,
+        lines: Lines,
+        output: &Path,
+        dest_dir: &Path,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<(Narrated, Option<u64>), RenderError> {
+        let Lines {
+            mut speech,
+            spoken,
+            scene_durations,
+            video_secs,
+        } = lines;
+        let mut cancel = std::pin::pin!(cancel);
+        let texts = spoken.iter().map(|l| l.text.clone()).collect();
+        let clips_dir = dest_dir.join("speech");
+        tokio::select! {
+            r = speech.speak(&self.tts, texts, &clips_dir) => r?,
+            () = &mut cancel => return Err(RenderError::Stopped(Stopped::Canceled)),
+        }
+        let placed = narration::place(&spoken, &scene_durations, &speech.secs(), video_secs);
+        let cues: Vec<Cue> = placed.iter().map(|p| p.cue.clone()).collect();
+        let subtitles = dest_dir.join(narration::SUBTITLES_FILE);
+        std::fs::write(&subtitles, narration::vtt::write(&cues)).map_err(NarrationError::Io)?;
+        let narrated = Narrated { cues, subtitles };
+        if placed.is_empty() {
+            return Ok((narrated, None));
+        }
+        let ext = spec.format.extension();
+        let input = dest_dir.join("mux-in");
+        let (video, clips) = narration::mux::prepare(&input, output, ext, &placed, &speech)
+            .map_err(NarrationError::Io)?;
+        let job = WorkerJob::Mux {
+            video: &video,
+            format: spec.format,
+            clips: &clips,
+        };
+        let stdin = serde_json::to_vec(&job).expect("serializable");
+        let engine = self.any_engine();
+        let mut command = self.command(engine, false);
+        command
+            .ro_binds
+            .push((input.clone(), narration::mux::MOUNT.into()));
+        let started = self.sandbox.start(&new_id(), &command, limits).await?;
+        let mut done = false;
+        let mut error = None;
+        let finished = self
+            .sandbox
+            .finish(
+                started,
+                stdin,
+                limits,
+                |line, _| match WorkerEvent::parse(line) {
+                    Some(WorkerEvent::Result(_)) => done = true,
+                    Some(WorkerEvent::Error(e)) => error = Some(e),
+                    _ => {}
+                },
+                cancel,
+            )
+            .await?;
+        let _ = std::fs::remove_dir_all(&input);
+        if let Some(stopped) = finished.stopped {
+            return Err(RenderError::Stopped(stopped));
+        }
+        match (done, error) {
+            (true, _) if finished.exit_code == Some(0) => {}
+            (_, Some(error)) => return Err(RenderError::User(Box::new(error))),
+            _ => {
+                return Err(RenderError::Crashed {
+                    exit_code: finished.exit_code,
+                    stderr: finished.stderr.last_lines(20),
+                })
+            }
+        }
+        let bytes =
+            finished
+                .area
+                .collect(&format!("out/output.{ext}"), output, limits.output_bytes())?;
+        Ok((narrated, Some(bytes)))
+    }
+
+    /// Any installed engine's Python runs the worker's passes that import
+    /// no engine (inspect, mux); prefer the default one.
+    fn any_engine(&self) -> Engine {
+        Engine::ALL
+            .into_iter()
+            .find(|e| self.runtime.is_installed(*e))
+            .unwrap_or(Engine::Manim)
+    }
+}
+
+/// A narrated render's lines: spoken before it, and as the worker reported
+/// them during it.
+struct Lines {
+    speech: Speech,
+    spoken: Vec<Spoken>,
+    /// Each rendered scene's duration, in order.
+    scene_durations: Vec<f64>,
+    /// The stitched video's duration.
+    video_secs: f64,
 }
 
 /// A fresh id for a sandbox run.

@@ -46,6 +46,10 @@ const WORKER_FILES: &[(&str, &str)] = &[
         include_str!("../python/manimd_worker/media.py"),
     ),
     (
+        "manimd_worker/narration.py",
+        include_str!("../python/manimd_worker/narration.py"),
+    ),
+    (
         "manimd_worker/tex.py",
         include_str!("../python/manimd_worker/tex.py"),
     ),

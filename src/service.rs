@@ -41,6 +41,9 @@ pub enum ServiceError {
     NotFound,
     #[error("the render has no {0} (yet)")]
     NotReady(&'static str),
+    /// Subtitles exist only for narrated renders that succeeded.
+    #[error("{0}")]
+    NoSubtitles(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -152,6 +155,16 @@ impl Service {
         let quality = req.quality.unwrap_or(Quality::Low);
         let format = req.format.unwrap_or(Format::Mp4);
         let encoding = req.encoding.unwrap_or_default();
+        let narration = req.narration.unwrap_or(false);
+        if narration && matches!(format, Format::Gif | Format::Png) {
+            return Err(invalid(
+                "narration",
+                format!(
+                    "{} has no sound track: narration needs mp4, mov or webm",
+                    format.extension()
+                ),
+            ));
+        }
         let webhook_url = req.webhook_url.as_deref();
         if let Some(url) = webhook_url {
             self.webhooks
@@ -169,6 +182,7 @@ impl Service {
             fps: req.fps.unwrap_or(quality.fps()),
             seed: req.seed,
             encoding,
+            narration: narration.then(|| self.renderer.tts().config().identity()),
         });
         if let Some(job) = self.cached(&key, owner, webhook_url).await? {
             return Ok(job);
@@ -247,6 +261,7 @@ impl Service {
             fps: req.fps,
             seed: req.seed,
             encoding,
+            narration,
         };
         let job = self
             .store
@@ -477,6 +492,29 @@ impl Service {
         ))
     }
 
+    /// The WebVTT subtitles of a narrated job that succeeded.
+    pub async fn subtitles(
+        &self,
+        id: &JobId,
+        owner: Option<&str>,
+    ) -> Result<(std::path::PathBuf, Job), ServiceError> {
+        let job = self.get(id, owner).await?;
+        if !job.spec.narration {
+            return Err(ServiceError::NoSubtitles(
+                "the render was not narrated, so it has no subtitles",
+            ));
+        }
+        let Some(result) = job.result.as_ref().filter(|r| r.narration.is_some()) else {
+            return Err(ServiceError::NoSubtitles(
+                "the render has not succeeded (yet), so it has no subtitles",
+            ));
+        };
+        let path = self
+            .storage
+            .path(id, result.attempt, crate::narration::SUBTITLES_FILE);
+        Ok((path, job))
+    }
+
     /// A file of the job's live stream (`live.m3u8`, `init.mp4`, `seg-N.m4s`)
     /// and its content type. While the job runs, the stream grows.
     pub async fn live_file(
@@ -580,6 +618,21 @@ impl Service {
             tex: crate::runtime::tex_available(),
             sandbox: api::SandboxInfo {
                 cgroup_version: self.renderer.sandbox().cgroup_version(),
+            },
+            narration: {
+                use crate::config::TtsConfig;
+                let (provider, voice, model) = match self.renderer.tts().config() {
+                    TtsConfig::Espeak { voice } => ("espeak", voice.clone(), None),
+                    TtsConfig::OpenAi { voice, model, .. } => {
+                        ("openai", voice.clone(), Some(model.clone()))
+                    }
+                };
+                api::NarrationInfo {
+                    provider: provider.into(),
+                    voice,
+                    model,
+                    formats: vec![Format::Mp4, Format::Mov, Format::Webm],
+                }
             },
         }
     }

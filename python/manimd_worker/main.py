@@ -6,7 +6,7 @@ import random
 import sys
 import time
 
-from manimd_worker import media, protocol, usercode
+from manimd_worker import media, narration, protocol, usercode
 from manimd_worker.tex import TexFailure
 from manimd_worker.usercode import UserError
 
@@ -30,6 +30,8 @@ def main():
         _JOB_RECEIVED = time.monotonic()
         if job.get("mode") == "inspect":
             inspect(job)
+        elif job.get("mode") == "mux":
+            mux(job)
         else:
             render(job)
     except UserError as err:
@@ -71,7 +73,19 @@ def inspect(job):
         "inspected",
         engine=usercode.detect_engine(tree),
         scenes=usercode.static_scenes(tree),
+        narrations=narration.literals(tree),
     )
+
+
+def mux(job):
+    """Mixes the narration clips into the rendered video. Runs no user code;
+    the video came from a scene, so it is read here, in the sandbox."""
+    os.makedirs(OUT_DIR, exist_ok=True)
+    fmt = job["format"]
+    output = os.path.join(OUT_DIR, f"output.{fmt}")
+    media.mux_narration(job["video"], job["clips"], fmt, output)
+    result = {"still": False, "format": fmt, **media.probe(output)}
+    protocol.emit("result", max_rss_bytes=_max_rss_bytes(), job_secs=_job_secs(), **result)
 
 
 def render(job):
@@ -95,6 +109,7 @@ def render(job):
         import_secs=round(time.monotonic() - started, 3),
     )
 
+    narration.configure(job.get("speech"))
     seed = job.get("seed")
     if seed is not None:
         random.seed(seed)

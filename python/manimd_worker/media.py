@@ -146,3 +146,31 @@ def probe(path):
         "duration": float(data.get("format", {}).get("duration") or 0.0),
         "frames": int(frames) if frames and frames.isdigit() else None,
     }
+
+
+def mux_narration(video, clips, fmt, out_path):
+    """Adds a sound track to `video`: each clip delayed to its start (and
+    sped up by its tempo), mixed without level normalization, encoded as
+    AAC (Opus for WebM). The video stream is copied untouched."""
+    if fmt not in ("mp4", "mov", "webm"):
+        raise MediaError(f"narration cannot be muxed into {fmt}")
+    args = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", video]
+    chains = []
+    for i, c in enumerate(clips, start=1):
+        args += ["-i", c["path"]]
+        filters = []
+        tempo = float(c.get("tempo") or 1.0)
+        if abs(tempo - 1.0) > 1e-3:
+            filters.append(f"atempo={tempo:.4f}")
+        delay_ms = max(0, int(round(float(c["start"]) * 1000)))
+        filters.append(f"adelay={delay_ms}:all=1")
+        chains.append(f"[{i}:a]{','.join(filters)}[a{i}]")
+    labels = "".join(f"[a{i}]" for i in range(1, len(clips) + 1))
+    chains.append(f"{labels}amix=inputs={len(clips)}:normalize=0:dropout_transition=0[aout]")
+    args += ["-filter_complex", ";".join(chains), "-map", "0:v:0", "-map", "[aout]", "-c:v", "copy"]
+    if fmt == "webm":
+        args += ["-c:a", "libopus", "-b:a", "64k"]
+    else:
+        # faststart: the index before the media data, as for silent videos.
+        args += ["-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart"]
+    _run(args + [out_path])

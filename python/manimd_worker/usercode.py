@@ -110,6 +110,10 @@ def load_module(code_obj):
     """Runs the file as the module `scene`; errors at import are scene errors."""
     module = types.ModuleType(MODULE_NAME)
     module.__file__ = USER_FILE
+    # A builtin of scene files, like print: no import needed.
+    from manimd_worker.narration import narrate
+
+    module.__dict__["narrate"] = narrate
     sys.modules[MODULE_NAME] = module
     try:
         exec(code_obj, module.__dict__)

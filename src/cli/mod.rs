@@ -171,6 +171,10 @@ pub struct SubmitArgs {
     pub seed: Option<u32>,
     #[arg(long, value_enum, default_value = "final")]
     pub encoding: Encoding,
+    /// Speak the scene's `narrate("...")` lines into the sound track (see
+    /// `GET /v1/renders/{id}/subtitles` for the WebVTT).
+    #[arg(long)]
+    pub narration: bool,
     /// Where to write the result. Default: the file's name with the format's extension.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -211,6 +215,10 @@ pub struct RenderArgs {
     /// `final` keeps x264's default preset; `preview` encodes much faster.
     #[arg(long, value_enum, default_value = "final")]
     pub encoding: Encoding,
+    /// Speak the scene's `narrate("...")` lines into the audio track and
+    /// write WebVTT subtitles next to the video (`.vtt`).
+    #[arg(long)]
+    pub narration: bool,
     /// Render every scene in the file, stitched in file order.
     #[arg(long, conflicts_with = "scenes")]
     pub all: bool,
@@ -233,9 +241,14 @@ pub struct RenderArgs {
 
 impl GlobalArgs {
     pub fn config(&self) -> Config {
+        let tts = crate::config::TtsConfig::from_env().unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            std::process::exit(2)
+        });
         Config {
             data_dir: self.data_dir.clone(),
             runtime_dir: self.runtime_dir.clone(),
+            tts,
             ..Config::default()
         }
     }

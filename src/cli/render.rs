@@ -48,6 +48,12 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
             .unwrap_or(Format::Mp4),
         (None, None) => Format::Mp4,
     };
+    if args.narration && matches!(format, Format::Gif | Format::Png) {
+        return Err(usage(format!(
+            "{} has no sound track: --narration needs mp4, mov or webm",
+            format.extension()
+        )));
+    }
     let mut limits = config.limits.clone();
     if let Some(secs) = args.timeout {
         limits.wall_secs = secs;
@@ -92,6 +98,7 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         fps: args.fps,
         seed: args.seed,
         encoding: args.encoding,
+        narration: args.narration,
     };
 
     let out_dir = output
@@ -126,6 +133,13 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
     }
     std::fs::rename(&rendered.output, &output)
         .map_err(|e| usage(format!("cannot write {}: {e}", output.display())))?;
+    let subtitles = rendered.narration.as_ref().map(|n| {
+        let vtt = output.with_extension("vtt");
+        std::fs::rename(&n.subtitles, &vtt)
+            .map(|()| vtt.clone())
+            .map_err(|e| usage(format!("cannot write {}: {e}", vtt.display())))
+    });
+    let subtitles = subtitles.transpose()?;
     if let Some(notice) = &rendered.media.notice {
         eprintln!("note[{}]: {}", notice.code, notice.message);
     }
@@ -139,11 +153,16 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
             "wall_secs": rendered.wall.as_secs_f64(),
             "sandbox_peak_bytes": rendered.peak_memory_bytes,
             "worker_max_rss_bytes": rendered.worker_max_rss_bytes,
+            "subtitles": subtitles,
+            "narration": rendered.narration.as_ref().map(|n| &n.cues),
         });
         println!("{summary}");
         return Ok(());
     }
     println!("{}", output.display());
+    if let Some(vtt) = &subtitles {
+        println!("{}", vtt.display());
+    }
     if !args.quiet {
         eprintln!(
             "rendered with {engine} {} in {:.1} s: {}",

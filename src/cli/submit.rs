@@ -48,6 +48,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
         fps: args.fps,
         seed: args.seed,
         encoding: Some(args.encoding),
+        narration: args.narration.then_some(true),
         ..Default::default()
     };
     let mut headers = reqwest::header::HeaderMap::new();

@@ -168,6 +168,18 @@ pub struct JobResult {
     /// Served from the result cache: an identical request had been rendered.
     #[serde(default)]
     pub cache_hit: bool,
+    /// The spoken lines of a narrated render.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narration: Option<NarrationResult>,
+}
+
+/// What a narrated render said, and when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NarrationResult {
+    /// Each `narrate()` line: seconds from the video's start, and its text.
+    pub cues: Vec<crate::narration::Cue>,
+    /// The WebVTT subtitles: `/v1/renders/{id}/subtitles`.
+    pub subtitles_url: String,
 }
 
 /// A job as stored.

@@ -613,6 +613,7 @@ mod tests {
             fps: None,
             seed: None,
             encoding: Encoding::Final,
+            narration: false,
         }
     }
 

@@ -207,6 +207,9 @@ impl IntoResponse for ApiError {
                 ServiceError::NotReady(_) => {
                     (StatusCode::CONFLICT, detail("not-ready", e.to_string()))
                 }
+                ServiceError::NoSubtitles(_) => {
+                    (StatusCode::NOT_FOUND, detail("no-subtitles", e.to_string()))
+                }
                 ServiceError::Store(err) => {
                     tracing::error!(%err, "job store error");
                     (

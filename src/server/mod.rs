@@ -119,6 +119,7 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .route("/v1/renders/{id}/events", get(renders::events))
         .route("/v1/renders/{id}/video", get(renders::video))
         .route("/v1/renders/{id}/thumbnail", get(renders::thumbnail))
+        .route("/v1/renders/{id}/subtitles", get(renders::subtitles))
         .route("/v1/renders/{id}/live.m3u8", get(renders::live_playlist))
         .route("/v1/renders/{id}/live/{name}", get(renders::live_file))
         .route("/v1/capabilities", get(system::capabilities))

@@ -239,6 +239,32 @@ pub async fn thumbnail(
     file(&svc, &id, true, &caller, &headers).await
 }
 
+/// WebVTT subtitles of a narrated render: one cue per `narrate()` line.
+#[utoipa::path(get, path = "/v1/renders/{id}/subtitles", tag = "renders",
+    params(("id" = String, Path, description = "32 hex digits")),
+    responses((status = 200, description = "text/vtt", content_type = "text/vtt"),
+              (status = 404, description = "`no-subtitles`: not narrated, or not succeeded (yet)", body = ErrorBody)))]
+pub async fn subtitles(
+    State(svc): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (path, job) = svc.subtitles(&id, caller.owner()).await?;
+    let attempt = job.result.as_ref().map_or(0, |r| r.attempt);
+    let etag = format!("\"{id}-{attempt}-subtitles\"");
+    let name = format!("manimd-{id}.vtt");
+    media::serve(
+        &path,
+        "text/vtt; charset=utf-8",
+        etag,
+        &name,
+        "private, max-age=86400",
+        &headers,
+    )
+    .await
+}
+
 /// The live HLS playlist (EVENT): grows as each animation finishes, ends
 /// with `EXT-X-ENDLIST` when the job does.
 #[utoipa::path(get, path = "/v1/renders/{id}/live.m3u8", tag = "renders",

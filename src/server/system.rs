@@ -84,6 +84,7 @@ pub async fn metrics(State(svc): State<AppState>) -> impl IntoResponse {
         super::renders::events,
         super::renders::video,
         super::renders::thumbnail,
+        super::renders::subtitles,
         super::renders::live_playlist,
         super::renders::live_file,
         super::renders::legacy_render,

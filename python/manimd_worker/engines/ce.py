@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from manimd_worker import protocol
+from manimd_worker import narration, protocol
 from manimd_worker.engines import SceneOutput
 from manimd_worker.tex import TexFailure, body_of, errors_from_log
 
@@ -19,6 +19,7 @@ class Driver:
         self.version = manim.__version__
         self.scene_base = Scene
         self.still = job["format"] == "png"
+        self.fps = job["fps"]
         config.media_dir = MEDIA_DIR
         config.pixel_width = job["width"]
         config.pixel_height = job["height"]
@@ -120,6 +121,7 @@ class Driver:
         self._scene = name
         self._frames = 0
         scene = cls()
+        narration.wrap(scene, name, index, lambda: float(scene.renderer.time), self.fps)
         scene.render()
         renderer = scene.renderer
         plays = renderer.num_plays

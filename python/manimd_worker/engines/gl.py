@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from manimd_worker import protocol
+from manimd_worker import narration, protocol
 from manimd_worker.engines import SceneOutput
 from manimd_worker.tex import TexFailure
 
@@ -219,6 +219,7 @@ class Driver:
             ),
             skip_animations=self.still,
         )
+        narration.wrap(scene, name, index, lambda: float(scene.time), self.fps)
         scene.run()
         out = SceneOutput(plays=scene.num_plays)
         if scene.num_plays and not self.still:
