@@ -20,6 +20,7 @@ fn spec(code: &str) -> RenderSpec {
         fps: None,
         seed: None,
         encoding: Encoding::Final,
+        narration: false,
     }
 }
 
