@@ -304,7 +304,7 @@ impl Executor {
                 if let Some(t) = &r.thumbnail {
                     files.push((t.as_path(), "thumbnail.png"));
                 }
-                if let Err(err) = self.storage.publish(id, attempt, &files) {
+                if let Err(err) = self.storage.publish(id, attempt, &files).await {
                     tracing::error!(%err, "cannot publish the render");
                     let e = serde_json::json!({"code": "internal", "message": "internal error; the server log has the details"});
                     (JobStatus::Failed, Some(e), None, r.wall.as_secs_f64())
@@ -404,7 +404,7 @@ impl Executor {
         let Ok(Some(source)) = self.store.cached(key).await else {
             return false;
         };
-        let Ok(result) = crate::cache::share(&self.storage, &source, &job.id) else {
+        let Ok(result) = crate::cache::share(&self.storage, &source, &job.id).await else {
             return false;
         };
         if let Ok(true) = self
@@ -452,7 +452,7 @@ impl Executor {
         };
         for id in followers {
             let done = match &source {
-                Some(source) => match crate::cache::share(&self.storage, source, &id) {
+                Some(source) => match crate::cache::share(&self.storage, source, &id).await {
                     Ok(result) => {
                         self.store
                             .finish_follower(&id, JobStatus::Succeeded, None, Some(&result))
@@ -516,7 +516,8 @@ impl Executor {
         attempt: u32,
         mut rx: mpsc::UnboundedReceiver<std::path::PathBuf>,
     ) -> tokio::task::JoinHandle<()> {
-        let dir = self.storage.path(&id, attempt, "live");
+        let storage = self.storage.clone();
+        let dir = storage.live_dir(&id, attempt);
         tokio::spawn(async move {
             let mut live = match crate::hls::Live::new(dir, crate::hls::TARGET_SECS, "live/") {
                 Ok(live) => live,
@@ -525,13 +526,15 @@ impl Executor {
             let mut broken = false;
             while let Some(piece) = rx.recv().await {
                 if broken {
-                    let _ = std::fs::remove_file(&piece);
+                    let _ = tokio::fs::remove_file(&piece).await;
                     continue;
                 }
                 let result = tokio::task::spawn_blocking(move || {
+                    let before = live.segment_count();
                     let added = std::fs::read(&piece)
                         .map_err(crate::hls::HlsError::from)
-                        .and_then(|d| live.add_piece(&d));
+                        .and_then(|d| live.add_piece(&d))
+                        .map(|_| live.changed_since(before));
                     let _ = std::fs::remove_file(&piece);
                     (live, added)
                 })
@@ -539,21 +542,37 @@ impl Executor {
                 match result {
                     Ok((l, added)) => {
                         live = l;
-                        if let Err(err) = added {
-                            // A piece the packager cannot take ends live
-                            // playback for this job; the final video is unaffected.
-                            tracing::warn!(%err, "live stream stopped");
-                            broken = true;
+                        match added {
+                            Ok(changed) => {
+                                // Other nodes serve the stream from the
+                                // store; a failed upload only delays it.
+                                if let Err(err) = storage.push_live(&id, attempt, &changed).await {
+                                    tracing::warn!(%err, "cannot upload the live stream");
+                                }
+                            }
+                            Err(err) => {
+                                // A piece the packager cannot take ends live
+                                // playback for this job; the final video is unaffected.
+                                tracing::warn!(%err, "live stream stopped");
+                                broken = true;
+                            }
                         }
                     }
                     Err(_) => return,
                 }
             }
-            if let Err(err) = tokio::task::spawn_blocking(move || live.end())
+            let ended = tokio::task::spawn_blocking(move || live.end())
                 .await
-                .unwrap_or(Ok(()))
-            {
-                tracing::warn!(%err, "cannot end the live stream");
+                .unwrap_or(Ok(()));
+            match ended {
+                Ok(()) => {
+                    let playlist = ["live.m3u8".to_owned()];
+                    if let Err(err) = storage.push_live(&id, attempt, &playlist).await {
+                        tracing::warn!(%err, "cannot upload the live stream");
+                    }
+                    storage.end_live(&id, attempt).await;
+                }
+                Err(err) => tracing::warn!(%err, "cannot end the live stream"),
             }
         })
     }

@@ -130,6 +130,21 @@ pub struct ServeArgs {
     /// Let webhooks reach loopback, private and link-local addresses.
     #[arg(long, env = "MANIMD_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// Where finished files live: a path, file:///path, or
+    /// s3://BUCKET[/prefix]?endpoint=URL&region=NAME (credentials from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+    /// Default: <data dir>/videos.
+    #[arg(long, env = "MANIMD_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
+    /// How videos in object storage reach clients: streamed through this
+    /// server, or a 307 to a presigned URL.
+    #[arg(
+        long,
+        env = "MANIMD_STORAGE_SERVE",
+        value_enum,
+        default_value = "proxy"
+    )]
+    pub storage_serve: crate::storage::ServeMode,
 }
 
 #[derive(Args, Debug)]

@@ -1,5 +1,5 @@
 //! `manimd serve`: the HTTP service on its embedded defaults (SQLite and
-//! local files under the data dir).
+//! local files under the data dir; `--storage` for an S3 bucket).
 
 use std::process::ExitCode;
 
@@ -31,6 +31,8 @@ pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
     opts.max_jobs_per_key = args.max_jobs_per_key;
     opts.webhooks.secret = args.webhook_secret.clone().filter(|s| !s.is_empty());
     opts.webhooks.allow_private = args.webhook_allow_private;
+    opts.storage = args.storage.clone().filter(|s| !s.trim().is_empty());
+    opts.storage_serve = args.storage_serve;
     opts.api_keys = args
         .api_keys
         .iter()

@@ -9,6 +9,7 @@ use axum::Json;
 use crate::api::{ErrorBody, ErrorDetail};
 use crate::render::RenderError;
 use crate::service::ServiceError;
+use crate::storage::StorageError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -206,6 +207,25 @@ impl IntoResponse for ApiError {
                 }
                 ServiceError::NotReady(_) => {
                     (StatusCode::CONFLICT, detail("not-ready", e.to_string()))
+                }
+                ServiceError::Storage(err) => {
+                    tracing::error!(%err, "storage error");
+                    match err {
+                        StorageError::Remote(_) => {
+                            retry_after = Some(5);
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                detail(err.code(), "the file store cannot be reached; retry later"),
+                            )
+                        }
+                        StorageError::NotFound => {
+                            (StatusCode::NOT_FOUND, detail("not-found", "no such file"))
+                        }
+                        StorageError::Url(_) | StorageError::Io(_) => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            detail("internal", "internal error; the server log has the details"),
+                        ),
+                    }
                 }
                 ServiceError::Store(err) => {
                     tracing::error!(%err, "job store error");

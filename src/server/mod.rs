@@ -37,7 +37,7 @@ use crate::pool::{Pool, PoolConfig};
 use crate::render::Renderer;
 use crate::service::{Service, ServiceConfig};
 use crate::spec::Engine;
-use crate::storage::Storage;
+use crate::storage::{ServeMode, Storage};
 use crate::webhooks::{WebhookConfig, Webhooks};
 
 pub use auth::{fingerprint, Auth};
@@ -74,6 +74,12 @@ pub struct ServeOptions {
     /// Queued and running jobs per key.
     pub max_jobs_per_key: u64,
     pub webhooks: WebhookConfig,
+    /// Where finished files live: a path, `file:///path` or
+    /// `s3://bucket[/prefix]?endpoint=…&region=…` (see `Storage::open`);
+    /// `None`: `<data_dir>/videos`.
+    pub storage: Option<String>,
+    /// Stream finished files from the store, or redirect to presigned URLs.
+    pub storage_serve: ServeMode,
 }
 
 impl Default for ServeOptions {
@@ -98,6 +104,8 @@ impl Default for ServeOptions {
             rate_limit_per_minute: 120,
             max_jobs_per_key: 10,
             webhooks: WebhookConfig::default(),
+            storage: None,
+            storage_serve: ServeMode::Proxy,
         }
     }
 }
@@ -192,7 +200,8 @@ pub async fn start(
             "jobs interrupted by the previous process"
         );
     }
-    let storage = Storage::local(config.data_dir.join("videos"))?;
+    let storage = Storage::open(opts.storage.as_deref(), &config.data_dir)?;
+    tracing::info!(storage = storage.kind(), serve = ?opts.storage_serve, "file storage");
     let pool = Pool::new(
         Arc::clone(&renderer),
         PoolConfig {
@@ -230,6 +239,7 @@ pub async fn start(
             max_jobs_per_owner: opts.max_jobs_per_key,
             limits: config.limits.clone(),
             max_body_bytes: opts.max_body_bytes,
+            storage_serve: opts.storage_serve,
         },
         parts,
         Arc::clone(&executor),
