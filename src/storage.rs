@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::signer::Signer;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, RetryConfig};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::jobs::JobId;
@@ -258,7 +258,21 @@ impl Storage {
             } => {
                 let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(&bucket)
-                    .with_region(region.unwrap_or_else(|| "us-east-1".into()));
+                    .with_region(region.unwrap_or_else(|| "us-east-1".into()))
+                    .with_retry(RetryConfig {
+                        // A request waits on the store: fail within seconds
+                        // (503, retry later) rather than the default minutes.
+                        max_retries: 3,
+                        retry_timeout: Duration::from_secs(15),
+                        backoff: Default::default(),
+                    })
+                    .with_client_options(
+                        // The overall limit covers streaming a whole video
+                        // to a slow client through the proxy.
+                        ClientOptions::new()
+                            .with_connect_timeout(Duration::from_secs(5))
+                            .with_timeout(Duration::from_secs(600)),
+                    );
                 if let Some(endpoint) = endpoint {
                     // Custom endpoints (MinIO, moto) expect path-style
                     // requests; plain HTTP is for an endpoint on the LAN.
@@ -473,6 +487,8 @@ impl Storage {
     pub async fn end_live(&self, id: &JobId, attempt: u32) {
         if let Backend::S3(_) = self.backend {
             let _ = tokio::fs::remove_dir_all(self.attempt_dir(id, attempt)).await;
+            // The job's directory too, unless another attempt still uses it.
+            let _ = tokio::fs::remove_dir(self.spool.join(id.as_str())).await;
         }
     }
 
