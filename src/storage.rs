@@ -183,7 +183,12 @@ pub struct Object {
 
 enum Source {
     File(tokio::fs::File),
-    Remote { store: Arc<AmazonS3>, key: Key },
+    Remote {
+        store: Arc<AmazonS3>,
+        key: Key,
+    },
+    /// A small object read whole: one consistent version of it.
+    Memory(Bytes),
 }
 
 /// A stored file's bytes, as they arrive.
@@ -201,6 +206,10 @@ impl Object {
                 file.seek(std::io::SeekFrom::Start(start)).await?;
                 let reader = tokio_util::io::ReaderStream::new(file.take(len));
                 Ok(reader.map_err(StorageError::Io).boxed())
+            }
+            Source::Memory(bytes) => {
+                let part = bytes.slice(start as usize..(start + len) as usize);
+                Ok(futures::stream::once(async { Ok(part) }).boxed())
             }
             // An empty range is an error to S3; there is nothing to fetch.
             Source::Remote { .. } if len == 0 => Ok(futures::stream::empty().boxed()),
@@ -419,6 +428,17 @@ impl Storage {
                 Ok(Object {
                     size: meta.len(),
                     source: Source::File(file),
+                })
+            }
+            // A playlist is overwritten as it grows: a size from one
+            // request and bytes from another could mix two versions, so
+            // it is read whole in one request (it is a few kilobytes).
+            Backend::S3(bucket) if name.ends_with(".m3u8") => {
+                let key = bucket.key(id, attempt, name);
+                let bytes = bucket.store.get(&key).await?.bytes().await?;
+                Ok(Object {
+                    size: bytes.len() as u64,
+                    source: Source::Memory(bytes),
                 })
             }
             Backend::S3(bucket) => {
