@@ -272,10 +272,12 @@ impl Executor {
         let _ = progress_task.await;
         // The live stream is complete (EXT-X-ENDLIST) before the job ends.
         let _ = live_task.await;
-        heartbeat.abort();
         let reason = *stop_rx.borrow();
+        // The lease stays alive while the files are published: an upload
+        // to a bucket can outlast it.
         self.record(&job, attempt, outcome, reason, warm_start)
             .await;
+        heartbeat.abort();
         let _ = std::fs::remove_dir_all(&scratch);
         self.running.lock().expect("running lock").remove(&id);
         self.busy.fetch_sub(1, Ordering::Relaxed);
