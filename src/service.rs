@@ -408,10 +408,10 @@ impl Service {
         match self.store.cancel(id).await? {
             None => Err(ServiceError::NotFound),
             Some(status) if status.is_terminal() => {
+                // Files first: if the store fails, the record stays and the
+                // delete can be retried, rather than orphaning the files.
+                self.storage.delete(id).await?;
                 self.store.delete(id).await?;
-                if let Err(err) = self.storage.delete(id).await {
-                    tracing::error!(%id, %err, "cannot delete a job's files");
-                }
                 Ok(None)
             }
             Some(JobStatus::Running) => {
@@ -633,13 +633,18 @@ impl Service {
     pub async fn expire(&self, retention: Duration) -> Result<usize, ServiceError> {
         let before = crate::jobs::now_ms() - retention.as_millis() as i64;
         let ids = self.store.expired(before).await?;
+        let mut deleted = 0;
         for id in &ids {
-            self.store.delete(id).await?;
+            // Files first; a job whose files cannot be deleted now is kept
+            // and tried again at the next expiry run.
             if let Err(err) = self.storage.delete(id).await {
                 tracing::error!(%id, %err, "cannot delete an expired job's files");
+                continue;
             }
+            self.store.delete(id).await?;
+            deleted += 1;
         }
-        Ok(ids.len())
+        Ok(deleted)
     }
 }
 

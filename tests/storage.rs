@@ -325,6 +325,14 @@ async fn redirect_mode_sends_presigned_urls_and_an_unreachable_store_is_a_503() 
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "storage-unavailable", "{body}");
     assert!(started.elapsed() < Duration::from_secs(30));
+    // A delete that cannot reach the files keeps the job, to be retried.
+    let r = node
+        .client
+        .delete(format!("{}/v1/renders/{id}", node.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         node.json(&format!("/v1/renders/{id}")).await["status"],
         "succeeded"

@@ -111,6 +111,7 @@ pub async fn get(
     responses(
         (status = 200, description = "Canceled (queued) or being stopped (running)", body = JobView),
         (status = 204, description = "Deleted"),
+        (status = 503, description = "The file store cannot be reached; nothing was deleted", body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(svc): State<AppState>,
