@@ -512,6 +512,21 @@ impl Storage {
         }
     }
 
+    /// Removes live streams a previous process left half-uploaded. Only
+    /// with a bucket: on local disk the spool holds the published files.
+    pub async fn reap_spool(&self) -> Result<(), StorageError> {
+        if let Backend::S3(_) = self.backend {
+            let spool = self.spool.clone();
+            blocking(move || {
+                std::fs::remove_dir_all(&spool)?;
+                std::fs::create_dir_all(&spool)?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// The stored files of a job, as `<attempt>/<name>`, sorted.
     pub async fn list(&self, id: &JobId) -> Result<Vec<String>, StorageError> {
         let mut names = match &self.backend {
@@ -749,5 +764,26 @@ mod tests {
             Err(StorageError::NotFound)
         ));
         assert!(storage.object(&b, 1, "output.mp4").await.is_ok());
+        storage.reap_spool().await.unwrap();
+        assert!(
+            storage.object(&b, 1, "output.mp4").await.is_ok(),
+            "local files are kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bucket_needs_no_connection_to_open_and_its_spool_is_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "s3://bucket/p?endpoint=http://127.0.0.1:9&region=eu-west-1";
+        let storage = Storage::open(Some(url), dir.path()).unwrap();
+        assert_eq!(storage.kind(), "s3");
+        let id = JobId::new();
+        let live = storage.live_dir(&id, 1);
+        std::fs::create_dir_all(&live).unwrap();
+        std::fs::write(live.join("seg-0.m4s"), b"x").unwrap();
+        assert!(live.starts_with(dir.path().join("live-spool")));
+        storage.reap_spool().await.unwrap();
+        assert!(!live.exists());
+        assert!(dir.path().join("live-spool").is_dir());
     }
 }

@@ -201,6 +201,8 @@ pub async fn start(
         );
     }
     let storage = Storage::open(opts.storage.as_deref(), &config.data_dir)?;
+    // Like the scratch files: live streams of renders that were running.
+    storage.reap_spool().await?;
     tracing::info!(storage = storage.kind(), serve = ?opts.storage_serve, "file storage");
     let pool = Pool::new(
         Arc::clone(&renderer),
