@@ -339,3 +339,22 @@ async fn redirect_mode_sends_presigned_urls_and_an_unreachable_store_is_a_503() 
     );
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_bad_storage_url_stops_the_server_at_start_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--warm-pool", "0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("MANIMD_STORAGE", "s3://renders?endpoint=ftp://127.0.0.1")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid storage URL: endpoint is an http:// or https:// URL"),
+        "{stderr}"
+    );
+}

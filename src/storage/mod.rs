@@ -67,8 +67,8 @@ pub enum ServeMode {
     /// The server streams the object (ranges, ETag) like a local file.
     #[default]
     Proxy,
-    /// `307` to a presigned GET URL valid for [`PRESIGN_EXPIRY`]. Local
-    /// storage has no such URL and is proxied.
+    /// `307` to a presigned GET URL valid 15 minutes (videos and
+    /// thumbnails in a bucket; local storage is proxied).
     Redirect,
 }
 
