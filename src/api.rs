@@ -219,6 +219,16 @@ pub struct Health {
     pub memory: Memory,
     pub workers: Workers,
     pub queue: Queue,
+    pub storage: StorageInfo,
+}
+
+/// Where finished files are kept (never an address or a credential).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StorageInfo {
+    /// `local` or `s3`.
+    pub backend: String,
+    /// `proxy` (streamed by this server) or `redirect` (presigned URLs).
+    pub serve: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

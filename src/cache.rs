@@ -53,15 +53,15 @@ pub fn key(p: &KeyParts) -> String {
 /// Gives job `to` the published files of the finished job `from` and
 /// returns `to`'s result, marked as a cache hit. Fails when `from`'s files
 /// are gone (it was deleted): then it is a miss.
-pub fn share(
+pub async fn share(
     storage: &crate::storage::Storage,
     from: &crate::jobs::Job,
     to: &crate::jobs::JobId,
-) -> std::io::Result<crate::jobs::JobResult> {
+) -> Result<crate::jobs::JobResult, crate::storage::StorageError> {
     let result = from
         .result
         .as_ref()
-        .ok_or_else(|| std::io::Error::other("the cached job has no result"))?;
+        .ok_or(crate::storage::StorageError::NotFound)?;
     let output = format!("output.{}", result.format.extension());
     let mut names = vec![output.as_str()];
     if result.has_thumbnail {
@@ -70,7 +70,7 @@ pub fn share(
     if result.narration.is_some() {
         names.push(crate::narration::SUBTITLES_FILE);
     }
-    storage.share(&from.id, result.attempt, to, &names)?;
+    storage.share(&from.id, result.attempt, to, &names).await?;
     Ok(crate::jobs::JobResult {
         attempt: 1,
         cache_hit: true,

@@ -303,10 +303,12 @@ impl Executor {
         let _ = progress_task.await;
         // The live stream is complete (EXT-X-ENDLIST) before the job ends.
         let _ = live_task.await;
-        heartbeat.abort();
         let reason = *stop_rx.borrow();
+        // The lease stays alive while the files are published: an upload
+        // to a bucket can outlast it.
         self.record(&job, attempt, outcome, reason, warm_start)
             .await;
+        heartbeat.abort();
         let _ = std::fs::remove_dir_all(&scratch);
         self.running.lock().expect("running lock").remove(&id);
         self.busy.fetch_sub(1, Ordering::Relaxed);
@@ -338,7 +340,7 @@ impl Executor {
                 if let Some(n) = &r.narration {
                     files.push((n.subtitles.as_path(), crate::narration::SUBTITLES_FILE));
                 }
-                if let Err(err) = self.storage.publish(id, attempt, &files) {
+                if let Err(err) = self.storage.publish(id, attempt, &files).await {
                     tracing::error!(%err, "cannot publish the render");
                     let e = serde_json::json!({"code": "internal", "message": "internal error; the server log has the details"});
                     (JobStatus::Failed, Some(e), None, r.wall.as_secs_f64())
@@ -442,7 +444,7 @@ impl Executor {
         let Ok(Some(source)) = self.store.cached(key).await else {
             return false;
         };
-        let Ok(result) = crate::cache::share(&self.storage, &source, &job.id) else {
+        let Ok(result) = crate::cache::share(&self.storage, &source, &job.id).await else {
             return false;
         };
         if let Ok(true) = self
@@ -490,7 +492,7 @@ impl Executor {
         };
         for id in followers {
             let done = match &source {
-                Some(source) => match crate::cache::share(&self.storage, source, &id) {
+                Some(source) => match crate::cache::share(&self.storage, source, &id).await {
                     Ok(result) => {
                         self.store
                             .finish_follower(&id, JobStatus::Succeeded, None, Some(&result))
@@ -554,7 +556,8 @@ impl Executor {
         attempt: u32,
         mut rx: mpsc::UnboundedReceiver<std::path::PathBuf>,
     ) -> tokio::task::JoinHandle<()> {
-        let dir = self.storage.path(&id, attempt, "live");
+        let storage = self.storage.clone();
+        let dir = storage.live_dir(&id, attempt);
         tokio::spawn(async move {
             let mut live = match crate::hls::Live::new(dir, crate::hls::TARGET_SECS, "live/") {
                 Ok(live) => live,
@@ -563,13 +566,15 @@ impl Executor {
             let mut broken = false;
             while let Some(piece) = rx.recv().await {
                 if broken {
-                    let _ = std::fs::remove_file(&piece);
+                    let _ = tokio::fs::remove_file(&piece).await;
                     continue;
                 }
                 let result = tokio::task::spawn_blocking(move || {
+                    let before = live.segment_count();
                     let added = std::fs::read(&piece)
                         .map_err(crate::hls::HlsError::from)
-                        .and_then(|d| live.add_piece(&d));
+                        .and_then(|d| live.add_piece(&d))
+                        .map(|_| live.changed_since(before));
                     let _ = std::fs::remove_file(&piece);
                     (live, added)
                 })
@@ -577,21 +582,37 @@ impl Executor {
                 match result {
                     Ok((l, added)) => {
                         live = l;
-                        if let Err(err) = added {
-                            // A piece the packager cannot take ends live
-                            // playback for this job; the final video is unaffected.
-                            tracing::warn!(%err, "live stream stopped");
-                            broken = true;
+                        match added {
+                            Ok(changed) => {
+                                // Other nodes serve the stream from the
+                                // store; a failed upload only delays it.
+                                if let Err(err) = storage.push_live(&id, attempt, &changed).await {
+                                    tracing::warn!(%err, "cannot upload the live stream");
+                                }
+                            }
+                            Err(err) => {
+                                // A piece the packager cannot take ends live
+                                // playback for this job; the final video is unaffected.
+                                tracing::warn!(%err, "live stream stopped");
+                                broken = true;
+                            }
                         }
                     }
                     Err(_) => return,
                 }
             }
-            if let Err(err) = tokio::task::spawn_blocking(move || live.end())
+            let ended = tokio::task::spawn_blocking(move || live.end())
                 .await
-                .unwrap_or(Ok(()))
-            {
-                tracing::warn!(%err, "cannot end the live stream");
+                .unwrap_or(Ok(()));
+            match ended {
+                Ok(()) => {
+                    let playlist = ["live.m3u8".to_owned()];
+                    if let Err(err) = storage.push_live(&id, attempt, &playlist).await {
+                        tracing::warn!(%err, "cannot upload the live stream");
+                    }
+                    storage.end_live(&id, attempt).await;
+                }
+                Err(err) => tracing::warn!(%err, "cannot end the live stream"),
             }
         })
     }

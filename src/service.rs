@@ -17,7 +17,7 @@ use crate::metrics::{self, Metrics};
 use crate::pool::Pool;
 use crate::render::{RenderError, Renderer};
 use crate::spec::{Engine, Format, Quality, RenderSpec, SceneName, MAX_FPS};
-use crate::storage::Storage;
+use crate::storage::{Object, ServeMode, Storage, StorageError};
 use crate::webhooks::Webhooks;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,8 @@ pub enum ServiceError {
     NoSubtitles(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
@@ -62,6 +64,16 @@ pub struct ServiceConfig {
     pub max_jobs_per_owner: u64,
     pub limits: Limits,
     pub max_body_bytes: u64,
+    /// Whether finished files are streamed or redirected to the store.
+    pub storage_serve: ServeMode,
+}
+
+/// How a finished file reaches the client.
+pub enum Delivery {
+    /// Its bytes, streamed by this server.
+    Stream(Object),
+    /// A presigned URL of the object store.
+    Redirect(String),
 }
 
 pub struct Service {
@@ -290,7 +302,7 @@ impl Service {
             return Ok(None);
         };
         let id = JobId::new();
-        let Ok(result) = cache::share(&self.storage, &source, &id) else {
+        let Ok(result) = cache::share(&self.storage, &source, &id).await else {
             return Ok(None);
         };
         let new = NewJob {
@@ -411,10 +423,10 @@ impl Service {
         match self.store.cancel(id).await? {
             None => Err(ServiceError::NotFound),
             Some(status) if status.is_terminal() => {
+                // Files first: if the store fails, the record stays and the
+                // delete can be retried, rather than orphaning the files.
+                self.storage.delete(id).await?;
                 self.store.delete(id).await?;
-                if let Err(err) = self.storage.delete(id) {
-                    tracing::error!(%id, %err, "cannot delete a job's files");
-                }
                 Ok(None)
             }
             Some(JobStatus::Running) => {
@@ -458,13 +470,16 @@ impl Service {
         }
     }
 
-    /// The published file `name` of a finished job, with its content type.
+    /// The video (or thumbnail) of a finished job, with its content type:
+    /// a redirect to the store when configured and `may_redirect`, else
+    /// the opened file.
     pub async fn file(
         &self,
         id: &JobId,
         thumbnail: bool,
         owner: Option<&str>,
-    ) -> Result<(std::path::PathBuf, String, Job), ServiceError> {
+        may_redirect: bool,
+    ) -> Result<(Delivery, String, Job), ServiceError> {
         let job = self.get(id, owner).await?;
         let result = job
             .result
@@ -485,11 +500,19 @@ impl Service {
                 result.content_type.clone(),
             )
         };
-        Ok((
-            self.storage.path(id, result.attempt, &name),
-            content_type,
-            job,
-        ))
+        let attempt = result.attempt;
+        if may_redirect && self.cfg.storage_serve == ServeMode::Redirect {
+            let expiry = crate::storage::PRESIGN_EXPIRY;
+            if let Some(url) = self.storage.presign(id, attempt, &name, expiry).await? {
+                return Ok((Delivery::Redirect(url), content_type, job));
+            }
+        }
+        let object = match self.storage.object(id, attempt, &name).await {
+            // The record is there but its files are gone: deleted meanwhile.
+            Err(StorageError::NotFound) => return Err(ServiceError::NotFound),
+            other => other?,
+        };
+        Ok((Delivery::Stream(object), content_type, job))
     }
 
     /// The WebVTT subtitles of a narrated job that succeeded.
@@ -497,7 +520,7 @@ impl Service {
         &self,
         id: &JobId,
         owner: Option<&str>,
-    ) -> Result<(std::path::PathBuf, Job), ServiceError> {
+    ) -> Result<(Object, Job), ServiceError> {
         let job = self.get(id, owner).await?;
         if !job.spec.narration {
             return Err(ServiceError::NoSubtitles(
@@ -509,10 +532,15 @@ impl Service {
                 "the render has not succeeded (yet), so it has no subtitles",
             ));
         };
-        let path = self
+        let object = match self
             .storage
-            .path(id, result.attempt, crate::narration::SUBTITLES_FILE);
-        Ok((path, job))
+            .object(id, result.attempt, crate::narration::SUBTITLES_FILE)
+            .await
+        {
+            Err(StorageError::NotFound) => return Err(ServiceError::NotFound),
+            other => other?,
+        };
+        Ok((object, job))
     }
 
     /// A file of the job's live stream (`live.m3u8`, `init.mp4`, `seg-N.m4s`)
@@ -522,22 +550,26 @@ impl Service {
         id: &JobId,
         name: &str,
         owner: Option<&str>,
-    ) -> Result<(std::path::PathBuf, &'static str, Job), ServiceError> {
+    ) -> Result<(Object, &'static str, Job), ServiceError> {
         if !crate::hls::is_stream_file(name) {
             return Err(ServiceError::NotFound);
         }
         let job = self.get(id, owner).await?;
         let attempt = job.result.as_ref().map_or(job.attempts, |r| r.attempt);
-        let path = self.storage.path(id, attempt, "live").join(name);
-        if !path.is_file() {
-            return Err(ServiceError::NotReady("live stream"));
-        }
+        let object = match self
+            .storage
+            .object(id, attempt, &format!("live/{name}"))
+            .await
+        {
+            Err(StorageError::NotFound) => return Err(ServiceError::NotReady("live stream")),
+            other => other?,
+        };
         let content_type = match name {
             "live.m3u8" => "application/vnd.apple.mpegurl",
             "init.mp4" => "video/mp4",
             _ => "video/iso.segment",
         };
-        Ok((path, content_type, job))
+        Ok((object, content_type, job))
     }
 
     pub async fn health(&self) -> Result<api::Health, ServiceError> {
@@ -567,6 +599,13 @@ impl Service {
             queue: api::Queue {
                 depth: self.store.count(JobStatus::Queued).await?,
                 capacity: self.cfg.queue_capacity,
+            },
+            storage: api::StorageInfo {
+                backend: self.storage.kind().into(),
+                serve: match self.cfg.storage_serve {
+                    ServeMode::Proxy => "proxy".into(),
+                    ServeMode::Redirect => "redirect".into(),
+                },
             },
         })
     }
@@ -652,13 +691,18 @@ impl Service {
     pub async fn expire(&self, retention: Duration) -> Result<usize, ServiceError> {
         let before = crate::jobs::now_ms() - retention.as_millis() as i64;
         let ids = self.store.expired(before).await?;
+        let mut deleted = 0;
         for id in &ids {
-            self.store.delete(id).await?;
-            if let Err(err) = self.storage.delete(id) {
+            // Files first; a job whose files cannot be deleted now is kept
+            // and tried again at the next expiry run.
+            if let Err(err) = self.storage.delete(id).await {
                 tracing::error!(%id, %err, "cannot delete an expired job's files");
+                continue;
             }
+            self.store.delete(id).await?;
+            deleted += 1;
         }
-        Ok(ids.len())
+        Ok(deleted)
     }
 }
 

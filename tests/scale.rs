@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::pg::Postgres;
+use common::s3::S3Server;
 use manimd::jobs::{JobId, JobStatus, NewJob, Store};
 use manimd::spec::{Encoding, Engine, Format, Quality, RenderSpec};
 
@@ -110,10 +111,17 @@ struct Node {
 }
 
 impl Node {
-    async fn spawn(role: &str, data: &std::path::Path, shared: &[String]) -> Node {
+    async fn spawn(role: &str, data: &std::path::Path, cluster: &Cluster) -> Node {
         use tokio::io::AsyncBufReadExt;
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"));
-        cmd.arg(role).arg("--data-dir").arg(data).args(shared);
+        cmd.arg(role).arg("--data-dir").arg(data);
+        cmd.args([
+            "--database",
+            &cluster.pg.url,
+            "--storage",
+            &cluster.s3.url("cluster"),
+        ]);
+        cmd.envs(cluster.s3.env());
         match role {
             "serve" => cmd.args([
                 "--addr",
@@ -250,14 +258,22 @@ fn scene(tag: &str, sleep_secs: u32) -> String {
     )
 }
 
+/// What the nodes share: a PostgreSQL and an S3-compatible server.
+struct Cluster {
+    pg: Postgres,
+    s3: S3Server,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_api_nodes_and_two_workers_share_jobs_events_cancels_and_survive_a_killed_worker() {
-    let pg = Postgres::start();
+    let shared = Cluster {
+        pg: Postgres::start(),
+        s3: S3Server::start("cluster").await,
+    };
     let dir = tempfile::Builder::new()
         .prefix("manimd-scale-")
         .tempdir()
         .unwrap();
-    let shared = vec!["--database".to_owned(), pg.url.clone()];
     let data: Vec<_> = ["a", "b", "w1", "w2"].map(|n| dir.path().join(n)).into();
     let (api_a, api_b, w1, w2) = tokio::join!(
         Node::spawn("serve", &data[0], &shared),
@@ -278,11 +294,57 @@ async fn two_api_nodes_and_two_workers_share_jobs_events_cancels_and_survive_a_k
         let job = wait_for(&client, other, id, &["succeeded", "failed", "canceled"]).await;
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(job["attempts"], 1, "rendered once: {job}");
+        // The worker uploaded it; the other API node serves it from the bucket.
+        let bytes = client
+            .get(format!("{}/v1/renders/{id}/video", other.url()))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let file = dir.path().join(format!("{id}.mp4"));
+        std::fs::write(&file, &bytes).unwrap();
+        let p = common::probe(&file).await;
+        assert_eq!(
+            (p.codec.as_str(), p.width, p.height),
+            ("h264", 854, 480),
+            "{p:?}"
+        );
+        assert!(p.duration > 0.5 && p.frames >= 9, "{p:?}");
     }
 
-    // Events of a job submitted to A reach a client connected to B.
-    let id = submit(&client, &api_a, &scene("events", 1)).await;
+    // Events of a job submitted to A reach a client connected to B, and
+    // B serves its live stream, which a worker uploads as it grows.
+    let id = submit(&client, &api_a, &scene("events", 3)).await;
+    let live = {
+        let (client, url, id) = (client.clone(), api_b.url().to_owned(), id.clone());
+        tokio::spawn(async move {
+            for _ in 0..600 {
+                let r = client
+                    .get(format!("{url}/v1/renders/{id}/live.m3u8"))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == reqwest::StatusCode::OK {
+                    let text = r.text().await.unwrap();
+                    if text.contains("seg-0.m4s") {
+                        let job = get(&client, &format!("{url}/v1/renders/{id}")).await;
+                        return (text, job["status"].as_str().unwrap_or("").to_owned());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("no live segment");
+        })
+    };
     let seen = events(&client, &api_b, &id).await;
+    let (playlist, status_then) = live.await.unwrap();
+    assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
+    assert_eq!(
+        status_then, "running",
+        "the first segment was served before the job ended"
+    );
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
     assert!(
         names.contains(&"progress"),

@@ -78,6 +78,12 @@ pub struct NodeArgs {
     /// other nodes. Default: SQLite in the data dir.
     #[arg(long, env = "MANIMD_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
+    /// Where finished files live: a path, file:///path, or
+    /// s3://BUCKET[/prefix]?endpoint=URL&region=NAME (credentials from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+    /// Default: <data dir>/videos.
+    #[arg(long, env = "MANIMD_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
     /// Concurrent renders. Default: one per core (`serve` may take 0: an API
     /// node that leaves rendering to `manimd worker` nodes).
     #[arg(long, env = "MANIMD_WORKERS")]
@@ -148,6 +154,15 @@ pub struct ServeArgs {
     /// Listen beyond loopback without API keys (anyone who reaches the port can render).
     #[arg(long, env = "MANIMD_ALLOW_REMOTE")]
     pub allow_remote: bool,
+    /// How videos in object storage reach clients: streamed through this
+    /// server, or a 307 to a presigned URL.
+    #[arg(
+        long,
+        env = "MANIMD_STORAGE_SERVE",
+        value_enum,
+        default_value = "proxy"
+    )]
+    pub storage_serve: crate::storage::ServeMode,
 }
 
 #[derive(Args, Debug)]

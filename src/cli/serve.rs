@@ -30,6 +30,7 @@ fn node_options(config: &Config, args: &NodeArgs) -> (Config, ServeOptions) {
     opts.warm_idle = std::time::Duration::from_secs(args.warm_idle_secs);
     opts.webhooks.secret = args.webhook_secret.clone().filter(|s| !s.is_empty());
     opts.webhooks.allow_private = args.webhook_allow_private;
+    opts.storage = args.storage.clone().filter(|s| !s.trim().is_empty());
     (config, opts)
 }
 
@@ -45,6 +46,7 @@ pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
     opts.max_body_bytes = args.max_body_bytes;
     opts.rate_limit_per_minute = args.rate_limit_per_minute;
     opts.max_jobs_per_key = args.max_jobs_per_key;
+    opts.storage_serve = args.storage_serve;
     opts.api_keys = args
         .api_keys
         .iter()

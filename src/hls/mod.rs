@@ -144,6 +144,26 @@ impl Live {
         p
     }
 
+    /// The files that changed since the stream had `before` segments, in
+    /// an order safe to publish: media before the playlist that names it.
+    pub fn changed_since(&self, before: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        if before == 0 && self.first.is_some() {
+            names.push("init.mp4".to_owned());
+        }
+        names.extend(
+            self.segments[before.min(self.segments.len())..]
+                .iter()
+                .map(|(n, _)| n.clone()),
+        );
+        names.push("live.m3u8".to_owned());
+        names
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
     /// Seconds of video in the playlist.
     pub fn duration(&self) -> f64 {
         self.segments.iter().map(|(_, d)| d).sum()

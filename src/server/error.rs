@@ -9,6 +9,7 @@ use axum::Json;
 use crate::api::{ErrorBody, ErrorDetail};
 use crate::render::RenderError;
 use crate::service::ServiceError;
+use crate::storage::StorageError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -209,6 +210,25 @@ impl IntoResponse for ApiError {
                 }
                 ServiceError::NoSubtitles(_) => {
                     (StatusCode::NOT_FOUND, detail("no-subtitles", e.to_string()))
+                }
+                ServiceError::Storage(err) => {
+                    tracing::error!(%err, "storage error");
+                    match err {
+                        StorageError::Remote(_) => {
+                            retry_after = Some(5);
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                detail(err.code(), "the file store cannot be reached; retry later"),
+                            )
+                        }
+                        StorageError::NotFound => {
+                            (StatusCode::NOT_FOUND, detail("not-found", "no such file"))
+                        }
+                        StorageError::Url(_) | StorageError::Io(_) => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            detail("internal", "internal error; the server log has the details"),
+                        ),
+                    }
                 }
                 ServiceError::Store(err) => {
                     tracing::error!(%err, "job store error");

@@ -1,12 +1,15 @@
 //! Serving finished files: ETag, conditional GET, one byte range, and
 //! headers that keep browsers from treating them as anything but media.
+//! The bytes come from a storage `Object` (a local file or an object in a
+//! bucket), so both backends answer ranges the same way.
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::error::ApiError;
+use crate::service::ServiceError;
+use crate::storage::Object;
 
 /// A single requested byte range, resolved against the file size.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,21 +75,14 @@ fn etag_matches(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
 
 /// Answers a GET for a published file.
 pub async fn serve(
-    path: &std::path::Path,
+    object: Object,
     content_type: &str,
     etag: String,
     download_name: &str,
     cache_control: &str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| ApiError::Internal(format!("cannot open {}: {e}", path.display())))?;
-    let size = file
-        .metadata()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .len();
+    let size = object.size();
     let base = |status: StatusCode| {
         Response::builder()
             .status(status)
@@ -121,10 +117,11 @@ pub async fn serve(
             return Ok(r);
         }
     };
-    file.seek(std::io::SeekFrom::Start(start))
+    let stream = object
+        .read(start, len)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(len)));
+        .map_err(|e| ApiError::Service(ServiceError::Storage(e)))?;
+    let body = Body::from_stream(stream);
     let mut builder = base(status).header(header::CONTENT_LENGTH, len);
     if status == StatusCode::PARTIAL_CONTENT {
         builder = builder.header(

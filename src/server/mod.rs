@@ -38,7 +38,7 @@ use crate::pool::{Pool, PoolConfig};
 use crate::render::Renderer;
 use crate::service::{Service, ServiceConfig};
 use crate::spec::Engine;
-use crate::storage::Storage;
+use crate::storage::{ServeMode, Storage};
 use crate::webhooks::{WebhookConfig, Webhooks};
 
 pub use auth::{fingerprint, Auth};
@@ -78,6 +78,12 @@ pub struct ServeOptions {
     /// `postgres://...` to share jobs with other nodes; `None`: SQLite in
     /// the data dir.
     pub database: Option<String>,
+    /// Where finished files live: a path, `file:///path` or
+    /// `s3://bucket[/prefix]?endpoint=…&region=…` (see `Storage::open`);
+    /// `None`: `<data_dir>/videos`.
+    pub storage: Option<String>,
+    /// Stream finished files from the store, or redirect to presigned URLs.
+    pub storage_serve: ServeMode,
 }
 
 impl Default for ServeOptions {
@@ -103,6 +109,8 @@ impl Default for ServeOptions {
             max_jobs_per_key: 10,
             webhooks: WebhookConfig::default(),
             database: None,
+            storage: None,
+            storage_serve: ServeMode::Proxy,
         }
     }
 }
@@ -215,7 +223,10 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
             "jobs interrupted by the previous process"
         );
     }
-    let storage = Storage::local(config.data_dir.join("videos"))?;
+    let storage = Storage::open(opts.storage.as_deref(), &config.data_dir)?;
+    // Like the scratch files: live streams of renders that were running.
+    storage.reap_spool().await?;
+    tracing::info!(storage = storage.kind(), serve = ?opts.storage_serve, "file storage");
     let pool = Pool::new(
         Arc::clone(&renderer),
         PoolConfig {
@@ -257,6 +268,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
             max_jobs_per_owner: opts.max_jobs_per_key,
             limits: config.limits.clone(),
             max_body_bytes: opts.max_body_bytes,
+            storage_serve: opts.storage_serve,
         },
         parts,
         Arc::clone(&executor),

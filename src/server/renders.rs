@@ -18,6 +18,7 @@ use super::{media, AppState};
 use crate::api::{ErrorBody, JobList, JobView, LegacyRenderRequest, RenderRequest};
 use crate::events::JobEvent;
 use crate::jobs::{JobId, JobStatus};
+use crate::service::Delivery;
 
 /// Submit a render.
 #[utoipa::path(post, path = "/v1/renders", request_body = RenderRequest, tag = "renders",
@@ -110,6 +111,7 @@ pub async fn get(
     responses(
         (status = 200, description = "Canceled (queued) or being stopped (running)", body = JobView),
         (status = 204, description = "Deleted"),
+        (status = 503, description = "The file store cannot be reached; nothing was deleted", body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(svc): State<AppState>,
@@ -189,8 +191,24 @@ async fn file(
     thumbnail: bool,
     caller: &Caller,
     headers: &HeaderMap,
+    may_redirect: bool,
 ) -> Result<Response, ApiError> {
-    let (path, content_type, job) = svc.file(id, thumbnail, caller.owner()).await?;
+    let (delivery, content_type, job) = svc
+        .file(id, thumbnail, caller.owner(), may_redirect)
+        .await?;
+    let object = match delivery {
+        Delivery::Stream(object) => object,
+        Delivery::Redirect(url) => {
+            return Ok((
+                StatusCode::TEMPORARY_REDIRECT,
+                [
+                    (header::LOCATION, url),
+                    (header::CACHE_CONTROL, "private, no-store".to_owned()),
+                ],
+            )
+                .into_response())
+        }
+    };
     let result = job.result.as_ref().expect("a finished job");
     let ext = if thumbnail {
         "png"
@@ -201,7 +219,7 @@ async fn file(
     let etag = format!("\"{id}-{}-{kind}\"", result.attempt);
     let name = format!("manimd-{id}.{ext}");
     media::serve(
-        &path,
+        object,
         &content_type,
         etag,
         &name,
@@ -215,28 +233,32 @@ async fn file(
 #[utoipa::path(get, path = "/v1/renders/{id}/video", tag = "renders",
     params(("id" = String, Path, description = "32 hex digits")),
     responses((status = 200, description = "The file"), (status = 206, description = "A byte range"),
-              (status = 304, description = "Not modified"), (status = 409, description = "Not finished", body = ErrorBody),
-              (status = 416, body = ErrorBody)))]
+              (status = 304, description = "Not modified"),
+              (status = 307, description = "With `--storage-serve redirect`: Location is a presigned URL of the object store, valid 15 minutes"),
+              (status = 409, description = "Not finished", body = ErrorBody),
+              (status = 416, body = ErrorBody), (status = 503, description = "The object store cannot be reached", body = ErrorBody)))]
 pub async fn video(
     State(svc): State<AppState>,
     caller: Caller,
     Id(id): Id,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    file(&svc, &id, false, &caller, &headers).await
+    file(&svc, &id, false, &caller, &headers, true).await
 }
 
 /// A PNG of the last frame.
 #[utoipa::path(get, path = "/v1/renders/{id}/thumbnail", tag = "renders",
     params(("id" = String, Path, description = "32 hex digits")),
-    responses((status = 200, description = "image/png", content_type = "image/png"), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "image/png", content_type = "image/png"),
+              (status = 307, description = "With `--storage-serve redirect`: Location is a presigned URL of the object store"),
+              (status = 409, body = ErrorBody)))]
 pub async fn thumbnail(
     State(svc): State<AppState>,
     caller: Caller,
     Id(id): Id,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    file(&svc, &id, true, &caller, &headers).await
+    file(&svc, &id, true, &caller, &headers, true).await
 }
 
 /// WebVTT subtitles of a narrated render: one cue per `narrate()` line.
@@ -250,12 +272,12 @@ pub async fn subtitles(
     Id(id): Id,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (path, job) = svc.subtitles(&id, caller.owner()).await?;
+    let (object, job) = svc.subtitles(&id, caller.owner()).await?;
     let attempt = job.result.as_ref().map_or(0, |r| r.attempt);
     let etag = format!("\"{id}-{attempt}-subtitles\"");
     let name = format!("manimd-{id}.vtt");
     media::serve(
-        &path,
+        object,
         "text/vtt; charset=utf-8",
         etag,
         &name,
@@ -301,18 +323,17 @@ async fn live(
     caller: &Caller,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (path, content_type, _) = svc.live_file(id, name, caller.owner()).await?;
+    let (object, content_type, _) = svc.live_file(id, name, caller.owner()).await?;
     // Segments never change once written; the playlist changes until the end.
     let (cache, etag) = if name == "live.m3u8" {
-        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        ("no-cache", format!("\"{id}-live-{len}\""))
+        ("no-cache", format!("\"{id}-live-{}\"", object.size()))
     } else {
         (
             "public, max-age=31536000, immutable",
             format!("\"{id}-{name}\""),
         )
     };
-    media::serve(&path, content_type, etag, name, cache, headers).await
+    media::serve(object, content_type, etag, name, cache, headers).await
 }
 
 /// The replaced system's synchronous call: the video bytes as the response.
@@ -339,7 +360,8 @@ pub async fn legacy_render(
         .await?;
     let job = svc.wait(&job.id, caller.owner()).await?;
     match job.status {
-        JobStatus::Succeeded => file(&svc, &job.id, false, &caller, &headers).await,
+        // The synchronous call's clients expect the bytes in the response.
+        JobStatus::Succeeded => file(&svc, &job.id, false, &caller, &headers, false).await,
         _ => Err(ApiError::JobFailed(job.error.unwrap_or_else(
             || serde_json::json!({"code": "canceled", "message": "the job was canceled"}),
         ))),

@@ -14,6 +14,8 @@ use manimd::render::{Progress, RenderError, Rendered, Renderer};
 use manimd::sandbox::cgroup::Hierarchy;
 use manimd::spec::{Engine, Format, Quality, RenderSpec};
 
+pub mod s3;
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub config: Config,
