@@ -2,6 +2,8 @@
 //! list, cancel or delete, wait. Handlers call one of these and map the
 //! result; nothing here knows about status codes.
 
+mod generations;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use crate::events::{Hub, JobEvent};
 use crate::executor::Executor;
 use crate::jobs::{Job, JobId, JobStatus, NewJob, Page, Store, StoreError};
 use crate::limits::Limits;
+use crate::llm::{Llm, LlmError};
 use crate::metrics::{self, Metrics};
 use crate::pool::Pool;
 use crate::render::{RenderError, Renderer};
@@ -43,6 +46,13 @@ pub enum ServiceError {
     NotReady(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The model provider failed, or none is configured.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// No attempt at code passed its checks; the typed error as JSON
+    /// (`generation-failed`, with the last attempt's error).
+    #[error("{}", .0["message"].as_str().unwrap_or("generation failed"))]
+    GenerationFailed(serde_json::Value),
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
@@ -71,6 +81,7 @@ pub struct Service {
     pub hub: Arc<Hub>,
     pub storage: Storage,
     pub metrics: Arc<Metrics>,
+    pub llm: Arc<Llm>,
     pub started: Instant,
     draining: AtomicBool,
 }
@@ -85,6 +96,7 @@ impl Service {
             hub,
             storage,
             metrics,
+            llm,
         } = parts;
         Service {
             cfg,
@@ -96,6 +108,7 @@ impl Service {
             hub,
             storage,
             metrics,
+            llm,
             started: Instant::now(),
             draining: AtomicBool::new(false),
         }
@@ -247,6 +260,7 @@ impl Service {
             fps: req.fps,
             seed: req.seed,
             encoding,
+            narration: req.narration.unwrap_or_default(),
         };
         let job = self
             .store
@@ -581,6 +595,7 @@ impl Service {
             sandbox: api::SandboxInfo {
                 cgroup_version: self.renderer.sandbox().cgroup_version(),
             },
+            generation: self.llm.is_configured(),
         }
     }
 

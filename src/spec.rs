@@ -275,6 +275,8 @@ pub struct RenderSpec {
     pub seed: Option<u32>,
     #[serde(default)]
     pub encoding: Encoding,
+    #[serde(default)]
+    pub narration: bool,
 }
 
 /// Highest frame rate accepted; above it no player shows the difference.

@@ -92,6 +92,7 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         fps: args.fps,
         seed: args.seed,
         encoding: args.encoding,
+        narration: false,
     };
 
     let out_dir = output

@@ -51,6 +51,23 @@ pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
             }
         }
     }
+    opts.llm = match crate::llm::LlmConfig::resolve(
+        args.llm_provider.as_deref(),
+        args.llm_base_url.as_deref(),
+        args.llm_model.as_deref(),
+        args.llm_api_key.as_deref(),
+    ) {
+        Ok(llm) => crate::llm::LlmConfig {
+            timeout: std::time::Duration::from_secs(args.llm_timeout_secs.max(1)),
+            retries: args.llm_retries,
+            stream: !args.llm_no_stream,
+            ..llm
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match serve(config, &opts, &args.addr, args.allow_remote).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -87,6 +104,11 @@ async fn serve(
             keys = opts.api_keys.len(),
             "API keys required on /v1 and /render"
         );
+    }
+    match &opts.llm.base_url {
+        // The base URL and model only: the key is never logged.
+        Some(url) => tracing::info!(base_url = %url, model = %opts.llm.model, "generation enabled"),
+        None => tracing::info!("generation off: no language model configured (MANIMD_LLM_PROVIDER or MANIMD_LLM_BASE_URL)"),
     }
     let server = server::start(config, opts, &listener).await?;
     tracing::info!(%local, data_dir = %config.data_dir.display(), workers = opts.workers, "manimd serving");

@@ -151,3 +151,37 @@ impl GenEvent {
         }
     }
 }
+
+/// Parses code in a sandbox (a ready inspector when the pool has one) and
+/// wants exactly one scene; the typed error otherwise.
+pub async fn inspect_one_scene(
+    renderer: &crate::render::Renderer,
+    pool: &std::sync::Arc<crate::pool::Pool>,
+    code: &str,
+) -> Result<(), serde_json::Value> {
+    let inspected = match pool.take_inspector() {
+        Some(inspector) => renderer.inspect_with(inspector, code).await,
+        None => renderer.inspect(code).await,
+    };
+    let inspection = inspected.map_err(|e| {
+        if e.is_internal() {
+            tracing::error!(err = %e, "cannot inspect generated code");
+        }
+        e.to_json()
+    })?;
+    match inspection.scenes.len() {
+        1 => Ok(()),
+        0 => Err(serde_json::json!({
+            "code": "no-scene",
+            "message": "the file defines no Scene subclass; define exactly one",
+        })),
+        _ => Err(serde_json::json!({
+            "code": "several-scenes",
+            "message": format!(
+                "the file defines several scenes ({}); define exactly one",
+                inspection.scenes.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            "line": inspection.scenes[1].line,
+        })),
+    }
+}

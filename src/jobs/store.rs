@@ -50,7 +50,7 @@ pub struct Claimed {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 const COLUMNS: &str =
@@ -204,7 +204,11 @@ impl Store {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| from_row(&r)).transpose()
+        let Some(mut job) = row.map(|r| from_row(&r)).transpose()? else {
+            return Ok(None);
+        };
+        self.attach_generation(&mut job).await?;
+        Ok(Some(job))
     }
 
     /// Newest first. The cursor is `<created_ms>.<id>` of the last job seen.
@@ -236,6 +240,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut jobs = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        for job in &mut jobs {
+            self.attach_generation(job).await?;
+        }
         let next_cursor = if jobs.len() > limit as usize {
             jobs.truncate(limit as usize);
             jobs.last().map(|j| format!("{}.{}", j.created_ms, j.id))
@@ -259,14 +266,14 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let job = from_row(&r)?;
-            Ok(Claimed {
-                attempt: job.attempts,
-                job,
-            })
-        })
-        .transpose()
+        let Some(mut job) = row.map(|r| from_row(&r)).transpose()? else {
+            return Ok(None);
+        };
+        self.attach_generation(&mut job).await?;
+        Ok(Some(Claimed {
+            attempt: job.attempts,
+            job,
+        }))
     }
 
     /// Extends a lease; false when this worker no longer holds it.
@@ -378,6 +385,7 @@ impl Store {
     }
 
     pub async fn delete(&self, id: &JobId) -> Result<bool, StoreError> {
+        self.delete_generation(id).await?;
         let done = sqlx::query("DELETE FROM jobs WHERE id = ?")
             .bind(id.as_str())
             .execute(&self.pool)
@@ -498,6 +506,7 @@ fn from_row(r: &SqliteRow) -> Result<Job, StoreError> {
         created_ms: r.try_get("created_ms")?,
         started_ms: r.try_get("started_ms")?,
         finished_ms: r.try_get("finished_ms")?,
+        generation: None,
     })
 }
 
@@ -516,6 +525,7 @@ mod tests {
             fps: None,
             seed: None,
             encoding: Encoding::Final,
+            narration: false,
         }
     }
 

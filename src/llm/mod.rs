@@ -35,6 +35,25 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The configured provider and the per-job keys requests brought.
+pub struct Llm {
+    pub provider: Provider,
+    pub keys: Keys,
+}
+
+impl Llm {
+    pub fn new(cfg: LlmConfig) -> Llm {
+        Llm {
+            provider: Provider::new(cfg),
+            keys: Keys::default(),
+        }
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.provider.config().is_configured()
+    }
+}
+
 /// Named presets: base URL and a default model for each.
 pub const PRESETS: &[(&str, &str, &str)] = &[
     (

@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod extract;
+mod generations;
 mod media;
 mod renders;
 mod system;
@@ -32,6 +33,7 @@ use crate::config::Config;
 use crate::events::Hub;
 use crate::executor::{Executor, ExecutorConfig};
 use crate::jobs::Store;
+use crate::llm::{Llm, LlmConfig};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolConfig};
 use crate::render::Renderer;
@@ -74,6 +76,8 @@ pub struct ServeOptions {
     /// Queued and running jobs per key.
     pub max_jobs_per_key: u64,
     pub webhooks: WebhookConfig,
+    /// The language model behind `/v1/generations` (none by default).
+    pub llm: LlmConfig,
 }
 
 impl Default for ServeOptions {
@@ -98,6 +102,7 @@ impl Default for ServeOptions {
             rate_limit_per_minute: 120,
             max_jobs_per_key: 10,
             webhooks: WebhookConfig::default(),
+            llm: LlmConfig::default(),
         }
     }
 }
@@ -118,6 +123,9 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .route("/v1/renders/{id}/live/{name}", get(renders::live_file))
         .route("/v1/capabilities", get(system::capabilities))
         .route("/render", post(renders::legacy_render))
+        .route("/v1/generations", post(generations::submit))
+        .route("/v1/code/generations", post(generations::code))
+        .route("/generate", post(generations::legacy_generate))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_key,
@@ -212,6 +220,7 @@ pub async fn start(
         hub: Arc::new(Hub::default()),
         storage,
         metrics: Arc::new(Metrics::default()),
+        llm: Arc::new(Llm::new(opts.llm.clone())),
     };
     let executor = Executor::new(
         ExecutorConfig {

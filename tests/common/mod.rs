@@ -103,6 +103,7 @@ pub fn spec(engine: Engine, code: &str) -> RenderSpec {
         fps: None,
         seed: None,
         encoding: Default::default(),
+        narration: false,
     }
 }
 
