@@ -421,6 +421,8 @@ impl Service {
                 Ok(Some(self.get(id, owner).await?))
             }
             Some(_) => {
+                // A canceled generation will not run: its key goes now.
+                self.llm.keys.remove(id);
                 if let Ok(job) = self.get(id, owner).await {
                     self.notify(&job);
                 }

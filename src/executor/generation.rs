@@ -94,7 +94,8 @@ impl Hooks for JobHooks<'_> {
         };
         // A generation has no live stream: a failed attempt's pieces would
         // not belong in it. Pieces stay in the scratch directory.
-        let progress = |p: Progress| {
+        // Moved in, so the progress task ends when the render does.
+        let progress = move |p: Progress| {
             let _ = progress_tx.try_send(p);
         };
         let started = std::time::Instant::now();

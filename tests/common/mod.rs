@@ -2,6 +2,8 @@
 //! checks of the videos it makes, and checks that nothing was left behind.
 #![allow(dead_code)]
 
+pub mod mock_llm;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
