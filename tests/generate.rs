@@ -20,7 +20,9 @@ struct TestServer {
     url: String,
     client: reqwest::Client,
     config: Config,
-    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -30,10 +32,16 @@ impl TestServer {
             .prefix("manimd-gen-")
             .tempdir()
             .unwrap();
-        let config = Config::for_tests(dir.path().join("data"));
+        let mut s = TestServer::start_on(Config::for_tests(dir.path().join("data")), llm).await;
+        s._dir = Some(dir);
+        s
+    }
+
+    async fn start_on(config: Config, llm: LlmConfig) -> TestServer {
         let opts = ServeOptions {
             workers: 1,
             warm_pool: 0,
+            grace: Duration::from_millis(200),
             llm,
             ..ServeOptions::default()
         };
@@ -42,13 +50,42 @@ impl TestServer {
             .await
             .expect("server starts");
         let url = format!("http://{}", server.addr);
-        tokio::spawn(async move { server.serve(listener, &opts, std::future::pending()).await });
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(listener, &opts, async {
+                    let _ = rx.await;
+                })
+                .await
+        });
         TestServer {
             url,
             client: reqwest::Client::new(),
             config,
-            _dir: dir,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: None,
         }
+    }
+
+    /// A graceful stop, as on SIGTERM.
+    async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+
+    async fn wait_running(&self, id: &str) {
+        for _ in 0..600 {
+            if self.get(&format!("/v1/renders/{id}")).await["status"] == "running" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {id} never ran");
     }
 
     async fn with_mock(mock: &MockLlm) -> TestServer {
@@ -518,6 +555,63 @@ async fn narration_asks_the_model_for_lines_and_narrate_calls() {
         ),
         "{system}"
     );
+}
+
+#[tokio::test]
+async fn a_running_generation_can_be_canceled_and_a_restart_does_not_spend_the_servers_key() {
+    let gate = Arc::new(Notify::new());
+    let mock = MockLlm::start(vec![Reply::Gated(
+        Arc::clone(&gate),
+        Box::new(Reply::Text(PLAN.into())),
+    )])
+    .await;
+    let s = TestServer::with_mock(&mock).await;
+    let id = s.generate(json!({"prompt": "a circle"})).await;
+    s.wait_running(&id).await;
+    let r = s
+        .client
+        .delete(format!("{}/v1/renders/{id}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let job = s.wait(&id).await;
+    assert_eq!(job["status"], "canceled", "{job}");
+    assert_eq!(job["error"]["code"], "canceled");
+
+    // A job with its own key is stopped by a shutdown while it waits for
+    // the model; after the restart its key is gone, and it says so.
+    mock.push(Reply::Gated(
+        Arc::clone(&gate),
+        Box::new(Reply::Text(PLAN.into())),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_tests(dir.path().join("data"));
+    let server_key = LlmConfig {
+        api_key: manimd::llm::Secret::new("server-key"),
+        ..llm_config(&mock)
+    };
+    let mut first = TestServer::start_on(config.clone(), server_key.clone()).await;
+    let id = first
+        .generate(json!({"prompt": "a circle", "api_key": "own-key"}))
+        .await;
+    first.wait_running(&id).await;
+    first.stop().await;
+    let calls = mock.requests().len();
+    assert_eq!(
+        mock.requests().last().unwrap().authorization.as_deref(),
+        Some("Bearer own-key")
+    );
+    let second = TestServer::start_on(config, server_key).await;
+    let job = second.wait(&id).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "llm-key-lost");
+    assert_eq!(
+        mock.requests().len(),
+        calls,
+        "the server's key was not used"
+    );
+    gate.notify_waiters();
 }
 
 const SECRET: &str = "sk-test-SECRET-7f3a";
