@@ -47,7 +47,8 @@ pub struct RenderRequest {
 }
 
 /// `POST /v1/generations`: a scene made from a prompt, rendered like any job.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+/// (`Debug` is written out to leave the key out.)
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerationRequest {
     /// What the animation should show.
@@ -74,7 +75,7 @@ pub struct GenerationRequest {
 }
 
 /// `POST /generate`: the replaced system's synchronous generation call.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyGenerateRequest {
     pub prompt: String,
@@ -84,6 +85,31 @@ pub struct LegacyGenerateRequest {
     pub quality: Option<Quality>,
     #[serde(default)]
     pub format: Option<Format>,
+}
+
+impl std::fmt::Debug for GenerationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerationRequest")
+            .field("prompt", &self.prompt)
+            .field("engine", &self.engine)
+            .field("quality", &self.quality)
+            .field("format", &self.format)
+            .field("narration", &self.narration)
+            .field("max_attempts", &self.max_attempts)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LegacyGenerateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacyGenerateRequest")
+            .field("prompt", &self.prompt)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("quality", &self.quality)
+            .field("format", &self.format)
+            .finish()
+    }
 }
 
 /// `POST /v1/code/generations`: checked code, no render.

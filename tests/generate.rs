@@ -461,6 +461,26 @@ async fn provider_failures_end_jobs_with_clear_typed_errors() {
         assert!(!job["error"]["message"].as_str().unwrap().is_empty());
         assert_eq!(mock.requests().len() - before, calls, "{code}");
     }
+    // A server that refuses streamed requests is asked again plainly.
+    let before = mock.requests().len();
+    for r in [
+        Reply::Status(400, None),
+        Reply::Text(PLAN.into()),
+        Reply::Status(400, None),
+        Reply::Text(fenced(GOOD)),
+    ] {
+        mock.push(r);
+    }
+    let (status, out) = s
+        .post("/v1/code/generations", &json!({"prompt": "a circle"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["code"], GOOD);
+    let streamed: Vec<bool> = mock.requests()[before..]
+        .iter()
+        .map(|r| r.body["stream"].as_bool().unwrap())
+        .collect();
+    assert_eq!(streamed, [true, false, true, false]);
     // A 429 that clears on retry is no failure.
     mock.push(Reply::Status(429, Some(0)));
     mock.push(Reply::Text(PLAN.into()));
@@ -536,7 +556,7 @@ async fn the_synchronous_generate_call_returns_the_video() {
 }
 
 #[tokio::test]
-async fn narration_asks_the_model_for_lines_and_narrate_calls() {
+async fn narration_asks_the_model_for_lines_and_narrate_calls_and_marks_the_spec() {
     let mock = MockLlm::start(vec![Reply::Text(PLAN.into()), Reply::Text(fenced(GOOD))]).await;
     let s = TestServer::with_mock(&mock).await;
     let (status, out) = s
@@ -555,6 +575,31 @@ async fn narration_asks_the_model_for_lines_and_narrate_calls() {
         ),
         "{system}"
     );
+
+    // A generation job with narration carries it in its render spec, with
+    // the latest attempt's code.
+    let wrong = GOOD.replace("Create(", "ShowCreation(");
+    mock.push(Reply::Text(PLAN.into()));
+    mock.push(Reply::Text(fenced(&wrong)));
+    let id = s
+        .generate(json!({"prompt": "a circle", "narration": true, "max_attempts": 1}))
+        .await;
+    let job = s.wait(&id).await;
+    assert_eq!(
+        job["error"]["last_error"]["code"], "wrong-engine-api",
+        "{job}"
+    );
+    let store = manimd::jobs::Store::open_sqlite(&s.config.data_dir.join("manimd.db"))
+        .await
+        .unwrap();
+    let stored = store
+        .get(&manimd::jobs::JobId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.spec.narration);
+    assert_eq!(stored.spec.code, wrong);
+    assert!(stored.generation.unwrap().narration);
 }
 
 #[tokio::test]

@@ -102,7 +102,12 @@ impl Generation {
                     .iter()
                     .map(|a| a.completion_tokens)
                     .sum::<u64>(),
-            render_secs: self.attempts.iter().filter_map(|a| a.render_secs).sum(),
+            // A fold from +0.0: an empty f64 sum is -0.0.
+            render_secs: self
+                .attempts
+                .iter()
+                .filter_map(|a| a.render_secs)
+                .fold(0.0, |a, b| a + b),
         };
     }
 
