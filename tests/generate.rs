@@ -842,3 +842,42 @@ async fn the_generate_command_shows_stages_and_writes_the_video() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_studio_generates_repairs_and_plays_in_chromium() {
+    let mock = MockLlm::start(vec![
+        Reply::Text(PLAN.into()),
+        Reply::Text(fenced(NAME_ERROR)),
+        Reply::Text(fenced(GOOD)),
+    ])
+    .await;
+    let s = TestServer::with_mock(&mock).await;
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let runtime = std::path::Path::new(&s.config.runtime_dir).to_owned();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/tests/studio_generate.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(&s.url)
+        .arg(&shots)
+        .env(
+            "PLAYWRIGHT_CORE",
+            runtime.join("web/node_modules/playwright-core/index.mjs"),
+        )
+        .output()
+        .await
+        .expect("node runs (scripts/setup.sh installs it)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("ok: generated, repaired and played"),
+        "{report}"
+    );
+    assert!(shots.join("studio-generated.png").is_file());
+    assert_eq!(mock.left(), 0);
+}
