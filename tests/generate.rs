@@ -481,6 +481,17 @@ async fn provider_failures_end_jobs_with_clear_typed_errors() {
         .map(|r| r.body["stream"].as_bool().unwrap())
         .collect();
     assert_eq!(streamed, [true, false, true, false]);
+    // Without usage from the provider, tokens are estimated (4 bytes a token).
+    mock.push(Reply::NoUsage(PLAN.into()));
+    mock.push(Reply::NoUsage(GOOD.into()));
+    let (status, out) = s
+        .post("/v1/code/generations", &json!({"prompt": "a circle"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let a = &out["attempts"][0];
+    assert_eq!(a["tokens_estimated"], true, "{out}");
+    assert_eq!(a["completion_tokens"], GOOD.len().div_ceil(4) as u64);
+    assert!(a["prompt_tokens"].as_u64().unwrap() > 50);
     // A 429 that clears on retry is no failure.
     mock.push(Reply::Status(429, Some(0)));
     mock.push(Reply::Text(PLAN.into()));

@@ -24,6 +24,8 @@ pub enum Reply {
     Text(String),
     /// A plain JSON answer even when streaming was asked for.
     Plain(String),
+    /// A streamed answer without a `usage` chunk.
+    NoUsage(String),
     /// An error status, with `Retry-After` seconds if given.
     Status(u16, Option<u64>),
     /// A 200 whose body is not the protocol.
@@ -121,7 +123,8 @@ async fn answer(State(script): State<Arc<Script>>, headers: HeaderMap, body: Byt
                 tokio::time::sleep(d).await;
                 return (StatusCode::OK, "late").into_response();
             }
-            Reply::Text(text) if stream => return sse(&text),
+            Reply::Text(text) if stream => return sse(&text, true),
+            Reply::NoUsage(text) => return sse(&text, false),
             Reply::Text(text) | Reply::Plain(text) => return plain(&text),
             Reply::Status(code, retry_after) => {
                 let mut r = (
@@ -157,7 +160,7 @@ fn plain(text: &str) -> Response {
 }
 
 /// The answer as a stream: a few characters per chunk, then usage and `[DONE]`.
-fn sse(text: &str) -> Response {
+fn sse(text: &str, with_usage: bool) -> Response {
     let mut out = String::new();
     let chars: Vec<char> = text.chars().collect();
     for piece in chars.chunks(16) {
@@ -165,10 +168,10 @@ fn sse(text: &str) -> Response {
         let chunk = json!({"choices": [{"index": 0, "delta": {"content": piece}}]});
         out.push_str(&format!("data: {chunk}\n\n"));
     }
-    out.push_str(&format!(
-        "data: {}\n\n",
-        json!({"choices": [], "usage": usage()})
-    ));
+    if with_usage {
+        let usage = json!({"choices": [], "usage": usage()});
+        out.push_str(&format!("data: {usage}\n\n"));
+    }
     out.push_str("data: [DONE]\n\n");
     ([("content-type", "text/event-stream")], out).into_response()
 }
