@@ -51,8 +51,23 @@ const ENGINE_ONLY: &[(&str, Engine, &str)] = &[
 /// Checks code for `engine`; the error is typed like a render's
 /// (`code`, `message`, `line`, `text`).
 pub fn check_source(code: &str, engine: Engine) -> Result<(), Value> {
+    // Inside a triple-quoted string (a docstring) the words are prose.
+    let mut in_triple: Option<&str> = None;
     for (i, raw) in code.lines().enumerate() {
         let line = i as u32 + 1;
+        if let Some(delim) = in_triple {
+            if raw.matches(delim).count() % 2 == 1 {
+                in_triple = None;
+            }
+            continue;
+        }
+        if let Some(delim) = ["\"\"\"", "'''"]
+            .into_iter()
+            .find(|d| raw.matches(d).count() % 2 == 1)
+        {
+            in_triple = Some(delim);
+            continue;
+        }
         let text = strip_comment(raw);
         let trimmed = text.trim_start();
         let error = |code: &str, message: String| json!({"code": code, "message": message, "line": line, "text": raw.trim()});
@@ -226,6 +241,16 @@ mod tests {
         }
         let ok = "from manim import *\nimport math, random\nfrom numpy import linspace\n";
         assert_eq!(check_source(ok, Engine::Manim), Ok(()));
+    }
+
+    #[test]
+    fn docstrings_are_prose() {
+        let code = "from manim import *\n\n\nclass A(Scene):\n    \"\"\"Unlike ShowCreation,\n    import os is not needed.\n    \"\"\"\n    def construct(self):\n        \"\"\"One line: ShowCreation.\"\"\"\n        self.play(Create(Circle()))\n        self.play(ShowCreation(Circle()))\n";
+        let e = check_source(code, Engine::Manim).unwrap_err();
+        assert_eq!(
+            (e["code"].as_str(), e["line"].as_u64()),
+            (Some("wrong-engine-api"), Some(11))
+        );
     }
 
     #[test]
