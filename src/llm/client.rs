@@ -199,12 +199,19 @@ impl Provider {
                 .bytes()
                 .await
                 .map_err(|e| LlmError::Unreachable(e.without_url().to_string()))?;
+            if bytes.len() > 4 * MAX_ANSWER_BYTES {
+                return Err(bad("the answer is longer than 4 MiB"));
+            }
             let c = parse_plain(&bytes)?;
             on_delta(&c.text);
             Ok(Try::Done(c))
         }
     }
 }
+
+/// The longest answer taken; a scene file is a few KiB, and an endless
+/// stream must not fill the server's memory before the timeout.
+pub(crate) const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 fn bad(msg: impl Into<String>) -> LlmError {
     LlmError::BadResponse(msg.into())
@@ -247,6 +254,10 @@ impl StreamParser {
     /// Feeds bytes; returns the new text, in order.
     pub(crate) fn feed(&mut self, chunk: &str) -> Result<Vec<String>, LlmError> {
         self.buf.push_str(chunk);
+        // A line that never ends is bounded too.
+        if self.buf.len() > 2 * MAX_ANSWER_BYTES {
+            return Err(bad("a streamed line is longer than 2 MiB"));
+        }
         let mut deltas = Vec::new();
         while let Some(end) = self.buf.find('\n') {
             let line: String = self.buf.drain(..=end).collect();
@@ -271,6 +282,9 @@ impl StreamParser {
             }
             if let Some(text) = v["choices"][0]["delta"]["content"].as_str() {
                 if !text.is_empty() {
+                    if self.completion.text.len() + text.len() > MAX_ANSWER_BYTES {
+                        return Err(bad("the answer is longer than 1 MiB"));
+                    }
                     self.completion.text.push_str(text);
                     deltas.push(text.to_owned());
                 }
@@ -344,6 +358,24 @@ mod tests {
                 (12, 5)
             );
         }
+    }
+
+    #[test]
+    fn an_endless_answer_is_cut_off() {
+        let mut p = StreamParser::default();
+        let chunk = format!(
+            "data: {}\n",
+            serde_json::json!({"choices": [{"delta": {"content": "x".repeat(64 * 1024)}}]})
+        );
+        let mut result = Ok(vec![]);
+        for _ in 0..20 {
+            result = p.feed(&chunk);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(result, Err(LlmError::BadResponse(_))));
+        assert!(p.completion.text.len() <= MAX_ANSWER_BYTES);
     }
 
     #[test]
