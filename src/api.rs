@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::generate::{Attempt, Generation};
 use crate::jobs::{Job, JobProgress, JobResult, JobStatus};
 use crate::spec::{Encoding, Engine, Format, Quality};
 
@@ -43,6 +44,84 @@ pub struct RenderRequest {
     /// `sha256=` HMAC-SHA256 of `"{X-Manimd-Timestamp}.{body}"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+}
+
+/// `POST /v1/generations`: a scene made from a prompt, rendered like any job.
+/// (`Debug` is written out to leave the key out.)
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationRequest {
+    /// What the animation should show.
+    pub prompt: String,
+    /// Default `manim` (Manim Community).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+    /// Default `low`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+    /// Default `mp4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// A spoken line per storyboard step (`narrate(...)` calls in the code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub narration: Option<bool>,
+    /// Tries at working code, repairs included: default 3, at most 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// The model provider's key for this request only: held in memory while
+    /// the job runs, never stored, logged or shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+}
+
+/// `POST /generate`: the replaced system's synchronous generation call.
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyGenerateRequest {
+    pub prompt: String,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub quality: Option<Quality>,
+    #[serde(default)]
+    pub format: Option<Format>,
+}
+
+impl std::fmt::Debug for GenerationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerationRequest")
+            .field("prompt", &self.prompt)
+            .field("engine", &self.engine)
+            .field("quality", &self.quality)
+            .field("format", &self.format)
+            .field("narration", &self.narration)
+            .field("max_attempts", &self.max_attempts)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LegacyGenerateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacyGenerateRequest")
+            .field("prompt", &self.prompt)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("quality", &self.quality)
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+/// `POST /v1/code/generations`: checked code, no render.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CodeGeneration {
+    pub code: String,
+    pub engine: Engine,
+    pub storyboard: String,
+    /// Every try, the last one the code returned.
+    pub attempts: Vec<Attempt>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 /// `POST /render`: the replaced system's synchronous call.
@@ -107,6 +186,17 @@ pub struct JobView {
     pub error: Option<serde_json::Value>,
     pub result: Option<JobResult>,
     pub links: Links,
+    /// `render`, or `generation` for a job made from a prompt.
+    #[serde(default = "render_kind")]
+    pub kind: String,
+    /// A generation's prompt, storyboard and attempts (code, typed error,
+    /// tokens, render seconds) with their totals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<Generation>,
+}
+
+fn render_kind() -> String {
+    "render".into()
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -141,6 +231,12 @@ impl From<&Job> for JobView {
             progress: job.progress.clone(),
             error: job.error.clone(),
             result: job.result.clone(),
+            kind: if job.generation.is_some() {
+                "generation".into()
+            } else {
+                render_kind()
+            },
+            generation: job.generation.clone(),
             links: Links {
                 events: format!("{base}/events"),
                 video: format!("{base}/video"),
@@ -277,6 +373,8 @@ pub struct Capabilities {
     pub sandbox: SandboxInfo,
     /// How `"narration": true` speaks.
     pub narration: NarrationInfo,
+    /// Whether `/v1/generations` works: a model provider is configured.
+    pub generation: bool,
 }
 
 /// The speech provider of narrated renders (never its key).

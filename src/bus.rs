@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::api::JobView;
 use crate::events::{Hub, JobEvent, Relayed};
 use crate::executor::Executor;
+use crate::generate::GenEvent;
 use crate::jobs::{JobId, Store, StoreError};
 use crate::render::Progress;
 
@@ -33,12 +34,15 @@ const MAX_PAYLOAD: usize = 7900;
 
 /// An event as it travels. A status change carries no job: each node reads
 /// the job from the store, so the payload stays small whatever the job holds.
+/// So does an event too big for a notification (an attempt with long code).
 #[derive(Serialize, Deserialize)]
 struct Wire {
     id: String,
     finish: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     progress: Option<Progress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generation: Option<GenEvent>,
 }
 
 /// Relays this node's events out and delivers every node's signals here.
@@ -60,19 +64,21 @@ pub async fn start(
 /// Sends events in the order they were published, one task for all of them.
 async fn relay(store: Store, mut rx: mpsc::UnboundedReceiver<Relayed>) {
     while let Some(Relayed { id, event, finish }) = rx.recv().await {
-        let progress = match event {
-            JobEvent::Progress(p) => Some(p),
-            JobEvent::Status(_) => None,
-        };
         let mut wire = Wire {
             id: id.to_string(),
             finish,
-            progress,
+            progress: None,
+            generation: None,
         };
+        match event {
+            JobEvent::Progress(p) => wire.progress = Some(p),
+            JobEvent::Generation(g) => wire.generation = Some(g),
+            JobEvent::Status(_) => {}
+        }
         let mut payload = serde_json::to_string(&wire).expect("serializable");
         if payload.len() > MAX_PAYLOAD {
             // Followers re-read the job instead.
-            wire.progress = None;
+            (wire.progress, wire.generation) = (None, None);
             payload = serde_json::to_string(&wire).expect("serializable");
         }
         if let Err(err) = store.notify(EVENTS, &payload).await {
@@ -107,9 +113,10 @@ async fn listen(mut listener: PgListener, store: Store, hub: Arc<Hub>, executor:
                 let Some(id) = JobId::parse(&wire.id) else {
                     continue;
                 };
-                let event = match wire.progress {
-                    Some(p) => JobEvent::Progress(p),
-                    None => match store.get(&id).await {
+                let event = match (wire.progress, wire.generation) {
+                    (Some(p), _) => JobEvent::Progress(p),
+                    (None, Some(g)) => JobEvent::Generation(g),
+                    (None, None) => match store.get(&id).await {
                         Ok(Some(job)) => JobEvent::Status(
                             serde_json::to_value(JobView::from(&job)).unwrap_or_default(),
                         ),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::events::Hub;
 use crate::jobs::Store;
+use crate::llm::Llm;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::render::Renderer;
@@ -19,4 +20,6 @@ pub struct Components {
     pub hub: Arc<Hub>,
     pub storage: Storage,
     pub metrics: Arc<Metrics>,
+    /// The model provider and the keys requests brought.
+    pub llm: Arc<Llm>,
 }

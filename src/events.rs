@@ -10,6 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::generate::GenEvent;
 use crate::jobs::JobId;
 use crate::render::Progress;
 
@@ -21,6 +22,8 @@ pub enum JobEvent {
     Status(serde_json::Value),
     /// A progress step of the running render.
     Progress(Progress),
+    /// A generation's stage, streamed code, or finished attempt.
+    Generation(GenEvent),
 }
 
 impl JobEvent {
@@ -29,6 +32,7 @@ impl JobEvent {
         match self {
             JobEvent::Status(_) => "status",
             JobEvent::Progress(_) => "progress",
+            JobEvent::Generation(e) => e.name(),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! outcome with fenced writes. Cancellation and graceful shutdown reach a
 //! running render through its stop signal.
 
+mod generation;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ use crate::components::Components;
 use crate::events::{Hub, JobEvent};
 use crate::jobs::{Claimed, Dialect, Job, JobId, JobProgress, JobResult, JobStatus, Store};
 use crate::limits::Limits;
+use crate::llm::Llm;
 use crate::metrics::{Metrics, Outcome};
 use crate::pool::Pool;
 use crate::render::{Progress, RenderError, Renderer};
@@ -53,6 +56,7 @@ pub struct Executor {
     hub: Arc<Hub>,
     storage: Storage,
     metrics: Arc<Metrics>,
+    llm: Arc<Llm>,
     /// This process's lease owner name.
     owner: String,
     wake: Notify,
@@ -71,6 +75,7 @@ impl Executor {
             hub,
             storage,
             metrics,
+            llm,
         } = parts;
         Arc::new(Executor {
             cfg,
@@ -81,6 +86,7 @@ impl Executor {
             hub,
             storage,
             metrics,
+            llm,
             owner: format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple()),
             wake: Notify::new(),
             stopping: watch::channel(false).0,
@@ -239,6 +245,9 @@ impl Executor {
 
     async fn run(&self, claimed: Claimed) {
         let Claimed { job, attempt } = claimed;
+        if let Some(generation) = job.generation.clone() {
+            return self.run_generation(job, attempt, generation).await;
+        }
         let id = job.id.clone();
         if self.finish_from_cache(&job, attempt).await {
             return;

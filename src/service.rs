@@ -2,6 +2,8 @@
 //! list, cancel or delete, wait. Handlers call one of these and map the
 //! result; nothing here knows about status codes.
 
+mod generations;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use crate::events::{Hub, JobEvent};
 use crate::executor::Executor;
 use crate::jobs::{Job, JobId, JobStatus, NewJob, Page, Store, StoreError};
 use crate::limits::Limits;
+use crate::llm::{Llm, LlmError};
 use crate::metrics::{self, Metrics};
 use crate::pool::Pool;
 use crate::render::{RenderError, Renderer};
@@ -48,6 +51,13 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The model provider failed, or none is configured.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// No attempt at code passed its checks; the typed error as JSON
+    /// (`generation-failed`, with the last attempt's error).
+    #[error("{}", .0["message"].as_str().unwrap_or("generation failed"))]
+    GenerationFailed(serde_json::Value),
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
@@ -86,6 +96,7 @@ pub struct Service {
     pub hub: Arc<Hub>,
     pub storage: Storage,
     pub metrics: Arc<Metrics>,
+    pub llm: Arc<Llm>,
     pub started: Instant,
     draining: AtomicBool,
 }
@@ -100,6 +111,7 @@ impl Service {
             hub,
             storage,
             metrics,
+            llm,
         } = parts;
         Service {
             cfg,
@@ -111,6 +123,7 @@ impl Service {
             hub,
             storage,
             metrics,
+            llm,
             started: Instant::now(),
             draining: AtomicBool::new(false),
         }
@@ -434,6 +447,8 @@ impl Service {
                 Ok(Some(self.get(id, owner).await?))
             }
             Some(_) => {
+                // A canceled generation will not run: its key goes now.
+                self.llm.keys.remove(id);
                 if let Ok(job) = self.get(id, owner).await {
                     self.notify(&job);
                 }
@@ -673,6 +688,7 @@ impl Service {
                     formats: vec![Format::Mp4, Format::Mov, Format::Webm],
                 }
             },
+            generation: self.llm.is_configured(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The `manimd` command line: argument definitions and dispatch.
 
+mod generate;
 mod render;
 mod serve;
 mod submit;
@@ -48,6 +49,8 @@ pub enum Command {
     Worker(NodeArgs),
     /// Send a file to a server, follow its progress, download the result.
     Submit(SubmitArgs),
+    /// Generate a scene from a prompt on a server (its language model), show each stage, download the video.
+    Generate(GenerateArgs),
     /// Compare `manimd render` with the plain `manim` CLI on a fixed scene set.
     Bench(BenchArgs),
     /// Send a bounded burst of submissions, half of them hostile, and report the outcome.
@@ -119,6 +122,27 @@ pub struct NodeArgs {
     /// Let webhooks reach loopback, private and link-local addresses.
     #[arg(long, env = "MANIMD_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// A model provider preset: groq, openai, openrouter, ollama, llamacpp, vllm.
+    #[arg(long, env = "MANIMD_LLM_PROVIDER")]
+    pub llm_provider: Option<String>,
+    /// An OpenAI-compatible base URL (…/v1); wins over the preset's.
+    #[arg(long, env = "MANIMD_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    /// The model; default: the preset's.
+    #[arg(long, env = "MANIMD_LLM_MODEL")]
+    pub llm_model: Option<String>,
+    /// The provider's API key (requests may bring their own).
+    #[arg(long, env = "MANIMD_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+    /// Seconds one model call may take, streaming included.
+    #[arg(long, env = "MANIMD_LLM_TIMEOUT_SECS", default_value_t = 120)]
+    pub llm_timeout_secs: u64,
+    /// Further tries after a 429 or 5xx from the provider (waits honour Retry-After, at most 10 s).
+    #[arg(long, env = "MANIMD_LLM_RETRIES", default_value_t = 2)]
+    pub llm_retries: u32,
+    /// Ask for plain (non-streamed) answers.
+    #[arg(long, env = "MANIMD_LLM_NO_STREAM")]
+    pub llm_no_stream: bool,
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +220,38 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub quiet: bool,
     /// The API key, when the server needs one.
+    #[arg(long, env = "MANIMD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// What the animation should show.
+    pub prompt: String,
+    /// The server's base URL.
+    #[arg(long, env = "MANIMD_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
+    #[arg(long, short, value_enum, default_value = "low")]
+    pub quality: Quality,
+    #[arg(long, short, value_enum)]
+    pub format: Option<Format>,
+    /// Ask for a spoken line per step.
+    #[arg(long)]
+    pub narration: bool,
+    /// Tries at working code, repairs included (1-5, default 3).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// Where to write the result. Default: generation.<format>.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Print the code as the model writes it.
+    #[arg(long)]
+    pub show_code: bool,
+    #[arg(long)]
+    pub quiet: bool,
+    /// The manimd server's API key, when it needs one.
     #[arg(long, env = "MANIMD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 }
@@ -284,6 +340,7 @@ pub async fn run() -> ExitCode {
         Command::Serve(args) => serve::run(&config, args).await,
         Command::Worker(args) => serve::worker(&config, args).await,
         Command::Submit(args) => submit::run(args).await,
+        Command::Generate(args) => generate::run(args).await,
         Command::Bench(args) => bench(&config, args).await,
         Command::Load(args) => load(&config, args).await,
     }

@@ -8,8 +8,9 @@ use super::{NodeArgs, ServeArgs};
 use crate::config::Config;
 use crate::server::{self, ServeOptions};
 
-/// The options both roles share, from their flags.
-fn node_options(config: &Config, args: &NodeArgs) -> (Config, ServeOptions) {
+/// The options both roles share, from their flags. Workers need the model
+/// provider too: they run the generation pipeline of the jobs they claim.
+fn node_options(config: &Config, args: &NodeArgs) -> Result<(Config, ServeOptions), String> {
     let mut config = config.clone();
     if let Some(secs) = args.timeout {
         config.limits.wall_secs = secs;
@@ -31,11 +32,30 @@ fn node_options(config: &Config, args: &NodeArgs) -> (Config, ServeOptions) {
     opts.webhooks.secret = args.webhook_secret.clone().filter(|s| !s.is_empty());
     opts.webhooks.allow_private = args.webhook_allow_private;
     opts.storage = args.storage.clone().filter(|s| !s.trim().is_empty());
-    (config, opts)
+    let llm = crate::llm::LlmConfig::resolve(
+        args.llm_provider.as_deref(),
+        args.llm_base_url.as_deref(),
+        args.llm_model.as_deref(),
+        args.llm_api_key.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
+    opts.llm = crate::llm::LlmConfig {
+        timeout: std::time::Duration::from_secs(args.llm_timeout_secs.max(1)),
+        retries: args.llm_retries,
+        stream: !args.llm_no_stream,
+        ..llm
+    };
+    Ok((config, opts))
 }
 
 pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
-    let (config, mut opts) = node_options(config, &args.node);
+    let (config, mut opts) = match node_options(config, &args.node) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = &config;
     if opts.workers == 0 && opts.database.is_none() {
         tracing::warn!(
@@ -104,6 +124,11 @@ async fn serve(
             "API keys required on /v1 and /render"
         );
     }
+    match &opts.llm.base_url {
+        // The base URL and model only: the key is never logged.
+        Some(url) => tracing::info!(base_url = %url, model = %opts.llm.model, "generation enabled"),
+        None => tracing::info!("generation off: no language model configured (MANIMD_LLM_PROVIDER or MANIMD_LLM_BASE_URL)"),
+    }
     let server = server::start(config, opts, &listener).await?;
     tracing::info!(%local, data_dir = %config.data_dir.display(), workers = opts.workers, "manimd serving");
     // Scripts and tests read the address from this line (the port may be 0).
@@ -113,7 +138,13 @@ async fn serve(
 }
 
 pub async fn worker(config: &Config, args: NodeArgs) -> ExitCode {
-    let (config, mut opts) = node_options(config, &args);
+    let (config, mut opts) = match node_options(config, &args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if opts.database.is_none() {
         eprintln!(
             "error: a worker needs the store it shares with `manimd serve`: pass --database postgres://... (or MANIMD_DATABASE)"

@@ -1,5 +1,6 @@
 //! Render jobs: their states, progress and results, and the durable store.
 
+mod generations;
 mod store;
 
 use serde::{Deserialize, Serialize};
@@ -205,6 +206,8 @@ pub struct Job {
     pub created_ms: i64,
     pub started_ms: Option<i64>,
     pub finished_ms: Option<i64>,
+    /// A generation job's record (prompt, attempts, cost); `None` for a render.
+    pub generation: Option<crate::generate::Generation>,
 }
 
 pub fn now_ms() -> i64 {

@@ -68,7 +68,7 @@ impl Dialect {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
     dialect: Dialect,
     /// The connection URL, kept for listeners that need their own connection
     /// (PostgreSQL's LISTEN). Never logged: it may hold a password.
@@ -295,7 +295,11 @@ impl Store {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| from_row(&r)).transpose()
+        let Some(mut job) = row.map(|r| from_row(&r)).transpose()? else {
+            return Ok(None);
+        };
+        self.attach_generation(&mut job).await?;
+        Ok(Some(job))
     }
 
     /// Newest first. The cursor is `<created_ms>.<id>` of the last job seen.
@@ -327,6 +331,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut jobs = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        for job in &mut jobs {
+            self.attach_generation(job).await?;
+        }
         let next_cursor = if jobs.len() > limit as usize {
             jobs.truncate(limit as usize);
             jobs.last().map(|j| format!("{}.{}", j.created_ms, j.id))
@@ -356,14 +363,14 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let job = from_row(&r)?;
-            Ok(Claimed {
-                attempt: job.attempts,
-                job,
-            })
-        })
-        .transpose()
+        let Some(mut job) = row.map(|r| from_row(&r)).transpose()? else {
+            return Ok(None);
+        };
+        self.attach_generation(&mut job).await?;
+        Ok(Some(Claimed {
+            attempt: job.attempts,
+            job,
+        }))
     }
 
     /// Extends a lease; false when this worker no longer holds it.
@@ -475,6 +482,7 @@ impl Store {
     }
 
     pub async fn delete(&self, id: &JobId) -> Result<bool, StoreError> {
+        self.delete_generation(id).await?;
         let done = sqlx::query("DELETE FROM jobs WHERE id = $1")
             .bind(id.as_str())
             .execute(&self.pool)
@@ -595,6 +603,7 @@ fn from_row(r: &AnyRow) -> Result<Job, StoreError> {
         created_ms: r.try_get("created_ms")?,
         started_ms: r.try_get("started_ms")?,
         finished_ms: r.try_get("finished_ms")?,
+        generation: None,
     })
 }
 

@@ -81,11 +81,18 @@ fn from_json(v: serde_json::Value) -> ErrorDetail {
     }
 }
 
+/// The status of a job's typed error: the scene's faults are 422, the model
+/// provider's are gateway errors (its 401 is not ours: 502, not 401).
 fn render_status(code: &str) -> StatusCode {
-    if code == "internal" {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
+    match code {
+        "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+        "llm-not-configured" | "llm-unavailable" | "llm-key-lost" => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        "llm-unauthorized" | "llm-bad-response" => StatusCode::BAD_GATEWAY,
+        "llm-rate-limited" => StatusCode::TOO_MANY_REQUESTS,
+        "llm-timeout" => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -229,6 +236,14 @@ impl IntoResponse for ApiError {
                             detail("internal", "internal error; the server log has the details"),
                         ),
                     }
+                }
+                ServiceError::Llm(e) => {
+                    let d = from_json(e.to_json());
+                    (render_status(&d.code), d)
+                }
+                ServiceError::GenerationFailed(error) => {
+                    let d = from_json(error);
+                    (render_status(&d.code), d)
                 }
                 ServiceError::Store(err) => {
                     tracing::error!(%err, "job store error");

@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod extract;
+mod generations;
 mod media;
 mod renders;
 mod system;
@@ -33,6 +34,7 @@ use crate::config::Config;
 use crate::events::Hub;
 use crate::executor::{Executor, ExecutorConfig};
 use crate::jobs::{Dialect, Store};
+use crate::llm::{Llm, LlmConfig};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolConfig};
 use crate::render::Renderer;
@@ -84,6 +86,8 @@ pub struct ServeOptions {
     pub storage: Option<String>,
     /// Stream finished files from the store, or redirect to presigned URLs.
     pub storage_serve: ServeMode,
+    /// The language model behind `/v1/generations` (none by default).
+    pub llm: LlmConfig,
 }
 
 impl Default for ServeOptions {
@@ -111,6 +115,7 @@ impl Default for ServeOptions {
             database: None,
             storage: None,
             storage_serve: ServeMode::Proxy,
+            llm: LlmConfig::default(),
         }
     }
 }
@@ -132,6 +137,9 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .route("/v1/renders/{id}/live/{name}", get(renders::live_file))
         .route("/v1/capabilities", get(system::capabilities))
         .route("/render", post(renders::legacy_render))
+        .route("/v1/generations", post(generations::submit))
+        .route("/v1/code/generations", post(generations::code))
+        .route("/generate", post(generations::legacy_generate))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_key,
@@ -247,6 +255,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
         hub: Arc::clone(&hub),
         storage,
         metrics: Arc::new(Metrics::default()),
+        llm: Arc::new(Llm::new(opts.llm.clone())),
     };
     let executor = Executor::new(
         ExecutorConfig {

@@ -185,7 +185,7 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-async fn file(
+pub(super) async fn file(
     svc: &AppState,
     id: &JobId,
     thumbnail: bool,

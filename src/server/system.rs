@@ -88,6 +88,9 @@ pub async fn metrics(State(svc): State<AppState>) -> impl IntoResponse {
         super::renders::live_playlist,
         super::renders::live_file,
         super::renders::legacy_render,
+        super::generations::submit,
+        super::generations::code,
+        super::generations::legacy_generate,
         health,
         capabilities,
         metrics,
@@ -95,6 +98,7 @@ pub async fn metrics(State(svc): State<AppState>) -> impl IntoResponse {
     ),
     tags(
         (name = "renders", description = "Render jobs"),
+        (name = "generations", description = "Scenes generated from a prompt by a language model"),
         (name = "compatibility", description = "Calls kept for the replaced system's clients"),
         (name = "system", description = "Health and introspection"),
     )

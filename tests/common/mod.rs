@@ -2,6 +2,7 @@
 //! checks of the videos it makes, and checks that nothing was left behind.
 #![allow(dead_code)]
 
+pub mod mock_llm;
 pub mod pg;
 
 use std::ffi::OsStr;

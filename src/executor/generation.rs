@@ -1,0 +1,261 @@
+//! Runs a claimed generation job: the generation pipeline with the
+//! executor's sandboxes, store and event hub behind its hooks. The lease,
+//! heartbeat, cancel and shutdown work as for any render.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::{Executor, Stop};
+use crate::events::JobEvent;
+use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
+use crate::jobs::{Job, JobId, JobStatus};
+use crate::llm::LlmError;
+use crate::metrics::Outcome as Metric;
+use crate::render::{Progress, RenderError};
+use crate::sandbox::Stopped;
+use crate::spec::RenderSpec;
+
+/// The pipeline's hooks for one claimed job.
+struct JobHooks<'a> {
+    exec: &'a Executor,
+    id: JobId,
+    attempt: u32,
+    /// The spec, with the code of the latest attempt.
+    spec: Mutex<RenderSpec>,
+    stop: watch::Receiver<Option<Stop>>,
+    /// The successful render, kept for publishing; with its warm start.
+    rendered: Mutex<Option<(crate::render::Rendered, bool)>>,
+    /// Scratch directories of this run's renders, removed at the end.
+    scratch: Mutex<Vec<PathBuf>>,
+    renders: std::sync::atomic::AtomicU32,
+}
+
+impl Hooks for JobHooks<'_> {
+    fn event(&self, event: GenEvent) {
+        self.exec.hub.publish(&self.id, JobEvent::Generation(event));
+    }
+
+    async fn save(&self, generation: &Generation) {
+        let mut spec = self.spec.lock().expect("spec lock").clone();
+        if let Some(last) = generation.attempts.last() {
+            spec.code = last.code.clone();
+        }
+        match self
+            .exec
+            .store
+            .save_generation(&self.id, &self.exec.owner, self.attempt, generation, &spec)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("lease lost while saving the generation"),
+            Err(err) => tracing::error!(%err, "cannot save the generation"),
+        }
+    }
+
+    async fn inspect(&self, code: &str) -> Result<(), Value> {
+        generate::inspect_one_scene(&self.exec.renderer, &self.exec.pool, code).await
+    }
+
+    async fn render(&self, code: &str) -> Option<Rendered> {
+        let spec = {
+            let mut spec = self.spec.lock().expect("spec lock");
+            spec.code = code.to_owned();
+            spec.clone()
+        };
+        let n = self.renders.fetch_add(1, Ordering::Relaxed);
+        let scratch = self
+            .exec
+            .cfg
+            .work_dir
+            .join(format!("{}-{}-g{n}", self.id, self.attempt));
+        self.scratch
+            .lock()
+            .expect("scratch lock")
+            .push(scratch.clone());
+        if let Err(err) = std::fs::create_dir_all(&scratch) {
+            tracing::error!(%err, "cannot make a scratch directory");
+            return Some(Rendered::Failed {
+                error: RenderError::Sandbox(crate::sandbox::SandboxError::Area(scratch, err))
+                    .to_json(),
+                secs: 0.0,
+            });
+        }
+        let (progress_tx, progress_rx) = mpsc::channel::<Progress>(256);
+        let progress_task = self
+            .exec
+            .spawn_progress(self.id.clone(), self.attempt, progress_rx);
+        let mut stop_rx = self.stop.clone();
+        let stop = async move {
+            let _ = stop_rx.wait_for(|s| s.is_some()).await;
+        };
+        // A generation has no live stream: a failed attempt's pieces would
+        // not belong in it. Pieces stay in the scratch directory.
+        // Moved in, so the progress task ends when the render does.
+        let progress = move |p: Progress| {
+            let _ = progress_tx.try_send(p);
+        };
+        let started = std::time::Instant::now();
+        let limits = &self.exec.cfg.limits;
+        let (outcome, warm) = match self.exec.pool.take(spec.engine, limits) {
+            Some(warm) => (
+                self.exec
+                    .renderer
+                    .render_warm(warm, &spec, &scratch, progress, stop)
+                    .await,
+                true,
+            ),
+            None => (
+                self.exec
+                    .renderer
+                    .render(&spec, limits, &scratch, progress, stop)
+                    .await,
+                false,
+            ),
+        };
+        let _ = progress_task.await;
+        let secs = started.elapsed().as_secs_f64();
+        Some(match outcome {
+            Ok(r) => {
+                let secs = r.wall.as_secs_f64();
+                *self.rendered.lock().expect("rendered lock") = Some((r, warm));
+                Rendered::Ok { secs }
+            }
+            Err(RenderError::Stopped(Stopped::Canceled)) => Rendered::Stopped,
+            Err(e) => {
+                if e.is_internal() {
+                    tracing::error!(err = %e, "a generated scene's render failed inside manimd");
+                }
+                Rendered::Failed {
+                    error: e.to_json(),
+                    secs,
+                }
+            }
+        })
+    }
+
+    async fn stopped(&self) {
+        let mut rx = self.stop.clone();
+        let _ = rx.wait_for(|s| s.is_some()).await;
+    }
+}
+
+impl Executor {
+    pub(super) async fn run_generation(&self, job: Job, attempt: u32, mut generation: Generation) {
+        let id = job.id.clone();
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let (stop_tx, stop_rx) = watch::channel(None);
+        if job.cancel_requested {
+            let _ = stop_tx.send(Some(Stop::Canceled));
+        }
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(id.clone(), stop_tx.clone());
+        self.publish_status(&job);
+        tracing::info!(engine = %job.spec.engine, "generation started");
+        let heartbeat = self.spawn_heartbeat(id.clone(), attempt, stop_tx);
+
+        // A key the request brought lives in memory only; after a restart
+        // it is gone, and the server's own key is not used in its place.
+        let key = self.llm.keys.get(&id);
+        let hooks = JobHooks {
+            exec: self,
+            id: id.clone(),
+            attempt,
+            spec: Mutex::new(job.spec.clone()),
+            stop: stop_rx.clone(),
+            rendered: Mutex::new(None),
+            scratch: Mutex::new(Vec::new()),
+            renders: Default::default(),
+        };
+        let outcome = if generation.own_key && key.is_none() {
+            Outcome::Llm(LlmError::KeyLost)
+        } else {
+            // A re-queued generation starts over.
+            generation.reset();
+            let task = Task {
+                prompt: generation.prompt.clone(),
+                engine: job.spec.engine,
+                narration: job.spec.narration,
+                max_attempts: generation.max_attempts,
+            };
+            generate::run(
+                &self.llm.provider,
+                key.as_ref(),
+                &task,
+                &mut generation,
+                &hooks,
+            )
+            .await
+        };
+        heartbeat.abort();
+        let reason = *stop_rx.borrow();
+        let mut final_job = job.clone();
+        final_job.spec = hooks.spec.lock().expect("spec lock").clone();
+        match outcome {
+            Outcome::Done { attempt: n, .. } => {
+                tracing::info!(attempts = n, "generated a working scene");
+                let rendered = hooks.rendered.lock().expect("rendered lock").take();
+                match rendered {
+                    Some((r, warm)) => self.record(&final_job, attempt, Ok(r), reason, warm).await,
+                    None => {
+                        self.fail(&id, attempt, internal()).await;
+                    }
+                }
+            }
+            Outcome::Stopped => {
+                self.record(
+                    &final_job,
+                    attempt,
+                    Err(RenderError::Stopped(Stopped::Canceled)),
+                    reason,
+                    false,
+                )
+                .await
+            }
+            Outcome::Exhausted(error) => {
+                tracing::info!(code = "generation-failed", "generation failed");
+                self.fail(&id, attempt, error).await
+            }
+            Outcome::Llm(e) => {
+                tracing::info!(code = e.code(), "generation failed at the model");
+                self.fail(&id, attempt, e.to_json()).await
+            }
+        }
+        for dir in hooks.scratch.lock().expect("scratch lock").drain(..) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        self.llm.keys.remove(&id);
+        self.running.lock().expect("running lock").remove(&id);
+        self.busy.fetch_sub(1, Ordering::Relaxed);
+        self.publish_current(&id).await;
+    }
+
+    /// Ends the job as failed with `error` (fenced).
+    async fn fail(&self, id: &JobId, attempt: u32, error: Value) {
+        match self
+            .store
+            .finish(
+                id,
+                &self.owner,
+                attempt,
+                JobStatus::Failed,
+                Some(&error),
+                None,
+            )
+            .await
+        {
+            Ok(true) => self.metrics.job_finished(Metric::Failed, 0.0),
+            Ok(false) => tracing::warn!("lease lost: this outcome is dropped"),
+            Err(err) => tracing::error!(%err, "cannot record the outcome"),
+        }
+    }
+}
+
+fn internal() -> Value {
+    serde_json::json!({"code": "internal", "message": "internal error; the server log has the details"})
+}

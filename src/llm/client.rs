@@ -1,0 +1,399 @@
+//! The OpenAI-compatible chat-completions client: a streamed answer (SSE
+//! `data:` lines ending with `[DONE]`) or a plain JSON one, retries on 429
+//! and 5xx honouring `Retry-After` within a bound, and token usage.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{LlmConfig, LlmError, Secret};
+
+/// One chat message.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Message {
+    pub role: &'static str,
+    pub content: String,
+}
+
+impl Message {
+    pub fn system(content: impl Into<String>) -> Message {
+        Message {
+            role: "system",
+            content: content.into(),
+        }
+    }
+    pub fn user(content: impl Into<String>) -> Message {
+        Message {
+            role: "user",
+            content: content.into(),
+        }
+    }
+    pub fn assistant(content: impl Into<String>) -> Message {
+        Message {
+            role: "assistant",
+            content: content.into(),
+        }
+    }
+}
+
+/// A model's answer and what it cost.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// The provider reported no usage: the counts are estimates (4 bytes a token).
+    pub estimated: bool,
+}
+
+pub struct Provider {
+    http: reqwest::Client,
+    cfg: LlmConfig,
+}
+
+/// How one HTTP exchange ended, before retries are decided.
+enum Try {
+    Done(Completion),
+    /// 429 or 5xx: worth another try after the wait the server asked for.
+    Retry {
+        status: u16,
+        after: Option<Duration>,
+    },
+    /// The server refused the streaming request itself (400/422): ask again plainly.
+    NoStreaming,
+}
+
+impl Provider {
+    pub fn new(cfg: LlmConfig) -> Provider {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            // Redirects could carry the Authorization header elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client with rustls");
+        Provider { http, cfg }
+    }
+
+    pub fn config(&self) -> &LlmConfig {
+        &self.cfg
+    }
+
+    /// Asks the model; `on_delta` sees the answer's text as it streams in.
+    /// `key` overrides the configured key.
+    pub async fn chat(
+        &self,
+        key: Option<&Secret>,
+        messages: &[Message],
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Completion, LlmError> {
+        let base = self
+            .cfg
+            .base_url
+            .as_deref()
+            .ok_or(LlmError::NotConfigured)?;
+        let url = format!("{base}/chat/completions");
+        let key = key.or(self.cfg.api_key.as_ref());
+        let mut stream = self.cfg.stream;
+        let mut retries = 0;
+        loop {
+            let attempt = tokio::time::timeout(
+                self.cfg.timeout,
+                self.exchange(&url, key, messages, stream, on_delta),
+            )
+            .await
+            .map_err(|_| LlmError::Timeout(self.cfg.timeout.as_secs()))??;
+            match attempt {
+                Try::Done(mut c) => {
+                    if c.prompt_tokens == 0 && c.completion_tokens == 0 {
+                        c.estimated = true;
+                        let sent: usize = messages.iter().map(|m| m.content.len()).sum();
+                        c.prompt_tokens = sent.div_ceil(4) as u64;
+                        c.completion_tokens = c.text.len().div_ceil(4) as u64;
+                    }
+                    return Ok(c);
+                }
+                Try::NoStreaming if stream => stream = false,
+                Try::NoStreaming => {
+                    return Err(LlmError::BadResponse("the request was refused".into()))
+                }
+                Try::Retry { status, after } => {
+                    if retries >= self.cfg.retries {
+                        return Err(if status == 429 {
+                            LlmError::RateLimited(retries)
+                        } else {
+                            LlmError::Unavailable { status, retries }
+                        });
+                    }
+                    let backoff = Duration::from_millis(500 << retries.min(6));
+                    let wait = after.unwrap_or(backoff).min(self.cfg.max_retry_wait);
+                    tracing::info!(
+                        status,
+                        wait_ms = wait.as_millis() as u64,
+                        "model provider busy; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    retries += 1;
+                }
+            }
+        }
+    }
+
+    async fn exchange(
+        &self,
+        url: &str,
+        key: Option<&Secret>,
+        messages: &[Message],
+        stream: bool,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Try, LlmError> {
+        let mut body = json!({
+            "model": self.cfg.model,
+            "messages": messages,
+            "temperature": 0.2,
+            "stream": stream,
+        });
+        if stream {
+            body["stream_options"] = json!({ "include_usage": true });
+        }
+        let mut req = self.http.post(url).json(&body);
+        if let Some(key) = key {
+            req = req.bearer_auth(key.expose());
+        }
+        let resp = req.send().await.map_err(|e| {
+            // reqwest's message names the URL, never the headers.
+            LlmError::Unreachable(e.without_url().to_string())
+        })?;
+        let status = resp.status().as_u16();
+        match status {
+            200..=299 => {}
+            401 | 403 => return Err(LlmError::Unauthorized(status)),
+            429 | 500..=599 => {
+                let after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64);
+                return Ok(Try::Retry { status, after });
+            }
+            400 | 422 if stream => return Ok(Try::NoStreaming),
+            _ => {
+                return Err(LlmError::BadResponse(format!(
+                    "unexpected HTTP status {status}"
+                )))
+            }
+        }
+        let is_sse = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if is_sse {
+            read_stream(resp, on_delta).await.map(Try::Done)
+        } else {
+            // A server that ignores `stream` answers with one JSON object.
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| LlmError::Unreachable(e.without_url().to_string()))?;
+            if bytes.len() > 4 * MAX_ANSWER_BYTES {
+                return Err(bad("the answer is longer than 4 MiB"));
+            }
+            let c = parse_plain(&bytes)?;
+            on_delta(&c.text);
+            Ok(Try::Done(c))
+        }
+    }
+}
+
+/// The longest answer taken; a scene file is a few KiB, and an endless
+/// stream must not fill the server's memory before the timeout.
+pub(crate) const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+fn bad(msg: impl Into<String>) -> LlmError {
+    LlmError::BadResponse(msg.into())
+}
+
+/// Usage of an answer (`usage.prompt_tokens`, `usage.completion_tokens`).
+fn usage(v: &Value) -> Option<(u64, u64)> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    Some((
+        u["prompt_tokens"].as_u64().unwrap_or(0),
+        u["completion_tokens"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// A non-streamed answer: `choices[0].message.content`.
+pub(crate) fn parse_plain(bytes: &[u8]) -> Result<Completion, LlmError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|_| bad("the answer is not JSON"))?;
+    let text = v["choices"][0]["message"]["content"]
+        .as_str()
+        .ok_or_else(|| bad("the answer has no choices[0].message.content"))?
+        .to_owned();
+    let (prompt_tokens, completion_tokens) = usage(&v).unwrap_or((0, 0));
+    Ok(Completion {
+        text,
+        prompt_tokens,
+        completion_tokens,
+        estimated: false,
+    })
+}
+
+/// Collects a streamed answer from its SSE lines.
+#[derive(Default)]
+pub(crate) struct StreamParser {
+    buf: String,
+    pub(crate) completion: Completion,
+    pub(crate) done: bool,
+}
+
+impl StreamParser {
+    /// Feeds bytes; returns the new text, in order.
+    pub(crate) fn feed(&mut self, chunk: &str) -> Result<Vec<String>, LlmError> {
+        self.buf.push_str(chunk);
+        // A line that never ends is bounded too.
+        if self.buf.len() > 2 * MAX_ANSWER_BYTES {
+            return Err(bad("a streamed line is longer than 2 MiB"));
+        }
+        let mut deltas = Vec::new();
+        while let Some(end) = self.buf.find('\n') {
+            let line: String = self.buf.drain(..=end).collect();
+            let line = line.trim_end_matches(['\r', '\n']);
+            let Some(data) = line.strip_prefix("data:") else {
+                continue; // comments, `event:` and blank lines
+            };
+            let data = data.trim();
+            if data == "[DONE]" {
+                self.done = true;
+                continue;
+            }
+            let v: Value =
+                serde_json::from_str(data).map_err(|_| bad("a streamed chunk is not JSON"))?;
+            if let Some(err) = v.get("error") {
+                let msg = err["message"].as_str().unwrap_or("an error");
+                return Err(bad(format!("the provider reported {msg}")));
+            }
+            if let Some((p, c)) = usage(&v) {
+                self.completion.prompt_tokens = p;
+                self.completion.completion_tokens = c;
+            }
+            if let Some(text) = v["choices"][0]["delta"]["content"].as_str() {
+                if !text.is_empty() {
+                    if self.completion.text.len() + text.len() > MAX_ANSWER_BYTES {
+                        return Err(bad("the answer is longer than 1 MiB"));
+                    }
+                    self.completion.text.push_str(text);
+                    deltas.push(text.to_owned());
+                }
+            }
+        }
+        Ok(deltas)
+    }
+}
+
+async fn read_stream(
+    resp: reqwest::Response,
+    on_delta: &mut (dyn FnMut(&str) + Send),
+) -> Result<Completion, LlmError> {
+    let mut parser = StreamParser::default();
+    let mut body = resp.bytes_stream();
+    // A chunk may end inside a UTF-8 sequence: keep the tail for the next.
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| LlmError::Unreachable(e.without_url().to_string()))?;
+        pending.extend_from_slice(&chunk);
+        let valid = match std::str::from_utf8(&pending) {
+            Ok(_) => pending.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => return Err(bad("the stream is not UTF-8")),
+        };
+        let text = std::str::from_utf8(&pending[..valid])
+            .expect("checked")
+            .to_owned();
+        pending.drain(..valid);
+        for d in parser.feed(&text)? {
+            on_delta(&d);
+        }
+        if parser.done {
+            break;
+        }
+    }
+    parser.feed("\n")?;
+    if !parser.done && parser.completion.text.is_empty() {
+        return Err(bad("the stream ended without an answer"));
+    }
+    Ok(parser.completion)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_split_anywhere_gives_the_text_and_usage() {
+        let stream = concat!(
+            ": keep-alive\n\n",
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"from manim\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\" import *\"}}]}\r\n\r\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":5}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        for split in [1, 7, 50, stream.len()] {
+            let mut p = StreamParser::default();
+            let mut text = String::new();
+            for part in stream.as_bytes().chunks(split) {
+                for d in p.feed(std::str::from_utf8(part).unwrap()).unwrap() {
+                    text.push_str(&d);
+                }
+            }
+            assert_eq!(text, "from manim import *");
+            assert!(p.done);
+            assert_eq!(p.completion.text, text);
+            assert_eq!(
+                (p.completion.prompt_tokens, p.completion.completion_tokens),
+                (12, 5)
+            );
+        }
+    }
+
+    #[test]
+    fn an_endless_answer_is_cut_off() {
+        let mut p = StreamParser::default();
+        let chunk = format!(
+            "data: {}\n",
+            serde_json::json!({"choices": [{"delta": {"content": "x".repeat(64 * 1024)}}]})
+        );
+        let mut result = Ok(vec![]);
+        for _ in 0..20 {
+            result = p.feed(&chunk);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(result, Err(LlmError::BadResponse(_))));
+        assert!(p.completion.text.len() <= MAX_ANSWER_BYTES);
+    }
+
+    #[test]
+    fn malformed_answers_are_bad_responses() {
+        let mut p = StreamParser::default();
+        assert!(matches!(
+            p.feed("data: {nope\n"),
+            Err(LlmError::BadResponse(_))
+        ));
+        assert!(parse_plain(b"<html>").is_err());
+        assert!(parse_plain(b"{\"choices\":[]}").is_err());
+        let c = parse_plain(
+            br#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.prompt_tokens, c.completion_tokens),
+            ("x", 3, 1)
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! Generation operations: queue a generation job, or make checked code
+//! synchronously. Keys that requests bring go to memory only (`llm::Keys`).
+
+use serde_json::Value;
+
+use super::{invalid, Service, ServiceError};
+use crate::api::{CodeGeneration, GenerationRequest};
+use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
+use crate::jobs::{Job, JobId};
+use crate::llm::{LlmError, Secret};
+use crate::spec::{Engine, Format, Quality, RenderSpec};
+
+/// A request's settings, checked.
+struct Checked {
+    task: Task,
+    key: Option<Secret>,
+}
+
+impl Service {
+    fn check_generation(&self, req: &GenerationRequest) -> Result<Checked, ServiceError> {
+        let prompt = req.prompt.trim();
+        if prompt.is_empty() {
+            return Err(invalid("prompt", "prompt is empty"));
+        }
+        if prompt.chars().count() > generate::MAX_PROMPT_CHARS {
+            return Err(invalid(
+                "prompt",
+                format!(
+                    "prompt is longer than {} characters",
+                    generate::MAX_PROMPT_CHARS
+                ),
+            ));
+        }
+        if prompt.contains('\0') {
+            return Err(invalid("prompt", "prompt contains a NUL byte"));
+        }
+        let max_attempts = req.max_attempts.unwrap_or(generate::DEFAULT_ATTEMPTS);
+        if !(1..=generate::MAX_ATTEMPTS).contains(&max_attempts) {
+            return Err(invalid(
+                "max_attempts",
+                format!(
+                    "max_attempts must be between 1 and {}",
+                    generate::MAX_ATTEMPTS
+                ),
+            ));
+        }
+        // A key alone does not say where the model is: a base URL must be configured.
+        if !self.llm.is_configured() {
+            return Err(LlmError::NotConfigured.into());
+        }
+        Ok(Checked {
+            task: Task {
+                prompt: prompt.to_owned(),
+                engine: req.engine.unwrap_or(Engine::Manim),
+                narration: req.narration.unwrap_or(false),
+                max_attempts,
+            },
+            key: req.api_key.clone().and_then(Secret::new),
+        })
+    }
+
+    /// Stores a queued generation job; the executor runs its pipeline.
+    pub async fn generate(
+        &self,
+        req: GenerationRequest,
+        owner: Option<&str>,
+    ) -> Result<Job, ServiceError> {
+        if self.is_draining() {
+            return Err(ServiceError::ShuttingDown);
+        }
+        let Checked { task, key } = self.check_generation(&req)?;
+        self.check_capacity(owner).await?;
+        let spec = RenderSpec {
+            code: String::new(),
+            scenes: vec![],
+            engine: task.engine,
+            quality: req.quality.unwrap_or(Quality::Low),
+            format: req.format.unwrap_or(Format::Mp4),
+            fps: None,
+            seed: None,
+            encoding: Default::default(),
+            narration: task.narration,
+        };
+        let generation = Generation::new(
+            task.prompt,
+            task.max_attempts,
+            task.narration,
+            key.is_some(),
+        );
+        let id = JobId::new();
+        // The key is in place before the job exists, so no worker can claim
+        // the job without it.
+        if let Some(key) = key {
+            self.llm.keys.insert(&id, key);
+        }
+        let job = match self
+            .store
+            .insert_generation(&id, &spec, owner, &generation)
+            .await
+        {
+            Ok(job) => job,
+            Err(e) => {
+                self.llm.keys.remove(&id);
+                return Err(e.into());
+            }
+        };
+        self.executor.wake();
+        Ok(job)
+    }
+
+    /// Plans, writes and checks code (repairing what the checks find),
+    /// without rendering it.
+    pub async fn generate_code(
+        &self,
+        req: GenerationRequest,
+    ) -> Result<CodeGeneration, ServiceError> {
+        if self.is_draining() {
+            return Err(ServiceError::ShuttingDown);
+        }
+        let Checked { task, key } = self.check_generation(&req)?;
+        let mut generation = Generation::new(
+            task.prompt.clone(),
+            task.max_attempts,
+            task.narration,
+            key.is_some(),
+        );
+        let hooks = CheckOnly { svc: self };
+        match generate::run(
+            &self.llm.provider,
+            key.as_ref(),
+            &task,
+            &mut generation,
+            &hooks,
+        )
+        .await
+        {
+            Outcome::Done { code, .. } => Ok(CodeGeneration {
+                code,
+                engine: task.engine,
+                storyboard: generation.storyboard.clone().unwrap_or_default(),
+                prompt_tokens: generation.totals.prompt_tokens,
+                completion_tokens: generation.totals.completion_tokens,
+                attempts: generation.attempts,
+            }),
+            Outcome::Exhausted(error) => Err(ServiceError::GenerationFailed(error)),
+            Outcome::Llm(e) => Err(e.into()),
+            Outcome::Stopped => Err(ServiceError::ShuttingDown),
+        }
+    }
+}
+
+/// Hooks of the code-only call: sandboxed parse, no render, no record.
+struct CheckOnly<'a> {
+    svc: &'a Service,
+}
+
+impl Hooks for CheckOnly<'_> {
+    fn event(&self, _event: GenEvent) {}
+
+    async fn save(&self, _generation: &Generation) {}
+
+    async fn inspect(&self, code: &str) -> Result<(), Value> {
+        generate::inspect_one_scene(&self.svc.renderer, &self.svc.pool, code).await
+    }
+
+    async fn render(&self, _code: &str) -> Option<Rendered> {
+        None
+    }
+
+    async fn stopped(&self) {
+        std::future::pending().await
+    }
+}
