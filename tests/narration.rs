@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::path::Path;
 
 use common::{probe, spec, top_level_boxes, Harness};
 use manimd::narration::{Cue, Tts};
-use manimd::process::run_tool;
 use manimd::render::Rendered;
 use manimd::spec::{Engine, RenderSpec};
 
@@ -32,49 +30,6 @@ class Narrated(Scene):
         self.play(ShowCreation(Square()), run_time=0.5)
 "#;
 
-/// The audio stream's codec and duration, as ffprobe sees them.
-async fn probe_audio(path: &Path) -> Option<(String, f64)> {
-    let out = run_tool(
-        "ffprobe",
-        &[
-            OsStr::new("-v"),
-            OsStr::new("error"),
-            OsStr::new("-select_streams"),
-            OsStr::new("a:0"),
-            OsStr::new("-show_entries"),
-            OsStr::new("stream=codec_name,duration:stream_tags=DURATION"),
-            OsStr::new("-of"),
-            OsStr::new("json"),
-            path.as_os_str(),
-        ],
-        Path::new("/"),
-        &[],
-    )
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s = v["streams"].get(0)?;
-    // Matroska keeps a stream's duration in its DURATION tag (h:mm:ss.nnn).
-    let tagged = || {
-        let t = s["tags"]["DURATION"].as_str()?;
-        let p: Vec<f64> = t
-            .split(':')
-            .map(|x| x.parse().ok())
-            .collect::<Option<_>>()?;
-        Some(p[0] * 3600.0 + p[1] * 60.0 + p[2])
-    };
-    let duration = s["duration"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .or_else(tagged)?;
-    Some((s["codec_name"].as_str()?.to_owned(), duration))
-}
-
 /// How long espeak-ng says `text`, measured apart from the render.
 async fn espeak_secs(text: &str) -> f64 {
     let dir = tempfile::tempdir().unwrap();
@@ -90,24 +45,6 @@ fn narrated(engine: Engine, code: &str) -> RenderSpec {
         narration: true,
         ..spec(engine, code)
     }
-}
-
-/// Parses our own WebVTT back into cues (start, end, text).
-fn read_vtt(text: &str) -> Vec<(f64, f64, String)> {
-    let secs = |t: &str| {
-        let (hms, ms) = t.split_once('.').unwrap();
-        let p: Vec<f64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
-        p[0] * 3600.0 + p[1] * 60.0 + p[2] + ms.parse::<f64>().unwrap() / 1000.0
-    };
-    assert!(text.starts_with("WEBVTT\n"), "{text}");
-    text.split("\n\n")
-        .skip(1)
-        .map(|block| {
-            let lines: Vec<&str> = block.lines().collect();
-            let (a, b) = lines[1].split_once(" --> ").unwrap();
-            (secs(a), secs(b), lines[2].to_owned())
-        })
-        .collect()
 }
 
 /// The checks every narrated two-line render must pass.
@@ -134,7 +71,9 @@ async fn check_two_lines(r: &Rendered) {
     );
 
     // The sound track: AAC, ending with the last line.
-    let (codec, audio_secs) = probe_audio(&r.output).await.expect("an audio stream");
+    let (codec, audio_secs) = common::probe_audio(&r.output)
+        .await
+        .expect("an audio stream");
     assert_eq!(codec, "aac");
     assert!(
         (audio_secs - second.end).abs() < 0.25,
@@ -158,7 +97,7 @@ async fn check_two_lines(r: &Rendered) {
 
     // The subtitles say the same.
     let vtt = std::fs::read_to_string(&narration.subtitles).unwrap();
-    let read = read_vtt(&vtt);
+    let read = common::read_vtt(&vtt);
     assert_eq!(read.len(), 2, "{vtt}");
     for ((start, end, text), cue) in read.iter().zip(&narration.cues) {
         assert_eq!(text, &cue.text);
@@ -323,7 +262,7 @@ class Narrated(Scene):
     assert!(s1 >= e0 - 1e-3 && s1 - e0 < 1.0 / 15.0 + 1e-3, "{cues:?}");
     // Sped up from 2.4 s into the 1.9 s the scene waited.
     assert!((e1 - s1 - 1.9).abs() < 0.01, "{cues:?}");
-    let (codec, audio_secs) = probe_audio(&r.output).await.unwrap();
+    let (codec, audio_secs) = common::probe_audio(&r.output).await.unwrap();
     assert_eq!(codec, "aac");
     assert!(
         (audio_secs - e1).abs() < 0.25,
@@ -481,7 +420,7 @@ async fn server_serves_subtitles_of_narrated_jobs_only() {
         .unwrap()
         .starts_with("text/vtt"));
     let vtt = r.text().await.unwrap();
-    let read = read_vtt(&vtt);
+    let read = common::read_vtt(&vtt);
     assert_eq!(read.len(), 1, "{vtt}");
     assert_eq!(read[0].2, "Hello there.");
     let end = cues[0]["end"].as_f64().unwrap();
@@ -498,7 +437,7 @@ async fn server_serves_subtitles_of_narrated_jobs_only() {
         .unwrap();
     let video = dir.path().join("narrated.mp4");
     std::fs::write(&video, &bytes).unwrap();
-    let (codec, audio_secs) = probe_audio(&video).await.expect("an audio stream");
+    let (codec, audio_secs) = common::probe_audio(&video).await.expect("an audio stream");
     assert_eq!(codec, "aac");
     assert!((audio_secs - end).abs() < 0.25, "{audio_secs} vs {end}");
 
@@ -566,7 +505,7 @@ async fn speech_longer_than_the_animations_lengthens_the_scene() {
     // Without narration, `narrate` does nothing: a 0.2 s video.
     let (plain, _) = h.ok(&spec(Engine::Manim, &code)).await;
     assert!(plain.narration.is_none());
-    assert!(probe_audio(&plain.output).await.is_none());
+    assert!(common::probe_audio(&plain.output).await.is_none());
     assert!((probe(&plain.output).await.duration - 0.2).abs() < 2.0 / 15.0);
 
     // With it, the scene waits for the speech; WebM gets Opus.
@@ -586,7 +525,7 @@ async fn speech_longer_than_the_animations_lengthens_the_scene() {
         video.duration >= speech - 1.0 / 15.0,
         "{video:?} vs {speech} s of speech"
     );
-    let (codec, audio_secs) = probe_audio(&r.output).await.unwrap();
+    let (codec, audio_secs) = common::probe_audio(&r.output).await.unwrap();
     assert_eq!(codec, "opus");
     assert!(
         (audio_secs - speech).abs() < 0.25,
@@ -632,7 +571,7 @@ class Second(Scene):
         video.duration >= cues[1].end - 2.0 / 15.0,
         "{video:?} {cues:?}"
     );
-    let (_, audio_secs) = probe_audio(&r.output).await.unwrap();
+    let (_, audio_secs) = common::probe_audio(&r.output).await.unwrap();
     assert!(
         (audio_secs - cues[1].end).abs() < 0.25,
         "{audio_secs} {cues:?}"

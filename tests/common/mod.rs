@@ -248,3 +248,64 @@ pub async fn assert_video(
     }
     p
 }
+
+/// The audio stream's codec and duration, as ffprobe sees them.
+pub async fn probe_audio(path: &Path) -> Option<(String, f64)> {
+    let out = run_tool(
+        "ffprobe",
+        &[
+            OsStr::new("-v"),
+            OsStr::new("error"),
+            OsStr::new("-select_streams"),
+            OsStr::new("a:0"),
+            OsStr::new("-show_entries"),
+            OsStr::new("stream=codec_name,duration:stream_tags=DURATION"),
+            OsStr::new("-of"),
+            OsStr::new("json"),
+            path.as_os_str(),
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = v["streams"].get(0)?;
+    // Matroska keeps a stream's duration in its DURATION tag (h:mm:ss.nnn).
+    let tagged = || {
+        let t = s["tags"]["DURATION"].as_str()?;
+        let p: Vec<f64> = t
+            .split(':')
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        Some(p[0] * 3600.0 + p[1] * 60.0 + p[2])
+    };
+    let duration = s["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .or_else(tagged)?;
+    Some((s["codec_name"].as_str()?.to_owned(), duration))
+}
+
+/// Parses our own WebVTT back into cues (start, end, text).
+pub fn read_vtt(text: &str) -> Vec<(f64, f64, String)> {
+    let secs = |t: &str| {
+        let (hms, ms) = t.split_once('.').unwrap();
+        let p: Vec<f64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+        p[0] * 3600.0 + p[1] * 60.0 + p[2] + ms.parse::<f64>().unwrap() / 1000.0
+    };
+    assert!(text.starts_with("WEBVTT\n"), "{text}");
+    text.split("\n\n")
+        .skip(1)
+        .map(|block| {
+            let lines: Vec<&str> = block.lines().collect();
+            let (a, b) = lines[1].split_once(" --> ").unwrap();
+            (secs(a), secs(b), lines[2].to_owned())
+        })
+        .collect()
+}
