@@ -104,6 +104,23 @@ impl Executor {
         tasks
     }
 
+    /// The lease owner name of this process.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.cfg.lease
+    }
+
+    /// Runs a job that this process claimed outside the worker loops (see
+    /// `Service::generate`), with the same lease, heartbeat and cancel.
+    pub fn run_here(self: &Arc<Self>, claimed: Claimed) {
+        let me = Arc::clone(self);
+        let span = tracing::info_span!("job", id = %claimed.job.id, attempt = claimed.attempt);
+        tokio::spawn(async move { me.run(claimed).await }.instrument(span));
+    }
+
     pub fn workers(&self) -> usize {
         self.cfg.workers
     }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::mock_llm::{MockLlm, Reply};
 use common::pg::Postgres;
 use common::s3::S3Server;
 use manimd::jobs::{JobId, JobStatus, NewJob, Store};
@@ -122,6 +123,9 @@ impl Node {
             &cluster.s3.url("cluster"),
         ]);
         cmd.envs(cluster.s3.env());
+        cmd.env("MANIMD_LLM_BASE_URL", &cluster.llm.base_url);
+        cmd.env("MANIMD_LLM_MODEL", "mock-model");
+        cmd.env("MANIMD_LLM_API_KEY", SERVER_KEY);
         match role {
             "serve" => cmd.args([
                 "--addr",
@@ -258,17 +262,23 @@ fn scene(tag: &str, sleep_secs: u32) -> String {
     )
 }
 
-/// What the nodes share: a PostgreSQL and an S3-compatible server.
+/// What the nodes share: a PostgreSQL, an S3-compatible server and a
+/// (scripted) language model.
 struct Cluster {
     pg: Postgres,
     s3: S3Server,
+    llm: MockLlm,
 }
+
+/// The model provider key every node is configured with.
+const SERVER_KEY: &str = "sk-server-key";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_api_nodes_and_two_workers_share_jobs_events_cancels_and_survive_a_killed_worker() {
     let shared = Cluster {
         pg: Postgres::start(),
         s3: S3Server::start("cluster").await,
+        llm: MockLlm::start(vec![]).await,
     };
     let dir = tempfile::Builder::new()
         .prefix("manimd-scale-")
@@ -312,6 +322,38 @@ async fn two_api_nodes_and_two_workers_share_jobs_events_cancels_and_survive_a_k
             "{p:?}"
         );
         assert!(p.duration > 0.5 && p.frames >= 9, "{p:?}");
+    }
+
+    // A generation that brings its own key runs where the key is, on the
+    // API node that took it (no workers there); one without runs on a worker.
+    let circle = "from manim import *\n\n\nclass Gen(Scene):\n    def construct(self):\n        self.play(Create(Circle()), run_time=0.5)\n";
+    for (node, key) in [(&api_a, Some("sk-request-SECRET-91c2")), (&api_b, None)] {
+        shared.llm.push(Reply::Text("1. A circle.".into()));
+        shared
+            .llm
+            .push(Reply::Text(format!("```python\n{circle}```\n")));
+        let mut body = serde_json::json!({"prompt": "a circle"});
+        if let Some(key) = key {
+            body["api_key"] = key.into();
+        }
+        let r = client
+            .post(format!("{}/v1/generations", node.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+        let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let job = wait_for(&client, &api_b, &id, &["succeeded", "failed", "canceled"]).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let requests = shared.llm.requests();
+        let bearer = format!("Bearer {}", key.unwrap_or(SERVER_KEY));
+        for req in &requests[requests.len() - 2..] {
+            assert_eq!(req.authorization.as_deref(), Some(bearer.as_str()));
+        }
     }
 
     // Events of a job submitted to A reach a client connected to B, and

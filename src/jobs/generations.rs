@@ -8,24 +8,43 @@ use crate::generate::Generation;
 use crate::spec::RenderSpec;
 
 impl Store {
-    /// Stores a queued generation job and its record together. It has no
-    /// cache key: a generation is never answered from the cache.
+    /// Stores a generation job and its record together. It has no cache
+    /// key: a generation is never answered from the cache. With `claim`
+    /// (lease owner, lease), it is stored already running, attempt 1, under
+    /// that lease: for a job that must run where it was submitted.
     pub async fn insert_generation(
         &self,
         id: &JobId,
         spec: &RenderSpec,
         owner: Option<&str>,
         generation: &Generation,
+        claim: Option<(&str, std::time::Duration)>,
     ) -> Result<Job, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
+        let (status, attempts, lease_owner, lease_expires, started) = match claim {
+            Some((holder, lease)) => (
+                "running",
+                1i64,
+                Some(holder),
+                Some(now + lease.as_millis() as i64),
+                Some(now),
+            ),
+            None => ("queued", 0, None, None, None),
+        };
         sqlx::query(
-            "INSERT INTO jobs (id, status, spec, owner, created_ms) VALUES ($1, 'queued', $2, $3, $4)",
+            "INSERT INTO jobs (id, status, spec, owner, created_ms, attempts, lease_owner, lease_expires_ms, started_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(id.as_str())
+        .bind(status)
         .bind(serde_json::to_string(spec).expect("serializable"))
         .bind(owner)
         .bind(now)
+        .bind(attempts)
+        .bind(lease_owner)
+        .bind(lease_expires)
+        .bind(started)
         .execute(&mut *tx)
         .await?;
         sqlx::query(

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{invalid, Service, ServiceError};
 use crate::api::{CodeGeneration, GenerationRequest};
 use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
-use crate::jobs::{Job, JobId};
+use crate::jobs::{Claimed, Dialect, Job, JobId};
 use crate::llm::{LlmError, Secret};
 use crate::spec::{Engine, Format, Quality, RenderSpec};
 
@@ -88,14 +88,22 @@ impl Service {
             key.is_some(),
         );
         let id = JobId::new();
+        // A request's key lives only in this process's memory. On a shared
+        // store, any node's worker could claim the job and would not have the
+        // key, so such a job is stored already claimed by this node and runs
+        // here (even on an API node without workers). Its lease works as
+        // usual: if this node dies, the job goes back to the queue and ends
+        // with `llm-key-lost` on whichever worker claims it.
+        let here = key.is_some() && self.store.dialect() == Dialect::Postgres;
         // The key is in place before the job exists, so no worker can claim
         // the job without it.
         if let Some(key) = key {
             self.llm.keys.insert(&id, key);
         }
+        let claim = here.then(|| (self.executor.owner(), self.executor.lease()));
         let job = match self
             .store
-            .insert_generation(&id, &spec, owner, &generation)
+            .insert_generation(&id, &spec, owner, &generation, claim)
             .await
         {
             Ok(job) => job,
@@ -104,7 +112,14 @@ impl Service {
                 return Err(e.into());
             }
         };
-        self.executor.wake();
+        if here {
+            self.executor.run_here(Claimed {
+                job: job.clone(),
+                attempt: 1,
+            });
+        } else {
+            self.executor.wake();
+        }
         Ok(job)
     }
 
