@@ -49,9 +49,20 @@ pub struct Relayed {
     pub finish: bool,
 }
 
+/// Generation events kept per running job for followers that connect late.
+const HISTORY: usize = 2000;
+
+#[derive(Default)]
+struct Inner {
+    channels: HashMap<JobId, broadcast::Sender<JobEvent>>,
+    /// A running generation's stages, code and attempts so far: a client
+    /// that connects after the pipeline started still sees all of it.
+    history: HashMap<JobId, Vec<JobEvent>>,
+}
+
 #[derive(Default)]
 pub struct Hub {
-    channels: Mutex<HashMap<JobId, broadcast::Sender<JobEvent>>>,
+    inner: Mutex<Inner>,
     /// With several nodes, events go out through the database's
     /// notifications and come back to each node's `deliver`, so a client
     /// sees a job's events on whichever node it is connected to.
@@ -60,10 +71,23 @@ pub struct Hub {
 
 impl Hub {
     pub fn subscribe(&self, id: &JobId) -> broadcast::Receiver<JobEvent> {
-        let mut map = self.channels.lock().expect("hub lock");
-        map.entry(id.clone())
+        self.subscribe_with_history(id).0
+    }
+
+    /// Subscribes, and returns the events of the job's history (see
+    /// `Inner::history`) that came before: together, nothing is missed or
+    /// seen twice.
+    pub fn subscribe_with_history(
+        &self,
+        id: &JobId,
+    ) -> (broadcast::Receiver<JobEvent>, Vec<JobEvent>) {
+        let mut inner = self.inner.lock().expect("hub lock");
+        let rx = inner
+            .channels
+            .entry(id.clone())
             .or_insert_with(|| broadcast::channel(CAPACITY).0)
-            .subscribe()
+            .subscribe();
+        (rx, inner.history.get(id).cloned().unwrap_or_default())
     }
 
     /// From now on, events go to `relay` instead of straight to followers.
@@ -95,18 +119,74 @@ impl Hub {
 
     /// Hands an event to this node's followers of the job.
     pub fn deliver(&self, id: &JobId, event: JobEvent, finish: bool) {
-        let mut map = self.channels.lock().expect("hub lock");
+        let mut inner = self.inner.lock().expect("hub lock");
+        match &event {
+            JobEvent::Generation(_) => {
+                let history = inner.history.entry(id.clone()).or_default();
+                if history.len() < HISTORY {
+                    history.push(event.clone());
+                }
+            }
+            JobEvent::Status(view) if finish || is_terminal(view) => {
+                inner.history.remove(id);
+            }
+            _ => {}
+        }
         if finish {
-            if let Some(tx) = map.remove(id) {
+            if let Some(tx) = inner.channels.remove(id) {
                 let _ = tx.send(event);
             }
             return;
         }
-        if let Some(tx) = map.get(id) {
+        if let Some(tx) = inner.channels.get(id) {
             if tx.send(event).is_err() {
                 // Nobody listens any more.
-                map.remove(id);
+                inner.channels.remove(id);
             }
         }
+    }
+}
+
+/// Whether a job view (as JSON) is in a final state.
+pub fn is_terminal(view: &serde_json::Value) -> bool {
+    view["status"]
+        .as_str()
+        .and_then(crate::jobs::JobStatus::parse)
+        .is_some_and(crate::jobs::JobStatus::is_terminal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{GenEvent, Stage};
+
+    fn stage(stage: Stage) -> JobEvent {
+        JobEvent::Generation(GenEvent::Stage { stage, attempt: 1 })
+    }
+
+    #[test]
+    fn a_late_follower_gets_the_generation_so_far_and_then_the_rest() {
+        let hub = Hub::default();
+        let id = JobId::new();
+        hub.publish(&id, stage(Stage::Planning));
+        hub.publish(
+            &id,
+            JobEvent::Status(serde_json::json!({"status": "running"})),
+        );
+        hub.publish(&id, stage(Stage::Writing));
+        let (mut rx, history) = hub.subscribe_with_history(&id);
+        let names: Vec<String> = history
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap()["stage"].to_string())
+            .collect();
+        assert_eq!(names, ["\"planning\"", "\"writing\""]);
+        hub.publish(&id, stage(Stage::Checking));
+        assert!(matches!(rx.try_recv(), Ok(JobEvent::Generation(_))));
+        // The end forgets the history.
+        hub.finish(
+            &id,
+            JobEvent::Status(serde_json::json!({"status": "succeeded"})),
+        );
+        assert!(hub.subscribe_with_history(&id).1.is_empty());
     }
 }

@@ -8,111 +8,61 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::mock_llm::{MockLlm, Reply, COMPLETION_TOKENS, PROMPT_TOKENS};
-use futures::StreamExt;
+use common::server::Sse;
 use manimd::config::Config;
 use manimd::llm::LlmConfig;
-use manimd::server::{self, ServeOptions};
+use manimd::server::ServeOptions;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
-struct TestServer {
-    url: String,
-    client: reqwest::Client,
-    config: Config,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: Option<tempfile::TempDir>,
+/// The common test server, started with a model provider, plus the calls
+/// generation tests make.
+struct TestServer(common::server::TestServer);
+
+impl std::ops::Deref for TestServer {
+    type Target = common::server::TestServer;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for TestServer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// One worker, no warm pool, `llm` as given.
+fn options(llm: LlmConfig) -> ServeOptions {
+    ServeOptions {
+        workers: 1,
+        warm_pool: 0,
+        grace: Duration::from_millis(200),
+        llm,
+        ..ServeOptions::default()
+    }
 }
 
 impl TestServer {
-    /// A server with one worker and no warm pool; `llm` as given.
     async fn start(llm: LlmConfig) -> TestServer {
-        let dir = tempfile::Builder::new()
-            .prefix("manimd-gen-")
-            .tempdir()
-            .unwrap();
-        let mut s = TestServer::start_on(Config::for_tests(dir.path().join("data")), llm).await;
-        s._dir = Some(dir);
-        s
+        TestServer(common::server::TestServer::start(options(llm)).await)
     }
 
     async fn start_on(config: Config, llm: LlmConfig) -> TestServer {
-        let opts = ServeOptions {
-            workers: 1,
-            warm_pool: 0,
-            grace: Duration::from_millis(200),
-            llm,
-            ..ServeOptions::default()
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = server::start(&config, &opts, &listener)
-            .await
-            .expect("server starts");
-        let url = format!("http://{}", server.addr);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            server
-                .serve(listener, &opts, async {
-                    let _ = rx.await;
-                })
-                .await
-        });
-        TestServer {
-            url,
-            client: reqwest::Client::new(),
-            config,
-            stop: Some(tx),
-            task: Some(task),
-            _dir: None,
-        }
-    }
-
-    /// A graceful stop, as on SIGTERM.
-    async fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await.unwrap();
-        }
-    }
-
-    async fn wait_running(&self, id: &str) {
-        for _ in 0..600 {
-            if self.get(&format!("/v1/renders/{id}")).await["status"] == "running" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("job {id} never ran");
+        TestServer(common::server::TestServer::start_on(config, options(llm)).await)
     }
 
     async fn with_mock(mock: &MockLlm) -> TestServer {
         TestServer::start(llm_config(mock)).await
     }
 
-    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+    async fn get(&self, path: &str) -> Value {
+        self.0.get(path).await.1
     }
 
-    async fn get(&self, path: &str) -> Value {
-        self.client
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+    async fn wait_running(&self, id: &str) {
+        self.wait_for(id, Some("running")).await;
     }
 
     async fn generate(&self, body: Value) -> String {
@@ -123,17 +73,7 @@ impl TestServer {
     }
 
     async fn wait(&self, id: &str) -> Value {
-        for _ in 0..1200 {
-            let job = self.get(&format!("/v1/renders/{id}")).await;
-            if matches!(
-                job["status"].as_str(),
-                Some("succeeded" | "failed" | "canceled")
-            ) {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("job {id} never ended");
+        self.wait_for(id, None).await
     }
 
     /// Follows a job's events in the background; resolves once subscribed
@@ -146,36 +86,15 @@ impl TestServer {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut stream = r.bytes_stream();
-            let mut buf = String::new();
-            let mut out = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-                while let Some(end) = buf.find("\n\n") {
-                    let block: String = buf.drain(..end + 2).collect();
-                    let (mut name, mut data) = (String::new(), String::new());
-                    for line in block.lines() {
-                        if let Some(n) = line.strip_prefix("event: ") {
-                            name = n.to_owned();
-                        } else if let Some(d) = line.strip_prefix("data: ") {
-                            data.push_str(d);
-                        }
-                    }
-                    if !name.is_empty() {
-                        out.push((name, serde_json::from_str(&data).unwrap()));
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send(());
-                        }
-                    }
-                }
+        let mut sse = Sse::new(r);
+        let first = sse.next().await.expect("the current state first");
+        tokio::spawn(async move {
+            let mut out = vec![first];
+            while let Some(event) = sse.next().await {
+                out.push(event);
             }
             out
-        });
-        rx.await.unwrap();
-        task
+        })
     }
 
     async fn video(&self, id: &str, name: &str) -> std::path::PathBuf {
@@ -295,12 +214,6 @@ async fn a_failing_scene_goes_back_with_its_error_and_line_and_the_fix_renders()
     ]
     .iter()
     .map(|(s, n)| (s.to_string(), *n))
-    // A worker may start planning before the stream is connected: then the
-    // first status already says `running` and the planning event was missed.
-    .skip(usize::from(
-        events[0].1["status"] == "running"
-            && stages.first().map(|s| s.0.as_str()) != Some("planning"),
-    ))
     .collect();
     assert_eq!(stages, expected);
     let streamed: String = events

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::server::TestServer;
+
 use std::path::Path;
 
 use common::{probe, spec, top_level_boxes, Harness};
@@ -300,78 +302,20 @@ class Narrated(Scene):
     h.assert_clean();
 }
 
-/// A real server on port 0 with one worker and no warm pool.
-async fn start_server(
-    data: &Path,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    use manimd::server::{self, ServeOptions};
-    let opts = ServeOptions {
-        workers: 1,
-        warm_pool: 0,
-        ..ServeOptions::default()
-    };
-    let config = manimd::config::Config::for_tests(data);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = server::start(&config, &opts, &listener).await.unwrap();
-    let url = format!("http://{}", server.addr);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(listener, &opts, async {
-                let _ = rx.await;
-            })
-            .await
-    });
-    (url, tx, task)
-}
-
-async fn wait_done(client: &reqwest::Client, url: &str, id: &str) -> serde_json::Value {
-    for _ in 0..1200 {
-        let job: serde_json::Value = client
-            .get(format!("{url}/v1/renders/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(
-            job["status"].as_str(),
-            Some("succeeded" | "failed" | "canceled")
-        ) {
-            return job;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("job {id} never ended");
-}
-
 #[tokio::test]
 async fn server_serves_subtitles_of_narrated_jobs_only() {
     use serde_json::json;
-    let dir = tempfile::Builder::new()
-        .prefix("manimd-srv-")
-        .tempdir()
-        .unwrap();
-    let (url, stop, task) = start_server(&dir.path().join("data")).await;
-    let client = reqwest::Client::new();
-    let submit = |body: serde_json::Value| {
-        let client = client.clone();
-        let url = url.clone();
-        async move {
-            let r = client
-                .post(format!("{url}/v1/renders"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<serde_json::Value>().await.unwrap())
-        }
+    let mut s = TestServer::start(manimd::server::ServeOptions {
+        workers: 1,
+        warm_pool: 0,
+        ..Default::default()
+    })
+    .await;
+    let (url, client) = (s.url.clone(), s.client.clone());
+    let server = &s;
+    let submit = |body: serde_json::Value| async move {
+        let (status, job) = server.post("/v1/renders", &body).await;
+        (status.as_u16(), job)
     };
     let code = "from manim import *\n\nclass Hello(Scene):\n    def construct(self):\n        narrate(\"Hello there.\")\n        self.play(FadeIn(Dot()), run_time=0.2)\n";
 
@@ -399,7 +343,7 @@ async fn server_serves_subtitles_of_narrated_jobs_only() {
         let body: serde_json::Value = early.json().await.unwrap();
         assert_eq!(body["error"]["code"], "no-subtitles");
     }
-    let job = wait_done(&client, &url, &id).await;
+    let job = s.wait_for(&id, None).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let cues = job["result"]["narration"]["cues"].as_array().unwrap();
     assert_eq!(cues.len(), 1, "{job}");
@@ -435,7 +379,7 @@ async fn server_serves_subtitles_of_narrated_jobs_only() {
         .bytes()
         .await
         .unwrap();
-    let video = dir.path().join("narrated.mp4");
+    let video = s.config.data_dir.join("narrated.mp4");
     std::fs::write(&video, &bytes).unwrap();
     let (codec, audio_secs) = common::probe_audio(&video).await.expect("an audio stream");
     assert_eq!(codec, "aac");
@@ -459,7 +403,7 @@ async fn server_serves_subtitles_of_narrated_jobs_only() {
     assert_eq!(status, 202, "{plain}");
     let plain_id = plain["id"].as_str().unwrap().to_owned();
     assert!(plain["links"].get("subtitles").is_none(), "{plain}");
-    let plain = wait_done(&client, &url, &plain_id).await;
+    let plain = s.wait_for(&plain_id, None).await;
     assert_eq!(plain["status"], "succeeded", "{plain}");
     assert!(plain["result"].get("narration").is_none(), "{plain}");
     let r = client
@@ -491,8 +435,7 @@ async fn server_serves_subtitles_of_narrated_jobs_only() {
     assert_eq!(caps["narration"]["provider"], "espeak");
     assert_eq!(caps["narration"]["formats"], json!(["mp4", "mov", "webm"]));
 
-    let _ = stop.send(());
-    task.await.unwrap();
+    s.stop().await;
 }
 
 #[tokio::test]

@@ -222,38 +222,18 @@ async fn wait_for(
     panic!("job {id} never reached {want:?}");
 }
 
-/// Reads a job's SSE stream to its end: (event name, data) pairs.
+/// Reads a job's event stream from `node` to its end.
 async fn events(
     client: &reqwest::Client,
     node: &Node,
     id: &str,
 ) -> Vec<(String, serde_json::Value)> {
-    use futures::StreamExt;
     let r = client
         .get(format!("{}/v1/renders/{id}/events", node.url()))
         .send()
         .await
         .unwrap();
-    let mut stream = r.bytes_stream();
-    let (mut buf, mut out) = (String::new(), Vec::new());
-    while let Some(chunk) = stream.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let (mut name, mut data) = (String::new(), String::new());
-            for line in block.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n.to_owned();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data.push_str(d);
-                }
-            }
-            if !name.is_empty() {
-                out.push((name, serde_json::from_str(&data).unwrap()));
-            }
-        }
-    }
-    out
+    common::server::read_sse(r).await
 }
 
 fn scene(tag: &str, sleep_secs: u32) -> String {

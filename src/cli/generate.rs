@@ -140,9 +140,6 @@ async fn follow(
         .map_err(|e| e.to_string())?;
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
-    // A worker may claim the job and start planning before this stream is
-    // connected; the first status then says so instead of the stage event.
-    let mut planning_said = false;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| e.to_string())?;
         buf.push_str(&String::from_utf8_lossy(&chunk));
@@ -162,23 +159,13 @@ async fn follow(
             };
             match event.as_str() {
                 "status" => {
-                    if !planning_said
-                        && v["status"] == "running"
-                        && v["generation"].is_object()
-                        && v["generation"]["storyboard"].is_null()
-                    {
-                        planning_said = true;
-                        say("planning".to_owned());
-                    }
                     if let Ok(view) = serde_json::from_value::<JobView>(v) {
                         if view.status.is_terminal() {
                             return Ok(view);
                         }
                     }
                 }
-                "stage" if v["stage"] == "planning" && planning_said => {}
                 "stage" => {
-                    planning_said |= v["stage"] == "planning";
                     let stage = v["stage"].as_str().unwrap_or("");
                     match v["attempt"].as_u64() {
                         Some(n) if n > 0 => say(format!("attempt {n}: {stage}")),

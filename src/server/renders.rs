@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Id};
 use super::{media, AppState};
 use crate::api::{ErrorBody, JobList, JobView, LegacyRenderRequest, RenderRequest};
-use crate::events::JobEvent;
+use crate::events::{is_terminal, JobEvent};
 use crate::jobs::{JobId, JobStatus};
 use crate::service::Delivery;
 
@@ -131,13 +131,6 @@ fn sse_event(e: &JobEvent) -> Event {
         .unwrap_or_else(|_| Event::default().event("error"))
 }
 
-fn is_terminal(view: &serde_json::Value) -> bool {
-    view["status"]
-        .as_str()
-        .and_then(JobStatus::parse)
-        .is_some_and(JobStatus::is_terminal)
-}
-
 /// Server-Sent Events: the current state first, then every state change
 /// (`status`) and progress step (`progress`), ending with the final state.
 #[utoipa::path(get, path = "/v1/renders/{id}/events", tag = "renders",
@@ -150,7 +143,7 @@ pub async fn events(
     Id(id): Id,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let job = svc.get(&id, caller.owner()).await?;
-    let mut rx = svc.hub.subscribe(&id);
+    let (mut rx, history) = svc.hub.subscribe_with_history(&id);
     // Read again after subscribing, so that no change falls in between.
     let job = svc.get(&id, caller.owner()).await.unwrap_or(job);
     let stream = async_stream::stream! {
@@ -158,6 +151,10 @@ pub async fn events(
         yield Ok(sse_event(&JobEvent::Status(current)));
         if job.status.is_terminal() {
             return;
+        }
+        // A generation's stages, code and attempts so far.
+        for event in &history {
+            yield Ok(sse_event(event));
         }
         loop {
             match rx.recv().await {

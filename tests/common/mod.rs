@@ -4,6 +4,7 @@
 
 pub mod mock_llm;
 pub mod pg;
+pub mod server;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

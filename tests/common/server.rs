@@ -1,0 +1,180 @@
+//! The real server, started in this process on port 0 with its own data
+//! directory and driven over HTTP, and a reader of its event streams.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use manimd::config::Config;
+use manimd::server::{self, ServeOptions};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub struct TestServer {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub config: Config,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn start(opts: ServeOptions) -> TestServer {
+        let dir = tempfile::Builder::new()
+            .prefix("manimd-srv-")
+            .tempdir()
+            .unwrap();
+        let mut s = TestServer::start_on(Config::for_tests(dir.path().join("data")), opts).await;
+        s._dir = Some(dir);
+        s
+    }
+
+    pub async fn start_on(config: Config, opts: ServeOptions) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = server::start(&config, &opts, &listener)
+            .await
+            .expect("server starts");
+        let url = format!("http://{}", server.addr);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(listener, &opts, async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        TestServer {
+            url,
+            client: reqwest::Client::new(),
+            config,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn submit(&self, body: Value) -> String {
+        let (status, job) = self.post("/v1/renders", &body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        job["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls until the job is in `status` (or any terminal state when `None`).
+    pub async fn wait_for(&self, id: &str, status: Option<&str>) -> Value {
+        for _ in 0..1200 {
+            let (_, job) = self.get(&format!("/v1/renders/{id}")).await;
+            let s = job["status"].as_str().unwrap_or("");
+            let done = matches!(s, "succeeded" | "failed" | "canceled");
+            if status.map_or(done, |want| s == want) {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("job {id} never reached {status:?}");
+    }
+
+    /// Reads a job's SSE stream to its end: (event name, data) pairs.
+    pub async fn events(&self, id: &str) -> Vec<(String, Value)> {
+        let r = self
+            .client
+            .get(format!("{}/v1/renders/{id}/events", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        read_sse(r).await
+    }
+
+    pub fn assert_clean(&self) {
+        let sc = self.config.sandbox_config();
+        let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
+        let groups = hierarchy.children(&sc.cgroup_parent, &format!("{}-", sc.instance));
+        assert!(groups.is_empty(), "cgroups left: {groups:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let data = self.config.data_dir.to_str().unwrap();
+        assert!(!mounts.contains(data), "mounts left under {data}");
+    }
+}
+
+/// Server-Sent Events from a response, one `(event name, data)` at a time.
+pub struct Sse {
+    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+impl Sse {
+    pub fn new(response: reqwest::Response) -> Sse {
+        Sse {
+            stream: response.bytes_stream().boxed(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next named event; `None` when the stream ends.
+    pub async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut name, mut data) = (String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n.to_owned();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data.push_str(d);
+                    }
+                }
+                if !name.is_empty() {
+                    return Some((name, serde_json::from_str(&data).unwrap()));
+                }
+            }
+            let chunk = self.stream.next().await?.unwrap();
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+/// Reads an event stream to its end.
+pub async fn read_sse(response: reqwest::Response) -> Vec<(String, Value)> {
+    let mut sse = Sse::new(response);
+    let mut out = Vec::new();
+    while let Some(event) = sse.next().await {
+        out.push(event);
+    }
+    out
+}
