@@ -316,6 +316,9 @@ pub struct Health {
     pub workers: Workers,
     pub queue: Queue,
     pub storage: StorageInfo,
+    /// The job store: `sqlite` (embedded, one node) or `postgres` (shared
+    /// by every node).
+    pub database: String,
 }
 
 /// Where finished files are kept (never an address or a credential).

@@ -615,6 +615,7 @@ impl Service {
                 depth: self.store.count(JobStatus::Queued).await?,
                 capacity: self.cfg.queue_capacity,
             },
+            database: self.store.dialect().name().into(),
             storage: api::StorageInfo {
                 backend: self.storage.kind().into(),
                 serve: match self.cfg.storage_serve {

@@ -272,6 +272,10 @@ async fn two_api_nodes_and_two_workers_share_jobs_events_cancels_and_survive_a_k
         Node::spawn("worker", &data[3], &shared),
     );
     let client = reqwest::Client::new();
+    let health = get(&client, &format!("{}/health", api_a.url())).await;
+    assert_eq!(health["database"], "postgres", "{health}");
+    assert_eq!(health["storage"]["backend"], "s3", "{health}");
+    assert_eq!(health["workers"]["busy"], 0, "{health}");
 
     // Jobs submitted to either API node complete, each rendered once.
     let mut ids = Vec::new();

@@ -187,6 +187,7 @@ async fn health_capabilities_and_openapi() {
     let (status, h) = s.get("/health").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(h["status"], "ok");
+    assert_eq!(h["database"], "sqlite");
     assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
     assert!(h["memory"]["rss_bytes"].as_u64().unwrap() > 1_000_000);
     assert!(h["memory"]["vms_bytes"].as_u64().unwrap() > 0);
