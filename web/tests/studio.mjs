@@ -53,11 +53,24 @@ try {
   await page.screenshot({ path: `${out}/studio-error.png` });
   if (line !== "6") fail(`the failing line was not highlighted (got ${line})`);
 
+  // Narration: the line is spoken into the video and shown as a subtitle track.
+  await page.check("#narration");
+  await page.fill("#code", "from manim import *\n\nclass Said(Scene):\n    def construct(self):\n        narrate(\"A circle appears.\")\n        self.play(Create(Circle()), run_time=0.3)\n# " + Date.now());
+  await page.click("#render");
+  await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("done"), null, { timeout: 120000 });
+  const cue = await page.waitForFunction(() => {
+    const t = document.getElementById("player").textTracks[0];
+    return t && t.cues && t.cues.length ? t.cues[0].text : null;
+  }, null, { timeout: 30000 }).then((h) => h.jsonValue()).catch(() => null);
+  await page.screenshot({ path: `${out}/studio-narrated.png` });
+  if (cue !== "A circle appears.") fail(`no subtitle cue for the narration (got ${cue})`);
+  await page.uncheck("#narration");
+
   // The page works on a phone-sized screen.
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${out}/studio-phone.png`, fullPage: true });
   if (errors.length) fail(`page errors: ${errors.join("; ")}`);
-  console.log(`ok: video advanced to ${watched.toFixed(2)} s while rendering; line ${line} highlighted`);
+  console.log(`ok: video advanced to ${watched.toFixed(2)} s while rendering; line ${line} highlighted; subtitle "${cue}"`);
 } finally {
   await browser.close();
 }
