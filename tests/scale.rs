@@ -437,3 +437,95 @@ async fn two_api_nodes_and_two_workers_share_jobs_events_cancels_and_survive_a_k
         node.stop().await;
     }
 }
+
+/// Every statement of the store, once, on PostgreSQL: the SQL is shared with
+/// SQLite, so a clause one of them reads differently shows up here.
+#[tokio::test]
+async fn every_store_statement_runs_on_postgres() {
+    let pg = Postgres::start();
+    let store = Store::open(&pg.url).await.unwrap();
+    let s = spec("every statement");
+    let lease = Duration::from_secs(30);
+    let result: manimd::jobs::JobResult = serde_json::from_value(serde_json::json!({
+        "duration": 1.0, "width": 854, "height": 480, "fps": 15.0, "frames": 15,
+        "codec": "h264", "bytes": 1000, "content_type": "video/mp4", "format": "mp4",
+        "still": false, "engine_version": "0.22.0", "render_secs": 1.0, "attempt": 1,
+        "has_thumbnail": true
+    }))
+    .unwrap();
+
+    // Followers wait for an identical job in flight, then take its outcome.
+    let (leader, follower, other) = (JobId::new(), JobId::new(), JobId::new());
+    store.insert(&new_job(&leader, &s)).await.unwrap();
+    let mut f = new_job(&follower, &s);
+    f.follows = Some(&leader);
+    store.insert(&f).await.unwrap();
+    assert_eq!(store.in_flight("k").await.unwrap(), Some(leader.clone()));
+    assert_eq!(
+        store.followers(&leader).await.unwrap(),
+        vec![follower.clone()]
+    );
+    let claimed = store.claim("w", lease).await.unwrap().unwrap();
+    assert_eq!(claimed.job.id, leader);
+    assert!(store.heartbeat(&leader, "w", 1, lease).await.unwrap());
+    let progress = manimd::jobs::JobProgress::default();
+    assert!(store
+        .save_progress(&leader, "w", 1, &progress)
+        .await
+        .unwrap());
+    assert!(store
+        .finish(&leader, "w", 1, JobStatus::Succeeded, None, Some(&result))
+        .await
+        .unwrap());
+    assert!(store
+        .finish_follower(&follower, JobStatus::Succeeded, None, Some(&result))
+        .await
+        .unwrap());
+    let cached = store.cached("k").await.unwrap().unwrap().id;
+    assert!(cached == leader || cached == follower, "{cached}");
+    let hit = JobId::new();
+    store
+        .insert_done(&new_job(&hit, &s), &result)
+        .await
+        .unwrap();
+    assert_eq!(store.count(JobStatus::Succeeded).await.unwrap(), 3);
+
+    // Unfollow by leader and for everyone.
+    let (l2, f2) = (JobId::new(), JobId::new());
+    store.insert(&new_job(&l2, &s)).await.unwrap();
+    let mut f = new_job(&f2, &s);
+    f.follows = Some(&l2);
+    store.insert(&f).await.unwrap();
+    assert_eq!(store.unfollow(Some(&l2)).await.unwrap(), 1);
+    assert_eq!(store.unfollow(None).await.unwrap(), 0);
+
+    // Cancel a queued job, ask a running one to stop, release, delete.
+    assert_eq!(store.cancel(&f2).await.unwrap(), Some(JobStatus::Queued));
+    let running = store.claim("w", lease).await.unwrap().unwrap();
+    assert_eq!(
+        store.cancel(&running.job.id).await.unwrap(),
+        Some(JobStatus::Running)
+    );
+    assert!(
+        store
+            .get(&running.job.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_requested
+    );
+    assert!(store.release(&running.job.id, "w", 1).await.unwrap());
+    let mut owned = new_job(&other, &s);
+    owned.owner = Some("fingerprint");
+    store.insert(&owned).await.unwrap();
+    assert_eq!(store.active("fingerprint").await.unwrap(), 1);
+    let page = store
+        .list(Some("fingerprint"), Some(JobStatus::Queued), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(page.jobs.len(), 1);
+    assert!(store.delete(&other).await.unwrap());
+    assert_eq!(store.expired(i64::MAX).await.unwrap().len(), 4);
+    store.notify("manimd_test", "payload").await.unwrap();
+    store.close().await;
+}
