@@ -120,7 +120,15 @@ async fn listen(mut listener: PgListener, store: Store, hub: Arc<Hub>, executor:
                         Ok(Some(job)) => JobEvent::Status(
                             serde_json::to_value(JobView::from(&job)).unwrap_or_default(),
                         ),
-                        _ => continue,
+                        Ok(None) => {
+                            // Deleted meanwhile: nothing more will come.
+                            hub.forget(&id);
+                            continue;
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, %id, "cannot read a job for its followers");
+                            continue;
+                        }
                     },
                 };
                 hub.deliver(&id, event, wire.finish);

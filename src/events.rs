@@ -10,7 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::generate::GenEvent;
+use crate::generate::{GenEvent, Stage};
 use crate::jobs::JobId;
 use crate::render::Progress;
 
@@ -117,10 +117,26 @@ impl Hub {
         }
     }
 
+    /// Drops a job's channel and history (the job is gone): its followers
+    /// see the channel close and read the job again.
+    pub fn forget(&self, id: &JobId) {
+        let mut inner = self.inner.lock().expect("hub lock");
+        inner.channels.remove(id);
+        inner.history.remove(id);
+    }
+
     /// Hands an event to this node's followers of the job.
     pub fn deliver(&self, id: &JobId, event: JobEvent, finish: bool) {
         let mut inner = self.inner.lock().expect("hub lock");
         match &event {
+            // A run starts with planning: a re-queued job starts over, and
+            // so does its history.
+            JobEvent::Generation(GenEvent::Stage {
+                stage: Stage::Planning,
+                ..
+            }) => {
+                inner.history.insert(id.clone(), vec![event.clone()]);
+            }
             JobEvent::Generation(_) => {
                 let history = inner.history.entry(id.clone()).or_default();
                 if history.len() < HISTORY {
@@ -158,7 +174,6 @@ pub fn is_terminal(view: &serde_json::Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::{GenEvent, Stage};
 
     fn stage(stage: Stage) -> JobEvent {
         JobEvent::Generation(GenEvent::Stage { stage, attempt: 1 })

@@ -18,7 +18,7 @@ use crate::api::JobView;
 use crate::bus;
 use crate::components::Components;
 use crate::events::{Hub, JobEvent};
-use crate::jobs::{Claimed, Dialect, Job, JobId, JobProgress, JobResult, JobStatus, Store};
+use crate::jobs::{Claimed, Job, JobId, JobProgress, JobResult, JobStatus, Store};
 use crate::limits::Limits;
 use crate::llm::Llm;
 use crate::metrics::{Metrics, Outcome};
@@ -115,10 +115,17 @@ impl Executor {
 
     /// Runs a job that this process claimed outside the worker loops (see
     /// `Service::generate`), with the same lease, heartbeat and cancel.
-    pub fn run_here(self: &Arc<Self>, claimed: Claimed) {
+    /// `slot` is held until the job ends.
+    pub fn run_here(self: &Arc<Self>, claimed: Claimed, slot: tokio::sync::OwnedSemaphorePermit) {
         let me = Arc::clone(self);
         let span = tracing::info_span!("job", id = %claimed.job.id, attempt = claimed.attempt);
-        tokio::spawn(async move { me.run(claimed).await }.instrument(span));
+        tokio::spawn(
+            async move {
+                me.run(claimed).await;
+                drop(slot);
+            }
+            .instrument(span),
+        );
     }
 
     pub fn workers(&self) -> usize {
@@ -169,7 +176,7 @@ impl Executor {
     /// Tells the other nodes (PostgreSQL only; a no-op on SQLite). Not
     /// awaited: the store already holds the state this signal hurries along.
     fn signal(&self, channel: &'static str, payload: String) {
-        if self.store.dialect() != Dialect::Postgres {
+        if !self.store.is_shared() {
             return;
         }
         let store = self.store.clone();

@@ -122,8 +122,8 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
-/// Runs a trusted tool (ffprobe, the plain `manim` CLI for the benchmark)
-/// to completion with an inherited environment plus `env`.
+/// Runs a trusted tool (espeak-ng; ffprobe in tests) to completion, with a
+/// plain environment plus `env`.
 pub async fn run_tool(
     program: impl AsRef<OsStr>,
     args: &[&OsStr],
@@ -131,8 +131,13 @@ pub async fn run_tool(
     env: &[(&str, &str)],
 ) -> io::Result<Output> {
     let program = program.as_ref();
+    // A tool gets a plain environment and `env`, never ours: it holds keys
+    // (the model's, the speech service's, the object store's).
     let mut child = Command::new(program)
         .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
         .envs(env.iter().copied())
         .current_dir(cwd)
         .stdin(Stdio::null())

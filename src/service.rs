@@ -40,6 +40,10 @@ pub enum ServiceError {
     QuotaExceeded { max: u64, retry_after_secs: u64 },
     #[error("the server is shutting down; retry later")]
     ShuttingDown,
+    /// Generations that run in this process (code only, or with the
+    /// request's own key on a shared store) are at their cap.
+    #[error("this server already runs {max} generations of its own; retry later")]
+    GenerationsBusy { max: usize },
     #[error("no render with this id")]
     NotFound,
     #[error("the render has no {0} (yet)")]
@@ -58,6 +62,20 @@ pub enum ServiceError {
     /// (`generation-failed`, with the last attempt's error).
     #[error("{}", .0["message"].as_str().unwrap_or("generation failed"))]
     GenerationFailed(serde_json::Value),
+}
+
+/// Narration needs a format with a sound track.
+fn check_narration(narration: bool, format: Format) -> Result<(), ServiceError> {
+    if narration && matches!(format, Format::Gif | Format::Png) {
+        return Err(invalid(
+            "narration",
+            format!(
+                "{} has no sound track: narration needs mp4, mov or webm",
+                format.extension()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
@@ -99,6 +117,9 @@ pub struct Service {
     pub llm: Arc<Llm>,
     pub started: Instant,
     draining: AtomicBool,
+    /// Bounds the generations that run here rather than in a worker loop.
+    pub(crate) local_generations: Arc<tokio::sync::Semaphore>,
+    local_generations_max: usize,
 }
 
 impl Service {
@@ -113,6 +134,8 @@ impl Service {
             metrics,
             llm,
         } = parts;
+        // Mostly waiting on the model; each may also start a sandbox.
+        let local_generations_max = executor.workers().max(1) * 2;
         Service {
             cfg,
             store,
@@ -126,6 +149,8 @@ impl Service {
             llm,
             started: Instant::now(),
             draining: AtomicBool::new(false),
+            local_generations: Arc::new(tokio::sync::Semaphore::new(local_generations_max)),
+            local_generations_max,
         }
     }
 
@@ -135,6 +160,17 @@ impl Service {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// A slot for a generation that runs in this process, or `GenerationsBusy`.
+    pub(crate) fn local_generation_slot(
+        &self,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ServiceError> {
+        Arc::clone(&self.local_generations)
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::GenerationsBusy {
+                max: self.local_generations_max,
+            })
     }
 
     /// Checks a request, checks its code in a sandbox (syntax, scenes), and
@@ -181,15 +217,7 @@ impl Service {
         let format = req.format.unwrap_or(Format::Mp4);
         let encoding = req.encoding.unwrap_or_default();
         let narration = req.narration.unwrap_or(false);
-        if narration && matches!(format, Format::Gif | Format::Png) {
-            return Err(invalid(
-                "narration",
-                format!(
-                    "{} has no sound track: narration needs mp4, mov or webm",
-                    format.extension()
-                ),
-            ));
-        }
+        check_narration(narration, format)?;
         let webhook_url = req.webhook_url.as_deref();
         if let Some(url) = webhook_url {
             self.webhooks

@@ -126,7 +126,7 @@ async fn serve(
     }
     match &opts.llm.base_url {
         // The base URL and model only: the key is never logged.
-        Some(url) => tracing::info!(base_url = %url, model = %opts.llm.model, "generation enabled"),
+        Some(url) => tracing::info!(provider = %redact_url(url), model = %opts.llm.model, "generation enabled"),
         None => tracing::info!("generation off: no language model configured (MANIMD_LLM_PROVIDER or MANIMD_LLM_BASE_URL)"),
     }
     let server = server::start(config, opts, &listener).await?;
@@ -145,9 +145,13 @@ pub async fn worker(config: &Config, args: NodeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if opts.database.is_none() {
+    if !opts
+        .database
+        .as_deref()
+        .is_some_and(crate::jobs::Store::is_shared_url)
+    {
         eprintln!(
-            "error: a worker needs the store it shares with `manimd serve`: pass --database postgres://... (or MANIMD_DATABASE)"
+            "error: a worker needs the PostgreSQL store it shares with `manimd serve` (SQLite belongs to one process): pass --database postgres://... (or MANIMD_DATABASE)"
         );
         return ExitCode::FAILURE;
     }
@@ -166,6 +170,21 @@ pub async fn worker(config: &Config, args: NodeArgs) -> ExitCode {
     shutdown_signal().await;
     node.stop(opts.grace).await;
     ExitCode::SUCCESS
+}
+
+/// Scheme, host, port and path of a URL: no user part or query, where a
+/// credential could hide.
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            u.path()
+        ),
+        Err(_) => "(unparsable URL)".into(),
+    }
 }
 
 /// SIGTERM or Ctrl-C.

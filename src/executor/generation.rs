@@ -192,7 +192,6 @@ impl Executor {
             )
             .await
         };
-        heartbeat.abort();
         let reason = *stop_rx.borrow();
         let mut final_job = job.clone();
         final_job.spec = hooks.spec.lock().expect("spec lock").clone();
@@ -226,6 +225,9 @@ impl Executor {
                 self.fail(&id, attempt, e.to_json()).await
             }
         }
+        // Only now: recording publishes the files (an upload to a bucket can
+        // outlast a lease that nobody renews).
+        heartbeat.abort();
         for dir in hooks.scratch.lock().expect("scratch lock").drain(..) {
             let _ = std::fs::remove_dir_all(dir);
         }

@@ -82,7 +82,7 @@ impl Store {
     /// Opens the database named by `url` (`postgres://...`, `sqlite:PATH`
     /// or a plain path to a SQLite file) and applies its migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if Store::is_shared_url(url) {
             return Store::open_postgres(url).await;
         }
         let path = url
@@ -149,6 +149,18 @@ impl Store {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Whether other processes share this store (PostgreSQL), so that a
+    /// lease held now may be alive elsewhere and signals go through the
+    /// database. SQLite is one process's own.
+    pub fn is_shared(&self) -> bool {
+        self.dialect == Dialect::Postgres
+    }
+
+    /// Whether `url` names a store that several nodes can share.
+    pub fn is_shared_url(url: &str) -> bool {
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
     }
 
     /// The URL this store connected with (may hold a password: do not log).

@@ -89,7 +89,8 @@ fn render_status(code: &str) -> StatusCode {
         "llm-not-configured" | "llm-unavailable" | "llm-key-lost" => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        "llm-unauthorized" | "llm-bad-response" => StatusCode::BAD_GATEWAY,
+        // The model's or the speech service's fault, not the caller's.
+        "llm-unauthorized" | "llm-bad-response" | "tts-failed" => StatusCode::BAD_GATEWAY,
         "llm-rate-limited" => StatusCode::TOO_MANY_REQUESTS,
         "llm-timeout" => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
@@ -191,6 +192,13 @@ impl IntoResponse for ApiError {
                     (
                         StatusCode::TOO_MANY_REQUESTS,
                         detail("queue-full", e.to_string()),
+                    )
+                }
+                ServiceError::GenerationsBusy { .. } => {
+                    retry_after = Some(5);
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        detail("generations-busy", e.to_string()),
                     )
                 }
                 ServiceError::QuotaExceeded {

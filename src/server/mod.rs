@@ -33,7 +33,7 @@ use crate::components::Components;
 use crate::config::Config;
 use crate::events::Hub;
 use crate::executor::{Executor, ExecutorConfig};
-use crate::jobs::{Dialect, Store};
+use crate::jobs::Store;
 use crate::llm::{Llm, LlmConfig};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolConfig};
@@ -185,6 +185,8 @@ pub struct Node {
     executor: Arc<Executor>,
     pool: Arc<Pool>,
     store: Store,
+    /// Held while the node runs (see `lock_data_dir`).
+    _lock: std::fs::File,
 }
 
 /// Sets the service up on `config.data_dir` (see `start_node`) for `listener`.
@@ -204,6 +206,7 @@ pub async fn start(
 /// one process owns; only expired leases on PostgreSQL, which other live
 /// nodes share), and starts the workers.
 pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<Node> {
+    let lock = lock_data_dir(&config.data_dir)?;
     let renderer = Arc::new(Renderer::new(config)?);
     let reaped = renderer.sandbox().reap().await;
     if reaped.cgroups + reaped.areas > 0 {
@@ -222,7 +225,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
         Some(url) => Store::open(url).await?,
         None => Store::open_sqlite(&config.data_dir.join("manimd.db")).await?,
     };
-    let embedded = store.dialect() == Dialect::Sqlite;
+    let embedded = !store.is_shared();
     let (requeued, failed) = store.reap_leases(embedded, opts.max_attempts).await?;
     if !requeued.is_empty() || !failed.is_empty() {
         tracing::warn!(
@@ -300,7 +303,24 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
         executor,
         pool,
         store,
+        _lock: lock,
     })
+}
+
+/// One process per data dir: a second one would reap the first one's
+/// sandboxes and scratch files at start (they share the instance name).
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("manimd.lock");
+    let file = std::fs::File::create(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another manimd process uses the data dir {}: give each process its own --data-dir (MANIMD_DATA_DIR)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
 }
 
 impl Node {

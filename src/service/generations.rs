@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 
-use super::{invalid, Service, ServiceError};
+use super::{check_narration, invalid, Service, ServiceError};
 use crate::api::{CodeGeneration, GenerationRequest};
 use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
-use crate::jobs::{Claimed, Dialect, Job, JobId};
+use crate::jobs::{Claimed, Job, JobId};
 use crate::llm::{LlmError, Secret};
 use crate::spec::{Engine, Format, Quality, RenderSpec};
 
@@ -44,6 +44,10 @@ impl Service {
                 ),
             ));
         }
+        check_narration(
+            req.narration.unwrap_or(false),
+            req.format.unwrap_or(Format::Mp4),
+        )?;
         // A key alone does not say where the model is: a base URL must be configured.
         if !self.llm.is_configured() {
             return Err(LlmError::NotConfigured.into());
@@ -94,7 +98,12 @@ impl Service {
         // here (even on an API node without workers). Its lease works as
         // usual: if this node dies, the job goes back to the queue and ends
         // with `llm-key-lost` on whichever worker claims it.
-        let here = key.is_some() && self.store.dialect() == Dialect::Postgres;
+        let here = key.is_some() && self.store.is_shared();
+        let slot = if here {
+            Some(self.local_generation_slot()?)
+        } else {
+            None
+        };
         // The key is in place before the job exists, so no worker can claim
         // the job without it.
         if let Some(key) = key {
@@ -112,11 +121,14 @@ impl Service {
                 return Err(e.into());
             }
         };
-        if here {
-            self.executor.run_here(Claimed {
-                job: job.clone(),
-                attempt: 1,
-            });
+        if let Some(slot) = slot {
+            self.executor.run_here(
+                Claimed {
+                    job: job.clone(),
+                    attempt: 1,
+                },
+                slot,
+            );
         } else {
             self.executor.wake();
         }
@@ -133,6 +145,7 @@ impl Service {
             return Err(ServiceError::ShuttingDown);
         }
         let Checked { task, key } = self.check_generation(&req)?;
+        let _slot = self.local_generation_slot()?;
         let mut generation = Generation::new(
             task.prompt.clone(),
             task.max_attempts,
