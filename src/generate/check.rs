@@ -183,7 +183,8 @@ fn identifiers(line: &str) -> Vec<&str> {
 /// The lines around `line` (1-based), numbered, the failing one marked.
 pub fn context_lines(code: &str, line: u32, radius: u32) -> String {
     let first = line.saturating_sub(radius).max(1);
-    let last = line + radius;
+    // The line comes from a sandbox's error: it may be anything.
+    let last = line.saturating_add(radius);
     code.lines()
         .enumerate()
         .map(|(i, l)| (i as u32 + 1, l))
@@ -257,5 +258,15 @@ mod tests {
     fn context_marks_the_failing_line() {
         let c = context_lines("a\nb\nc\nd\ne\n", 2, 1);
         assert_eq!(c, "     1 | a\n>    2 | b\n     3 | c");
+    }
+
+    #[test]
+    fn a_huge_line_gives_no_context_and_no_overflow() {
+        assert_eq!(context_lines("a\nb\n", u32::MAX, 3), "");
+        // A radius that reaches past u32 takes everything, unmarked.
+        assert_eq!(
+            context_lines("a\nb\n", u32::MAX - 1, u32::MAX),
+            "     1 | a\n     2 | b"
+        );
     }
 }

@@ -81,10 +81,11 @@ pub fn repair(
         error["code"].as_str().unwrap_or("error"),
         error["message"].as_str().unwrap_or("")
     );
-    if let Some(line) = error["line"].as_u64() {
+    // A line past u32 is no line of this code.
+    if let Some(line) = error["line"].as_u64().and_then(|l| u32::try_from(l).ok()) {
         ask.push_str(&format!(
             "\nAt line {line}:\n```\n{}\n```",
-            context_lines(last_code, line as u32, 3)
+            context_lines(last_code, line, 3)
         ));
     }
     ask.push_str("\nFix it and answer with the whole corrected file only.");
@@ -145,6 +146,26 @@ mod tests {
         assert!(m
             .iter()
             .any(|x| x.role == "assistant" && x.content.contains("a\nb")));
+    }
+
+    #[test]
+    fn a_line_out_of_range_is_no_line() {
+        let code = "a\nb\nc\nd\ne\n";
+        for line in [u64::MAX, (1u64 << 32) + 4] {
+            let err = serde_json::json!({"code": "scene-error", "message": "m", "line": line});
+            let last = repair(Engine::Manim, false, "p", "s", code, &err)
+                .pop()
+                .unwrap()
+                .content;
+            assert!(!last.contains("At line") && !last.contains("| d"), "{last}");
+        }
+        let err = serde_json::json!({"code": "scene-error", "message": "m", "line": u32::MAX});
+        let last = repair(Engine::Manim, false, "p", "s", code, &err)
+            .pop()
+            .unwrap()
+            .content;
+        assert!(last.contains(&format!("At line {}", u32::MAX)), "{last}");
+        assert!(!last.contains("| a"), "{last}");
     }
 
     #[test]

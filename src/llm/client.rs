@@ -161,29 +161,29 @@ impl Provider {
         if let Some(key) = key {
             req = req.bearer_auth(key.expose());
         }
-        let resp = req.send().await.map_err(|e| {
-            // reqwest's message names the URL, never the headers.
-            LlmError::Unreachable(e.without_url().to_string())
-        })?;
+        let resp = req.send().await.map_err(unreachable_err)?;
         let status = resp.status().as_u16();
         match status {
             200..=299 => {}
-            401 | 403 => return Err(LlmError::Unauthorized(status)),
+            401 | 403 => {
+                log_provider_text(status, resp, key).await;
+                return Err(LlmError::Unauthorized(status));
+            }
             429 | 500..=599 => {
                 let after = resp
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(Duration::from_secs_f64);
+                    .and_then(|v| retry_after(v, self.cfg.max_retry_wait));
+                log_provider_text(status, resp, key).await;
                 return Ok(Try::Retry { status, after });
             }
             400 | 422 if stream => return Ok(Try::NoStreaming),
             _ => {
+                log_provider_text(status, resp, key).await;
                 return Err(LlmError::BadResponse(format!(
                     "unexpected HTTP status {status}"
-                )))
+                )));
             }
         }
         let is_sse = resp
@@ -192,16 +192,14 @@ impl Provider {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if is_sse {
-            read_stream(resp, on_delta).await.map(Try::Done)
+            read_stream(resp.bytes_stream(), status, key, on_delta)
+                .await
+                .map(Try::Done)
         } else {
             // A server that ignores `stream` answers with one JSON object.
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| LlmError::Unreachable(e.without_url().to_string()))?;
-            if bytes.len() > 4 * MAX_ANSWER_BYTES {
-                return Err(bad("the answer is longer than 4 MiB"));
-            }
+            let bytes = read_capped(resp.bytes_stream(), 4 * MAX_ANSWER_BYTES)
+                .await?
+                .ok_or_else(|| bad("the answer is longer than 4 MiB"))?;
             let c = parse_plain(&bytes)?;
             on_delta(&c.text);
             Ok(Try::Done(c))
@@ -215,6 +213,88 @@ pub(crate) const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 fn bad(msg: impl Into<String>) -> LlmError {
     LlmError::BadResponse(msg.into())
+}
+
+/// The wait a `Retry-After` header asks for, in seconds (an HTTP date is
+/// not understood), at most `max`; None for a negative, infinite or NaN one.
+fn retry_after(value: &str, max: Duration) -> Option<Duration> {
+    let secs = value.trim().parse::<f64>().ok()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    // Clamped first: a huge finite value overflows a Duration.
+    Some(Duration::from_secs_f64(secs.min(max.as_secs_f64())))
+}
+
+fn unreachable_err(e: reqwest::Error) -> LlmError {
+    // reqwest's message names the URL, never the headers.
+    LlmError::Unreachable(e.without_url().to_string())
+}
+
+/// A body read up to `cap` bytes; None once it runs past them, without
+/// reading the rest (an endless body must not fill the memory).
+async fn read_capped<S, B>(mut body: S, cap: usize) -> Result<Option<Vec<u8>>, LlmError>
+where
+    S: futures::Stream<Item = Result<B, reqwest::Error>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        out.extend_from_slice(chunk.map_err(unreachable_err)?.as_ref());
+        if out.len() > cap {
+            return Ok(None);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// How much of a provider's own error text reaches the log.
+const PROVIDER_TEXT_CHARS: usize = 200;
+
+/// The provider's own words, for the operator's log only: they often echo
+/// the key, masked or not, so they never reach a job's error. Cut short,
+/// with the key itself blanked out should it be there.
+fn provider_text(text: &str, key: Option<&Secret>) -> String {
+    let text = match key {
+        Some(k) => text.replace(k.expose(), "***"),
+        None => text.to_owned(),
+    };
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(PROVIDER_TEXT_CHARS)
+        .collect();
+    if text.chars().count() > PROVIDER_TEXT_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// Logs the start of an error answer's body at warn level.
+async fn log_provider_text(status: u16, resp: reqwest::Response, key: Option<&Secret>) {
+    // The start is enough, and only briefly waited for: a slow error body
+    // must not turn a retry into a timeout.
+    let mut body = resp.bytes_stream();
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(chunk)) = body.next().await {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() >= 16 * 1024 {
+                break;
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&bytes);
+    let message = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| text.into_owned());
+    tracing::warn!(
+        status,
+        provider_message = %provider_text(&message, key),
+        "the model provider answered with an error"
+    );
 }
 
 /// Usage of an answer (`usage.prompt_tokens`, `usage.completion_tokens`).
@@ -248,9 +328,21 @@ pub(crate) struct StreamParser {
     buf: String,
     pub(crate) completion: Completion,
     pub(crate) done: bool,
+    /// The HTTP status of the streamed answer, named in its errors.
+    status: u16,
+    /// Blanked out of the provider's text before it is logged.
+    key: Option<Secret>,
 }
 
 impl StreamParser {
+    fn new(status: u16, key: Option<&Secret>) -> StreamParser {
+        StreamParser {
+            status,
+            key: key.cloned(),
+            ..StreamParser::default()
+        }
+    }
+
     /// Feeds bytes; returns the new text, in order.
     pub(crate) fn feed(&mut self, chunk: &str) -> Result<Vec<String>, LlmError> {
         self.buf.push_str(chunk);
@@ -273,8 +365,22 @@ impl StreamParser {
             let v: Value =
                 serde_json::from_str(data).map_err(|_| bad("a streamed chunk is not JSON"))?;
             if let Some(err) = v.get("error") {
-                let msg = err["message"].as_str().unwrap_or("an error");
-                return Err(bad(format!("the provider reported {msg}")));
+                // The provider's text may echo the key: it goes to the log only.
+                let text = err["message"].as_str().unwrap_or("");
+                tracing::warn!(
+                    status = self.status,
+                    provider_message = %provider_text(text, self.key.as_ref()),
+                    "the model provider reported an error mid-stream"
+                );
+                // A numeric code (OpenRouter's, an HTTP status) says nothing secret.
+                let code = match err["code"].as_u64() {
+                    Some(code) => format!(", code {code}"),
+                    None => String::new(),
+                };
+                return Err(bad(format!(
+                    "the model provider reported an error mid-stream (HTTP {}{code})",
+                    self.status
+                )));
             }
             if let Some((p, c)) = usage(&v) {
                 self.completion.prompt_tokens = p;
@@ -294,17 +400,21 @@ impl StreamParser {
     }
 }
 
-async fn read_stream(
-    resp: reqwest::Response,
+async fn read_stream<S, B>(
+    mut body: S,
+    status: u16,
+    key: Option<&Secret>,
     on_delta: &mut (dyn FnMut(&str) + Send),
-) -> Result<Completion, LlmError> {
-    let mut parser = StreamParser::default();
-    let mut body = resp.bytes_stream();
+) -> Result<Completion, LlmError>
+where
+    S: futures::Stream<Item = Result<B, reqwest::Error>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut parser = StreamParser::new(status, key);
     // A chunk may end inside a UTF-8 sequence: keep the tail for the next.
     let mut pending: Vec<u8> = Vec::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| LlmError::Unreachable(e.without_url().to_string()))?;
-        pending.extend_from_slice(&chunk);
+        pending.extend_from_slice(chunk.map_err(unreachable_err)?.as_ref());
         let valid = match std::str::from_utf8(&pending) {
             Ok(_) => pending.len(),
             Err(e) if e.error_len().is_none() => e.valid_up_to(),
@@ -321,7 +431,10 @@ async fn read_stream(
             break;
         }
     }
-    parser.feed("\n")?;
+    // A last `data:` line without its newline still counts.
+    for d in parser.feed("\n")? {
+        on_delta(&d);
+    }
     if !parser.done && parser.completion.text.is_empty() {
         return Err(bad("the stream ended without an answer"));
     }
@@ -395,5 +508,74 @@ mod tests {
             (c.text.as_str(), c.prompt_tokens, c.completion_tokens),
             ("x", 3, 1)
         );
+    }
+
+    #[test]
+    fn retry_after_is_bounded_and_never_panics() {
+        let max = Duration::from_secs(10);
+        assert_eq!(retry_after("1e30", max), Some(max));
+        assert_eq!(retry_after(" 1.5 ", max), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_after("0", max), Some(Duration::ZERO));
+        for v in [
+            "-1",
+            "NaN",
+            "nan",
+            "inf",
+            "-inf",
+            "soon",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+        ] {
+            assert_eq!(retry_after(v, max), None, "{v}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_plain_body_is_cut_off() {
+        let endless =
+            futures::stream::repeat_with(|| Ok::<_, reqwest::Error>(vec![b'x'; 64 * 1024]));
+        assert_eq!(read_capped(endless, 1 << 20).await.unwrap(), None);
+        let short = futures::stream::iter([Ok::<_, reqwest::Error>(b"{}".to_vec())]);
+        assert_eq!(
+            read_capped(short, 1 << 20).await.unwrap(),
+            Some(b"{}".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_last_line_without_its_newline_reaches_on_delta() {
+        let chunks = [
+            "data: {\"choices\":[{\"delta\":{\"content\":\"from \"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"manim\"}}]}",
+        ];
+        let body = futures::stream::iter(chunks.map(|c| Ok::<_, reqwest::Error>(c.as_bytes())));
+        let mut seen = String::new();
+        let c = read_stream(body, 200, None, &mut |d| seen.push_str(d))
+            .await
+            .unwrap();
+        assert_eq!(seen, "from manim");
+        assert_eq!(c.text, "from manim");
+    }
+
+    #[test]
+    fn the_providers_error_text_stays_out_of_the_error() {
+        let key = Secret::new("sk-abcdef123456xyz").unwrap();
+        let mut p = StreamParser::new(200, Some(&key));
+        let e = p
+            .feed("data: {\"error\":{\"message\":\"Incorrect API key provided: sk-ab***xyz\",\"code\":401}}\n")
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, LlmError::BadResponse(_)));
+        assert!(!msg.contains("sk-") && !msg.contains("Incorrect"), "{msg}");
+        assert!(
+            msg.contains("HTTP 200") && msg.contains("code 401"),
+            "{msg}"
+        );
+        // The log gets the provider's words, cut short, never the key itself.
+        let logged = provider_text(
+            &format!("bad key {} {}", key.expose(), "x".repeat(500)),
+            Some(&key),
+        );
+        assert!(!logged.contains(key.expose()) && logged.contains("bad key ***"));
+        assert!(logged.chars().count() <= PROVIDER_TEXT_CHARS + 1);
     }
 }
