@@ -313,14 +313,20 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("manimd.lock");
     let file = std::fs::File::create(&path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function owns; the lock lives as
+    // long as the file (closed on exec, so sandboxes do not inherit it).
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(file);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        anyhow::bail!(
             "another manimd process uses the data dir {}: give each process its own --data-dir (MANIMD_DATA_DIR)",
             dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        );
     }
+    Err(err.into())
 }
 
 impl Node {
