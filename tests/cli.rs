@@ -164,3 +164,21 @@ fn row10_secrets_in_the_supervisors_environment_never_reach_the_scene() {
     assert!(!err.contains(secret), "the secret leaked: {err}");
     assert!(!err.contains("MANIMD_LLM_API_KEY"), "{err}");
 }
+
+#[test]
+fn a_worker_refuses_any_store_but_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("jobs.db");
+    for store in [db.to_str().unwrap(), "sqlite:/tmp/manimd-nothing.db"] {
+        let out = manimd(dir.path(), &["worker", "--database", store], &[]);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("needs the PostgreSQL store"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = manimd(dir.path(), &["worker"], &[]);
+    assert!(!out.status.success());
+    assert!(!db.exists(), "nothing was opened");
+}

@@ -463,6 +463,21 @@ async fn without_a_provider_generation_is_503_and_capabilities_say_so() {
 }
 
 #[tokio::test]
+async fn narration_needs_a_format_with_a_sound_track() {
+    let mock = MockLlm::start(vec![]).await;
+    let s = TestServer::with_mock(&mock).await;
+    let (status, e) = s
+        .post(
+            "/v1/generations",
+            &json!({"prompt": "a circle", "format": "gif", "narration": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["error"]["field"], "narration");
+    assert!(mock.requests().is_empty(), "refused before any model call");
+}
+
+#[tokio::test]
 async fn the_synchronous_generate_call_returns_the_video() {
     let mock = MockLlm::start(vec![Reply::Text(PLAN.into()), Reply::Text(fenced(GOOD))]).await;
     let s = TestServer::with_mock(&mock).await;

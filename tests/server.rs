@@ -1594,3 +1594,18 @@ async fn the_studio_renders_plays_live_and_highlights_errors_in_chromium() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_process_on_the_same_data_dir_is_refused() {
+    let mut s = TestServer::start(opts(1)).await;
+    let second = manimd::server::start_node(&s.config, &opts(1)).await;
+    let err = second.err().expect("the data dir is taken").to_string();
+    assert!(
+        err.contains("another manimd process uses the data dir"),
+        "{err}"
+    );
+    // The first one is untouched.
+    let (status, h) = s.get("/health").await;
+    assert_eq!((status, h["status"].as_str()), (StatusCode::OK, Some("ok")));
+    s.stop().await;
+}
