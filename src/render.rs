@@ -415,7 +415,9 @@ impl Renderer {
         self.runtime.check(spec.engine)?;
         let mut cancel = std::pin::pin!(cancel);
         // Speech first: no sandbox waits while a speech service answers.
-        let speech = self.prepare_speech(spec, dest_dir, cancel.as_mut()).await?;
+        let speech = self
+            .prepare_speech(spec, limits, dest_dir, cancel.as_mut())
+            .await?;
         let started = self
             .sandbox
             .start(&new_id(), &self.command(spec.engine, true), limits)
@@ -438,7 +440,10 @@ impl Renderer {
             started, limits, ..
         } = warm;
         let mut cancel = std::pin::pin!(cancel);
-        let speech = match self.prepare_speech(spec, dest_dir, cancel.as_mut()).await {
+        let speech = match self
+            .prepare_speech(spec, &limits, dest_dir, cancel.as_mut())
+            .await
+        {
             Ok(speech) => speech,
             Err(e) => {
                 self.sandbox.discard(started).await;
@@ -451,10 +456,12 @@ impl Renderer {
 
     /// With narration, speaks the lines known before the render (the
     /// `narrate("...")` literals an inspection finds): the scene will wait
-    /// for each as long as its speech lasts.
+    /// for each as long as its speech lasts. Bounded by the render's wall
+    /// clock, like the render itself.
     async fn prepare_speech(
         &self,
         spec: &RenderSpec,
+        limits: &Limits,
         dest_dir: &Path,
         cancel: impl Future<Output = ()>,
     ) -> Result<Option<Speech>, RenderError> {
@@ -472,6 +479,7 @@ impl Renderer {
         tokio::select! {
             speech = prepare => speech,
             () = cancel => Err(RenderError::Stopped(Stopped::Canceled)),
+            () = tokio::time::sleep(limits.wall()) => Err(RenderError::Stopped(Stopped::Timeout { limit_secs: limits.wall_secs })),
         }
     }
 
@@ -701,6 +709,7 @@ impl Renderer {
         tokio::select! {
             r = speech.speak(&self.tts, texts, &clips_dir) => r?,
             () = &mut cancel => return Err(RenderError::Stopped(Stopped::Canceled)),
+            () = tokio::time::sleep(limits.wall()) => return Err(RenderError::Stopped(Stopped::Timeout { limit_secs: limits.wall_secs })),
         }
         let placed = narration::place(&spoken, &scene_durations, &speech.secs(), video_secs);
         let cues: Vec<Cue> = placed.iter().map(|p| p.cue.clone()).collect();

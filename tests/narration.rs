@@ -560,3 +560,14 @@ async fn canceling_while_the_speech_is_made_stops_the_render() {
     }
     h.assert_clean();
 }
+
+#[tokio::test]
+async fn speech_that_outlasts_the_wall_clock_is_a_timeout() {
+    let (base_url, _, _) = mock_speech_service(Mock::Hang).await;
+    let h = openai_harness(base_url, "sk-test");
+    let mut limits = h.config.limits.clone();
+    limits.wall_secs = 2;
+    let e = h.fails(&narrated(Engine::Manim, CE_SCENE), &limits).await;
+    assert_eq!(e.code(), "timeout", "{e}");
+    h.assert_clean();
+}
