@@ -139,7 +139,9 @@ impl Node {
         };
         let mut child = cmd
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            // The node's log, kept for a failing run (appended: a restart
+            // adds to it).
+            .stderr(log_file(data))
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -188,6 +190,23 @@ impl Node {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!mounts.contains(self.data.to_str().unwrap()), "mounts left");
     }
+}
+
+/// `target/tmp/scale-logs/<test dir>-<node>.log`.
+fn log_file(data: &std::path::Path) -> std::fs::File {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scale-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let parent = data.parent().and_then(|p| p.file_name()).unwrap();
+    let name = format!(
+        "{}-{}.log",
+        parent.to_str().unwrap(),
+        data.file_name().unwrap().to_str().unwrap()
+    );
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .unwrap()
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> serde_json::Value {
