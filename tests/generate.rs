@@ -797,28 +797,9 @@ async fn the_studio_generates_repairs_and_plays_in_chromium() {
     ])
     .await;
     let s = TestServer::with_mock(&mock).await;
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let runtime = std::path::Path::new(&s.config.runtime_dir).to_owned();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/tests/studio_generate.mjs");
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(&s.url)
-        .arg(&shots)
-        .env(
-            "PLAYWRIGHT_CORE",
-            runtime.join("web/node_modules/playwright-core/index.mjs"),
-        )
-        .output()
-        .await
-        .expect("node runs (scripts/setup.sh installs it)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{report}");
+    let (shots, report) =
+        common::server::run_studio_script("studio_generate.mjs", &s.url, &s.config.runtime_dir)
+            .await;
     assert!(
         report.contains("ok: generated, repaired and played"),
         "{report}"

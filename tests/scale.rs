@@ -10,20 +10,10 @@ use common::mock_llm::{MockLlm, Reply};
 use common::pg::Postgres;
 use common::s3::S3Server;
 use manimd::jobs::{JobId, JobStatus, NewJob, Store};
-use manimd::spec::{Encoding, Engine, Format, Quality, RenderSpec};
+use manimd::spec::{Engine, RenderSpec};
 
 fn spec(code: &str) -> RenderSpec {
-    RenderSpec {
-        code: code.into(),
-        scenes: vec![],
-        engine: Engine::Manim,
-        quality: Quality::Low,
-        format: Format::Mp4,
-        fps: None,
-        seed: None,
-        encoding: Encoding::Final,
-        narration: false,
-    }
+    common::spec(Engine::Manim, code)
 }
 
 fn new_job<'a>(id: &'a JobId, spec: &'a RenderSpec) -> NewJob<'a> {

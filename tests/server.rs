@@ -1560,27 +1560,8 @@ async fn the_studio_renders_plays_live_and_highlights_errors_in_chromium() {
     })
     .await;
     // Screenshots are kept as test artifacts.
-    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let runtime = std::path::Path::new(&s.config.runtime_dir).to_owned();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/tests/studio.mjs");
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(&s.url)
-        .arg(&shots)
-        .env(
-            "PLAYWRIGHT_CORE",
-            runtime.join("web/node_modules/playwright-core/index.mjs"),
-        )
-        .output()
-        .await
-        .expect("node runs (scripts/setup.sh installs it)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{report}");
+    let (shots, report) =
+        common::server::run_studio_script("studio.mjs", &s.url, &s.config.runtime_dir).await;
     assert!(report.contains("ok: video advanced"), "{report}");
     for shot in [
         "studio-loaded.png",

@@ -178,3 +178,36 @@ pub async fn read_sse(response: reqwest::Response) -> Vec<(String, Value)> {
     }
     out
 }
+
+/// Runs a Playwright script of `web/tests` against `url` in Debian's
+/// Chromium; returns where its screenshots went and what it printed, after
+/// checking that it succeeded.
+pub async fn run_studio_script(
+    script: &str,
+    url: &str,
+    runtime_dir: &std::path::Path,
+) -> (std::path::PathBuf, String) {
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("web/tests")
+        .join(script);
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(url)
+        .arg(&shots)
+        .env(
+            "PLAYWRIGHT_CORE",
+            runtime_dir.join("web/node_modules/playwright-core/index.mjs"),
+        )
+        .output()
+        .await
+        .expect("node runs (scripts/setup.sh installs it)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{report}");
+    (shots, report)
+}
