@@ -63,13 +63,6 @@ pub struct Executor {
     stopping: watch::Sender<bool>,
     running: Mutex<HashMap<JobId, watch::Sender<Option<Stop>>>>,
     busy: AtomicUsize,
-    /// Jobs claimed and not yet done, counted from the claim: a job between
-    /// its claim and its registration is not yet `busy`, and shutdown must
-    /// wait for it too.
-    in_flight: AtomicUsize,
-    /// Set when shutdown has told every running job to stop; a job that
-    /// registers later is told at once.
-    stop_all: std::sync::atomic::AtomicBool,
 }
 
 impl Executor {
@@ -99,8 +92,6 @@ impl Executor {
             stopping: watch::channel(false).0,
             running: Mutex::new(HashMap::new()),
             busy: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            stop_all: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -130,9 +121,7 @@ impl Executor {
         let span = tracing::info_span!("job", id = %claimed.job.id, attempt = claimed.attempt);
         tokio::spawn(
             async move {
-                me.in_flight.fetch_add(1, Ordering::SeqCst);
                 me.run(claimed).await;
-                me.in_flight.fetch_sub(1, Ordering::SeqCst);
                 drop(slot);
             }
             .instrument(span),
@@ -203,29 +192,14 @@ impl Executor {
     pub async fn shutdown(&self, grace: Duration) {
         let _ = self.stopping.send(true);
         let deadline = Instant::now() + grace;
-        let in_flight = || self.in_flight.load(Ordering::SeqCst);
-        while in_flight() > 0 && Instant::now() < deadline {
+        while self.busy() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        {
-            let running = self.running.lock().expect("running lock");
-            self.stop_all.store(true, Ordering::SeqCst);
-            for tx in running.values() {
-                let _ = tx.send(Some(Stop::Shutdown));
-            }
+        for tx in self.running.lock().expect("running lock").values() {
+            let _ = tx.send(Some(Stop::Shutdown));
         }
-        while in_flight() > 0 {
+        while self.busy() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Makes a job stoppable by cancel and shutdown (told at once when the
-    /// shutdown has already stopped the others).
-    fn register(&self, id: &JobId, stop_tx: &watch::Sender<Option<Stop>>) {
-        let mut running = self.running.lock().expect("running lock");
-        running.insert(id.clone(), stop_tx.clone());
-        if self.stop_all.load(Ordering::SeqCst) {
-            let _ = stop_tx.send(Some(Stop::Shutdown));
         }
     }
 
@@ -239,9 +213,7 @@ impl Executor {
                 Ok(Some(claimed)) => {
                     let span =
                         tracing::info_span!("job", id = %claimed.job.id, attempt = claimed.attempt);
-                    self.in_flight.fetch_add(1, Ordering::SeqCst);
-                    self.run(claimed).instrument(span).await;
-                    self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    self.run(claimed).instrument(span).await
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -309,7 +281,10 @@ impl Executor {
         if job.cancel_requested {
             let _ = stop_tx.send(Some(Stop::Canceled));
         }
-        self.register(&id, &stop_tx);
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(id.clone(), stop_tx.clone());
         self.publish_status(&job);
         tracing::info!(engine = %job.spec.engine, "render started");
 

@@ -151,7 +151,10 @@ impl Executor {
         if job.cancel_requested {
             let _ = stop_tx.send(Some(Stop::Canceled));
         }
-        self.register(&id, &stop_tx);
+        self.running
+            .lock()
+            .expect("running lock")
+            .insert(id.clone(), stop_tx.clone());
         self.publish_status(&job);
         tracing::info!(engine = %job.spec.engine, "generation started");
         let heartbeat = self.spawn_heartbeat(id.clone(), attempt, stop_tx);
