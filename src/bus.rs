@@ -16,16 +16,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::api::JobView;
+use crate::control::{Control, CANCEL, WAKE};
 use crate::events::{Hub, JobEvent, Relayed};
-use crate::executor::Executor;
 use crate::generate::GenEvent;
 use crate::jobs::{JobId, Store, StoreError};
-use crate::render::Progress;
+use crate::protocol::Progress;
 
-/// A job was queued (or re-queued): an idle worker should claim it.
-pub const WAKE: &str = "manimd_wake";
-/// Payload: a job id whose cancel was recorded.
-pub const CANCEL: &str = "manimd_cancel";
 /// Payload: a `Wire` event.
 pub const EVENTS: &str = "manimd_events";
 
@@ -50,14 +46,14 @@ struct Wire {
 pub async fn start(
     store: Store,
     hub: Arc<Hub>,
-    executor: Arc<Executor>,
+    control: Arc<Control>,
 ) -> Result<Vec<JoinHandle<()>>, StoreError> {
     let mut listener = PgListener::connect(store.url()).await?;
     listener.listen_all([WAKE, CANCEL, EVENTS]).await?;
     let (tx, rx) = mpsc::unbounded_channel();
     hub.set_relay(tx);
     let relay = tokio::spawn(relay(store.clone(), rx));
-    let listen = tokio::spawn(listen(listener, store, hub, executor));
+    let listen = tokio::spawn(listen(listener, store, hub, control));
     Ok(vec![relay, listen])
 }
 
@@ -87,7 +83,7 @@ async fn relay(store: Store, mut rx: mpsc::UnboundedReceiver<Relayed>) {
     }
 }
 
-async fn listen(mut listener: PgListener, store: Store, hub: Arc<Hub>, executor: Arc<Executor>) {
+async fn listen(mut listener: PgListener, store: Store, hub: Arc<Hub>, control: Arc<Control>) {
     loop {
         // On a lost connection `recv` reconnects and listens again; what was
         // sent meanwhile is covered by polling (see the module comment).
@@ -100,10 +96,10 @@ async fn listen(mut listener: PgListener, store: Store, hub: Arc<Hub>, executor:
             }
         };
         match note.channel() {
-            WAKE => executor.wake_local(),
+            WAKE => control.wake_local(),
             CANCEL => {
                 if let Some(id) = JobId::parse(note.payload()) {
-                    executor.cancel_local(&id);
+                    control.cancel_local(&id);
                 }
             }
             EVENTS => {

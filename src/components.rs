@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::control::Control;
 use crate::events::Hub;
-use crate::jobs::Store;
-use crate::llm::Llm;
+use crate::jobs::{Keys, Store};
+use crate::llm::{LlmConfig, Provider};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::render::Renderer;
@@ -22,4 +23,26 @@ pub struct Components {
     pub metrics: Arc<Metrics>,
     /// The model provider and the keys requests brought.
     pub llm: Arc<Llm>,
+    /// This node's runs and the signals that reach them.
+    pub control: Arc<Control>,
+}
+
+/// The configured model provider, and the keys that requests brought for
+/// their own jobs (in memory only, see `jobs::Keys`).
+pub struct Llm {
+    pub provider: Provider,
+    pub keys: Keys,
+}
+
+impl Llm {
+    pub fn new(cfg: LlmConfig) -> Llm {
+        Llm {
+            provider: Provider::new(cfg),
+            keys: Keys::default(),
+        }
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.provider.config().is_configured()
+    }
 }

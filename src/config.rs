@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use crate::limits::Limits;
+use crate::narration::TtsConfig;
 use crate::sandbox::SandboxConfig;
 
 /// Where things live and how renders are confined.
@@ -26,84 +27,6 @@ pub struct Config {
     pub limits: Limits,
     /// Text to speech for narrated renders.
     pub tts: TtsConfig,
-}
-
-/// Which text-to-speech provider speaks `narrate()` lines, and how.
-///
-/// It runs on the host, outside the sandbox: the API key never reaches a
-/// scene, and `Debug` leaves it out so that no log line carries it.
-#[derive(Clone, PartialEq, Eq)]
-pub enum TtsConfig {
-    /// `espeak-ng`, offline (`MANIMD_TTS_PROVIDER=espeak`, the default).
-    Espeak {
-        /// An espeak-ng voice (`MANIMD_TTS_VOICE`, default `en-us`).
-        voice: String,
-    },
-    /// An OpenAI-compatible `POST {base_url}/audio/speech`
-    /// (`MANIMD_TTS_PROVIDER=openai`).
-    OpenAi {
-        /// `MANIMD_TTS_BASE_URL`, default `https://api.openai.com/v1`.
-        base_url: String,
-        /// `MANIMD_TTS_MODEL`, default `tts-1`.
-        model: String,
-        /// `MANIMD_TTS_VOICE`, default `alloy`.
-        voice: String,
-        /// `MANIMD_TTS_API_KEY`, sent as a Bearer token.
-        api_key: Option<String>,
-    },
-}
-
-impl Default for TtsConfig {
-    fn default() -> Self {
-        TtsConfig::Espeak {
-            voice: DEFAULT_ESPEAK_VOICE.into(),
-        }
-    }
-}
-
-pub const DEFAULT_ESPEAK_VOICE: &str = "en-us";
-
-impl std::fmt::Debug for TtsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.identity())
-    }
-}
-
-impl TtsConfig {
-    /// Reads `MANIMD_TTS_*`. An unknown provider is an error, not a silent
-    /// fallback: a server configured for one voice must not speak in another.
-    pub fn from_env() -> Result<TtsConfig, String> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        match var("MANIMD_TTS_PROVIDER").as_deref().unwrap_or("espeak") {
-            "espeak" => Ok(TtsConfig::Espeak {
-                voice: var("MANIMD_TTS_VOICE").unwrap_or_else(|| DEFAULT_ESPEAK_VOICE.into()),
-            }),
-            "openai" => Ok(TtsConfig::OpenAi {
-                base_url: var("MANIMD_TTS_BASE_URL")
-                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                model: var("MANIMD_TTS_MODEL").unwrap_or_else(|| "tts-1".into()),
-                voice: var("MANIMD_TTS_VOICE").unwrap_or_else(|| "alloy".into()),
-                api_key: var("MANIMD_TTS_API_KEY"),
-            }),
-            other => Err(format!(
-                "MANIMD_TTS_PROVIDER={other:?}: expected \"espeak\" or \"openai\""
-            )),
-        }
-    }
-
-    /// What decides how a line sounds: provider, endpoint, model and voice,
-    /// never the key. The result cache's key covers it.
-    pub fn identity(&self) -> String {
-        match self {
-            TtsConfig::Espeak { voice } => format!("espeak:{voice}"),
-            TtsConfig::OpenAi {
-                base_url,
-                model,
-                voice,
-                ..
-            } => format!("openai:{base_url}:{model}:{voice}"),
-        }
-    }
 }
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/manimd";

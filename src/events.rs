@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::generate::{GenEvent, Stage};
 use crate::jobs::JobId;
-use crate::render::Progress;
+use crate::protocol::Progress;
 
 /// What followers of a job receive.
 #[derive(Clone, Debug, Serialize)]

@@ -5,37 +5,27 @@
 
 mod generation;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::api::JobView;
-use crate::bus;
 use crate::components::Components;
+use crate::components::Llm;
+use crate::control::{Control, Run, Slot, Stop, Stopper};
 use crate::events::{Hub, JobEvent};
 use crate::jobs::{Claimed, Job, JobId, JobProgress, JobResult, JobStatus, Store};
 use crate::limits::Limits;
-use crate::llm::Llm;
 use crate::metrics::{Metrics, Outcome};
 use crate::pool::Pool;
-use crate::render::{Progress, RenderError, Renderer};
+use crate::protocol::Progress;
+use crate::render::{RenderError, Renderer};
 use crate::sandbox::Stopped;
 use crate::storage::Storage;
 use crate::webhooks::Webhooks;
-
-/// Why a running render is being stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stop {
-    /// The client canceled the job.
-    Canceled,
-    /// The server is shutting down: the job goes back to the queue.
-    Shutdown,
-}
 
 #[derive(Clone, Debug)]
 pub struct ExecutorConfig {
@@ -57,12 +47,10 @@ pub struct Executor {
     storage: Storage,
     metrics: Arc<Metrics>,
     llm: Arc<Llm>,
+    /// This node's runs, and the wake and cancel signals that reach them.
+    control: Arc<Control>,
     /// This process's lease owner name.
     owner: String,
-    wake: Notify,
-    stopping: watch::Sender<bool>,
-    running: Mutex<HashMap<JobId, watch::Sender<Option<Stop>>>>,
-    busy: AtomicUsize,
 }
 
 impl Executor {
@@ -76,6 +64,7 @@ impl Executor {
             storage,
             metrics,
             llm,
+            control,
         } = parts;
         Arc::new(Executor {
             cfg,
@@ -87,11 +76,8 @@ impl Executor {
             storage,
             metrics,
             llm,
+            control,
             owner: format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple()),
-            wake: Notify::new(),
-            stopping: watch::channel(false).0,
-            running: Mutex::new(HashMap::new()),
-            busy: AtomicUsize::new(0),
         })
     }
 
@@ -115,14 +101,19 @@ impl Executor {
 
     /// Runs a job that this process claimed outside the worker loops (see
     /// `Service::generate`), with the same lease, heartbeat and cancel.
-    /// `slot` is held until the job ends.
-    pub fn run_here(self: &Arc<Self>, claimed: Claimed, slot: tokio::sync::OwnedSemaphorePermit) {
+    /// `slot` was taken before the claim; `permit` is held until the job ends.
+    pub fn run_here(
+        self: &Arc<Self>,
+        claimed: Claimed,
+        slot: Slot,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let me = Arc::clone(self);
         let span = tracing::info_span!("job", id = %claimed.job.id, attempt = claimed.attempt);
         tokio::spawn(
             async move {
-                me.run(claimed).await;
-                drop(slot);
+                me.run(claimed, slot).await;
+                drop(permit);
             }
             .instrument(span),
         );
@@ -137,92 +128,38 @@ impl Executor {
         self.pool.ready()
     }
 
+    /// Jobs running in this process.
     pub fn busy(&self) -> usize {
-        self.busy.load(Ordering::Relaxed)
+        self.control.running()
     }
 
-    /// A job was queued: wake a worker now rather than at its next poll,
-    /// here and on every node sharing the store.
-    pub fn wake(&self) {
-        self.wake_local();
-        self.signal(bus::WAKE, String::new());
-    }
-
-    pub fn wake_local(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Stops a job whose cancel was recorded, wherever it runs; true when it
-    /// runs in this process.
-    pub fn cancel(&self, id: &JobId) -> bool {
-        let here = self.cancel_local(id);
-        if !here {
-            self.signal(bus::CANCEL, id.to_string());
-        }
-        here
-    }
-
-    /// Stops a job running in this process; false when it runs nowhere here.
-    pub fn cancel_local(&self, id: &JobId) -> bool {
-        match self.running.lock().expect("running lock").get(id) {
-            Some(tx) => {
-                let _ = tx.send(Some(Stop::Canceled));
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Tells the other nodes (PostgreSQL only; a no-op on SQLite). Not
-    /// awaited: the store already holds the state this signal hurries along.
-    fn signal(&self, channel: &'static str, payload: String) {
-        if !self.store.is_shared() {
-            return;
-        }
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(err) = store.notify(channel, &payload).await {
-                tracing::warn!(%err, channel, "cannot signal the other nodes");
-            }
-        });
-    }
-
-    /// Stops claiming jobs, lets running renders finish within `grace`, then
-    /// stops the rest and puts them back in the queue.
+    /// Stops claiming, lets running jobs finish within `grace`, then stops
+    /// the rest and puts them back in the queue.
     pub async fn shutdown(&self, grace: Duration) {
-        let _ = self.stopping.send(true);
-        let deadline = Instant::now() + grace;
-        while self.busy() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        for tx in self.running.lock().expect("running lock").values() {
-            let _ = tx.send(Some(Stop::Shutdown));
-        }
-        while self.busy() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.control.stop_all(grace).await;
     }
 
     async fn worker_loop(self: Arc<Self>) {
-        let mut stopping = self.stopping.subscribe();
-        loop {
-            if *stopping.borrow() {
-                return;
-            }
+        let mut stopping = self.control.stopping();
+        // The slot is taken before the claim: a graceful stop waits for a
+        // job from the moment it can be claimed (see `control`).
+        while let Some(slot) = self.control.slot() {
             match self.store.claim(&self.owner, self.cfg.lease).await {
                 Ok(Some(claimed)) => {
                     let span =
                         tracing::info_span!("job", id = %claimed.job.id, attempt = claimed.attempt);
-                    self.run(claimed).instrument(span).await
+                    self.run(claimed, slot).instrument(span).await
                 }
                 Ok(None) => {
+                    drop(slot);
                     tokio::select! {
-                        _ = self.wake.notified() => {}
+                        _ = self.control.woken() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = stopping.changed() => {}
                     }
                 }
                 Err(err) => {
+                    drop(slot);
                     tracing::error!(%err, "cannot claim a job");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
@@ -232,7 +169,7 @@ impl Executor {
 
     /// Re-queues jobs whose lease expired (a worker that died elsewhere).
     async fn reaper_loop(self: Arc<Self>) {
-        let mut stopping = self.stopping.subscribe();
+        let mut stopping = self.control.stopping();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.lease) => {}
@@ -241,7 +178,7 @@ impl Executor {
             match self.store.reap_leases(false, self.cfg.max_attempts).await {
                 Ok((requeued, failed)) if !requeued.is_empty() || !failed.is_empty() => {
                     tracing::warn!(?requeued, ?failed, "reaped expired leases");
-                    self.wake();
+                    self.control.wake();
                 }
                 Ok(_) => {}
                 Err(err) => tracing::error!(%err, "cannot reap leases"),
@@ -259,7 +196,7 @@ impl Executor {
         if let Ok(Some(job)) = self.store.get(id).await {
             let view = serde_json::to_value(JobView::from(&job)).unwrap_or_default();
             if job.status.is_terminal() {
-                crate::service::notify(&self.webhooks, &job);
+                self.webhooks.job_ended(&job);
                 self.hub.finish(id, JobEvent::Status(view));
             } else {
                 self.hub.publish(id, JobEvent::Status(view));
@@ -267,85 +204,88 @@ impl Executor {
         }
     }
 
-    async fn run(&self, claimed: Claimed) {
+    /// Runs a claimed job to its end: registered for cancel and shutdown,
+    /// its lease kept alive, its outcome recorded and published.
+    async fn run(&self, claimed: Claimed, slot: Slot) {
         let Claimed { job, attempt } = claimed;
-        if let Some(generation) = job.generation.clone() {
-            return self.run_generation(job, attempt, generation).await;
-        }
-        let id = job.id.clone();
-        if self.finish_from_cache(&job, attempt).await {
+        if job.generation.is_none() && self.finish_from_cache(&job, attempt).await {
             return;
         }
-        self.busy.fetch_add(1, Ordering::Relaxed);
-        let (stop_tx, mut stop_rx) = watch::channel(None);
-        if job.cancel_requested {
-            let _ = stop_tx.send(Some(Stop::Canceled));
-        }
-        self.running
-            .lock()
-            .expect("running lock")
-            .insert(id.clone(), stop_tx.clone());
+        let run = slot.begin(&job);
         self.publish_status(&job);
-        tracing::info!(engine = %job.spec.engine, "render started");
+        let heartbeat = self.spawn_heartbeat(job.id.clone(), attempt, run.stopper());
+        match job.generation.clone() {
+            Some(generation) => self.run_generation(&job, attempt, generation, &run).await,
+            None => self.render(&job, attempt, &run).await,
+        }
+        // Only now: recording publishes the files, and an upload to a bucket
+        // can outlast a lease that nobody renews.
+        heartbeat.abort();
+        drop(run);
+        self.publish_current(&job.id).await;
+    }
 
-        let heartbeat = self.spawn_heartbeat(id.clone(), attempt, stop_tx);
+    /// Renders a plain render job and records the outcome.
+    async fn render(&self, job: &Job, attempt: u32, run: &Run) {
+        let id = job.id.clone();
+        tracing::info!(engine = %job.spec.engine, "render started");
         let (progress_tx, progress_rx) = mpsc::channel::<Progress>(256);
         let progress_task = self.spawn_progress(id.clone(), attempt, progress_rx);
         let (pieces_tx, pieces_rx) = mpsc::unbounded_channel::<std::path::PathBuf>();
         let live_task = self.spawn_live(id.clone(), attempt, pieces_rx);
 
         let scratch = self.cfg.work_dir.join(format!("{id}-{attempt}"));
-        let mut warm_start = false;
-        let outcome = match std::fs::create_dir_all(&scratch) {
-            Ok(()) => {
-                let stop = async {
-                    let _ = stop_rx.wait_for(|s| s.is_some()).await;
-                };
-                // Progress is lossy by nature: a flood is dropped, not queued.
-                // Finished pieces are not: each is a segment of the live stream.
-                let progress = |p: Progress| {
-                    if let Progress::PartialMovie {
-                        piece: Some(piece), ..
-                    } = &p
-                    {
-                        let _ = pieces_tx.send(piece.clone());
-                    }
-                    let _ = progress_tx.try_send(p);
-                };
-                match self.pool.take(job.spec.engine, &self.cfg.limits) {
-                    Some(warm) => {
-                        warm_start = true;
-                        self.renderer
-                            .render_warm(warm, &job.spec, &scratch, progress, stop)
-                            .await
-                    }
-                    None => {
-                        self.renderer
-                            .render(&job.spec, &self.cfg.limits, &scratch, progress, stop)
-                            .await
-                    }
-                }
+        // Progress is lossy by nature: a flood is dropped, not queued.
+        // Finished pieces are not: each is a segment of the live stream.
+        let progress = move |p: Progress| {
+            if let Progress::PartialMovie {
+                piece: Some(piece), ..
+            } = &p
+            {
+                let _ = pieces_tx.send(piece.clone());
             }
-            Err(err) => Err(RenderError::Sandbox(crate::sandbox::SandboxError::Area(
-                scratch.clone(),
-                err,
-            ))),
+            let _ = progress_tx.try_send(p);
         };
-        drop(progress_tx);
-        drop(pieces_tx);
+        let (outcome, warm_start) = self
+            .render_in(&job.spec, &scratch, progress, run.stopped())
+            .await;
         let _ = progress_task.await;
         // The live stream is complete (EXT-X-ENDLIST) before the job ends.
         let _ = live_task.await;
-        let reason = *stop_rx.borrow();
-        // The lease stays alive while the files are published: an upload
-        // to a bucket can outlast it.
-        self.record(&job, attempt, outcome, reason, warm_start)
+        self.record(job, attempt, outcome, run.reason(), warm_start)
             .await;
-        heartbeat.abort();
         let _ = std::fs::remove_dir_all(&scratch);
-        self.running.lock().expect("running lock").remove(&id);
-        self.busy.fetch_sub(1, Ordering::Relaxed);
-        self.publish_current(&id).await;
+    }
+
+    /// Renders `spec` in a warm sandbox when one is ready, else in a fresh
+    /// one, in the scratch directory `scratch`; says whether it was warm.
+    async fn render_in(
+        &self,
+        spec: &crate::spec::RenderSpec,
+        scratch: &std::path::Path,
+        progress: impl FnMut(Progress),
+        stop: impl std::future::Future<Output = ()>,
+    ) -> (Result<crate::render::Rendered, RenderError>, bool) {
+        if let Err(err) = std::fs::create_dir_all(scratch) {
+            let err = crate::sandbox::SandboxError::Area(scratch.to_owned(), err);
+            return (Err(RenderError::Sandbox(err)), false);
+        }
+        match self.pool.take(spec.engine, &self.cfg.limits) {
+            Some(warm) => {
+                let outcome = self
+                    .renderer
+                    .render_warm(warm, spec, scratch, progress, stop)
+                    .await;
+                (outcome, true)
+            }
+            None => {
+                let outcome = self
+                    .renderer
+                    .render(spec, &self.cfg.limits, scratch, progress, stop)
+                    .await;
+                (outcome, false)
+            }
+        }
     }
 
     async fn record(
@@ -519,7 +459,7 @@ impl Executor {
             _ => {
                 // Canceled: the followers did not ask for that; they render.
                 let _ = self.store.unfollow(Some(leader)).await;
-                self.wake();
+                self.control.wake();
                 return;
             }
         };
@@ -555,7 +495,7 @@ impl Executor {
         &self,
         id: JobId,
         attempt: u32,
-        stop: watch::Sender<Option<Stop>>,
+        stop: Stopper,
     ) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let owner = self.owner.clone();
@@ -567,14 +507,14 @@ impl Executor {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(%id, "lease lost; stopping the render");
-                        let _ = stop.send(Some(Stop::Canceled));
+                        stop.stop(Stop::Canceled);
                         return;
                     }
                     Err(err) => tracing::error!(%err, "heartbeat failed"),
                 }
                 if let Ok(Some(job)) = store.get(&id).await {
                     if job.cancel_requested {
-                        let _ = stop.send(Some(Stop::Canceled));
+                        stop.stop(Stop::Canceled);
                     }
                 }
             }

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::path::PathBuf;
+
 use crate::spec::{Encoding, Engine, Format, SceneName};
 
 /// What the worker is asked to do.
@@ -37,8 +39,54 @@ pub enum WorkerJob<'a> {
     Mux {
         video: &'a str,
         format: Format,
-        clips: &'a [crate::narration::mux::MuxClip],
+        clips: &'a [MuxClip],
     },
+}
+
+/// A step of a running render, for progress displays and event streams.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Progress {
+    /// The engine is imported and the scene file is about to run.
+    Ready { engine: Engine, version: String },
+    SceneStarted {
+        scene: String,
+        index: u32,
+        count: u32,
+    },
+    /// An animation (a `play` or `wait`) started.
+    Animation {
+        scene: String,
+        index: u32,
+        name: String,
+    },
+    /// Frames written so far in the current scene.
+    Frames { scene: String, frames: u64 },
+    /// An animation's video piece is finished.
+    PartialMovie {
+        scene: String,
+        index: u32,
+        /// The piece, collected from the sandbox (host-side, not for clients).
+        #[serde(skip)]
+        piece: Option<PathBuf>,
+    },
+    SceneFinished {
+        scene: String,
+        index: u32,
+        plays: u32,
+        duration: f64,
+    },
+}
+
+/// One clip of the sound track.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MuxClip {
+    /// The WAV file, as a path inside the sandbox.
+    pub path: String,
+    /// Seconds from the start of the video.
+    pub start: f64,
+    /// Speed-up (`atempo`); 1.0 for none.
+    pub tempo: f64,
 }
 
 /// A scene class found in the file.
@@ -194,15 +242,11 @@ pub enum WorkerEvent {
     Error(UserError),
 }
 
-/// Longest protocol line accepted; longer lines are not protocol.
-pub const MAX_LINE: usize = 64 * 1024;
-
 impl WorkerEvent {
     /// Parses one line; anything that is not a well-formed event is `None`.
+    /// Lines arrive bounded: the sandbox drops overlong ones whole
+    /// (`sandbox::MAX_LINE`).
     pub fn parse(line: &[u8]) -> Option<WorkerEvent> {
-        if line.len() > MAX_LINE {
-            return None;
-        }
         let mut event: WorkerEvent = serde_json::from_slice(line).ok()?;
         if let WorkerEvent::Error(err) = &mut event {
             if !USER_ERROR_CODES.contains(&err.code.as_str()) {
@@ -278,11 +322,6 @@ mod tests {
         ] {
             assert_eq!(WorkerEvent::parse(junk), None);
         }
-        let long = format!(
-            r#"{{"event":"frames","scene":"{}","frames":1}}"#,
-            "A".repeat(MAX_LINE)
-        );
-        assert_eq!(WorkerEvent::parse(long.as_bytes()), None);
     }
 
     proptest::proptest! {

@@ -5,51 +5,18 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::narration::{self, Cue, NarrationError, Speech, Spoken, Tts};
-use crate::protocol::{MediaInfo, SceneInfo, UserError, WorkerEvent, WorkerJob, WorkerResult};
+use crate::protocol::{
+    MediaInfo, Progress, SceneInfo, UserError, WorkerEvent, WorkerJob, WorkerResult,
+};
 use crate::runtime::{self, Runtime, RuntimeError, WORKER_MOUNT};
 use crate::sandbox::area::CollectError;
 use crate::sandbox::{self, Sandbox, SandboxError, Stopped};
 use crate::spec::{Engine, RenderSpec};
-
-/// A step of a running render, for progress displays and event streams.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum Progress {
-    /// The engine is imported and the scene file is about to run.
-    Ready { engine: Engine, version: String },
-    SceneStarted {
-        scene: String,
-        index: u32,
-        count: u32,
-    },
-    /// An animation (a `play` or `wait`) started.
-    Animation {
-        scene: String,
-        index: u32,
-        name: String,
-    },
-    /// Frames written so far in the current scene.
-    Frames { scene: String, frames: u64 },
-    /// An animation's video piece is finished.
-    PartialMovie {
-        scene: String,
-        index: u32,
-        /// The piece, collected from the sandbox (host-side, not for clients).
-        #[serde(skip)]
-        piece: Option<PathBuf>,
-    },
-    SceneFinished {
-        scene: String,
-        index: u32,
-        plays: u32,
-        duration: f64,
-    },
-}
 
 /// Why a render did not produce a video.
 #[derive(Debug, thiserror::Error)]
@@ -312,7 +279,11 @@ impl Renderer {
         self.runtime.check(engine)?;
         let started = self
             .sandbox
-            .start(&new_id(), &self.command(engine, false), &inspect_limits())
+            .start(
+                &sandbox::new_id(),
+                &self.command(engine, false),
+                &inspect_limits(),
+            )
             .await?;
         Ok(Inspector(started))
     }
@@ -375,7 +346,7 @@ impl Renderer {
         self.runtime.check(engine)?;
         let mut started = self
             .sandbox
-            .start(&new_id(), &self.command(engine, true), limits)
+            .start(&sandbox::new_id(), &self.command(engine, true), limits)
             .await?;
         let ready = self
             .sandbox
@@ -420,7 +391,7 @@ impl Renderer {
             .await?;
         let started = self
             .sandbox
-            .start(&new_id(), &self.command(spec.engine, true), limits)
+            .start(&sandbox::new_id(), &self.command(spec.engine, true), limits)
             .await?;
         self.render_in(started, spec, limits, dest_dir, speech, progress, cancel)
             .await
@@ -734,7 +705,10 @@ impl Renderer {
         command
             .ro_binds
             .push((input.clone(), narration::mux::MOUNT.into()));
-        let started = self.sandbox.start(&new_id(), &command, limits).await?;
+        let started = self
+            .sandbox
+            .start(&sandbox::new_id(), &command, limits)
+            .await?;
         let mut done = false;
         let mut error = None;
         let finished = self
@@ -791,9 +765,4 @@ struct Lines {
     scene_durations: Vec<f64>,
     /// The stitched video's duration.
     video_secs: f64,
-}
-
-/// A fresh id for a sandbox run.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
 }

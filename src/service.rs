@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use crate::api::{self, JobView, RenderRequest};
 use crate::cache::{self, KeyParts};
 use crate::components::Components;
+use crate::components::Llm;
+use crate::control::Control;
 use crate::events::{Hub, JobEvent};
 use crate::executor::Executor;
 use crate::jobs::{Job, JobId, JobStatus, NewJob, Page, Store, StoreError};
 use crate::limits::Limits;
-use crate::llm::{Llm, LlmError};
+use crate::llm::LlmError;
 use crate::metrics::{self, Metrics};
 use crate::pool::Pool;
 use crate::render::{RenderError, Renderer};
@@ -115,6 +117,7 @@ pub struct Service {
     pub storage: Storage,
     pub metrics: Arc<Metrics>,
     pub llm: Arc<Llm>,
+    pub control: Arc<Control>,
     pub started: Instant,
     draining: AtomicBool,
     /// Bounds the generations that run here rather than in a worker loop.
@@ -133,6 +136,7 @@ impl Service {
             storage,
             metrics,
             llm,
+            control,
         } = parts;
         // Mostly waiting on the model; each may also start a sandbox.
         let local_generations_max = executor.workers().max(1) * 2;
@@ -147,6 +151,7 @@ impl Service {
             storage,
             metrics,
             llm,
+            control,
             started: Instant::now(),
             draining: AtomicBool::new(false),
             local_generations: Arc::new(tokio::sync::Semaphore::new(local_generations_max)),
@@ -327,7 +332,7 @@ impl Service {
                 webhook_url,
             })
             .await?;
-        self.executor.wake();
+        self.control.wake();
         Ok(job)
     }
 
@@ -356,7 +361,7 @@ impl Service {
         };
         let job = self.store.insert_done(&new, &result).await?;
         self.metrics.cache_hit();
-        self.notify(&job);
+        self.webhooks.job_ended(&job);
         Ok(Some(job))
     }
 
@@ -395,7 +400,7 @@ impl Service {
             .unwrap_or(true)
         {
             self.store.unfollow(Some(&leader)).await?;
-            self.executor.wake();
+            self.control.wake();
         }
         Ok(Some(job))
     }
@@ -471,18 +476,18 @@ impl Service {
                 Ok(None)
             }
             Some(JobStatus::Running) => {
-                self.executor.cancel(id);
+                self.control.cancel(id);
                 Ok(Some(self.get(id, owner).await?))
             }
             Some(_) => {
                 // A canceled generation will not run: its key goes now.
                 self.llm.keys.remove(id);
                 if let Ok(job) = self.get(id, owner).await {
-                    self.notify(&job);
+                    self.webhooks.job_ended(&job);
                 }
                 // Jobs that waited for this one render on their own now.
                 if self.store.unfollow(Some(id)).await? > 0 {
-                    self.executor.wake();
+                    self.control.wake();
                 }
                 let job = self.get(id, owner).await?;
                 self.hub.publish(
@@ -492,11 +497,6 @@ impl Service {
                 Ok(Some(job))
             }
         }
-    }
-
-    /// Sends an ended job's record to its webhook, if it has one.
-    pub fn notify(&self, job: &Job) {
-        notify(&self.webhooks, job);
     }
 
     /// Waits until the job ends and returns it.
@@ -703,7 +703,7 @@ impl Service {
                 cgroup_version: self.renderer.sandbox().cgroup_version(),
             },
             narration: {
-                use crate::config::TtsConfig;
+                use crate::narration::TtsConfig;
                 let (provider, voice, model) = match self.renderer.tts().config() {
                     TtsConfig::Espeak { voice } => ("espeak", voice.clone(), None),
                     TtsConfig::OpenAi { voice, model, .. } => {
@@ -749,19 +749,4 @@ impl Service {
         }
         Ok(deleted)
     }
-}
-
-/// Sends an ended job's record to its webhook, if it has one.
-pub fn notify(webhooks: &Arc<Webhooks>, job: &Job) {
-    let Some(url) = &job.webhook_url else { return };
-    if !job.status.is_terminal() {
-        return;
-    }
-    let event = match job.status {
-        JobStatus::Succeeded => "render.succeeded",
-        JobStatus::Failed => "render.failed",
-        _ => "render.canceled",
-    };
-    let body = serde_json::to_vec(&JobView::from(job)).unwrap_or_default();
-    webhooks.deliver(url.clone(), event, body);
 }

@@ -14,10 +14,14 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::api::JobView;
+use crate::jobs::{Job, JobStatus};
+use crate::secret::Secret;
+
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
     /// Signs deliveries; without it, requests with a `webhook_url` are refused.
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Allow loopback and private addresses (for tests and private networks).
     pub allow_private: bool,
     pub attempts: u32,
@@ -126,6 +130,22 @@ impl Webhooks {
         Ok(Target { url, host, addr })
     }
 
+    /// Sends an ended job's record to its webhook, if it has one: wherever
+    /// the job ends (a run, a cache hit, a cancel).
+    pub fn job_ended(self: &Arc<Self>, job: &Job) {
+        let Some(url) = &job.webhook_url else { return };
+        if !job.status.is_terminal() {
+            return;
+        }
+        let event = match job.status {
+            JobStatus::Succeeded => "render.succeeded",
+            JobStatus::Failed => "render.failed",
+            _ => "render.canceled",
+        };
+        let body = serde_json::to_vec(&JobView::from(job)).unwrap_or_default();
+        self.deliver(url.clone(), event, body);
+    }
+
     /// Checks a URL at submission.
     pub async fn check(&self, url: &str) -> Result<(), WebhookError> {
         self.resolve(url).await.map(|_| ())
@@ -176,7 +196,12 @@ impl Webhooks {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?;
-        let secret = self.cfg.secret.as_deref().unwrap_or_default();
+        let secret = self
+            .cfg
+            .secret
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or_default();
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -578,7 +578,7 @@ async fn a_running_generation_can_be_canceled_and_a_restart_does_not_spend_the_s
     let dir = tempfile::tempdir().unwrap();
     let config = Config::for_tests(dir.path().join("data"));
     let server_key = LlmConfig {
-        api_key: manimd::llm::Secret::new("server-key"),
+        api_key: manimd::secret::Secret::new("server-key"),
         ..llm_config(&mock)
     };
     let mut first = TestServer::start_on(config.clone(), server_key.clone()).await;

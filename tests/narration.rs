@@ -201,11 +201,11 @@ fn openai_harness(base_url: String, key: &str) -> Harness {
         .tempdir()
         .unwrap();
     let mut config = manimd::config::Config::for_tests(dir.path().join("data"));
-    config.tts = manimd::config::TtsConfig::OpenAi {
+    config.tts = manimd::narration::TtsConfig::OpenAi {
         base_url,
         model: "tts-1".into(),
         voice: "alloy".into(),
-        api_key: Some(key.into()),
+        api_key: manimd::secret::Secret::new(key),
     };
     let renderer = manimd::render::Renderer::new(&config).unwrap();
     Harness {

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{assert_video, fixture, spec, Harness};
-use manimd::render::{Progress, RenderError};
+use manimd::protocol::Progress;
+use manimd::render::RenderError;
 use manimd::spec::{Engine, Format, Quality};
 
 const LOW: (u32, u32) = (854, 480);

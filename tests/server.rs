@@ -1053,7 +1053,10 @@ async fn row25_row30_hostile_names_are_refused_and_outputs_are_only_media() {
 #[tokio::test]
 async fn api_keys_gate_v1_with_per_key_jobs_quotas_and_rates() {
     let mut s = TestServer::start(ServeOptions {
-        api_keys: vec!["alpha-key".into(), "beta-key".into()],
+        api_keys: ["alpha-key", "beta-key"]
+            .into_iter()
+            .filter_map(manimd::secret::Secret::new)
+            .collect(),
         rate_limit_per_minute: 30,
         max_jobs_per_key: 1,
         ..opts(1)
@@ -1248,7 +1251,7 @@ async fn webhooks_are_signed_retried_and_never_aimed_at_private_addresses() {
 
     let mut s = TestServer::start(ServeOptions {
         webhooks: manimd::webhooks::WebhookConfig {
-            secret: Some(secret.into()),
+            secret: manimd::secret::Secret::new(secret),
             allow_private: true,
             attempts: 3,
             backoff: Duration::from_millis(200),
@@ -1290,7 +1293,7 @@ async fn webhooks_are_signed_retried_and_never_aimed_at_private_addresses() {
     // With the default policy, loopback, private and link-local targets are refused up front.
     let mut s = TestServer::start(ServeOptions {
         webhooks: manimd::webhooks::WebhookConfig {
-            secret: Some(secret.into()),
+            secret: manimd::secret::Secret::new(secret),
             ..Default::default()
         },
         ..opts(1)

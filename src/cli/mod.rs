@@ -312,7 +312,7 @@ pub struct RenderArgs {
 
 impl GlobalArgs {
     pub fn config(&self) -> Config {
-        let tts = crate::config::TtsConfig::from_env().unwrap_or_else(|e| {
+        let tts = crate::narration::TtsConfig::from_env().unwrap_or_else(|e| {
             eprintln!("error: {e}");
             std::process::exit(2)
         });

@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{report, RenderArgs};
 use crate::config::Config;
-use crate::render::{Progress, RenderError, Renderer};
+use crate::protocol::Progress;
+use crate::render::{RenderError, Renderer};
 use crate::spec::{Engine, Format, RenderSpec, SceneName};
 
 /// Scene files larger than this are refused (the server's body limit too).

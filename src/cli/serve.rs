@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use super::{NodeArgs, ServeArgs};
 use crate::config::Config;
+use crate::secret::Secret;
 use crate::server::{self, ServeOptions};
 
 /// The options both roles share, from their flags. Workers need the model
@@ -29,7 +30,7 @@ fn node_options(config: &Config, args: &NodeArgs) -> Result<(Config, ServeOption
     opts.grace = std::time::Duration::from_secs(args.grace_secs);
     opts.warm_pool = args.warm_pool.unwrap_or(opts.workers);
     opts.warm_idle = std::time::Duration::from_secs(args.warm_idle_secs);
-    opts.webhooks.secret = args.webhook_secret.clone().filter(|s| !s.is_empty());
+    opts.webhooks.secret = args.webhook_secret.clone().and_then(Secret::new);
     opts.webhooks.allow_private = args.webhook_allow_private;
     opts.storage = args.storage.clone().filter(|s| !s.trim().is_empty());
     let llm = crate::llm::LlmConfig::resolve(
@@ -70,16 +71,15 @@ pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
     opts.api_keys = args
         .api_keys
         .iter()
-        .map(|k| k.trim().to_owned())
-        .filter(|k| !k.is_empty())
+        .filter_map(|k| Secret::new(k.as_str()))
         .collect();
     if let Some(path) = &args.api_keys_file {
         match std::fs::read_to_string(path) {
             Ok(text) => opts.api_keys.extend(
                 text.lines()
                     .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_owned),
+                    .filter(|l| !l.starts_with('#'))
+                    .filter_map(Secret::new),
             ),
             Err(e) => {
                 eprintln!("error: cannot read {}: {e}", path.display());

@@ -7,15 +7,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-use super::{Executor, Stop};
+use super::Executor;
+use crate::control::Run;
 use crate::events::JobEvent;
 use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
 use crate::jobs::{Job, JobId, JobStatus};
 use crate::llm::LlmError;
 use crate::metrics::Outcome as Metric;
-use crate::render::{Progress, RenderError};
+use crate::protocol::Progress;
+use crate::render::RenderError;
 use crate::sandbox::Stopped;
 use crate::spec::RenderSpec;
 
@@ -26,7 +28,7 @@ struct JobHooks<'a> {
     attempt: u32,
     /// The spec, with the code of the latest attempt.
     spec: Mutex<RenderSpec>,
-    stop: watch::Receiver<Option<Stop>>,
+    run: &'a Run,
     /// The successful render, kept for publishing; with its warm start.
     rendered: Mutex<Option<(crate::render::Rendered, bool)>>,
     /// Scratch directories of this run's renders, removed at the end.
@@ -76,22 +78,10 @@ impl Hooks for JobHooks<'_> {
             .lock()
             .expect("scratch lock")
             .push(scratch.clone());
-        if let Err(err) = std::fs::create_dir_all(&scratch) {
-            tracing::error!(%err, "cannot make a scratch directory");
-            return Some(Rendered::Failed {
-                error: RenderError::Sandbox(crate::sandbox::SandboxError::Area(scratch, err))
-                    .to_json(),
-                secs: 0.0,
-            });
-        }
         let (progress_tx, progress_rx) = mpsc::channel::<Progress>(256);
         let progress_task = self
             .exec
             .spawn_progress(self.id.clone(), self.attempt, progress_rx);
-        let mut stop_rx = self.stop.clone();
-        let stop = async move {
-            let _ = stop_rx.wait_for(|s| s.is_some()).await;
-        };
         // A generation has no live stream: a failed attempt's pieces would
         // not belong in it. Pieces stay in the scratch directory.
         // Moved in, so the progress task ends when the render does.
@@ -99,23 +89,10 @@ impl Hooks for JobHooks<'_> {
             let _ = progress_tx.try_send(p);
         };
         let started = std::time::Instant::now();
-        let limits = &self.exec.cfg.limits;
-        let (outcome, warm) = match self.exec.pool.take(spec.engine, limits) {
-            Some(warm) => (
-                self.exec
-                    .renderer
-                    .render_warm(warm, &spec, &scratch, progress, stop)
-                    .await,
-                true,
-            ),
-            None => (
-                self.exec
-                    .renderer
-                    .render(&spec, limits, &scratch, progress, stop)
-                    .await,
-                false,
-            ),
-        };
+        let (outcome, warm) = self
+            .exec
+            .render_in(&spec, &scratch, progress, self.run.stopped())
+            .await;
         let _ = progress_task.await;
         let secs = started.elapsed().as_secs_f64();
         Some(match outcome {
@@ -138,26 +115,21 @@ impl Hooks for JobHooks<'_> {
     }
 
     async fn stopped(&self) {
-        let mut rx = self.stop.clone();
-        let _ = rx.wait_for(|s| s.is_some()).await;
+        self.run.stopped().await
     }
 }
 
 impl Executor {
-    pub(super) async fn run_generation(&self, job: Job, attempt: u32, mut generation: Generation) {
+    /// Runs the generation pipeline for a claimed job and records the outcome.
+    pub(super) async fn run_generation(
+        &self,
+        job: &Job,
+        attempt: u32,
+        mut generation: Generation,
+        run: &Run,
+    ) {
         let id = job.id.clone();
-        self.busy.fetch_add(1, Ordering::Relaxed);
-        let (stop_tx, stop_rx) = watch::channel(None);
-        if job.cancel_requested {
-            let _ = stop_tx.send(Some(Stop::Canceled));
-        }
-        self.running
-            .lock()
-            .expect("running lock")
-            .insert(id.clone(), stop_tx.clone());
-        self.publish_status(&job);
         tracing::info!(engine = %job.spec.engine, "generation started");
-        let heartbeat = self.spawn_heartbeat(id.clone(), attempt, stop_tx);
 
         // A key the request brought lives in memory only; after a restart
         // it is gone, and the server's own key is not used in its place.
@@ -167,7 +139,7 @@ impl Executor {
             id: id.clone(),
             attempt,
             spec: Mutex::new(job.spec.clone()),
-            stop: stop_rx.clone(),
+            run,
             rendered: Mutex::new(None),
             scratch: Mutex::new(Vec::new()),
             renders: Default::default(),
@@ -192,7 +164,7 @@ impl Executor {
             )
             .await
         };
-        let reason = *stop_rx.borrow();
+        let reason = run.reason();
         let mut final_job = job.clone();
         final_job.spec = hooks.spec.lock().expect("spec lock").clone();
         match outcome {
@@ -225,16 +197,10 @@ impl Executor {
                 self.fail(&id, attempt, e.to_json()).await
             }
         }
-        // Only now: recording publishes the files (an upload to a bucket can
-        // outlast a lease that nobody renews).
-        heartbeat.abort();
         for dir in hooks.scratch.lock().expect("scratch lock").drain(..) {
             let _ = std::fs::remove_dir_all(dir);
         }
         self.llm.keys.remove(&id);
-        self.running.lock().expect("running lock").remove(&id);
-        self.busy.fetch_sub(1, Ordering::Relaxed);
-        self.publish_current(&id).await;
     }
 
     /// Ends the job as failed with `error` (fenced).

@@ -6,7 +6,8 @@
 use serde_json::{json, Value};
 
 use super::{check_source, prompt, Attempt, GenEvent, Generation, Stage, Task};
-use crate::llm::{Completion, LlmError, Message, Provider, Secret};
+use crate::llm::{Completion, LlmError, Message, Provider};
+use crate::secret::Secret;
 
 /// What the caller provides.
 // The futures are only awaited by concrete callers, which see their Send-ness.

@@ -1,15 +1,17 @@
 //! Render jobs: their states, progress and results, and the durable store.
 
 mod generations;
+mod keys;
 mod store;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::protocol::Notice;
-use crate::render::Progress;
+use crate::protocol::Progress;
 use crate::spec::{Format, RenderSpec};
 
+pub use keys::Keys;
 pub use store::{Claimed, Dialect, NewJob, Page, Store, StoreError};
 
 /// A job's id: a UUIDv7 as 32 lowercase hex digits (time-ordered).
@@ -19,7 +21,7 @@ pub struct JobId(String);
 
 impl JobId {
     pub fn new() -> JobId {
-        JobId(crate::render::new_id())
+        JobId(uuid::Uuid::now_v7().simple().to_string())
     }
 
     /// Parses strictly: anything but 32 lowercase hex digits is refused, so

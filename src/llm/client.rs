@@ -8,7 +8,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{LlmConfig, LlmError, Secret};
+use super::{LlmConfig, LlmError};
+use crate::secret::Secret;
 
 /// One chat message.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -1,58 +1,13 @@
 //! Language-model providers over the OpenAI-compatible chat-completions
-//! protocol: configuration and presets, the streaming client, typed errors,
-//! and the per-job keys that live only in memory.
+//! protocol: configuration and presets, the streaming client, typed errors.
 
 mod client;
-mod keys;
 
-use std::fmt;
 use std::time::Duration;
 
 pub use client::{Completion, Message, Provider};
-pub use keys::Keys;
 
-/// An API key for a provider. It has no `Serialize` and its `Debug` hides it,
-/// so it cannot reach a log line, a job record or a response by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// None for an empty or blank key.
-    pub fn new(key: impl Into<String>) -> Option<Secret> {
-        let key = key.into().trim().to_owned();
-        (!key.is_empty()).then_some(Secret(key))
-    }
-
-    /// The key itself, for the `Authorization` header only.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// The configured provider and the per-job keys requests brought.
-pub struct Llm {
-    pub provider: Provider,
-    pub keys: Keys,
-}
-
-impl Llm {
-    pub fn new(cfg: LlmConfig) -> Llm {
-        Llm {
-            provider: Provider::new(cfg),
-            keys: Keys::default(),
-        }
-    }
-
-    pub fn is_configured(&self) -> bool {
-        self.provider.config().is_configured()
-    }
-}
+use crate::secret::Secret;
 
 /// Named presets: base URL and a default model for each.
 pub const PRESETS: &[(&str, &str, &str)] = &[
@@ -227,12 +182,5 @@ mod tests {
             LlmConfig::resolve(Some("nope"), None, None, None).unwrap_err(),
             UnknownPreset("nope".into())
         );
-    }
-
-    #[test]
-    fn secrets_never_print() {
-        let s = Secret::new("sk-abc").unwrap();
-        assert!(!format!("{s:?}").contains("sk-abc"));
-        assert!(Secret::new("  ").is_none());
     }
 }

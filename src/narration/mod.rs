@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use tts::{Tts, TtsError};
+pub use tts::{Tts, TtsConfig, TtsError};
 
 /// The subtitles' file name, in a render's directory and in storage.
 pub const SUBTITLES_FILE: &str = "subtitles.vtt";

@@ -10,7 +10,85 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::TtsConfig;
+use crate::secret::Secret;
+
+/// Which text-to-speech provider speaks `narrate()` lines, and how.
+///
+/// It runs on the host, outside the sandbox: the API key never reaches a
+/// scene, and it is a `Secret`, so no log line carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TtsConfig {
+    /// `espeak-ng`, offline (`MANIMD_TTS_PROVIDER=espeak`, the default).
+    Espeak {
+        /// An espeak-ng voice (`MANIMD_TTS_VOICE`, default `en-us`).
+        voice: String,
+    },
+    /// An OpenAI-compatible `POST {base_url}/audio/speech`
+    /// (`MANIMD_TTS_PROVIDER=openai`).
+    OpenAi {
+        /// `MANIMD_TTS_BASE_URL`, default `https://api.openai.com/v1`.
+        base_url: String,
+        /// `MANIMD_TTS_MODEL`, default `tts-1`.
+        model: String,
+        /// `MANIMD_TTS_VOICE`, default `alloy`.
+        voice: String,
+        /// `MANIMD_TTS_API_KEY`, sent as a Bearer token.
+        api_key: Option<Secret>,
+    },
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        TtsConfig::Espeak {
+            voice: DEFAULT_ESPEAK_VOICE.into(),
+        }
+    }
+}
+
+pub const DEFAULT_ESPEAK_VOICE: &str = "en-us";
+
+impl std::fmt::Debug for TtsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.identity())
+    }
+}
+
+impl TtsConfig {
+    /// Reads `MANIMD_TTS_*`. An unknown provider is an error, not a silent
+    /// fallback: a server configured for one voice must not speak in another.
+    pub fn from_env() -> Result<TtsConfig, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        match var("MANIMD_TTS_PROVIDER").as_deref().unwrap_or("espeak") {
+            "espeak" => Ok(TtsConfig::Espeak {
+                voice: var("MANIMD_TTS_VOICE").unwrap_or_else(|| DEFAULT_ESPEAK_VOICE.into()),
+            }),
+            "openai" => Ok(TtsConfig::OpenAi {
+                base_url: var("MANIMD_TTS_BASE_URL")
+                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                model: var("MANIMD_TTS_MODEL").unwrap_or_else(|| "tts-1".into()),
+                voice: var("MANIMD_TTS_VOICE").unwrap_or_else(|| "alloy".into()),
+                api_key: var("MANIMD_TTS_API_KEY").and_then(Secret::new),
+            }),
+            other => Err(format!(
+                "MANIMD_TTS_PROVIDER={other:?}: expected \"espeak\" or \"openai\""
+            )),
+        }
+    }
+
+    /// What decides how a line sounds: provider, endpoint, model and voice,
+    /// never the key. The result cache's key covers it.
+    pub fn identity(&self) -> String {
+        match self {
+            TtsConfig::Espeak { voice } => format!("espeak:{voice}"),
+            TtsConfig::OpenAi {
+                base_url,
+                model,
+                voice,
+                ..
+            } => format!("openai:{base_url}:{model}:{voice}"),
+        }
+    }
+}
 
 /// Largest audio response accepted for one line: about ten minutes of
 /// 24 kHz 16-bit mono, far beyond any sentence.
@@ -75,7 +153,7 @@ impl Tts {
                 });
                 let mut req = self.http.post(url).json(&body);
                 if let Some(key) = api_key {
-                    req = req.bearer_auth(key);
+                    req = req.bearer_auth(key.expose());
                 }
                 let audio = fetch(req).await?;
                 tokio::fs::write(dest, &audio).await?;

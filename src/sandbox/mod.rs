@@ -27,6 +27,15 @@ use area::Area;
 use capture::Captured;
 use cgroup::{Cgroup, CgroupError, Hierarchy};
 
+/// Longest line of a sandbox's stdout that is delivered; a longer line is
+/// dropped whole, so nothing downstream parses an unbounded line.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// A fresh name for a sandbox run (its cgroup and area).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
 /// Where and as whom sandboxes run.
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
@@ -313,7 +322,7 @@ impl Sandbox {
             group: Some(group),
             child,
             stdin: Some(stdin),
-            stdout: capture::LineReader::new(stdout, crate::protocol::MAX_LINE),
+            stdout: capture::LineReader::new(stdout, MAX_LINE),
             stderr_task: Some(stderr_task),
             created: Instant::now(),
         })

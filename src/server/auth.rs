@@ -15,6 +15,7 @@ use axum::response::Response;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use crate::secret::Secret;
 
 /// Who is calling: the fingerprint of their key, or nobody in particular
 /// when the server runs without keys.
@@ -60,9 +61,9 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(keys: &[String], per_minute: u32) -> Arc<Auth> {
+    pub fn new(keys: &[Secret], per_minute: u32) -> Arc<Auth> {
         Arc::new(Auth {
-            keys: keys.iter().map(|k| fingerprint(k)).collect(),
+            keys: keys.iter().map(|k| fingerprint(k.expose())).collect(),
             per_minute: f64::from(per_minute.max(1)),
             buckets: Mutex::new(HashMap::new()),
         })
@@ -122,7 +123,7 @@ mod tests {
 
     #[test]
     fn a_bucket_allows_its_rate_then_says_when_to_retry() {
-        let auth = Auth::new(&["k".into()], 3);
+        let auth = Auth::new(&[Secret::new("k").unwrap()], 3);
         let fp = fingerprint("k");
         assert!(auth.take(&fp).is_ok());
         assert!(auth.take(&fp).is_ok());

@@ -30,14 +30,17 @@ use tracing::Level;
 
 use crate::bus;
 use crate::components::Components;
+use crate::components::Llm;
 use crate::config::Config;
+use crate::control::Control;
 use crate::events::Hub;
 use crate::executor::{Executor, ExecutorConfig};
 use crate::jobs::Store;
-use crate::llm::{Llm, LlmConfig};
+use crate::llm::LlmConfig;
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolConfig};
 use crate::render::Renderer;
+use crate::secret::Secret;
 use crate::service::{Service, ServiceConfig};
 use crate::spec::Engine;
 use crate::storage::{ServeMode, Storage};
@@ -71,7 +74,7 @@ pub struct ServeOptions {
     pub body_timeout: Duration,
     pub max_connections: usize,
     /// API keys; empty: no authentication (and loopback only, see `serve`).
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<Secret>,
     /// Requests per minute per key.
     pub rate_limit_per_minute: u32,
     /// Queued and running jobs per key.
@@ -259,6 +262,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
         storage,
         metrics: Arc::new(Metrics::default()),
         llm: Arc::new(Llm::new(opts.llm.clone())),
+        control: Control::new(store.clone()),
     };
     let executor = Executor::new(
         ExecutorConfig {
@@ -271,7 +275,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
         parts.clone(),
     );
     if !embedded {
-        tasks.extend(bus::start(store.clone(), hub, Arc::clone(&executor)).await?);
+        tasks.extend(bus::start(store.clone(), hub, Arc::clone(&parts.control)).await?);
     }
     tasks.extend(executor.start());
     let service = Arc::new(Service::new(

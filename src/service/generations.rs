@@ -7,7 +7,8 @@ use super::{check_narration, invalid, Service, ServiceError};
 use crate::api::{CodeGeneration, GenerationRequest};
 use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
 use crate::jobs::{Claimed, Job, JobId};
-use crate::llm::{LlmError, Secret};
+use crate::llm::LlmError;
+use crate::secret::Secret;
 use crate::spec::{Engine, Format, Quality, RenderSpec};
 
 /// A request's settings, checked.
@@ -100,7 +101,11 @@ impl Service {
         // with `llm-key-lost` on whichever worker claims it.
         let here = key.is_some() && self.store.is_shared();
         let slot = if here {
-            Some(self.local_generation_slot()?)
+            let permit = self.local_generation_slot()?;
+            // Taken before the claim, like a worker's: a graceful stop waits
+            // for this job from its insertion on.
+            let slot = self.control.slot().ok_or(ServiceError::ShuttingDown)?;
+            Some((slot, permit))
         } else {
             None
         };
@@ -121,16 +126,17 @@ impl Service {
                 return Err(e.into());
             }
         };
-        if let Some(slot) = slot {
+        if let Some((slot, permit)) = slot {
             self.executor.run_here(
                 Claimed {
                     job: job.clone(),
                     attempt: 1,
                 },
                 slot,
+                permit,
             );
         } else {
-            self.executor.wake();
+            self.control.wake();
         }
         Ok(job)
     }

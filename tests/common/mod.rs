@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use manimd::config::Config;
 use manimd::limits::Limits;
 use manimd::process::run_tool;
-use manimd::render::{Progress, RenderError, Rendered, Renderer};
+use manimd::protocol::Progress;
+use manimd::render::{RenderError, Rendered, Renderer};
 use manimd::sandbox::cgroup::Hierarchy;
 use manimd::spec::{Engine, Format, Quality, RenderSpec};
 
@@ -51,7 +52,7 @@ impl Harness {
         spec: &RenderSpec,
         limits: &Limits,
     ) -> (Result<Rendered, RenderError>, Vec<Progress>) {
-        let out = self.out_dir(&manimd::render::new_id());
+        let out = self.out_dir(&manimd::sandbox::new_id());
         let mut events = Vec::new();
         let result = self
             .renderer

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::Secret;
-use crate::jobs::JobId;
+use super::JobId;
+use crate::secret::Secret;
 
 #[derive(Default)]
 pub struct Keys {
