@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::generate::{Attempt, Generation};
+use crate::job_error::JobError;
 use crate::jobs::{Job, JobProgress, JobResult, JobStatus};
 use crate::spec::{Encoding, Engine, Format, Quality};
 
@@ -183,7 +184,7 @@ pub struct JobView {
     /// The typed error of a failed or canceled job: `code`, `message`, and
     /// `line`/`column` etc. where they apply.
     #[schema(value_type = Option<Object>)]
-    pub error: Option<serde_json::Value>,
+    pub error: Option<JobError>,
     pub result: Option<JobResult>,
     pub links: Links,
     /// `render`, or `generation` for a job made from a prompt.

@@ -17,6 +17,7 @@ use crate::components::Components;
 use crate::components::Llm;
 use crate::control::{Control, Run, Slot, Stop, Stopper};
 use crate::events::{Hub, JobEvent};
+use crate::job_error::{ErrorCode, JobError};
 use crate::jobs::{Claimed, Job, JobId, JobProgress, JobResult, JobStatus, Store};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, Outcome};
@@ -315,7 +316,7 @@ impl Executor {
                 }
                 if let Err(err) = self.storage.publish(id, attempt, &files).await {
                     tracing::error!(%err, "cannot publish the render");
-                    let e = serde_json::json!({"code": "internal", "message": "internal error; the server log has the details"});
+                    let e = JobError::internal();
                     (JobStatus::Failed, Some(e), None, r.wall.as_secs_f64())
                 } else {
                     let format = if r.media.still {
@@ -367,16 +368,16 @@ impl Executor {
                 return;
             }
             Err(RenderError::Stopped(Stopped::Canceled)) => {
-                let e = serde_json::json!({"code": "canceled", "message": "the job was canceled"});
+                let e = JobError::new(ErrorCode::Canceled, "the job was canceled");
                 (JobStatus::Canceled, Some(e), None, 0.0)
             }
             Err(e) => {
                 if e.is_internal() {
                     tracing::error!(err = %e, "render failed inside manimd");
                 } else {
-                    tracing::info!(code = e.code(), "render failed");
+                    tracing::info!(code = %e.code(), "render failed");
                 }
-                (JobStatus::Failed, Some(e.to_json()), None, 0.0)
+                (JobStatus::Failed, Some(e.to_error()), None, 0.0)
             }
         };
         match self
@@ -444,7 +445,7 @@ impl Executor {
         &self,
         leader: &JobId,
         status: JobStatus,
-        error: Option<&serde_json::Value>,
+        error: Option<&JobError>,
     ) {
         let followers = match self.store.followers(leader).await {
             Ok(f) => f,

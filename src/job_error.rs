@@ -141,6 +141,13 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// Lets tests and logs compare a code with its text.
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl Serialize for ErrorCode {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -156,12 +163,18 @@ impl<'de> Deserialize<'de> for ErrorCode {
     }
 }
 
+fn internal_code() -> ErrorCode {
+    ErrorCode::Internal
+}
+
 /// The message every internal error shows; what happened is in the log.
 pub const INTERNAL_MESSAGE: &str = "internal error; the server log has the details";
 
 /// A job's error: code, message, and the fields of its kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobError {
+    /// A stored error without a code (none is written so) reads as internal.
+    #[serde(default = "internal_code")]
     pub code: ErrorCode,
     #[serde(default)]
     pub message: String,

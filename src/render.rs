@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::job_error::{ErrorCode, ErrorKind, JobError};
 use crate::limits::Limits;
 use crate::narration::{self, Cue, NarrationError, Speech, Spoken, Tts};
 use crate::protocol::{
@@ -40,56 +41,76 @@ pub enum RenderError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Narration(#[from] NarrationError),
+    /// The sandbox ended before the scene's code ran: the installation's
+    /// fault (an engine that does not import, bubblewrap that cannot start),
+    /// never the scene's.
+    #[error("the {stage} sandbox failed before any scene code ran (exit code {exit_code:?}); last output:\n{stderr}")]
+    Broken {
+        stage: &'static str,
+        exit_code: Option<i32>,
+        stderr: String,
+    },
+}
+
+/// A worker-reported code, restricted to the ones a worker may report (see
+/// `protocol::USER_ERROR_CODES`); anything else is `worker-error`.
+fn user_code(e: &UserError) -> ErrorCode {
+    ErrorCode::parse(&e.code)
+        .filter(|c| c.kind() == ErrorKind::Unprocessable)
+        .unwrap_or(ErrorCode::WorkerError)
 }
 
 impl RenderError {
     /// The stable, kebab-case code clients match on.
-    pub fn code(&self) -> &str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            RenderError::User(e) => &e.code,
+            RenderError::User(e) => user_code(e),
             RenderError::Stopped(s) => s.code(),
-            RenderError::Crashed { .. } => "crashed",
-            RenderError::Output(_) => "bad-output",
-            RenderError::Sandbox(_) | RenderError::Runtime(_) => "internal",
+            RenderError::Crashed { .. } => ErrorCode::Crashed,
+            RenderError::Output(_) => ErrorCode::BadOutput,
+            RenderError::Broken { .. } | RenderError::Sandbox(_) | RenderError::Runtime(_) => {
+                ErrorCode::Internal
+            }
             RenderError::Narration(e) => e.code(),
         }
     }
 
     /// Whether the service, not the scene, is at fault.
     pub fn is_internal(&self) -> bool {
-        match self {
-            RenderError::Sandbox(_) | RenderError::Runtime(_) => true,
-            RenderError::Narration(e) => !e.is_user(),
-            _ => false,
-        }
+        self.code().kind() != ErrorKind::Unprocessable
     }
 
     /// The error as API clients see it: `code`, `message` and the fields of
-    /// its kind. Internal errors say only that they are internal; the details
-    /// go to the log.
-    pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::{json, Value};
-        let mut v = match self {
-            RenderError::User(e) => serde_json::to_value(e).unwrap_or(Value::Null),
-            RenderError::Stopped(s) => serde_json::to_value(s).unwrap_or(Value::Null),
+    /// its kind. An error that is not the scene's says only its code; the
+    /// details (paths, the sandbox's output) go to the log.
+    pub fn to_error(&self) -> JobError {
+        let code = self.code();
+        let details = match self {
+            RenderError::User(e) => serde_json::to_value(e).unwrap_or_default(),
+            RenderError::Stopped(s) => serde_json::to_value(s).unwrap_or_default(),
             RenderError::Crashed { exit_code, stderr } => {
-                json!({ "exit_code": exit_code, "log": stderr })
+                serde_json::json!({ "exit_code": exit_code, "log": stderr })
             }
-            RenderError::Output(_) => json!({}),
-            RenderError::Sandbox(_) | RenderError::Runtime(_) => {
-                return json!({ "code": "internal", "message": "internal error; the server log has the details" })
+            // Ours: the code, and nothing of the host.
+            _ if code.kind() == ErrorKind::Internal => {
+                return JobError::new(code, crate::job_error::INTERNAL_MESSAGE)
             }
             // The provider's answer may name its endpoint; clients get the code.
             RenderError::Narration(e) if !e.is_user() => {
-                return json!({ "code": e.code(), "message": "text to speech failed; the server log has the details" })
+                return JobError::new(
+                    code,
+                    "text to speech failed; the server log has the details",
+                )
             }
-            RenderError::Narration(_) => json!({}),
+            _ => serde_json::Value::Null,
         };
-        if let Value::Object(map) = &mut v {
-            map.insert("code".into(), json!(self.code()));
-            map.insert("message".into(), json!(self.to_string()));
+        let mut error = JobError::new(code, self.to_string());
+        if let serde_json::Value::Object(mut map) = details {
+            map.remove("code");
+            map.remove("message");
+            error.details = map;
         }
-        v
+        error
     }
 
     /// The author's line the error points at, if any.
@@ -327,7 +348,9 @@ impl Renderer {
         match (found, error) {
             (Some(found), _) if finished.exit_code == Some(0) => Ok(found),
             (_, Some(error)) => Err(RenderError::User(Box::new(error))),
-            _ => Err(RenderError::Crashed {
+            // An inspection parses and runs nothing of the scene's.
+            _ => Err(RenderError::Broken {
+                stage: "inspection",
                 exit_code: finished.exit_code,
                 stderr: finished.stderr.last_lines(20),
             }),
@@ -356,7 +379,8 @@ impl Renderer {
             .await;
         if !ready {
             self.sandbox.discard(started).await;
-            return Err(RenderError::Crashed {
+            return Err(RenderError::Broken {
+                stage: "warm",
                 exit_code: None,
                 stderr: format!("the {engine} worker did not start"),
             });
@@ -486,6 +510,9 @@ impl Renderer {
         let stdin = serde_json::to_vec(&job).expect("serializable");
         let mut result = None;
         let mut error = None;
+        // Until the worker says `ready`, no scene code has run: a crash
+        // before it is the installation's, not the scene's.
+        let mut ready = false;
         let mut version = String::new();
         let pieces_dir = dest_dir.join("pieces");
         let mut pieces = 0u32;
@@ -508,6 +535,7 @@ impl Renderer {
                         WorkerEvent::Ready {
                             engine, version: v, ..
                         } => {
+                            ready = true;
                             version.clone_from(&v);
                             progress(Progress::Ready { engine, version: v });
                         }
@@ -591,7 +619,7 @@ impl Renderer {
         } = match (result, error) {
             (Some(result), _) if finished.exit_code == Some(0) => result,
             // The worker saw a write fail for lack of space; the limits are ours to name.
-            (_, Some(error)) if error.code == "output-too-large" => {
+            (_, Some(error)) if user_code(&error) == ErrorCode::OutputTooLarge => {
                 return Err(RenderError::Stopped(Stopped::OutputTooLarge {
                     limit_mib: limits.output_mib,
                     limit_files: limits.files,
@@ -599,6 +627,13 @@ impl Renderer {
                 }))
             }
             (_, Some(error)) => return Err(RenderError::User(Box::new(error))),
+            _ if !ready => {
+                return Err(RenderError::Broken {
+                    stage: "render",
+                    exit_code: finished.exit_code,
+                    stderr: finished.stderr.last_lines(20),
+                })
+            }
             _ => {
                 return Err(RenderError::Crashed {
                     exit_code: finished.exit_code,
@@ -732,8 +767,10 @@ impl Renderer {
         match (done, error) {
             (true, _) if finished.exit_code == Some(0) => {}
             (_, Some(error)) => return Err(RenderError::User(Box::new(error))),
+            // The mux pass runs none of the scene's code.
             _ => {
-                return Err(RenderError::Crashed {
+                return Err(RenderError::Broken {
+                    stage: "mux",
                     exit_code: finished.exit_code,
                     stderr: finished.stderr.last_lines(20),
                 })

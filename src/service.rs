@@ -15,6 +15,7 @@ use crate::components::Llm;
 use crate::control::Control;
 use crate::events::{Hub, JobEvent};
 use crate::executor::Executor;
+use crate::job_error::{ErrorCode, ErrorKind, JobError};
 use crate::jobs::{Job, JobId, JobStatus, NewJob, Page, Store, StoreError};
 use crate::limits::Limits;
 use crate::llm::LlmError;
@@ -60,10 +61,65 @@ pub enum ServiceError {
     /// The model provider failed, or none is configured.
     #[error(transparent)]
     Llm(#[from] LlmError),
-    /// No attempt at code passed its checks; the typed error as JSON
-    /// (`generation-failed`, with the last attempt's error).
-    #[error("{}", .0["message"].as_str().unwrap_or("generation failed"))]
-    GenerationFailed(serde_json::Value),
+    /// No attempt at code passed its checks (`generation-failed`, with the
+    /// last attempt's error).
+    #[error("{}", .0.message)]
+    GenerationFailed(JobError),
+}
+
+impl ServiceError {
+    /// The stable code clients match on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServiceError::Invalid { .. } => ErrorCode::InvalidRequest,
+            ServiceError::Render(e) => e.code(),
+            ServiceError::QueueFull { .. } => ErrorCode::QueueFull,
+            ServiceError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
+            ServiceError::GenerationsBusy { .. } => ErrorCode::GenerationsBusy,
+            ServiceError::NotFound => ErrorCode::NotFound,
+            ServiceError::NotReady(_) => ErrorCode::NotReady,
+            ServiceError::NoSubtitles(_) => ErrorCode::NoSubtitles,
+            ServiceError::Store(_) => ErrorCode::Internal,
+            ServiceError::Storage(e) => e.code(),
+            ServiceError::Llm(e) => e.code(),
+            ServiceError::GenerationFailed(e) => e.code,
+        }
+    }
+
+    /// Seconds to wait before trying again, where waiting helps.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ServiceError::QueueFull {
+                retry_after_secs, ..
+            }
+            | ServiceError::QuotaExceeded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            ServiceError::ShuttingDown | ServiceError::GenerationsBusy { .. } => Some(5),
+            ServiceError::Storage(StorageError::Remote(_)) => Some(5),
+            _ => None,
+        }
+    }
+
+    /// The error as clients see it; an internal one says nothing more.
+    pub fn to_error(&self) -> JobError {
+        let code = self.code();
+        match self {
+            ServiceError::Render(e) => e.to_error(),
+            ServiceError::Llm(e) => e.to_error(),
+            ServiceError::GenerationFailed(e) => e.clone(),
+            _ if code.kind() == ErrorKind::Internal => JobError::internal(),
+            ServiceError::Invalid { field, message } => {
+                JobError::new(code, message.clone()).with("field", field)
+            }
+            ServiceError::Storage(StorageError::Remote(_)) => {
+                JobError::new(code, "the file store cannot be reached; retry later")
+            }
+            ServiceError::Storage(_) => JobError::new(code, "no such file"),
+            _ => JobError::new(code, self.to_string()),
+        }
+    }
 }
 
 /// Narration needs a format with a sound track.

@@ -9,6 +9,7 @@ use futures::StreamExt;
 
 use super::GenerateArgs;
 use crate::api::{GenerationRequest, JobView};
+use crate::job_error::{ErrorCode, JobError};
 use crate::jobs::JobStatus;
 use crate::spec::Format;
 
@@ -115,10 +116,14 @@ async fn generate(args: GenerateArgs) -> Result<(), u8> {
             Ok(())
         }
         _ => {
-            let err = fin.error.clone().unwrap_or_else(
-                || serde_json::json!({"code": "canceled", "message": "the job was canceled"}),
+            let err = fin
+                .error
+                .clone()
+                .unwrap_or_else(|| JobError::new(ErrorCode::Canceled, "the job was canceled"));
+            eprintln!(
+                "error{}",
+                describe(&serde_json::to_value(&err).unwrap_or_default())
             );
-            eprintln!("error{}", describe(&err));
             Err(1)
         }
     }

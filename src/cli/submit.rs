@@ -10,6 +10,7 @@ use indicatif::ProgressBar;
 
 use super::{report, SubmitArgs};
 use crate::api::{JobView, RenderRequest};
+use crate::job_error::{ErrorCode, JobError};
 use crate::jobs::JobStatus;
 use crate::protocol::UserError;
 use crate::spec::Format;
@@ -116,9 +117,10 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
             Ok(())
         }
         _ => {
-            let err = fin.error.clone().unwrap_or_else(
-                || serde_json::json!({"code": "canceled", "message": "the job was canceled"}),
-            );
+            let err = fin
+                .error
+                .clone()
+                .unwrap_or_else(|| JobError::new(ErrorCode::Canceled, "the job was canceled"));
             print_api_error(&serde_json::json!({ "error": err }), &args.file, &code);
             Err(1)
         }

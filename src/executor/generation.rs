@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::Executor;
 use crate::control::Run;
 use crate::events::JobEvent;
 use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
+use crate::job_error::JobError;
 use crate::jobs::{Job, JobId, JobStatus};
 use crate::llm::LlmError;
 use crate::metrics::Outcome as Metric;
@@ -58,7 +58,7 @@ impl Hooks for JobHooks<'_> {
         }
     }
 
-    async fn inspect(&self, code: &str) -> Result<(), Value> {
+    async fn inspect(&self, code: &str) -> Result<(), JobError> {
         generate::inspect_one_scene(&self.exec.renderer, &self.exec.pool, code).await
     }
 
@@ -107,7 +107,7 @@ impl Hooks for JobHooks<'_> {
                     tracing::error!(err = %e, "a generated scene's render failed inside manimd");
                 }
                 Rendered::Failed {
-                    error: e.to_json(),
+                    error: e.to_error(),
                     secs,
                 }
             }
@@ -174,7 +174,7 @@ impl Executor {
                 match rendered {
                     Some((r, warm)) => self.record(&final_job, attempt, Ok(r), reason, warm).await,
                     None => {
-                        self.fail(&id, attempt, internal()).await;
+                        self.fail(&id, attempt, JobError::internal()).await;
                     }
                 }
             }
@@ -193,8 +193,8 @@ impl Executor {
                 self.fail(&id, attempt, error).await
             }
             Outcome::Llm(e) => {
-                tracing::info!(code = e.code(), "generation failed at the model");
-                self.fail(&id, attempt, e.to_json()).await
+                tracing::info!(code = %e.code(), "generation failed at the model");
+                self.fail(&id, attempt, e.to_error()).await
             }
         }
         for dir in hooks.scratch.lock().expect("scratch lock").drain(..) {
@@ -204,7 +204,7 @@ impl Executor {
     }
 
     /// Ends the job as failed with `error` (fenced).
-    async fn fail(&self, id: &JobId, attempt: u32, error: Value) {
+    async fn fail(&self, id: &JobId, attempt: u32, error: JobError) {
         match self
             .store
             .finish(
@@ -222,8 +222,4 @@ impl Executor {
             Err(err) => tracing::error!(%err, "cannot record the outcome"),
         }
     }
-}
-
-fn internal() -> Value {
-    serde_json::json!({"code": "internal", "message": "internal error; the server log has the details"})
 }

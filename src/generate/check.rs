@@ -3,7 +3,7 @@
 //! in a sandbox, like any inspection.) These catch a model's usual mix-ups
 //! before a render is spent on them; the sandbox remains the only guard.
 
-use serde_json::{json, Value};
+use crate::job_error::{ErrorCode, JobError};
 
 use crate::spec::Engine;
 
@@ -50,7 +50,7 @@ const ENGINE_ONLY: &[(&str, Engine, &str)] = &[
 
 /// Checks code for `engine`; the error is typed like a render's
 /// (`code`, `message`, `line`, `text`).
-pub fn check_source(code: &str, engine: Engine) -> Result<(), Value> {
+pub fn check_source(code: &str, engine: Engine) -> Result<(), JobError> {
     // Inside a triple-quoted string (a docstring) the words are prose.
     let mut in_triple: Option<&str> = None;
     for (i, raw) in code.lines().enumerate() {
@@ -70,7 +70,11 @@ pub fn check_source(code: &str, engine: Engine) -> Result<(), Value> {
         }
         let text = strip_comment(raw);
         let trimmed = text.trim_start();
-        let error = |code: &str, message: String| json!({"code": code, "message": message, "line": line, "text": raw.trim()});
+        let error = |code: ErrorCode, message: String| {
+            JobError::new(code, message)
+                .with("line", line)
+                .with("text", raw.trim())
+        };
         for module in imported_modules(trimmed) {
             let root = module.split('.').next().unwrap_or("");
             let other = match engine {
@@ -79,7 +83,7 @@ pub fn check_source(code: &str, engine: Engine) -> Result<(), Value> {
             };
             if root == other {
                 return Err(error(
-                    "wrong-engine",
+                    ErrorCode::WrongEngine,
                     format!(
                         "`{root}` is not the engine asked for ({engine}); import {}",
                         match engine {
@@ -91,7 +95,7 @@ pub fn check_source(code: &str, engine: Engine) -> Result<(), Value> {
             }
             if !ALLOWED_MODULES.contains(&root) {
                 return Err(error(
-                    "forbidden-import",
+                    ErrorCode::ForbiddenImport,
                     format!(
                         "`{root}` is not a module a scene needs; import only: {}",
                         ALLOWED_MODULES.join(", ")
@@ -101,7 +105,7 @@ pub fn check_source(code: &str, engine: Engine) -> Result<(), Value> {
         }
         if trimmed.contains("__import__") || trimmed.contains("importlib") {
             return Err(error(
-                "forbidden-import",
+                ErrorCode::ForbiddenImport,
                 "dynamic imports are not allowed; import modules at the top".into(),
             ));
         }
@@ -111,7 +115,7 @@ pub fn check_source(code: &str, engine: Engine) -> Result<(), Value> {
                 .find(|(n, e, _)| *n == word && *e != engine)
             {
                 return Err(error(
-                    "wrong-engine-api",
+                    ErrorCode::WrongEngineApi,
                     format!("`{name}` is {owner}'s API, not {engine}'s; use {instead}"),
                 ));
             }
@@ -200,6 +204,10 @@ pub fn context_lines(code: &str, line: u32, radius: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check_source(code: &str, engine: Engine) -> Result<(), serde_json::Value> {
+        super::check_source(code, engine).map_err(|e| serde_json::to_value(e).unwrap())
+    }
 
     const CE: &str = "from manim import *\nimport numpy as np\n\nclass A(Scene):\n    def construct(self):\n        self.play(Create(Circle()))\n";
 

@@ -12,6 +12,7 @@ mod prompt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::job_error::{ErrorCode, JobError};
 use crate::spec::Engine;
 
 pub use check::{check_source, context_lines};
@@ -43,7 +44,7 @@ pub struct Attempt {
     pub code: String,
     /// The typed error it met (`code`, `message`, `line`, ...); none when it worked.
     #[schema(value_type = Option<Object>)]
-    pub error: Option<serde_json::Value>,
+    pub error: Option<JobError>,
     /// `check` (static checks) or `render`: where the error came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_in: Option<String>,
@@ -165,7 +166,7 @@ pub async fn inspect_one_scene(
     renderer: &crate::render::Renderer,
     pool: &std::sync::Arc<crate::pool::Pool>,
     code: &str,
-) -> Result<(), serde_json::Value> {
+) -> Result<(), JobError> {
     let inspected = match pool.take_inspector() {
         Some(inspector) => renderer.inspect_with(inspector, code).await,
         None => renderer.inspect(code).await,
@@ -174,21 +175,22 @@ pub async fn inspect_one_scene(
         if e.is_internal() {
             tracing::error!(err = %e, "cannot inspect generated code");
         }
-        e.to_json()
+        e.to_error()
     })?;
     match inspection.scenes.len() {
         1 => Ok(()),
-        0 => Err(serde_json::json!({
-            "code": "no-scene",
-            "message": "the file defines no Scene subclass; define exactly one",
-        })),
-        _ => Err(serde_json::json!({
-            "code": "several-scenes",
-            "message": format!(
+        0 => Err(JobError::new(
+            ErrorCode::NoScene,
+            "the file defines no Scene subclass; define exactly one",
+        )),
+        _ => {
+            let names: Vec<_> = inspection.scenes.iter().map(|s| s.name.as_str()).collect();
+            let message = format!(
                 "the file defines several scenes ({}); define exactly one",
-                inspection.scenes.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-            "line": inspection.scenes[1].line,
-        })),
+                names.join(", ")
+            );
+            Err(JobError::new(ErrorCode::SeveralScenes, message)
+                .with("line", inspection.scenes[1].line))
+        }
     }
 }

@@ -3,9 +3,8 @@
 //! (`Hooks`): the executor renders in a sandbox and saves to the store; the
 //! code-only call checks and returns.
 
-use serde_json::{json, Value};
-
 use super::{check_source, prompt, Attempt, GenEvent, Generation, Stage, Task};
+use crate::job_error::{ErrorCode, JobError};
 use crate::llm::{Completion, LlmError, Message, Provider};
 use crate::secret::Secret;
 
@@ -18,7 +17,7 @@ pub trait Hooks: Sync {
     async fn save(&self, generation: &Generation);
     /// Parses the code in a sandbox; the typed error if it does not parse or
     /// defines no scene.
-    async fn inspect(&self, code: &str) -> Result<(), Value>;
+    async fn inspect(&self, code: &str) -> Result<(), JobError>;
     /// Renders the code; `None` when this run makes code only.
     async fn render(&self, code: &str) -> Option<Rendered>;
     /// Resolves when the job is to stop (canceled, shutting down).
@@ -31,7 +30,7 @@ pub enum Rendered {
         secs: f64,
     },
     Failed {
-        error: Value,
+        error: JobError,
         secs: f64,
     },
     /// Canceled or stopped for shutdown: no repair, the job ends here.
@@ -45,7 +44,7 @@ pub enum Outcome {
         code: String,
     },
     /// Every attempt failed; the job's error, with the last typed error.
-    Exhausted(Value),
+    Exhausted(JobError),
     Stopped,
     Llm(LlmError),
 }
@@ -82,7 +81,7 @@ pub async fn run(
     generation.sum();
     hooks.save(generation).await;
 
-    let mut last: Option<(String, Value)> = None;
+    let mut last: Option<(String, JobError)> = None;
     for number in 1..=task.max_attempts {
         let (stage, messages) = match &last {
             None => (
@@ -164,25 +163,29 @@ pub async fn run(
             Some(e) => last = Some((code, e)),
         }
     }
-    let last_error = last.map(|(_, e)| e).unwrap_or(Value::Null);
-    Outcome::Exhausted(exhausted(task.max_attempts, last_error))
+    match last {
+        Some((_, last_error)) => Outcome::Exhausted(exhausted(task.max_attempts, last_error)),
+        // No attempt at all (none allowed): nothing was tried.
+        None => Outcome::Exhausted(JobError::new(
+            ErrorCode::GenerationFailed,
+            "no attempt was allowed",
+        )),
+    }
 }
 
 /// The job error after the last attempt: says what the last one met, and
 /// keeps that typed error (with its line) visible.
-pub fn exhausted(attempts: u32, last_error: Value) -> Value {
-    let mut e = json!({
-        "code": "generation-failed",
-        "message": format!(
-            "no working scene after {attempts} attempt(s); the last one failed with {}: {}",
-            last_error["code"].as_str().unwrap_or("an error"),
-            last_error["message"].as_str().unwrap_or("")
-        ),
-        "attempts": attempts,
-        "last_error": last_error.clone(),
-    });
-    if let Some(line) = last_error.get("line").filter(|l| l.is_u64()) {
-        e["line"] = line.clone();
+pub fn exhausted(attempts: u32, last_error: JobError) -> JobError {
+    let message = format!(
+        "no working scene after {attempts} attempt(s); the last one failed with {}: {}",
+        last_error.code, last_error.message
+    );
+    let line = last_error.line();
+    let mut e = JobError::new(ErrorCode::GenerationFailed, message)
+        .with("attempts", attempts)
+        .with("last_error", &last_error);
+    if let Some(line) = line {
+        e = e.with("line", line);
     }
     e
 }

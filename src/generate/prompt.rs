@@ -3,6 +3,7 @@
 //! lines around it; and how its answer becomes a file.
 
 use super::check::context_lines;
+use crate::job_error::JobError;
 use crate::llm::Message;
 use crate::spec::Engine;
 
@@ -74,15 +75,14 @@ pub fn repair(
     prompt: &str,
     storyboard: &str,
     last_code: &str,
-    error: &serde_json::Value,
+    error: &JobError,
 ) -> Vec<Message> {
     let mut ask = format!(
         "That code failed with error `{}`: {}",
-        error["code"].as_str().unwrap_or("error"),
-        error["message"].as_str().unwrap_or("")
+        error.code, error.message
     );
     // A line past u32 is no line of this code.
-    if let Some(line) = error["line"].as_u64().and_then(|l| u32::try_from(l).ok()) {
+    if let Some(line) = error.line() {
         ask.push_str(&format!(
             "\nAt line {line}:\n```\n{}\n```",
             context_lines(last_code, line, 3)
@@ -118,6 +118,10 @@ pub fn strip_fences(answer: &str) -> String {
 mod tests {
     use super::*;
 
+    fn job_error(v: serde_json::Value) -> JobError {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn fences_are_stripped() {
         let code = "from manim import *\nclass A(Scene):\n    pass\n";
@@ -135,7 +139,9 @@ mod tests {
     #[test]
     fn the_repair_request_carries_the_error_and_its_lines() {
         let code = "a\nb\nc\nd\ne\nf\ng\n";
-        let err = serde_json::json!({"code": "scene-error", "message": "NameError: x", "line": 4});
+        let err = job_error(
+            serde_json::json!({"code": "scene-error", "message": "NameError: x", "line": 4}),
+        );
         let m = repair(Engine::Manim, false, "p", "s", code, &err);
         let last = &m.last().unwrap().content;
         assert!(last.contains("scene-error") && last.contains("NameError: x"));
@@ -152,14 +158,16 @@ mod tests {
     fn a_line_out_of_range_is_no_line() {
         let code = "a\nb\nc\nd\ne\n";
         for line in [u64::MAX, (1u64 << 32) + 4] {
-            let err = serde_json::json!({"code": "scene-error", "message": "m", "line": line});
+            let err =
+                job_error(serde_json::json!({"code": "scene-error", "message": "m", "line": line}));
             let last = repair(Engine::Manim, false, "p", "s", code, &err)
                 .pop()
                 .unwrap()
                 .content;
             assert!(!last.contains("At line") && !last.contains("| d"), "{last}");
         }
-        let err = serde_json::json!({"code": "scene-error", "message": "m", "line": u32::MAX});
+        let err =
+            job_error(serde_json::json!({"code": "scene-error", "message": "m", "line": u32::MAX}));
         let last = repair(Engine::Manim, false, "p", "s", code, &err)
             .pop()
             .unwrap()

@@ -7,6 +7,7 @@ mod store;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::job_error::JobError;
 use crate::protocol::Notice;
 use crate::protocol::Progress;
 use crate::spec::{Format, RenderSpec};
@@ -203,7 +204,7 @@ pub struct Job {
     pub cancel_requested: bool,
     pub progress: JobProgress,
     /// The typed error, as sent to clients (`code`, `message`, ...).
-    pub error: Option<serde_json::Value>,
+    pub error: Option<JobError>,
     pub result: Option<JobResult>,
     pub created_ms: i64,
     pub started_ms: Option<i64>,

@@ -12,6 +12,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor as _, Row};
 
 use super::{now_ms, Job, JobId, JobProgress, JobResult, JobStatus};
+use crate::job_error::{ErrorCode, JobError};
 use crate::spec::RenderSpec;
 
 #[derive(Debug, thiserror::Error)]
@@ -270,7 +271,7 @@ impl Store {
         &self,
         id: &JobId,
         status: JobStatus,
-        error: Option<&serde_json::Value>,
+        error: Option<&JobError>,
         result: Option<&JobResult>,
     ) -> Result<bool, StoreError> {
         let now = now_ms();
@@ -279,7 +280,7 @@ impl Store {
              WHERE id = $6 AND status = 'queued' AND follows IS NOT NULL",
         )
         .bind(status.as_str())
-        .bind(error.map(|e| e.to_string()))
+        .bind(error.map(|e| serde_json::to_string(e).expect("serializable")))
         .bind(result.map(|r| serde_json::to_string(r).expect("serializable")))
         .bind(now)
         .bind(now)
@@ -431,7 +432,7 @@ impl Store {
         owner: &str,
         attempt: u32,
         status: JobStatus,
-        error: Option<&serde_json::Value>,
+        error: Option<&JobError>,
         result: Option<&JobResult>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
@@ -439,7 +440,7 @@ impl Store {
              WHERE id = $5 AND status = 'running' AND lease_owner = $6 AND attempts = $7",
         )
         .bind(status.as_str())
-        .bind(error.map(|e| e.to_string()))
+        .bind(error.map(|e| serde_json::to_string(e).expect("serializable")))
         .bind(result.map(|r| serde_json::to_string(r).expect("serializable")))
         .bind(now_ms())
         .bind(id.as_str())
@@ -520,11 +521,13 @@ impl Store {
         .bind(i64::from(max_attempts))
         .fetch_all(&self.pool)
         .await?;
-        let error = serde_json::json!({
-            "code": "interrupted",
-            "message": format!("the render was interrupted {max_attempts} times (the server stopped while it ran)"),
-        })
-        .to_string();
+        let error = JobError::new(
+            ErrorCode::Interrupted,
+            format!(
+                "the render was interrupted {max_attempts} times (the server stopped while it ran)"
+            ),
+        );
+        let error = serde_json::to_string(&error).expect("serializable");
         let failed = sqlx::query(
             "UPDATE jobs SET status = 'failed', error = $1, finished_ms = $2, lease_owner = NULL, lease_expires_ms = NULL \
              WHERE status = 'running' AND lease_expires_ms < $3 AND attempts >= $4 RETURNING id",
@@ -677,7 +680,7 @@ mod tests {
         assert_eq!((requeued.len(), failed.len()), (0, 1));
         let job = store.get(&id).await.unwrap().unwrap();
         assert_eq!(job.status, JobStatus::Failed);
-        assert_eq!(job.error.unwrap()["code"], "interrupted");
+        assert_eq!(job.error.unwrap().code, ErrorCode::Interrupted);
         assert!(store.claim("c", lease).await.unwrap().is_none());
     }
 

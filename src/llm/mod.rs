@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub use client::{Completion, Message, Provider};
 
+use crate::job_error::{ErrorCode, JobError};
 use crate::secret::Secret;
 
 /// Named presets: base URL and a default model for each.
@@ -141,20 +142,20 @@ pub enum LlmError {
 
 impl LlmError {
     /// The stable, kebab-case code clients match on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            LlmError::NotConfigured => "llm-not-configured",
-            LlmError::Unauthorized(_) => "llm-unauthorized",
-            LlmError::RateLimited(_) => "llm-rate-limited",
-            LlmError::Unavailable { .. } | LlmError::Unreachable(_) => "llm-unavailable",
-            LlmError::Timeout(_) => "llm-timeout",
-            LlmError::BadResponse(_) => "llm-bad-response",
-            LlmError::KeyLost => "llm-key-lost",
+            LlmError::NotConfigured => ErrorCode::LlmNotConfigured,
+            LlmError::Unauthorized(_) => ErrorCode::LlmUnauthorized,
+            LlmError::RateLimited(_) => ErrorCode::LlmRateLimited,
+            LlmError::Unavailable { .. } | LlmError::Unreachable(_) => ErrorCode::LlmUnavailable,
+            LlmError::Timeout(_) => ErrorCode::LlmTimeout,
+            LlmError::BadResponse(_) => ErrorCode::LlmBadResponse,
+            LlmError::KeyLost => ErrorCode::LlmKeyLost,
         }
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "code": self.code(), "message": self.to_string() })
+    pub fn to_error(&self) -> JobError {
+        JobError::new(self.code(), self.to_string())
     }
 }
 

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::job_error::ErrorCode;
+
 pub use tts::{Tts, TtsConfig, TtsError};
 
 /// The subtitles' file name, in a render's directory and in storage.
@@ -76,11 +78,13 @@ pub enum NarrationError {
 
 impl NarrationError {
     /// The stable code clients match on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            NarrationError::TooManyLines | NarrationError::LineTooLong => "narration-too-long",
-            NarrationError::Tts(_) => "tts-failed",
-            NarrationError::Io(_) => "internal",
+            NarrationError::TooManyLines | NarrationError::LineTooLong => {
+                ErrorCode::NarrationTooLong
+            }
+            NarrationError::Tts(_) => ErrorCode::TtsFailed,
+            NarrationError::Io(_) => ErrorCode::Internal,
         }
     }
 

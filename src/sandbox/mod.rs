@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
+use crate::job_error::ErrorCode;
 use crate::limits::Limits;
 use crate::process::{self, Confinement};
 use area::Area;
@@ -97,14 +98,14 @@ pub enum Stopped {
 }
 
 impl Stopped {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Stopped::Timeout { .. } => "timeout",
-            Stopped::OutOfMemory { .. } => "out-of-memory",
-            Stopped::OutputTooLarge { .. } => "output-too-large",
-            Stopped::ProcessLimit { .. } => "process-limit",
-            Stopped::Killed { .. } => "killed",
-            Stopped::Canceled => "canceled",
+            Stopped::Timeout { .. } => ErrorCode::Timeout,
+            Stopped::OutOfMemory { .. } => ErrorCode::OutOfMemory,
+            Stopped::OutputTooLarge { .. } => ErrorCode::OutputTooLarge,
+            Stopped::ProcessLimit { .. } => ErrorCode::ProcessLimit,
+            Stopped::Killed { .. } => ErrorCode::Killed,
+            Stopped::Canceled => ErrorCode::Canceled,
         }
     }
 }

@@ -1,15 +1,16 @@
-//! The one place where errors become HTTP responses: a status, a stable
-//! code and a JSON body `{"error": {"code", "message", ...}}`. A 5xx body
-//! never carries paths, stderr or other internals.
+//! The one place where errors become HTTP responses: every error becomes a
+//! `JobError` (a stable code, a message, the fields of its kind), and the
+//! code's kind alone picks the status, in `status`. A 5xx body never carries
+//! paths, stderr or other internals: those are logged here instead.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::api::{ErrorBody, ErrorDetail};
+use crate::job_error::{ErrorCode, ErrorKind, JobError};
 use crate::render::RenderError;
 use crate::service::ServiceError;
-use crate::storage::StorageError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -35,7 +36,7 @@ pub enum ApiError {
         size: u64,
     },
     /// A job that ended without a video, for the synchronous `/render`.
-    JobFailed(serde_json::Value),
+    JobFailed(JobError),
     Internal(String),
 }
 
@@ -45,235 +46,137 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-fn detail(code: &str, message: impl Into<String>) -> ErrorDetail {
-    ErrorDetail {
-        code: code.to_owned(),
-        message: message.into(),
-        field: None,
-        line: None,
-        column: None,
-        details: Default::default(),
+impl From<RenderError> for ApiError {
+    fn from(e: RenderError) -> Self {
+        ApiError::Service(ServiceError::Render(e))
     }
 }
 
-/// Splits a typed error's JSON into the common fields and the rest.
-fn from_json(v: serde_json::Value) -> ErrorDetail {
-    let mut map = match v {
-        serde_json::Value::Object(map) => map,
-        _ => Default::default(),
-    };
-    let take_str = |map: &mut serde_json::Map<_, _>, k: &str| {
-        map.remove(k)
-            .and_then(|v: serde_json::Value| v.as_str().map(str::to_owned))
-    };
-    let take_u32 = |map: &mut serde_json::Map<_, _>, k: &str| {
-        map.remove(k)
-            .and_then(|v: serde_json::Value| v.as_u64())
-            .map(|n| n as u32)
-    };
-    ErrorDetail {
-        code: take_str(&mut map, "code").unwrap_or_else(|| "internal".into()),
-        message: take_str(&mut map, "message").unwrap_or_default(),
-        field: None,
-        line: take_u32(&mut map, "line"),
-        column: take_u32(&mut map, "column"),
-        details: map,
+/// The status of every kind of error.
+pub fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Busy => StatusCode::TOO_MANY_REQUESTS,
+        // The model's or the speech service's fault, not the caller's: its
+        // 401 is our 502.
+        ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-/// The status of a job's typed error: the scene's faults are 422, the model
-/// provider's are gateway errors (its 401 is not ours: 502, not 401).
-fn render_status(code: &str) -> StatusCode {
-    match code {
-        "internal" => StatusCode::INTERNAL_SERVER_ERROR,
-        "llm-not-configured" | "llm-unavailable" | "llm-key-lost" => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        // The model's or the speech service's fault, not the caller's.
-        "llm-unauthorized" | "llm-bad-response" | "tts-failed" => StatusCode::BAD_GATEWAY,
-        "llm-rate-limited" => StatusCode::TOO_MANY_REQUESTS,
-        "llm-timeout" => StatusCode::GATEWAY_TIMEOUT,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
+impl ApiError {
+    /// The error as clients see it, and how long they should wait before
+    /// trying again when that helps.
+    fn into_error(self) -> (JobError, Option<u64>) {
+        let error = match self {
+            ApiError::Service(e) => {
+                match (e.code().kind(), &e) {
+                    (ErrorKind::Internal, _) => tracing::error!(err = %e, "internal error"),
+                    (_, ServiceError::Storage(err)) => tracing::error!(%err, "storage error"),
+                    _ => {}
+                }
+                return (e.to_error(), e.retry_after());
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                let message = "too many requests for this API key; see Retry-After";
+                let e = JobError::new(ErrorCode::RateLimited, message);
+                return (e, Some(retry_after_secs));
+            }
+            ApiError::BadRequest { field, message } => {
+                let e = JobError::new(ErrorCode::InvalidRequest, message);
+                match field {
+                    Some(field) => e.with("field", field),
+                    None => e,
+                }
+            }
+            ApiError::PayloadTooLarge { limit } => JobError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the request body is larger than {limit} bytes"),
+            ),
+            ApiError::InvalidId => JobError::new(
+                ErrorCode::InvalidId,
+                "a render id is 32 lowercase hexadecimal digits",
+            ),
+            ApiError::NotFound => JobError::new(ErrorCode::NotFound, "no such resource"),
+            ApiError::Unauthorized => JobError::new(
+                ErrorCode::Unauthorized,
+                "this server needs an API key: send Authorization: Bearer <key>",
+            ),
+            ApiError::MethodNotAllowed => JobError::new(
+                ErrorCode::MethodNotAllowed,
+                "this resource does not support that method",
+            ),
+            ApiError::RangeNotSatisfiable { size } => JobError::new(
+                ErrorCode::RangeNotSatisfiable,
+                format!("the file has {size} bytes"),
+            )
+            .with("size", size),
+            ApiError::JobFailed(e) => e,
+            ApiError::Internal(msg) => {
+                tracing::error!(%msg, "internal error");
+                JobError::internal()
+            }
+        };
+        (error, None)
+    }
+}
+
+/// The body's form of an error: `field`, `line` and `column` by name, the
+/// rest of the details beside them.
+fn detail(error: JobError) -> ErrorDetail {
+    let JobError {
+        code,
+        message,
+        mut details,
+    } = error;
+    let mut take_u32 = |k: &str| {
+        details
+            .remove(k)
+            .and_then(|v| v.as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let (line, column) = (take_u32("line"), take_u32("column"));
+    let field = match details.remove("field") {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    };
+    ErrorDetail {
+        code: code.as_str().to_owned(),
+        message,
+        field,
+        line,
+        column,
+        details,
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut retry_after = None;
-        let (status, detail) = match self {
-            ApiError::BadRequest { field, message } => {
-                let mut d = detail("invalid-request", message);
-                d.field = field;
-                (StatusCode::BAD_REQUEST, d)
-            }
-            ApiError::PayloadTooLarge { limit } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                detail(
-                    "payload-too-large",
-                    format!("the request body is larger than {limit} bytes"),
-                ),
-            ),
-            ApiError::InvalidId => (
-                StatusCode::BAD_REQUEST,
-                detail(
-                    "invalid-id",
-                    "a render id is 32 lowercase hexadecimal digits",
-                ),
-            ),
-            ApiError::NotFound => (
-                StatusCode::NOT_FOUND,
-                detail("not-found", "no such resource"),
-            ),
-            ApiError::Unauthorized => {
-                let body = ErrorBody {
-                    error: detail(
-                        "unauthorized",
-                        "this server needs an API key: send Authorization: Bearer <key>",
-                    ),
-                };
-                let mut r = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return r;
-            }
-            ApiError::RateLimited { retry_after_secs } => {
-                retry_after = Some(retry_after_secs);
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    detail(
-                        "rate-limited",
-                        "too many requests for this API key; see Retry-After",
-                    ),
-                )
-            }
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                detail(
-                    "method-not-allowed",
-                    "this resource does not support that method",
-                ),
-            ),
-            ApiError::RangeNotSatisfiable { size } => {
-                let mut d = detail(
-                    "range-not-satisfiable",
-                    format!("the file has {size} bytes"),
-                );
-                d.details.insert("size".into(), size.into());
-                (StatusCode::RANGE_NOT_SATISFIABLE, d)
-            }
-            ApiError::JobFailed(error) => {
-                let d = from_json(error);
-                (render_status(&d.code), d)
-            }
-            ApiError::Internal(msg) => {
-                tracing::error!(%msg, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    detail("internal", "internal error; the server log has the details"),
-                )
-            }
-            ApiError::Service(e) => match e {
-                ServiceError::Invalid { field, message } => {
-                    let mut d = detail("invalid-request", message);
-                    d.field = Some(field);
-                    (StatusCode::BAD_REQUEST, d)
-                }
-                ServiceError::Render(e) => {
-                    if e.is_internal() {
-                        tracing::error!(err = %e, "internal error while checking a submission");
-                    }
-                    let d = from_json(e.to_json());
-                    (render_status(d.code.as_str()), d)
-                }
-                ServiceError::QueueFull {
-                    retry_after_secs, ..
-                } => {
-                    retry_after = Some(retry_after_secs);
-                    (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        detail("queue-full", e.to_string()),
-                    )
-                }
-                ServiceError::GenerationsBusy { .. } => {
-                    retry_after = Some(5);
-                    (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        detail("generations-busy", e.to_string()),
-                    )
-                }
-                ServiceError::QuotaExceeded {
-                    retry_after_secs, ..
-                } => {
-                    retry_after = Some(retry_after_secs);
-                    (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        detail("quota-exceeded", e.to_string()),
-                    )
-                }
-                ServiceError::ShuttingDown => {
-                    retry_after = Some(5);
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        detail("shutting-down", e.to_string()),
-                    )
-                }
-                ServiceError::NotFound => {
-                    (StatusCode::NOT_FOUND, detail("not-found", e.to_string()))
-                }
-                ServiceError::NotReady(_) => {
-                    (StatusCode::CONFLICT, detail("not-ready", e.to_string()))
-                }
-                ServiceError::NoSubtitles(_) => {
-                    (StatusCode::NOT_FOUND, detail("no-subtitles", e.to_string()))
-                }
-                ServiceError::Storage(err) => {
-                    tracing::error!(%err, "storage error");
-                    match err {
-                        StorageError::Remote(_) => {
-                            retry_after = Some(5);
-                            (
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                detail(err.code(), "the file store cannot be reached; retry later"),
-                            )
-                        }
-                        StorageError::NotFound => {
-                            (StatusCode::NOT_FOUND, detail("not-found", "no such file"))
-                        }
-                        StorageError::Url(_) | StorageError::Io(_) => (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            detail("internal", "internal error; the server log has the details"),
-                        ),
-                    }
-                }
-                ServiceError::Llm(e) => {
-                    let d = from_json(e.to_json());
-                    (render_status(&d.code), d)
-                }
-                ServiceError::GenerationFailed(error) => {
-                    let d = from_json(error);
-                    (render_status(&d.code), d)
-                }
-                ServiceError::Store(err) => {
-                    tracing::error!(%err, "job store error");
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        detail("internal", "internal error; the server log has the details"),
-                    )
-                }
-            },
-        };
-        let mut response = (status, Json(ErrorBody { error: detail })).into_response();
+        let (error, retry_after) = self.into_error();
+        let code = error.code;
+        let mut response = (
+            status(code.kind()),
+            Json(ErrorBody {
+                error: detail(error),
+            }),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if code == ErrorCode::Unauthorized {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
-    }
-}
-
-impl From<RenderError> for ApiError {
-    fn from(e: RenderError) -> Self {
-        ApiError::Service(ServiceError::Render(e))
     }
 }

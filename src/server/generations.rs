@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::{renders, AppState};
 use crate::api::{CodeGeneration, ErrorBody, GenerationRequest, JobView, LegacyGenerateRequest};
+use crate::job_error::{ErrorCode, JobError};
 use crate::jobs::JobStatus;
 
 /// Generate a scene from a prompt and render it.
@@ -82,8 +83,8 @@ pub async fn legacy_generate(
     let job = svc.wait(&job.id, caller.owner()).await?;
     match job.status {
         JobStatus::Succeeded => renders::file(&svc, &job.id, false, &caller, &headers, false).await,
-        _ => Err(ApiError::JobFailed(job.error.unwrap_or_else(
-            || serde_json::json!({"code": "canceled", "message": "the job was canceled"}),
-        ))),
+        _ => Err(ApiError::JobFailed(job.error.unwrap_or_else(|| {
+            JobError::new(ErrorCode::Canceled, "the job was canceled")
+        }))),
     }
 }

@@ -17,6 +17,7 @@ use super::extract::{ApiJson, Id};
 use super::{media, AppState};
 use crate::api::{ErrorBody, JobList, JobView, LegacyRenderRequest, RenderRequest};
 use crate::events::{is_terminal, JobEvent};
+use crate::job_error::{ErrorCode, JobError};
 use crate::jobs::{JobId, JobStatus};
 use crate::service::Delivery;
 
@@ -359,8 +360,8 @@ pub async fn legacy_render(
     match job.status {
         // The synchronous call's clients expect the bytes in the response.
         JobStatus::Succeeded => file(&svc, &job.id, false, &caller, &headers, false).await,
-        _ => Err(ApiError::JobFailed(job.error.unwrap_or_else(
-            || serde_json::json!({"code": "canceled", "message": "the job was canceled"}),
-        ))),
+        _ => Err(ApiError::JobFailed(job.error.unwrap_or_else(|| {
+            JobError::new(ErrorCode::Canceled, "the job was canceled")
+        }))),
     }
 }

@@ -1,11 +1,10 @@
 //! Generation operations: queue a generation job, or make checked code
 //! synchronously. Keys that requests bring go to memory only (`llm::Keys`).
 
-use serde_json::Value;
-
 use super::{check_narration, invalid, Service, ServiceError};
 use crate::api::{CodeGeneration, GenerationRequest};
 use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
+use crate::job_error::JobError;
 use crate::jobs::{Claimed, Job, JobId};
 use crate::llm::LlmError;
 use crate::secret::Secret;
@@ -193,7 +192,7 @@ impl Hooks for CheckOnly<'_> {
 
     async fn save(&self, _generation: &Generation) {}
 
-    async fn inspect(&self, code: &str) -> Result<(), Value> {
+    async fn inspect(&self, code: &str) -> Result<(), JobError> {
         generate::inspect_one_scene(&self.svc.renderer, &self.svc.pool, code).await
     }
 

@@ -20,6 +20,8 @@ use object_store::signer::Signer;
 use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, RetryConfig};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+use crate::job_error::ErrorCode;
+
 use crate::jobs::JobId;
 
 mod url;
@@ -50,12 +52,13 @@ impl From<object_store::Error> for StorageError {
 
 impl StorageError {
     /// A stable code for logs and API errors.
-    pub fn code(&self) -> &'static str {
+    /// The code a client sees: a bad URL is a fault of the server's
+    /// configuration, found at start, so it is internal by then.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            StorageError::Url(_) => "invalid-storage-url",
-            StorageError::NotFound => "not-found",
-            StorageError::Io(_) => "internal",
-            StorageError::Remote(_) => "storage-unavailable",
+            StorageError::NotFound => ErrorCode::NotFound,
+            StorageError::Url(_) | StorageError::Io(_) => ErrorCode::Internal,
+            StorageError::Remote(_) => ErrorCode::StorageUnavailable,
         }
     }
 }
