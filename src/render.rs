@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::narration::{self, Cue, NarrationError, Speech, Spoken, Tts};
-use crate::protocol::{MediaInfo, SceneInfo, UserError, WorkerEvent, WorkerJob, WorkerResult};
+use crate::protocol::{
+    MediaInfo, SceneInfo, UserError, WorkerEvent, WorkerJob, WorkerResult, ENGINE_MISMATCH,
+};
 use crate::runtime::{self, Runtime, RuntimeError, WORKER_MOUNT};
 use crate::sandbox::area::CollectError;
 use crate::sandbox::{self, Sandbox, SandboxError, Stopped};
@@ -73,6 +75,11 @@ pub enum RenderError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Narration(#[from] NarrationError),
+    /// The installed engine is not the pinned version the worker patches, or
+    /// lacks a target it patches: the installation's fault, found by the
+    /// worker before any user code ran. The message names what differs.
+    #[error("the installed engine does not fit the worker: {0}")]
+    EngineMismatch(String),
 }
 
 impl RenderError {
@@ -85,6 +92,7 @@ impl RenderError {
             RenderError::Output(_) => "bad-output",
             RenderError::Sandbox(_) | RenderError::Runtime(_) => "internal",
             RenderError::Narration(e) => e.code(),
+            RenderError::EngineMismatch(_) => ENGINE_MISMATCH,
         }
     }
 
@@ -92,6 +100,7 @@ impl RenderError {
     pub fn is_internal(&self) -> bool {
         match self {
             RenderError::Sandbox(_) | RenderError::Runtime(_) => true,
+            RenderError::EngineMismatch(_) => true,
             RenderError::Narration(e) => !e.is_user(),
             _ => false,
         }
@@ -109,7 +118,7 @@ impl RenderError {
                 json!({ "exit_code": exit_code, "log": stderr })
             }
             RenderError::Output(_) => json!({}),
-            RenderError::Sandbox(_) | RenderError::Runtime(_) => {
+            RenderError::Sandbox(_) | RenderError::Runtime(_) | RenderError::EngineMismatch(_) => {
                 return json!({ "code": "internal", "message": "internal error; the server log has the details" })
             }
             // The provider's answer may name its endpoint; clients get the code.
@@ -132,6 +141,26 @@ impl RenderError {
             _ => None,
         }
     }
+
+    /// An error the worker reported. `engine-mismatch` is the installation's
+    /// fault; anything else is the scene's.
+    fn from_worker(error: UserError) -> RenderError {
+        if error.code == ENGINE_MISMATCH {
+            RenderError::EngineMismatch(error.message)
+        } else {
+            RenderError::User(Box::new(error))
+        }
+    }
+}
+
+/// An error line of a worker that has started running user code: the scene
+/// can print protocol lines too, so from then on an `engine-mismatch` (which
+/// the worker only reports before) is not trusted, and is the scene's.
+fn after_user_code(mut error: UserError) -> UserError {
+    if error.code == ENGINE_MISMATCH {
+        error.code = "worker-error".into();
+    }
+    error
 }
 
 /// Static facts about a file, found without running it.
@@ -355,7 +384,7 @@ impl Renderer {
         }
         match (found, error) {
             (Some(found), _) if finished.exit_code == Some(0) => Ok(found),
-            (_, Some(error)) => Err(RenderError::User(Box::new(error))),
+            (_, Some(error)) => Err(RenderError::from_worker(error)),
             _ => Err(RenderError::Crashed {
                 exit_code: finished.exit_code,
                 stderr: finished.stderr.last_lines(20),
@@ -377,12 +406,25 @@ impl Renderer {
             .sandbox
             .start(&new_id(), &self.command(engine, true), limits)
             .await?;
+        let mut mismatch = None;
         let ready = self
             .sandbox
             .wait_for_line(&mut started, Duration::from_secs(120), |line| {
-                matches!(WorkerEvent::parse(line), Some(WorkerEvent::Warm { .. }))
+                match WorkerEvent::parse(line) {
+                    Some(WorkerEvent::Warm { .. }) => true,
+                    // The engine check failed; the worker exits.
+                    Some(WorkerEvent::Error(e)) if e.code == ENGINE_MISMATCH => {
+                        mismatch = Some(e.message);
+                        true
+                    }
+                    _ => false,
+                }
             })
             .await;
+        if let Some(message) = mismatch {
+            self.sandbox.discard(started).await;
+            return Err(RenderError::EngineMismatch(message));
+        }
         if !ready {
             self.sandbox.discard(started).await;
             return Err(RenderError::Crashed {
@@ -516,6 +558,8 @@ impl Renderer {
         let mut result = None;
         let mut error = None;
         let mut version = String::new();
+        // User code runs only after `ready`.
+        let mut ready = false;
         let pieces_dir = dest_dir.join("pieces");
         let mut pieces = 0u32;
         let mut spoken = Vec::new();
@@ -532,11 +576,13 @@ impl Renderer {
                     };
                     match event {
                         WorkerEvent::Result(r) => result = Some(r),
+                        WorkerEvent::Error(e) if ready => error = Some(after_user_code(e)),
                         WorkerEvent::Error(e) => error = Some(e),
                         WorkerEvent::Inspected { .. } | WorkerEvent::Warm { .. } => {}
                         WorkerEvent::Ready {
                             engine, version: v, ..
                         } => {
+                            ready = true;
                             version.clone_from(&v);
                             progress(Progress::Ready { engine, version: v });
                         }
@@ -627,7 +673,7 @@ impl Renderer {
                     file_limit_mib: limits.file_size_mib,
                 }))
             }
-            (_, Some(error)) => return Err(RenderError::User(Box::new(error))),
+            (_, Some(error)) => return Err(RenderError::from_worker(error)),
             _ => {
                 return Err(RenderError::Crashed {
                     exit_code: finished.exit_code,
@@ -757,7 +803,7 @@ impl Renderer {
         }
         match (done, error) {
             (true, _) if finished.exit_code == Some(0) => {}
-            (_, Some(error)) => return Err(RenderError::User(Box::new(error))),
+            (_, Some(error)) => return Err(RenderError::from_worker(error)),
             _ => {
                 return Err(RenderError::Crashed {
                     exit_code: finished.exit_code,
@@ -796,4 +842,50 @@ struct Lines {
 /// A fresh id for a sandbox run.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker_error(code: &str) -> UserError {
+        let line = format!(
+            r#"{{"event":"error","code":"{code}","message":"manim 0.23.0 is installed, but the worker is written for 0.22.0"}}"#
+        );
+        match WorkerEvent::parse(line.as_bytes()) {
+            Some(WorkerEvent::Error(e)) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_engine_mismatch_is_the_installations_fault() {
+        let e = RenderError::from_worker(worker_error(ENGINE_MISMATCH));
+        assert!(matches!(e, RenderError::EngineMismatch(_)), "{e:?}");
+        assert_eq!(e.code(), "engine-mismatch");
+        assert!(e.is_internal());
+        assert!(e.to_string().contains("written for 0.22.0"), "{e}");
+        // Clients get the plain internal error (a 500), never the scene's 422.
+        let json = e.to_json();
+        assert_eq!(json["code"], "internal");
+        assert!(!json["message"].as_str().unwrap().contains("0.22.0"));
+        assert_eq!(e.line(), None);
+    }
+
+    #[test]
+    fn the_scenes_errors_stay_the_scenes() {
+        let e = RenderError::from_worker(worker_error("scene-error"));
+        assert!(matches!(e, RenderError::User(_)));
+        assert!(!e.is_internal());
+        assert_eq!(e.to_json()["code"], "scene-error");
+    }
+
+    #[test]
+    fn a_mismatch_said_after_user_code_ran_is_not_trusted() {
+        let e = RenderError::from_worker(after_user_code(worker_error(ENGINE_MISMATCH)));
+        assert_eq!(e.code(), "worker-error");
+        assert!(!e.is_internal());
+        let e = after_user_code(worker_error("latex-error"));
+        assert_eq!(e.code, "latex-error");
+    }
 }
