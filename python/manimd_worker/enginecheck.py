@@ -152,7 +152,8 @@ def verify(engine, expected_version, found_version, targets):
     for row in targets:
         bad = check_row(row)
         if bad is not None:
-            problems.append({"target": row.target, "expected": bad[0], "found": bad[1]})
+            expected, found = (text if len(text) <= 300 else text[:299] + "\u2026" for text in bad)
+            problems.append({"target": row.target, "expected": expected, "found": found})
     if found_version == expected_version and not problems:
         return
     if found_version != expected_version:

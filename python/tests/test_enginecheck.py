@@ -155,3 +155,14 @@ def test_verify_refuses_another_version_even_when_the_targets_fit(fake_engine):
         check.verify("fake", "1.0", "1.1", [attr("fake_engine_mod:sp")])
     assert str(info.value) == "fake 1.1 is installed, but the worker is written for 1.0"
     assert info.value.fields["targets"] == []
+
+
+def test_long_findings_are_clipped(fake_engine, monkeypatch):
+    params = ", ".join(f"p{i}" for i in range(200))
+    namespace = {}
+    exec(f"def wide({params}): pass", namespace)
+    monkeypatch.setattr(fake_engine, "plain", namespace["wide"])
+    with pytest.raises(EngineMismatch) as info:
+        check.verify("fake", "1.0", "1.0", [call("fake_engine_mod:plain", "a, b")])
+    found = info.value.fields["targets"][0]["found"]
+    assert len(found) == 300 and found.endswith("\u2026")
