@@ -7,7 +7,8 @@ of what it patches or relies on, one row per target (see `call`, `attr`,
 fault, not the scene's: the worker reports `engine-mismatch` and exits.
 
 The check only resolves attributes of modules the engine import has already
-loaded and reads signatures: a few milliseconds, paid on every sandbox start.
+loaded and reads signatures: about 0.3 ms (Manim Community) and 1 ms
+(ManimGL), paid on every sandbox start, warm ones included.
 """
 
 import sys
