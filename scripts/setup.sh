@@ -10,6 +10,8 @@ set -euo pipefail
 RUNTIME="${MANIMD_RUNTIME:-/opt/manimd}"
 MANIM_VERSION="0.22.0"
 MANIMGL_VERSION="1.7.2"
+# The worker's unit tests run with each engine's Python (scripts/test-worker.sh).
+PYTEST_VERSION="9.2.0"
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 
@@ -87,11 +89,12 @@ install_rust() {
 
 install_apt
 mkdir -p "$RUNTIME/venv"
-make_venv "manim-$MANIM_VERSION" "manim==$MANIM_VERSION"
+make_venv "manim-$MANIM_VERSION" "manim==$MANIM_VERSION" "pytest==$PYTEST_VERSION"
 # ManimGL 1.7.2 predates NumPy 2 and setuptools' removal of pkg_resources.
 # PyAV (Manim Community brings its own) lets the worker stitch and probe
-# videos in-process instead of starting ffmpeg and ffprobe.
-make_venv "manimgl-$MANIMGL_VERSION" "manimgl==$MANIMGL_VERSION" "numpy<2" "setuptools<70" "av==18.1.0"
+# videos in-process instead of starting ffmpeg and ffprobe. moderngl is pinned
+# because the worker patches it and checks its signature (enginecheck.py).
+make_venv "manimgl-$MANIMGL_VERSION" "manimgl==$MANIMGL_VERSION" "numpy<2" "setuptools<70" "av==18.1.0" "moderngl==5.13.0" "pytest==$PYTEST_VERSION"
 # Test tooling: schemathesis fuzzes the HTTP API from its OpenAPI document;
 # moto's server is the S3-compatible store the storage tests run against.
 make_venv "tools" "schemathesis==4.32.5" "moto[server]==5.1.22"

@@ -181,6 +181,11 @@ pub const USER_ERROR_CODES: &[&str] = &[
     "output-too-large",
 ];
 
+/// The code of the worker's report that the installed engine is not the
+/// pinned version, or lacks a target the worker patches: the installation's
+/// fault, never the scene's (see `RenderError::EngineMismatch`).
+pub const ENGINE_MISMATCH: &str = "engine-mismatch";
+
 /// One line of the worker's output.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -249,7 +254,7 @@ impl WorkerEvent {
     pub fn parse(line: &[u8]) -> Option<WorkerEvent> {
         let mut event: WorkerEvent = serde_json::from_slice(line).ok()?;
         if let WorkerEvent::Error(err) = &mut event {
-            if !USER_ERROR_CODES.contains(&err.code.as_str()) {
+            if !USER_ERROR_CODES.contains(&err.code.as_str()) && err.code != ENGINE_MISMATCH {
                 err.code = "worker-error".into();
             }
         }
@@ -324,13 +329,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn keeps_the_engine_mismatch_code() {
+        let e = WorkerEvent::parse(
+            br#"{"event":"error","code":"engine-mismatch","message":"m","engine":"manim","targets":[]}"#,
+        )
+        .unwrap();
+        let WorkerEvent::Error(err) = e else { panic!() };
+        assert_eq!(err.code, ENGINE_MISMATCH);
+    }
+
     proptest::proptest! {
         /// Whatever a sandbox prints, parsing it never panics, and an error
         /// line never carries a code outside the known set.
         #[test]
         fn parsing_arbitrary_bytes_never_panics(line in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             if let Some(WorkerEvent::Error(e)) = WorkerEvent::parse(&line) {
-                proptest::prop_assert!(USER_ERROR_CODES.contains(&e.code.as_str()) || e.code == "worker-error");
+                proptest::prop_assert!(USER_ERROR_CODES.contains(&e.code.as_str()) || e.code == "worker-error" || e.code == ENGINE_MISMATCH);
             }
         }
 
@@ -346,7 +361,7 @@ mod tests {
                 "index": num, "frames": num, "name": text, "scenes": [{"name": text, "line": num}],
             });
             if let Some(WorkerEvent::Error(e)) = WorkerEvent::parse(line.to_string().as_bytes()) {
-                proptest::prop_assert!(USER_ERROR_CODES.contains(&e.code.as_str()) || e.code == "worker-error");
+                proptest::prop_assert!(USER_ERROR_CODES.contains(&e.code.as_str()) || e.code == "worker-error" || e.code == ENGINE_MISMATCH);
             }
         }
     }

@@ -13,6 +13,7 @@ use crate::limits::Limits;
 use crate::narration::{self, Cue, NarrationError, Speech, Spoken, Tts};
 use crate::protocol::{
     MediaInfo, Progress, SceneInfo, UserError, WorkerEvent, WorkerJob, WorkerResult,
+    ENGINE_MISMATCH,
 };
 use crate::runtime::{self, Runtime, RuntimeError, WORKER_MOUNT};
 use crate::sandbox::area::CollectError;
@@ -50,6 +51,21 @@ pub enum RenderError {
         exit_code: Option<i32>,
         stderr: String,
     },
+    /// The installed engine is not the pinned version the worker patches, or
+    /// lacks a target it patches: the installation's fault, found by the
+    /// worker before any user code ran. The message names what differs.
+    #[error("the installed engine does not fit the worker: {0}")]
+    EngineMismatch(String),
+}
+
+/// An error line of a worker that has started running user code: the scene
+/// can print protocol lines too, so from then on an `engine-mismatch` (which
+/// the worker only reports before) is not trusted, and is the scene's.
+fn after_user_code(mut error: UserError) -> UserError {
+    if error.code == ENGINE_MISMATCH {
+        error.code = ErrorCode::WorkerError.as_str().into();
+    }
+    error
 }
 
 /// A worker-reported code, restricted to the ones a worker may report (see
@@ -72,6 +88,17 @@ impl RenderError {
                 ErrorCode::Internal
             }
             RenderError::Narration(e) => e.code(),
+            RenderError::EngineMismatch(_) => ErrorCode::EngineMismatch,
+        }
+    }
+
+    /// An error the worker reported. `engine-mismatch` is the installation's
+    /// fault; anything else is the scene's.
+    fn from_worker(error: UserError) -> RenderError {
+        if error.code == ENGINE_MISMATCH {
+            RenderError::EngineMismatch(error.message)
+        } else {
+            RenderError::User(Box::new(error))
         }
     }
 
@@ -347,7 +374,7 @@ impl Renderer {
         }
         match (found, error) {
             (Some(found), _) if finished.exit_code == Some(0) => Ok(found),
-            (_, Some(error)) => Err(RenderError::User(Box::new(error))),
+            (_, Some(error)) => Err(RenderError::from_worker(error)),
             // An inspection parses and runs nothing of the scene's.
             _ => Err(RenderError::Broken {
                 stage: "inspection",
@@ -371,12 +398,25 @@ impl Renderer {
             .sandbox
             .start(&sandbox::new_id(), &self.command(engine, true), limits)
             .await?;
+        let mut mismatch = None;
         let ready = self
             .sandbox
             .wait_for_line(&mut started, Duration::from_secs(120), |line| {
-                matches!(WorkerEvent::parse(line), Some(WorkerEvent::Warm { .. }))
+                match WorkerEvent::parse(line) {
+                    Some(WorkerEvent::Warm { .. }) => true,
+                    // The engine check failed; the worker exits.
+                    Some(WorkerEvent::Error(e)) if e.code == ENGINE_MISMATCH => {
+                        mismatch = Some(e.message);
+                        true
+                    }
+                    _ => false,
+                }
             })
             .await;
+        if let Some(message) = mismatch {
+            self.sandbox.discard(started).await;
+            return Err(RenderError::EngineMismatch(message));
+        }
         if !ready {
             self.sandbox.discard(started).await;
             return Err(RenderError::Broken {
@@ -530,6 +570,7 @@ impl Renderer {
                     };
                     match event {
                         WorkerEvent::Result(r) => result = Some(r),
+                        WorkerEvent::Error(e) if ready => error = Some(after_user_code(e)),
                         WorkerEvent::Error(e) => error = Some(e),
                         WorkerEvent::Inspected { .. } | WorkerEvent::Warm { .. } => {}
                         WorkerEvent::Ready {
@@ -626,7 +667,7 @@ impl Renderer {
                     file_limit_mib: limits.file_size_mib,
                 }))
             }
-            (_, Some(error)) => return Err(RenderError::User(Box::new(error))),
+            (_, Some(error)) => return Err(RenderError::from_worker(error)),
             _ if !ready => {
                 return Err(RenderError::Broken {
                     stage: "render",
@@ -766,7 +807,7 @@ impl Renderer {
         }
         match (done, error) {
             (true, _) if finished.exit_code == Some(0) => {}
-            (_, Some(error)) => return Err(RenderError::User(Box::new(error))),
+            (_, Some(error)) => return Err(RenderError::from_worker(error)),
             // The mux pass runs none of the scene's code.
             _ => {
                 return Err(RenderError::Broken {
@@ -802,4 +843,71 @@ struct Lines {
     scene_durations: Vec<f64>,
     /// The stitched video's duration.
     video_secs: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker_error(code: &str) -> UserError {
+        let line = format!(
+            r#"{{"event":"error","code":"{code}","message":"manim 0.23.0 is installed, but the worker is written for 0.22.0"}}"#
+        );
+        match WorkerEvent::parse(line.as_bytes()) {
+            Some(WorkerEvent::Error(e)) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_engine_mismatch_is_the_installations_fault() {
+        let e = RenderError::from_worker(worker_error(ENGINE_MISMATCH));
+        assert!(matches!(e, RenderError::EngineMismatch(_)), "{e:?}");
+        assert_eq!(e.code(), "engine-mismatch");
+        assert!(e.is_internal());
+        assert!(e.to_string().contains("written for 0.22.0"), "{e}");
+        // Clients get the code of an internal error (a 500), never the
+        // scene's 422, and nothing of what differs.
+        let shown = e.to_error();
+        assert_eq!(shown.code, ErrorCode::EngineMismatch);
+        assert!(!shown.message.contains("0.22.0"));
+        assert!(shown.details.is_empty());
+        assert_eq!(e.line(), None);
+    }
+
+    #[test]
+    fn the_scenes_errors_stay_the_scenes() {
+        let e = RenderError::from_worker(worker_error("scene-error"));
+        assert!(matches!(e, RenderError::User(_)));
+        assert!(!e.is_internal());
+        assert_eq!(e.to_error().code, ErrorCode::SceneError);
+    }
+
+    #[test]
+    fn a_mismatch_said_after_user_code_ran_is_not_trusted() {
+        let e = RenderError::from_worker(after_user_code(worker_error(ENGINE_MISMATCH)));
+        assert_eq!(e.code(), "worker-error");
+        assert!(!e.is_internal());
+        let e = after_user_code(worker_error("latex-error"));
+        assert_eq!(e.code, "latex-error");
+    }
+
+    #[test]
+    fn a_crash_before_the_scene_ran_is_internal_and_shows_no_log() {
+        let e = RenderError::Broken {
+            stage: "render",
+            exit_code: Some(1),
+            stderr: "bwrap: Can't find source path /tmp/x/runtime: Permission denied".into(),
+        };
+        assert!(e.is_internal());
+        let shown = e.to_error();
+        assert_eq!(shown.code, ErrorCode::Internal);
+        assert!(shown.details.is_empty() && !shown.message.contains("bwrap"));
+        let crash = RenderError::Crashed {
+            exit_code: Some(139),
+            stderr: "Segmentation fault".into(),
+        };
+        assert!(!crash.is_internal());
+        assert_eq!(crash.to_error().code, ErrorCode::Crashed);
+    }
 }

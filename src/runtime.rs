@@ -54,6 +54,10 @@ const WORKER_FILES: &[(&str, &str)] = &[
         include_str!("../python/manimd_worker/tex.py"),
     ),
     (
+        "manimd_worker/enginecheck.py",
+        include_str!("../python/manimd_worker/enginecheck.py"),
+    ),
+    (
         "manimd_worker/engines/__init__.py",
         include_str!("../python/manimd_worker/engines/__init__.py"),
     ),
@@ -195,5 +199,29 @@ mod tests {
         assert!(a.join("manimd_worker/engines/gl.py").is_file());
         let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(entries.len(), 1, "no staging directory is left");
+    }
+
+    #[test]
+    fn every_worker_module_is_compiled_in() {
+        fn walk(dir: &Path, root: &Path, found: &mut Vec<String>) {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, root, found);
+                } else if path.extension().is_some_and(|e| e == "py") {
+                    let rel = path.strip_prefix(root).unwrap();
+                    found.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
+        let mut found = Vec::new();
+        walk(&root.join("manimd_worker"), &root, &mut found);
+        for name in found {
+            assert!(
+                WORKER_FILES.iter().any(|(n, _)| *n == name),
+                "python/{name} is not in WORKER_FILES"
+            );
+        }
     }
 }

@@ -7,6 +7,7 @@ import sys
 import time
 
 from manimd_worker import media, narration, protocol, usercode
+from manimd_worker.enginecheck import CODE as ENGINE_MISMATCH, EngineMismatch
 from manimd_worker.tex import TexFailure
 from manimd_worker.usercode import UserError
 
@@ -39,6 +40,10 @@ def main():
         _exit(1)
     except media.MediaError as err:
         protocol.emit("error", code="encode-error", message=protocol.clip(str(err)))
+        _exit(1)
+    except EngineMismatch as err:
+        # The installation's fault: reported before any user code has run.
+        protocol.emit("error", code=ENGINE_MISMATCH, **{**err.fields, "message": protocol.clip(str(err))})
         _exit(1)
     _exit(0)
 

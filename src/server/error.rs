@@ -180,3 +180,167 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code and its status, as the README's table documents them.
+    const DOCUMENTED: &[(u16, &[&str])] = &[
+        (400, &["invalid-request", "invalid-id"]),
+        (401, &["unauthorized"]),
+        (404, &["not-found", "no-subtitles"]),
+        (405, &["method-not-allowed"]),
+        (409, &["not-ready"]),
+        (413, &["payload-too-large"]),
+        (416, &["range-not-satisfiable"]),
+        (
+            422,
+            &[
+                "syntax-error",
+                "no-scene",
+                "scene-not-found",
+                "scene-error",
+                "latex-error",
+                "encode-error",
+                "output-too-large",
+                "narration-too-long",
+                "worker-error",
+                "timeout",
+                "out-of-memory",
+                "process-limit",
+                "killed",
+                "crashed",
+                "bad-output",
+                "canceled",
+                "interrupted",
+                "forbidden-import",
+                "wrong-engine",
+                "wrong-engine-api",
+                "several-scenes",
+                "generation-failed",
+            ],
+        ),
+        (
+            429,
+            &[
+                "queue-full",
+                "rate-limited",
+                "quota-exceeded",
+                "generations-busy",
+                "llm-rate-limited",
+            ],
+        ),
+        (500, &["internal", "engine-mismatch"]),
+        (502, &["llm-unauthorized", "llm-bad-response", "tts-failed"]),
+        (
+            503,
+            &[
+                "shutting-down",
+                "storage-unavailable",
+                "llm-not-configured",
+                "llm-unavailable",
+                "llm-key-lost",
+            ],
+        ),
+        (504, &["llm-timeout"]),
+    ];
+
+    #[test]
+    fn every_code_has_its_documented_status() {
+        let mut seen = 0;
+        for (want, codes) in DOCUMENTED {
+            for text in *codes {
+                let code = ErrorCode::parse(text).unwrap_or_else(|| panic!("unknown {text}"));
+                assert_eq!(status(code.kind()).as_u16(), *want, "{text}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, ErrorCode::ALL.len(), "a code missing from the table");
+    }
+
+    async fn answer(e: ApiError) -> (u16, axum::http::HeaderMap, serde_json::Value) {
+        let r = e.into_response();
+        let (parts, body) = r.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap();
+        (parts.status.as_u16(), parts.headers, body)
+    }
+
+    #[tokio::test]
+    async fn an_installation_fault_is_a_500_that_shows_nothing_of_the_host() {
+        let broken = RenderError::Broken {
+            stage: "render",
+            exit_code: Some(1),
+            stderr: "bwrap: Can't find source path /var/lib/manimd/runtime/x: Permission denied"
+                .into(),
+        };
+        let (status, _, body) = answer(broken.into()).await;
+        assert_eq!(status, 500);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"code": "internal", "message": INTERNAL}})
+        );
+    }
+
+    const INTERNAL: &str = crate::job_error::INTERNAL_MESSAGE;
+
+    #[tokio::test]
+    async fn a_scene_error_keeps_its_line_and_fields() {
+        let user: crate::protocol::UserError = serde_json::from_value(serde_json::json!({
+            "code": "scene-error", "message": "ZeroDivisionError: division by zero",
+            "line": 5, "scene": "A", "exception": "ZeroDivisionError"
+        }))
+        .unwrap();
+        let (status, _, body) = answer(RenderError::User(Box::new(user)).into()).await;
+        assert_eq!(status, 422);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "code": "scene-error", "message": "ZeroDivisionError: division by zero",
+                "line": 5, "scene": "A", "exception": "ZeroDivisionError"
+            }})
+        );
+    }
+
+    #[tokio::test]
+    async fn busy_answers_say_when_to_come_back() {
+        let full = ServiceError::QueueFull {
+            capacity: 3,
+            retry_after_secs: 7,
+        };
+        let (status, headers, body) = answer(full.into()).await;
+        assert_eq!(
+            (status, &headers[header::RETRY_AFTER]),
+            (429, &"7".parse::<HeaderValue>().unwrap())
+        );
+        assert_eq!(body["error"]["code"], "queue-full");
+        let (status, headers, _) = answer(ServiceError::ShuttingDown.into()).await;
+        assert_eq!(
+            (status, &headers[header::RETRY_AFTER]),
+            (503, &"5".parse::<HeaderValue>().unwrap())
+        );
+        let (status, headers, body) = answer(ApiError::Unauthorized).await;
+        assert_eq!(
+            (status, &headers[header::WWW_AUTHENTICATE]),
+            (401, &"Bearer".parse::<HeaderValue>().unwrap())
+        );
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_names_its_field() {
+        let e = ApiError::BadRequest {
+            field: Some("quality".into()),
+            message: "unknown variant `ultra`".into(),
+        };
+        let (status, _, body) = answer(e).await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "code": "invalid-request", "message": "unknown variant `ultra`", "field": "quality"
+            }})
+        );
+    }
+}

@@ -19,18 +19,43 @@ class SceneOutput:
 
 def preload(engine):
     """Imports the engine before any job is known: the slow part of a short
-    render, done while the sandbox waits in the warm pool."""
+    render, done while the sandbox waits in the warm pool. Then checks it."""
     if engine == "manim":
         import manim  # noqa: F401
     else:
         from manimd_worker.engines import gl
 
         gl.preload()
+    verify(engine)
+
+
+_verified = set()
+
+
+def _module(engine):
+    if engine == "manim":
+        from manimd_worker.engines import ce
+
+        return ce
+    from manimd_worker.engines import gl
+
+    return gl
+
+
+def verify(engine):
+    """Raises enginecheck.EngineMismatch unless the installed engine is the pinned
+    version and has every target the patches expect. Once per process."""
+    if engine in _verified:
+        return
+    from manimd_worker import enginecheck as check
+
+    module = _module(engine)
+    if engine == "manimgl":
+        module.preload()
+    check.verify(engine, module.VERSION, module.installed_version(), module.TARGETS)
+    _verified.add(engine)
 
 
 def load(engine, job):
-    if engine == "manim":
-        from manimd_worker.engines.ce import Driver
-    else:
-        from manimd_worker.engines.gl import Driver
-    return Driver(job)
+    verify(engine)
+    return _module(engine).Driver(job)

@@ -4,9 +4,39 @@ from pathlib import Path
 
 from manimd_worker import narration, protocol
 from manimd_worker.engines import SceneOutput
+from manimd_worker.enginecheck import attr, call, sets
 from manimd_worker.tex import TexFailure, body_of, errors_from_log
 
 MEDIA_DIR = "/job/work/media"
+
+# The Manim Community release the patches below are written for.
+VERSION = "0.22.0"
+
+# What `Driver._patch` replaces or reads, checked before any user code runs
+# (see enginecheck.py): one row per target. A new patch adds its row.
+TARGETS = (
+    call("manim.scene.scene:Scene.compile_animation_data", "self, *animations, **play_kwargs"),
+    # reporting_compile reads the compiled play from the scene.
+    sets("manim.scene.scene:Scene.__init__", "animations, duration, renderer"),
+    sets("manim.renderer.cairo_renderer:CairoRenderer.__init__", "num_plays, time"),
+    call("manim.scene.scene_file_writer:SceneFileWriter.write_frame", "self, pixels, *, repeat"),
+    call("manim.scene.scene_file_writer:SceneFileWriter.combine_to_movie", "self"),
+    sets("manim.scene.scene_file_writer:SceneFileWriter.init_audio", "includes_sound"),
+    call("manim.scene.scene_file_writer:_PartialMovieEncodeJob.join", "self"),
+    sets(
+        "manim.scene.scene_file_writer:_PartialMovieEncodeJob.__init__",
+        "path, animation_index, _abort_requested",
+    ),
+    call("manim.utils.tex_file_writing:compile_tex", "tex_file, tex_compiler, output_format"),
+    # A setting of Manim Community's own encoder (no ffmpeg process to wrap).
+    attr("manim._config.utils:ManimConfig.video_encoder_options"),
+)
+
+
+def installed_version():
+    import manim
+
+    return manim.__version__
 
 
 class Driver:

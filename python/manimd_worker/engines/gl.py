@@ -1,13 +1,49 @@
 """ManimGL (`from manimlib import *`), 3b1b's engine, on headless EGL."""
 
+import functools
 import subprocess
 import sys
 
 from manimd_worker import narration, protocol
 from manimd_worker.engines import SceneOutput
+from manimd_worker.enginecheck import attr, call, sets
 from manimd_worker.tex import TexFailure
 
 WORK_DIR = "/job/work/gl"
+
+# The ManimGL release the patches below are written for.
+VERSION = "1.7.2"
+
+_LATEX_TO_SVG = "latex, template, additional_preamble, short_tex, show_message_during_execution"
+
+# What `preload`, `Driver.__init__` and `Driver._patch` replace or read,
+# checked before any user code runs (see enginecheck.py): one row per
+# target. A new patch adds its row.
+TARGETS = (
+    attr("pyglet:options"),
+    call("moderngl:create_standalone_context", "**kwargs"),
+    call("manimlib.utils.tex_file_writing:get_tex_template_config", "template_name"),
+    attr("manimlib.utils.tex_file_writing:LatexError"),
+    call("manimlib.mobject.svg.tex_mobject:latex_to_svg", _LATEX_TO_SVG),
+    call("manimlib.mobject.svg.old_tex_mobject:latex_to_svg", _LATEX_TO_SVG),
+    call("manimlib.scene.scene:Scene.play", "self, *proto_animations, run_time, rate_func, lag_ratio"),
+    call("manimlib.scene.scene:Scene.wait", "self, duration, stop_condition, note, ignore_presenter_mode"),
+    call("manimlib.scene.scene:Scene.pre_play", "self"),
+    attr("manimlib.scene.scene:Scene.random_seed"),
+    sets("manimlib.scene.scene:Scene.__init__", "num_plays"),
+    call("manimlib.scene.scene_file_writer:SceneFileWriter.write_frame", "self, camera"),
+    call("manimlib.scene.scene_file_writer:SceneFileWriter.end_animation", "self"),
+    sets("manimlib.scene.scene_file_writer:SceneFileWriter.__init__", "scene, write_to_movie, subdivide_output"),
+    sets("manimlib.scene.scene_file_writer:SceneFileWriter.open_movie_pipe", "final_file_path"),
+    # The module's `subprocess`, replaced by _EncoderArgs.
+    attr("manimlib.scene.scene_file_writer:sp"),
+)
+
+
+def installed_version():
+    import manimlib
+
+    return manimlib.__version__
 
 # ManimGL's default template wants dsfont, which only the gigabyte-sized
 # texlive-fonts-extra provides. This is that template without it, with
@@ -60,6 +96,8 @@ def preload():
 
     create = moderngl.create_standalone_context
 
+    # wraps: the engine check reads the original's signature through it.
+    @functools.wraps(create)
     def egl_context(*args, **kwargs):
         kwargs.setdefault("backend", "egl")
         return create(*args, **kwargs)
