@@ -37,8 +37,20 @@ pub enum WorkerJob<'a> {
     Mux {
         video: &'a str,
         format: Format,
-        clips: &'a [crate::narration::mux::MuxClip],
+        clips: &'a [MuxClip],
     },
+}
+
+/// One clip of a narration's sound track, for the mux job
+/// (`narration::mux` lays them out).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MuxClip {
+    /// The WAV file, as a path inside the sandbox.
+    pub path: String,
+    /// Seconds from the start of the video.
+    pub start: f64,
+    /// Speed-up (`atempo`); 1.0 for none.
+    pub tempo: f64,
 }
 
 /// A scene class found in the file.

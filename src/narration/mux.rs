@@ -8,23 +8,14 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use serde::Serialize;
-
 use super::{Placed, Speech};
 
 /// Where the directory appears inside the sandbox.
 pub const MOUNT: &str = "/narration";
 
-/// One clip of the sound track.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MuxClip {
-    /// The WAV file, as a path inside the sandbox.
-    pub path: String,
-    /// Seconds from the start of the video.
-    pub start: f64,
-    /// Speed-up (`atempo`); 1.0 for none.
-    pub tempo: f64,
-}
+/// One clip of the sound track: part of the worker's job, so defined with
+/// the protocol.
+pub use crate::protocol::MuxClip;
 
 /// Fills `dir` with `video.<ext>` and one WAV per placed line, readable by
 /// the sandbox's unprivileged user, and returns the video's and the clips'
