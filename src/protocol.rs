@@ -78,7 +78,8 @@ pub enum Progress {
     },
 }
 
-/// One clip of the sound track.
+/// One clip of a narration's sound track, for the mux job
+/// (`narration::mux` lays them out).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MuxClip {
     /// The WAV file, as a path inside the sandbox.

@@ -105,9 +105,10 @@ impl Live {
             let samples = &track.samples[range.clone()];
             let sequence = self.segments.len() as u32 + 1;
             let name = format!("seg-{}.m4s", self.segments.len());
-            self.write(&name, &mp4::fragment(file, samples, sequence, self.base))?;
+            self.write(&name, &mp4::fragment(file, samples, sequence, self.base)?)?;
             let duration: u64 = samples.iter().map(|s| u64::from(s.duration)).sum();
-            self.base += duration;
+            // Sums of durations from the sandbox: saturate rather than wrap.
+            self.base = self.base.saturating_add(duration);
             self.segments
                 .push((name, duration as f64 / f64::from(timescale)));
         }
