@@ -9,9 +9,9 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::process::{run_measured, Measured};
-use crate::runtime::Runtime;
-use crate::spec::{Engine, Quality};
+use manimd::process::{run_measured, Measured};
+use manimd::runtime::Runtime;
+use manimd::spec::{Engine, Quality};
 
 /// The fixed scene set, compiled in so that every run measures the same code.
 pub const SCENES: &[BenchScene] = &[
@@ -226,7 +226,7 @@ pub fn machine() -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let mem_gib = crate::metrics::total_memory() as f64 / (1024.0 * 1024.0 * 1024.0);
+    let mem_gib = manimd::metrics::total_memory() as f64 / (1024.0 * 1024.0 * 1024.0);
     format!("{cores} cores, {cpu}, {mem_gib:.0} GiB RAM")
 }
 
@@ -263,7 +263,7 @@ pub mod service {
             all.push(opts.runtime.root().as_os_str());
             all.extend(args.iter().map(std::ffi::OsStr::new));
             let mut child =
-                crate::process::spawn_service(&opts.manimd, &all, &[("MANIMD_LOG", "warn")])?;
+                manimd::process::spawn_service(&opts.manimd, &all, &[("MANIMD_LOG", "warn")])?;
             let mut lines =
                 tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
             while let Some(line) = lines.next_line().await? {
@@ -347,7 +347,7 @@ pub mod service {
         pub fn peak_rss_bytes(&self) -> u64 {
             self.child
                 .id()
-                .map_or(0, |pid| crate::metrics::status_bytes(Some(pid), "VmHWM:"))
+                .map_or(0, |pid| manimd::metrics::status_bytes(Some(pid), "VmHWM:"))
         }
 
         pub async fn stop(mut self) {
@@ -569,7 +569,7 @@ pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<
     let cli = {
         let opts_manim = opts
             .runtime
-            .venv(crate::spec::Engine::Manim)
+            .venv(manimd::spec::Engine::Manim)
             .join("bin/manim");
         let dir = scratch.path().join("cli-saturated");
         std::fs::create_dir_all(&dir)?;

@@ -10,13 +10,9 @@
 #[cfg(feature = "service")]
 pub mod api;
 #[cfg(feature = "service")]
-pub mod bench;
-#[cfg(feature = "service")]
 pub mod bus;
 #[cfg(feature = "service")]
 pub mod cache;
-#[cfg(feature = "service")]
-pub mod cli;
 #[cfg(feature = "service")]
 pub mod components;
 #[cfg(feature = "service")]
@@ -38,8 +34,6 @@ pub mod limits;
 #[cfg(feature = "service")]
 pub mod llm;
 #[cfg(feature = "service")]
-pub mod load;
-#[cfg(feature = "service")]
 pub mod metrics;
 #[cfg(feature = "service")]
 pub mod narration;
@@ -60,6 +54,7 @@ pub mod server;
 #[cfg(feature = "service")]
 pub mod service;
 pub mod spec;
+pub mod sse;
 #[cfg(feature = "service")]
 pub mod storage;
 #[cfg(feature = "service")]

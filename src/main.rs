@@ -1,6 +1,13 @@
+//! The `manimd` binary: the tools around the service (the command line,
+//! the benchmark and the load test), over the `manimd` library.
+
+mod bench;
+mod cli;
+mod load;
+
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    manimd::cli::run().await
+    cli::run().await
 }

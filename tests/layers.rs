@@ -12,7 +12,7 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "wire types",
-        &["spec", "limits", "protocol", "secret", "job_error"],
+        &["spec", "limits", "protocol", "secret", "job_error", "sse"],
     ),
     ("confinement", &["process", "sandbox", "runtime"]),
     (

@@ -8,10 +8,11 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::GenerateArgs;
-use crate::api::{GenerationRequest, JobView};
-use crate::job_error::{ErrorCode, JobError};
-use crate::jobs::JobStatus;
-use crate::spec::Format;
+use manimd::api::{GenerationRequest, JobView};
+use manimd::job_error::{ErrorCode, JobError};
+use manimd::jobs::JobStatus;
+use manimd::spec::Format;
+use manimd::sse;
 
 pub async fn run(args: GenerateArgs) -> ExitCode {
     match generate(args).await {
@@ -144,25 +145,14 @@ async fn follow(
         .and_then(|r| r.error_for_status())
         .map_err(|e| e.to_string())?;
     let mut stream = resp.bytes_stream();
-    let mut buf = String::new();
+    let mut sse = sse::Decoder::new(super::MAX_EVENT_LINE);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| e.to_string())?;
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let mut event = String::new();
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(e) = line.strip_prefix("event:") {
-                    event = e.trim().to_owned();
-                } else if let Some(d) = line.strip_prefix("data:") {
-                    data.push_str(d.trim_start());
-                }
-            }
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) else {
+        for event in sse.feed(&chunk).map_err(|e| e.to_string())? {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&event.data) else {
                 continue;
             };
-            match event.as_str() {
+            match event.event.as_str() {
                 "status" => {
                     if let Ok(view) = serde_json::from_value::<JobView>(v) {
                         if view.status.is_terminal() {

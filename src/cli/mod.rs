@@ -2,19 +2,23 @@
 
 mod generate;
 mod render;
+mod report;
 mod serve;
 mod submit;
-
-use crate::bench::{self as benchmark, BenchOptions};
-mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, DEFAULT_DATA_DIR, DEFAULT_RUNTIME_DIR};
-use crate::spec::{Encoding, Engine, Format, Quality};
+use crate::bench::{self as benchmark, BenchOptions};
+use manimd::config::{Config, DEFAULT_DATA_DIR, DEFAULT_RUNTIME_DIR};
+use manimd::server::defaults;
+use manimd::spec::{Encoding, Engine, Format, Quality};
+
+/// The longest line of a job's event stream the CLI reads: an event holds
+/// at most a job's record, a generation's code included.
+const MAX_EVENT_LINE: usize = 8 << 20;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -93,7 +97,7 @@ pub struct NodeArgs {
     pub workers: Option<usize>,
     /// Seconds a worker's claim on a job lasts without a heartbeat; after it,
     /// any node re-queues the job (a worker that died).
-    #[arg(long, env = "MANIMD_LEASE_SECS", default_value_t = 30)]
+    #[arg(long, env = "MANIMD_LEASE_SECS", default_value_t = defaults::LEASE_SECS)]
     pub lease_secs: u64,
     /// Wall-clock limit of each render, in seconds (default 600).
     #[arg(long, env = "MANIMD_TIMEOUT_SECS", value_name = "SECS")]
@@ -102,19 +106,19 @@ pub struct NodeArgs {
     #[arg(long, env = "MANIMD_MEMORY_MIB", value_name = "MIB")]
     pub memory: Option<u64>,
     /// Attempts per job when the server stops mid-render, before it fails with `interrupted`.
-    #[arg(long, env = "MANIMD_MAX_ATTEMPTS", default_value_t = 3)]
+    #[arg(long, env = "MANIMD_MAX_ATTEMPTS", default_value_t = defaults::MAX_ATTEMPTS)]
     pub max_attempts: u32,
     /// Finished jobs and their files are deleted after this many hours.
-    #[arg(long, env = "MANIMD_RETENTION_HOURS", default_value_t = 168)]
+    #[arg(long, env = "MANIMD_RETENTION_HOURS", default_value_t = defaults::RETENTION_HOURS)]
     pub retention_hours: u64,
     /// On SIGTERM, seconds that running renders get to finish before they are re-queued.
-    #[arg(long, env = "MANIMD_GRACE_SECS", default_value_t = 30)]
+    #[arg(long, env = "MANIMD_GRACE_SECS", default_value_t = defaults::GRACE_SECS)]
     pub grace_secs: u64,
     /// Warm sandboxes (engine imported, waiting for a job) kept per engine. Default: the worker count; 0 turns them off.
     #[arg(long, env = "MANIMD_WARM_POOL")]
     pub warm_pool: Option<usize>,
     /// Seconds a warm sandbox may wait unused before it is let go.
-    #[arg(long, env = "MANIMD_WARM_IDLE_SECS", default_value_t = 300)]
+    #[arg(long, env = "MANIMD_WARM_IDLE_SECS", default_value_t = defaults::WARM_IDLE_SECS)]
     pub warm_idle_secs: u64,
     /// Signs webhook deliveries (HMAC-SHA256); without it, `webhook_url` is refused.
     #[arg(long, env = "MANIMD_WEBHOOK_SECRET", hide_env_values = true)]
@@ -135,10 +139,10 @@ pub struct NodeArgs {
     #[arg(long, env = "MANIMD_LLM_API_KEY", hide_env_values = true)]
     pub llm_api_key: Option<String>,
     /// Seconds one model call may take, streaming included.
-    #[arg(long, env = "MANIMD_LLM_TIMEOUT_SECS", default_value_t = 120)]
+    #[arg(long, env = "MANIMD_LLM_TIMEOUT_SECS", default_value_t = manimd::llm::DEFAULT_TIMEOUT_SECS)]
     pub llm_timeout_secs: u64,
     /// Further tries after a 429 or 5xx from the provider (waits honour Retry-After, at most 10 s).
-    #[arg(long, env = "MANIMD_LLM_RETRIES", default_value_t = 2)]
+    #[arg(long, env = "MANIMD_LLM_RETRIES", default_value_t = manimd::llm::DEFAULT_RETRIES)]
     pub llm_retries: u32,
     /// Ask for plain (non-streamed) answers.
     #[arg(long, env = "MANIMD_LLM_NO_STREAM")]
@@ -148,15 +152,15 @@ pub struct NodeArgs {
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port (printed at start).
-    #[arg(long, env = "MANIMD_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "MANIMD_ADDR", default_value = defaults::ADDR)]
     pub addr: String,
     #[command(flatten)]
     pub node: NodeArgs,
     /// Queued jobs accepted before answering 429.
-    #[arg(long, env = "MANIMD_QUEUE_CAPACITY", default_value_t = 100)]
+    #[arg(long, env = "MANIMD_QUEUE_CAPACITY", default_value_t = defaults::QUEUE_CAPACITY)]
     pub queue_capacity: u64,
     /// Largest request body.
-    #[arg(long, env = "MANIMD_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "MANIMD_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
     pub max_body_bytes: u64,
     /// API keys, comma-separated. With keys, /v1 and /render need `Authorization: Bearer <key>`.
     #[arg(
@@ -170,10 +174,10 @@ pub struct ServeArgs {
     #[arg(long, env = "MANIMD_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
     /// Requests per minute per API key.
-    #[arg(long, env = "MANIMD_RATE_LIMIT_PER_MINUTE", default_value_t = 120)]
+    #[arg(long, env = "MANIMD_RATE_LIMIT_PER_MINUTE", default_value_t = defaults::RATE_LIMIT_PER_MINUTE)]
     pub rate_limit_per_minute: u32,
     /// Queued and running jobs per API key.
-    #[arg(long, env = "MANIMD_MAX_JOBS_PER_KEY", default_value_t = 10)]
+    #[arg(long, env = "MANIMD_MAX_JOBS_PER_KEY", default_value_t = defaults::MAX_JOBS_PER_KEY)]
     pub max_jobs_per_key: u64,
     /// Listen beyond loopback without API keys (anyone who reaches the port can render).
     #[arg(long, env = "MANIMD_ALLOW_REMOTE")]
@@ -186,7 +190,7 @@ pub struct ServeArgs {
         value_enum,
         default_value = "proxy"
     )]
-    pub storage_serve: crate::storage::ServeMode,
+    pub storage_serve: manimd::storage::ServeMode,
 }
 
 #[derive(Args, Debug)]
@@ -278,7 +282,7 @@ pub struct RenderArgs {
     #[arg(long, short, value_enum)]
     pub format: Option<Format>,
     /// Frame rate, overriding the quality's.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::spec::MAX_FPS as i64))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=manimd::spec::MAX_FPS as i64))]
     pub fps: Option<u32>,
     /// Seed for Python's and NumPy's random generators.
     #[arg(long)]
@@ -312,7 +316,7 @@ pub struct RenderArgs {
 
 impl GlobalArgs {
     pub fn config(&self) -> Config {
-        let tts = crate::narration::TtsConfig::from_env().unwrap_or_else(|e| {
+        let tts = manimd::narration::TtsConfig::from_env().unwrap_or_else(|e| {
             eprintln!("error: {e}");
             std::process::exit(2)
         });
@@ -364,7 +368,7 @@ fn init_tracing(default_level: &str) {
 async fn bench(config: &Config, args: BenchArgs) -> ExitCode {
     let opts = BenchOptions {
         runs: args.runs.max(1),
-        runtime: crate::runtime::Runtime::new(&config.runtime_dir),
+        runtime: manimd::runtime::Runtime::new(&config.runtime_dir),
         manimd: std::env::current_exe().unwrap_or_else(|_| "manimd".into()),
         data_dir: config.data_dir.join("bench"),
     };
@@ -413,7 +417,7 @@ async fn load(config: &Config, args: LoadArgs) -> ExitCode {
         Ok(report) => {
             // Leftovers are visible when the server runs here on --data-dir.
             let sc = config.sandbox_config();
-            let leftovers = crate::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount)
+            let leftovers = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount)
                 .ok()
                 .map(|h| {
                     let groups = h

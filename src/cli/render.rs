@@ -7,10 +7,10 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{report, RenderArgs};
-use crate::config::Config;
-use crate::protocol::Progress;
-use crate::render::{RenderError, Renderer};
-use crate::spec::{Engine, Format, RenderSpec, SceneName};
+use manimd::config::Config;
+use manimd::protocol::Progress;
+use manimd::render::{RenderError, Renderer};
+use manimd::spec::{Engine, Format, RenderSpec, SceneName};
 
 /// Scene files larger than this are refused (the server's body limit too).
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -121,7 +121,7 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
     bar.finish_and_clear();
     let rendered = match result {
         Ok(r) => r,
-        Err(RenderError::Stopped(crate::sandbox::Stopped::Canceled)) => {
+        Err(RenderError::Stopped(manimd::sandbox::Stopped::Canceled)) => {
             eprintln!("interrupted; the render was stopped");
             return Err(INTERRUPTED);
         }

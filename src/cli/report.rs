@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::protocol::{MediaInfo, UserError};
-use crate::render::RenderError;
+use manimd::protocol::{MediaInfo, UserError};
+use manimd::render::RenderError;
 
 /// `error[code]: message`, then the author's line with its neighbours and
 /// the trimmed traceback, so the error can be fixed without opening logs.

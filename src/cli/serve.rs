@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 
 use super::{NodeArgs, ServeArgs};
-use crate::config::Config;
-use crate::secret::Secret;
-use crate::server::{self, ServeOptions};
+use manimd::config::Config;
+use manimd::secret::Secret;
+use manimd::server::{self, ServeOptions};
 
 /// The options both roles share, from their flags. Workers need the model
 /// provider too: they run the generation pipeline of the jobs they claim.
@@ -33,14 +33,14 @@ fn node_options(config: &Config, args: &NodeArgs) -> Result<(Config, ServeOption
     opts.webhooks.secret = args.webhook_secret.clone().and_then(Secret::new);
     opts.webhooks.allow_private = args.webhook_allow_private;
     opts.storage = args.storage.clone().filter(|s| !s.trim().is_empty());
-    let llm = crate::llm::LlmConfig::resolve(
+    let llm = manimd::llm::LlmConfig::resolve(
         args.llm_provider.as_deref(),
         args.llm_base_url.as_deref(),
         args.llm_model.as_deref(),
         args.llm_api_key.as_deref(),
     )
     .map_err(|e| e.to_string())?;
-    opts.llm = crate::llm::LlmConfig {
+    opts.llm = manimd::llm::LlmConfig {
         timeout: std::time::Duration::from_secs(args.llm_timeout_secs.max(1)),
         retries: args.llm_retries,
         stream: !args.llm_no_stream,
@@ -148,7 +148,7 @@ pub async fn worker(config: &Config, args: NodeArgs) -> ExitCode {
     if !opts
         .database
         .as_deref()
-        .is_some_and(crate::jobs::Store::is_shared_url)
+        .is_some_and(manimd::jobs::Store::is_shared_url)
     {
         eprintln!(
             "error: a worker needs the PostgreSQL store it shares with `manimd serve` (SQLite belongs to one process): pass --database postgres://... (or MANIMD_DATABASE)"

@@ -9,11 +9,12 @@ use futures::StreamExt;
 use indicatif::ProgressBar;
 
 use super::{report, SubmitArgs};
-use crate::api::{JobView, RenderRequest};
-use crate::job_error::{ErrorCode, JobError};
-use crate::jobs::JobStatus;
-use crate::protocol::UserError;
-use crate::spec::Format;
+use manimd::api::{JobView, RenderRequest};
+use manimd::job_error::{ErrorCode, JobError};
+use manimd::jobs::JobStatus;
+use manimd::protocol::UserError;
+use manimd::spec::Format;
+use manimd::sse;
 
 pub async fn run(args: SubmitArgs) -> ExitCode {
     match submit(args).await {
@@ -141,26 +142,11 @@ async fn follow(
         .and_then(|r| r.error_for_status())
         .map_err(|e| e.to_string())?;
     let mut stream = resp.bytes_stream();
-    let mut buf = String::new();
+    let mut sse = sse::Decoder::new(super::MAX_EVENT_LINE);
     let mut last: Option<JobView> = None;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| e.to_string())?;
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let mut event = "message";
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(e) = line.strip_prefix("event:") {
-                    event = if e.trim() == "status" {
-                        "status"
-                    } else {
-                        "progress"
-                    };
-                } else if let Some(d) = line.strip_prefix("data:") {
-                    data.push_str(d.trim_start());
-                }
-            }
+        for sse::Event { event, data, .. } in sse.feed(&chunk).map_err(|e| e.to_string())? {
             if event == "status" {
                 if let Ok(view) = serde_json::from_str::<JobView>(&data) {
                     bar.set_message(view.status.as_str());

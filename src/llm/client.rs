@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::{LlmConfig, LlmError};
 use crate::secret::Secret;
+use crate::sse;
 
 /// One chat message.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -323,10 +324,11 @@ pub(crate) fn parse_plain(bytes: &[u8]) -> Result<Completion, LlmError> {
     })
 }
 
-/// Collects a streamed answer from its SSE lines.
-#[derive(Default)]
+/// Collects a streamed answer from its SSE lines: each `data:` line is one
+/// chunk of the answer (the OpenAI-compatible protocol sends each on a line
+/// of its own), so lines are read one by one rather than as events.
 pub(crate) struct StreamParser {
-    buf: String,
+    lines: sse::Lines,
     pub(crate) completion: Completion,
     pub(crate) done: bool,
     /// The HTTP status of the streamed answer, named in its errors.
@@ -335,30 +337,46 @@ pub(crate) struct StreamParser {
     key: Option<Secret>,
 }
 
+impl Default for StreamParser {
+    fn default() -> Self {
+        StreamParser::new(0, None)
+    }
+}
+
 impl StreamParser {
     fn new(status: u16, key: Option<&Secret>) -> StreamParser {
         StreamParser {
+            // A line that never ends is bounded too.
+            lines: sse::Lines::new(2 * MAX_ANSWER_BYTES),
+            completion: Completion::default(),
+            done: false,
             status,
             key: key.cloned(),
-            ..StreamParser::default()
         }
     }
 
     /// Feeds bytes; returns the new text, in order.
-    pub(crate) fn feed(&mut self, chunk: &str) -> Result<Vec<String>, LlmError> {
-        self.buf.push_str(chunk);
-        // A line that never ends is bounded too.
-        if self.buf.len() > 2 * MAX_ANSWER_BYTES {
-            return Err(bad("a streamed line is longer than 2 MiB"));
-        }
+    pub(crate) fn feed(&mut self, chunk: impl AsRef<[u8]>) -> Result<Vec<String>, LlmError> {
+        let lines = self.lines.feed(chunk.as_ref()).map_err(stream_err)?;
+        self.take(lines)
+    }
+
+    /// The stream ended: a last `data:` line without its newline still counts.
+    pub(crate) fn finish(&mut self) -> Result<Vec<String>, LlmError> {
+        let last = self.lines.finish().map_err(stream_err)?;
+        self.take(last.into_iter().collect())
+    }
+
+    fn take(&mut self, lines: Vec<sse::Line>) -> Result<Vec<String>, LlmError> {
         let mut deltas = Vec::new();
-        while let Some(end) = self.buf.find('\n') {
-            let line: String = self.buf.drain(..=end).collect();
-            let line = line.trim_end_matches(['\r', '\n']);
-            let Some(data) = line.strip_prefix("data:") else {
-                continue; // comments, `event:` and blank lines
+        for line in lines {
+            let sse::Line::Field { name, value } = line else {
+                continue;
             };
-            let data = data.trim();
+            if name != "data" {
+                continue; // `event:` and the like
+            }
+            let data = value.trim();
             if data == "[DONE]" {
                 self.done = true;
                 continue;
@@ -401,6 +419,13 @@ impl StreamParser {
     }
 }
 
+fn stream_err(e: sse::SseError) -> LlmError {
+    match e {
+        sse::SseError::TooLong(_) => bad("a streamed line is longer than 2 MiB"),
+        sse::SseError::NotUtf8 => bad("the stream is not UTF-8"),
+    }
+}
+
 async fn read_stream<S, B>(
     mut body: S,
     status: u16,
@@ -412,28 +437,17 @@ where
     B: AsRef<[u8]>,
 {
     let mut parser = StreamParser::new(status, key);
-    // A chunk may end inside a UTF-8 sequence: keep the tail for the next.
-    let mut pending: Vec<u8> = Vec::new();
+    // Lines are split on bytes, so a chunk that ends inside a UTF-8
+    // sequence is whole again before it is decoded.
     while let Some(chunk) = body.next().await {
-        pending.extend_from_slice(chunk.map_err(unreachable_err)?.as_ref());
-        let valid = match std::str::from_utf8(&pending) {
-            Ok(_) => pending.len(),
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => return Err(bad("the stream is not UTF-8")),
-        };
-        let text = std::str::from_utf8(&pending[..valid])
-            .expect("checked")
-            .to_owned();
-        pending.drain(..valid);
-        for d in parser.feed(&text)? {
+        for d in parser.feed(chunk.map_err(unreachable_err)?)? {
             on_delta(&d);
         }
         if parser.done {
             break;
         }
     }
-    // A last `data:` line without its newline still counts.
-    for d in parser.feed("\n")? {
+    for d in parser.finish()? {
         on_delta(&d);
     }
     if !parser.done && parser.completion.text.is_empty() {

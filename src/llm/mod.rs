@@ -10,6 +10,11 @@ pub use client::{Completion, Message, Provider};
 use crate::job_error::{ErrorCode, JobError};
 use crate::secret::Secret;
 
+/// Seconds one model call may take by default, streaming included.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
+/// Further tries after a 429 or 5xx, by default.
+pub const DEFAULT_RETRIES: u32 = 2;
+
 /// Named presets: base URL and a default model for each.
 pub const PRESETS: &[(&str, &str, &str)] = &[
     (
@@ -57,9 +62,9 @@ impl Default for LlmConfig {
             base_url: None,
             model: String::new(),
             api_key: None,
-            timeout: Duration::from_secs(120),
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             connect_timeout: Duration::from_secs(10),
-            retries: 2,
+            retries: DEFAULT_RETRIES,
             max_retry_wait: Duration::from_secs(10),
             stream: true,
         }

@@ -52,6 +52,21 @@ pub use system::ApiDoc;
 
 pub type AppState = Arc<Service>;
 
+/// The defaults of `serve` and `worker`, written once: `ServeOptions::default`
+/// and the command line's flags both read them.
+pub mod defaults {
+    pub const QUEUE_CAPACITY: u64 = 100;
+    pub const MAX_ATTEMPTS: u32 = 3;
+    pub const LEASE_SECS: u64 = 30;
+    pub const RETENTION_HOURS: u64 = 7 * 24;
+    pub const GRACE_SECS: u64 = 30;
+    pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+    pub const WARM_IDLE_SECS: u64 = 300;
+    pub const RATE_LIMIT_PER_MINUTE: u32 = 120;
+    pub const MAX_JOBS_PER_KEY: u64 = 10;
+    pub const ADDR: &str = "127.0.0.1:8080";
+}
+
 /// Options of the service beyond `Config`: its capacity and HTTP limits.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -100,20 +115,20 @@ impl Default for ServeOptions {
             .unwrap_or(1);
         ServeOptions {
             workers,
-            queue_capacity: 100,
-            max_attempts: 3,
-            lease: Duration::from_secs(30),
-            retention: Duration::from_secs(7 * 24 * 3600),
-            grace: Duration::from_secs(30),
-            max_body_bytes: 1024 * 1024,
+            queue_capacity: defaults::QUEUE_CAPACITY,
+            max_attempts: defaults::MAX_ATTEMPTS,
+            lease: Duration::from_secs(defaults::LEASE_SECS),
+            retention: Duration::from_secs(defaults::RETENTION_HOURS * 3600),
+            grace: Duration::from_secs(defaults::GRACE_SECS),
+            max_body_bytes: defaults::MAX_BODY_BYTES,
             warm_pool: workers,
-            warm_idle: Duration::from_secs(300),
+            warm_idle: Duration::from_secs(defaults::WARM_IDLE_SECS),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
             api_keys: Vec::new(),
-            rate_limit_per_minute: 120,
-            max_jobs_per_key: 10,
+            rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE,
+            max_jobs_per_key: defaults::MAX_JOBS_PER_KEY,
             webhooks: WebhookConfig::default(),
             database: None,
             storage: None,

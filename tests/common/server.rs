@@ -132,39 +132,31 @@ impl TestServer {
     }
 }
 
-/// Server-Sent Events from a response, one `(event name, data)` at a time.
+/// Server-Sent Events from a response, one `(event name, data)` at a time,
+/// through the service's own decoder.
 pub struct Sse {
     stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: String,
+    decoder: manimd::sse::Decoder,
+    ready: std::collections::VecDeque<manimd::sse::Event>,
 }
 
 impl Sse {
     pub fn new(response: reqwest::Response) -> Sse {
         Sse {
             stream: response.bytes_stream().boxed(),
-            buf: String::new(),
+            decoder: manimd::sse::Decoder::new(16 << 20),
+            ready: Default::default(),
         }
     }
 
-    /// The next named event; `None` when the stream ends.
+    /// The next event; `None` when the stream ends.
     pub async fn next(&mut self) -> Option<(String, Value)> {
         loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let (mut name, mut data) = (String::new(), String::new());
-                for line in block.lines() {
-                    if let Some(n) = line.strip_prefix("event: ") {
-                        name = n.to_owned();
-                    } else if let Some(d) = line.strip_prefix("data: ") {
-                        data.push_str(d);
-                    }
-                }
-                if !name.is_empty() {
-                    return Some((name, serde_json::from_str(&data).unwrap()));
-                }
+            if let Some(e) = self.ready.pop_front() {
+                return Some((e.event, serde_json::from_str(&e.data).unwrap()));
             }
             let chunk = self.stream.next().await?.unwrap();
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+            self.ready.extend(self.decoder.feed(&chunk).unwrap());
         }
     }
 }
