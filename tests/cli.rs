@@ -138,7 +138,7 @@ fn limits_can_be_changed_for_one_render() {
 }
 
 #[test]
-fn row10_secrets_in_the_supervisors_environment_never_reach_the_scene() {
+fn secrets_in_the_supervisors_environment_never_reach_the_scene() {
     let dir = tempfile::tempdir().unwrap();
     let scene = dir.path().join("env.py");
     std::fs::write(

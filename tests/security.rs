@@ -1,5 +1,8 @@
-//! Hostile scenes from SECURITY.md: each must end with a clear outcome and
-//! leave nothing behind (no cgroup, so no process; no mount; no job area).
+//! Hostile scenes: busy and sleeping loops, fork bombs, memory and disk hogs,
+//! output floods, fake protocol lines, probes for host secrets, the network,
+//! host sockets and the kernel, and attacks on the job's own files. Each must
+//! end with a clear outcome and leave nothing behind (no cgroup, so no
+//! process; no mount; no job area).
 
 mod common;
 
@@ -51,7 +54,7 @@ async fn probe(h: &Harness, body: &str) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn row1_busy_loop_is_killed_at_the_wall_clock() {
+async fn a_busy_loop_is_killed_at_the_wall_clock() {
     let h = Harness::new();
     let limits = Limits {
         wall_secs: 4,
@@ -71,7 +74,7 @@ async fn row1_busy_loop_is_killed_at_the_wall_clock() {
 }
 
 #[tokio::test]
-async fn row2_row3_sleeping_and_import_loops_end_at_the_wall_clock_too() {
+async fn sleeping_and_import_loops_end_at_the_wall_clock_too() {
     let h = Harness::new();
     let limits = Limits {
         wall_secs: 3,
@@ -91,7 +94,7 @@ async fn row2_row3_sleeping_and_import_loops_end_at_the_wall_clock_too() {
 }
 
 #[tokio::test]
-async fn row4_fork_bomb_threads_and_subprocess_spam_hit_the_pids_cap() {
+async fn a_fork_bomb_threads_and_subprocess_spam_hit_the_pids_cap() {
     let h = Harness::new();
     let bombs = [
         "        while True:\n            os.fork()",
@@ -106,7 +109,7 @@ async fn row4_fork_bomb_threads_and_subprocess_spam_hit_the_pids_cap() {
 }
 
 #[tokio::test]
-async fn row5_allocating_10_gb_is_killed_inside_the_memory_cap() {
+async fn allocating_10_gb_is_killed_inside_the_memory_cap() {
     let h = Harness::new();
     let e = h
         .fails(
@@ -124,7 +127,7 @@ async fn row5_allocating_10_gb_is_killed_inside_the_memory_cap() {
 }
 
 #[tokio::test]
-async fn row6_filling_the_disk_stops_at_size_and_inode_caps() {
+async fn filling_the_disk_stops_at_size_and_inode_caps() {
     let h = Harness::new();
     let fills = [
         // /tmp, /dev/shm and the job directory share one capped area.
@@ -142,7 +145,7 @@ async fn row6_filling_the_disk_stops_at_size_and_inode_caps() {
 }
 
 #[tokio::test]
-async fn row7_row8_floods_and_fake_protocol_lines_decide_nothing() {
+async fn output_floods_and_fake_protocol_lines_decide_nothing() {
     let h = Harness::new();
     // 1 GB to stdout and stderr, then protocol look-alikes on both, then a
     // real scene: the supervisor drains it all and the render still succeeds.
@@ -163,7 +166,7 @@ async fn row7_row8_floods_and_fake_protocol_lines_decide_nothing() {
 }
 
 #[tokio::test]
-async fn row9_host_secrets_are_not_there() {
+async fn host_secrets_are_not_there() {
     let h = Harness::new();
     let data = h.config.data_dir.display().to_string();
     let checkout = env!("CARGO_MANIFEST_DIR");
@@ -194,7 +197,7 @@ async fn row9_host_secrets_are_not_there() {
 }
 
 #[tokio::test]
-async fn row10_environment_is_the_allow_list_only() {
+async fn the_environment_is_the_allow_list_only() {
     let h = Harness::new();
     let body = r#"        results = {'env': sorted(os.environ), 'pid1': open('/proc/1/environ', 'rb').read().decode(errors='replace'), 'uid': os.getuid(), 'caps': [l for l in open('/proc/self/status') if l.startswith('CapEff')]}"#;
     let r = probe(&h, body).await;
@@ -242,7 +245,7 @@ async fn row10_environment_is_the_allow_list_only() {
 }
 
 #[tokio::test]
-async fn row12_no_network_at_all() {
+async fn a_scene_has_no_network_at_all() {
     let h = Harness::new();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -286,7 +289,7 @@ async fn row12_no_network_at_all() {
 }
 
 #[tokio::test]
-async fn row14_system_is_read_only_and_jobs_share_nothing() {
+async fn the_system_is_read_only_and_jobs_share_nothing() {
     let h = Harness::new();
     let venv = h.renderer.runtime().venv(Engine::Manim);
     let site = venv.join("lib/python3.11/site-packages/manim/__init__.py");
@@ -321,7 +324,7 @@ async fn row14_system_is_read_only_and_jobs_share_nothing() {
 }
 
 #[tokio::test]
-async fn row15_output_replaced_by_links_fifos_or_devices_is_refused() {
+async fn output_replaced_by_links_fifos_or_devices_is_refused() {
     let h = Harness::new();
     let secret = h.dir.path().join("host-secret.txt");
     std::fs::write(&secret, "host secret").unwrap();
@@ -358,7 +361,7 @@ class Sneaky(Scene):
 }
 
 #[tokio::test]
-async fn row17_killing_everything_or_the_parent_harms_only_the_job() {
+async fn killing_everything_or_the_parent_harms_only_the_job() {
     let h = Harness::new();
     let hostile = scene(
         r#"        subprocess.Popen(['sleep', '60'])
@@ -392,7 +395,7 @@ async fn row17_killing_everything_or_the_parent_harms_only_the_job() {
 }
 
 #[tokio::test]
-async fn row11_the_servers_processes_are_invisible_and_untouchable() {
+async fn the_servers_processes_are_invisible_and_untouchable() {
     let h = Harness::new();
     let body = r#"        results = {'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), 'me': os.getpid()}
         import ctypes
@@ -415,7 +418,7 @@ async fn row11_the_servers_processes_are_invisible_and_untouchable() {
 }
 
 #[tokio::test]
-async fn row13_no_unix_socket_of_the_host_is_reachable() {
+async fn no_unix_socket_of_the_host_is_reachable() {
     let h = Harness::new();
     // An abstract socket on the host: reachable from any process in the
     // host's network namespace, so not from the sandbox's.
@@ -450,7 +453,7 @@ async fn row13_no_unix_socket_of_the_host_is_reachable() {
 }
 
 #[tokio::test]
-async fn row16_files_and_links_created_during_cleanup_leave_nothing() {
+async fn files_and_links_created_during_cleanup_leave_nothing() {
     let h = Harness::new();
     let body = r#"        if os.fork() == 0:
             i = 0
@@ -474,7 +477,7 @@ async fn row16_files_and_links_created_during_cleanup_leave_nothing() {
 }
 
 #[tokio::test]
-async fn row18_kernel_attack_surface_is_refused() {
+async fn the_kernels_attack_surface_is_refused() {
     let h = Harness::new();
     let body = r#"        import ctypes, fcntl, termios
         libc = ctypes.CDLL(None, use_errno=True)
@@ -523,7 +526,7 @@ async fn row18_kernel_attack_surface_is_refused() {
 }
 
 #[tokio::test]
-async fn row19_concurrent_jobs_have_no_channel_between_them() {
+async fn concurrent_jobs_have_no_channel_between_them() {
     let h = Harness::new();
     let writer = scene(
         r#"        open('/dev/shm/channel', 'w').write('hello')
@@ -560,7 +563,7 @@ async fn row19_concurrent_jobs_have_no_channel_between_them() {
 }
 
 #[tokio::test]
-async fn row21_tex_cannot_read_host_files_run_commands_or_loop_forever() {
+async fn tex_cannot_read_host_files_run_commands_or_loop_forever() {
     let h = Harness::new();
     let code = r#"from manim import *
 
@@ -606,7 +609,7 @@ class Tex3(Scene):
 }
 
 #[tokio::test]
-async fn row22_an_hour_long_wait_is_stopped_by_the_limits() {
+async fn an_hour_long_wait_is_stopped_by_the_limits() {
     let h = Harness::new();
     let limits = Limits {
         wall_secs: 5,

@@ -755,7 +755,7 @@ async fn submit_command_follows_progress_and_downloads_the_result() {
 }
 
 #[tokio::test]
-async fn row27_slow_and_idle_clients_are_cut_off_and_capped() {
+async fn slow_and_idle_clients_are_cut_off_and_capped() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TestServer::start(ServeOptions {
         header_timeout: Duration::from_millis(500),
@@ -1002,7 +1002,7 @@ async fn hostile_jobs_fail_cleanly_while_others_succeed_and_the_server_stays_hea
 }
 
 #[tokio::test]
-async fn row25_row30_hostile_names_are_refused_and_outputs_are_only_media() {
+async fn hostile_names_are_refused_and_outputs_are_only_media() {
     let mut s = TestServer::start(opts(1)).await;
     for name in ["-o /x", "; rm -rf /", "../../etc/passwd", "A B"] {
         let (status, e) = s
@@ -1509,7 +1509,7 @@ async fn live_hls_is_playable_before_the_job_ends_and_matches_the_video_after() 
 }
 
 #[tokio::test]
-async fn the_studio_page_and_its_player_library_are_served_from_our_origin() {
+async fn the_studio_page_its_script_styles_and_player_library_are_served_from_our_origin() {
     let mut s = TestServer::start(opts(1)).await;
     let r = s.client.get(format!("{}/", s.url)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -1522,36 +1522,71 @@ async fn the_studio_page_and_its_player_library_are_served_from_our_origin() {
         csp.contains("default-src 'self'") && !csp.contains("http"),
         "{csp}"
     );
+    // No inline script or style may run: both come from our origin only.
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(!csp.contains("unsafe-eval"), "{csp}");
+    let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+    for wanted in ["script-src 'self'", "style-src 'self'"] {
+        assert!(directives.contains(&wanted), "{wanted} in {csp}");
+    }
     let page = r.text().await.unwrap();
     for needle in [
         "<textarea id=\"code\"",
         "src=\"/assets/hls.min.js\"",
-        "/v1/renders",
-        "EventSource",
-        "live",
+        "src=\"/assets/studio.js\"",
+        "href=\"/assets/studio.css\"",
     ] {
         assert!(page.contains(needle), "the page lacks {needle}");
     }
+    // Nothing inline that the policy would block: no <script> with a body,
+    // no <style>, no style attribute, no event-handler attribute.
+    assert_eq!(
+        page.matches("<script").count(),
+        page.matches("<script src=").count(),
+        "an inline script"
+    );
+    assert!(!page.contains("<style"), "an inline style sheet");
+    assert!(!page.contains(" style="), "an inline style attribute");
+    let lower = page.to_ascii_lowercase();
+    let handler = lower
+        .split(|c: char| c.is_whitespace())
+        .find(|w| w.starts_with("on") && w.contains('='));
+    assert_eq!(handler, None, "an inline event handler");
     assert!(
         !page.contains("https://"),
         "nothing is fetched from elsewhere"
     );
-    let js = s
-        .client
-        .get(format!("{}/assets/hls.min.js", s.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        js.status(),
-        StatusCode::OK,
-        "run scripts/setup.sh to install hls.js"
+    let asset = |path: &'static str| {
+        let client = s.client.clone();
+        let url = format!("{}{path}", s.url);
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            // hls.js: scripts/setup.sh installs it.
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                r.headers()["cache-control"],
+                "public, max-age=3600",
+                "{path}"
+            );
+            let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+            (kind, r.text().await.unwrap())
+        }
+    };
+    let (kind, js) = asset("/assets/studio.js").await;
+    assert_eq!(kind, "text/javascript; charset=utf-8");
+    for needle in ["/v1/renders", "EventSource", "live"] {
+        assert!(js.contains(needle), "the script lacks {needle}");
+    }
+    assert!(
+        !js.contains("https://"),
+        "nothing is fetched from elsewhere"
     );
-    assert!(js.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/javascript"));
-    assert!(js.text().await.unwrap().contains("Hls"));
+    let (kind, css) = asset("/assets/studio.css").await;
+    assert_eq!(kind, "text/css; charset=utf-8");
+    assert!(css.contains(".editor"), "{css}");
+    let (kind, hls) = asset("/assets/hls.min.js").await;
+    assert!(kind.starts_with("text/javascript"), "{kind}");
+    assert!(hls.contains("Hls"));
     s.stop().await;
 }
 

@@ -166,6 +166,8 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .merge(keyed)
         .route("/", get(system::studio))
         .route("/assets/hls.min.js", get(system::hls_js))
+        .route("/assets/studio.js", get(system::studio_js))
+        .route("/assets/studio.css", get(system::studio_css))
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))

@@ -10,22 +10,47 @@ use super::error::ApiError;
 use super::AppState;
 use crate::api::{Capabilities, Health};
 
+/// The studio's Content-Security-Policy: our own origin only, and no inline
+/// script or style (the page's script and styles are files served below).
+/// hls.js runs its demuxer in a blob worker and feeds the player blob URLs.
+const STUDIO_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     media-src 'self' blob:; img-src 'self' blob: data:; worker-src 'self' blob:; \
+     connect-src 'self'; frame-ancestors 'none'";
+
+/// How long a browser may keep the studio's script, styles and hls.js.
+const ASSET_CACHE: &str = "public, max-age=3600";
+
 /// The web studio: one page, built into the binary.
 pub async fn studio() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
-            // Only our own origin: scripts, media and API calls. hls.js runs
-            // its demuxer in a blob worker and feeds the player blob URLs.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; \
-                 media-src 'self' blob:; img-src 'self' blob: data:; worker-src 'self' blob:; \
-                 connect-src 'self'; frame-ancestors 'none'",
-            ),
+            (header::CONTENT_SECURITY_POLICY, STUDIO_CSP),
         ],
         include_str!("../../web/studio.html"),
+    )
+}
+
+/// The studio's script, built into the binary.
+pub async fn studio_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, ASSET_CACHE),
+        ],
+        include_str!("../../web/studio.js"),
+    )
+}
+
+/// The studio's styles, built into the binary.
+pub async fn studio_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, ASSET_CACHE),
+        ],
+        include_str!("../../web/studio.css"),
     )
 }
 
@@ -43,7 +68,7 @@ pub async fn hls_js(State(svc): State<AppState>) -> Result<impl IntoResponse, Ap
     Ok((
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::CACHE_CONTROL, ASSET_CACHE),
         ],
         body,
     ))

@@ -1,6 +1,7 @@
 // Drives the studio in Debian's Chromium as a person would: render a scene
 // and watch it play before the render ends, then submit a broken scene and
-// see its failing line highlighted. Screenshots go to OUT_DIR.
+// see its failing line highlighted. The page's CSP allows no inline script or
+// style, and any violation of it fails the run. Screenshots go to OUT_DIR.
 //
 //   node studio.mjs BASE_URL OUT_DIR
 // PLAYWRIGHT_CORE names playwright-core's entry module (setup installs it
@@ -21,8 +22,27 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  await page.goto(base + "/");
+  // Anything the page's CSP blocks fails the test: Chromium reports it on the
+  // console, and the document fires securitypolicyviolation (collected by a
+  // script Playwright injects, which the policy does not apply to).
+  const violations = [];
+  page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
+  await page.exposeFunction("cspViolation", (v) => violations.push(v));
+  await page.addInitScript(() => document.addEventListener("securitypolicyviolation",
+    (e) => window.cspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`)));
+  const response = await page.goto(base + "/");
+  const csp = response.headers()["content-security-policy"] || "";
+  if (!csp.includes("default-src 'self'") || csp.includes("unsafe-inline")) fail(`the page's CSP is not strict: ${csp}`);
   await page.waitForSelector("#code");
+  // The styles and the script came from their files: the title has the
+  // accent colour, the error box is hidden, and the editor is highlighted.
+  const looks = await page.evaluate(() => ({
+    title: getComputedStyle(document.querySelector("header h1")).color,
+    error: getComputedStyle(document.getElementById("error")).display,
+    lines: document.querySelectorAll("#highlight .ln").length,
+  }));
+  if (looks.title !== "rgb(88, 196, 221)" || looks.error !== "none") fail(`the styles did not apply: ${JSON.stringify(looks)}`);
+  if (looks.lines < 5) fail(`the script did not run: ${JSON.stringify(looks)}`);
   await page.screenshot({ path: `${out}/studio-loaded.png` });
 
   // A scene long enough to be watched while it renders.
@@ -70,6 +90,7 @@ try {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${out}/studio-phone.png`, fullPage: true });
   if (errors.length) fail(`page errors: ${errors.join("; ")}`);
+  if (violations.length) fail(`CSP violations: ${violations.join("; ")}`);
   console.log(`ok: video advanced to ${watched.toFixed(2)} s while rendering; line ${line} highlighted; subtitle "${cue}"`);
 } finally {
   await browser.close();

@@ -20,7 +20,17 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  await page.goto(base + "/");
+  // Anything the page's CSP blocks fails the test: Chromium reports it on the
+  // console, and the document fires securitypolicyviolation (collected by a
+  // script Playwright injects, which the policy does not apply to).
+  const violations = [];
+  page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
+  await page.exposeFunction("cspViolation", (v) => violations.push(v));
+  await page.addInitScript(() => document.addEventListener("securitypolicyviolation",
+    (e) => window.cspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`)));
+  const response = await page.goto(base + "/");
+  const csp = response.headers()["content-security-policy"] || "";
+  if (!csp.includes("default-src 'self'") || csp.includes("unsafe-inline")) fail(`the page's CSP is not strict: ${csp}`);
   // The prompt box appears because the server has a model.
   await page.waitForSelector("#prompt-text", { state: "visible", timeout: 30000 });
   await page.fill("#prompt-text", "draw a circle");
@@ -37,6 +47,7 @@ try {
   if (![...statuses].some((s) => s.startsWith("attempt 2: repairing"))) fail(`no repair stage shown: ${[...statuses].join(" | ")}`);
   await page.waitForFunction(() => document.getElementById("player").currentTime > 0, null, { timeout: 30000 });
   if (errors.length) fail(`page errors: ${errors.join("; ")}`);
+  if (violations.length) fail(`CSP violations: ${violations.join("; ")}`);
   console.log(`ok: generated, repaired and played; stages: ${[...statuses].join(" | ")}`);
 } finally {
   await browser.close();
