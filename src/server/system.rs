@@ -17,15 +17,18 @@ const STUDIO_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self
      media-src 'self' blob:; img-src 'self' blob: data:; worker-src 'self' blob:; \
      connect-src 'self'; frame-ancestors 'none'";
 
-/// How long a browser may keep the studio's script, styles and hls.js.
-const ASSET_CACHE: &str = "public, max-age=3600";
+/// The studio's page, script and styles change with the binary, at fixed
+/// paths: a browser asks again each time, so a new page never meets an old
+/// script. hls.js changes only with its pinned version: kept an hour.
+const STUDIO_CACHE: &str = "no-cache";
+const HLS_JS_CACHE: &str = "public, max-age=3600";
 
 /// The web studio: one page, built into the binary.
 pub async fn studio() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CACHE_CONTROL, STUDIO_CACHE),
             (header::CONTENT_SECURITY_POLICY, STUDIO_CSP),
         ],
         include_str!("../../web/studio.html"),
@@ -37,7 +40,7 @@ pub async fn studio_js() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, ASSET_CACHE),
+            (header::CACHE_CONTROL, STUDIO_CACHE),
         ],
         include_str!("../../web/studio.js"),
     )
@@ -48,7 +51,7 @@ pub async fn studio_css() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, ASSET_CACHE),
+            (header::CACHE_CONTROL, STUDIO_CACHE),
         ],
         include_str!("../../web/studio.css"),
     )
@@ -68,7 +71,7 @@ pub async fn hls_js(State(svc): State<AppState>) -> Result<impl IntoResponse, Ap
     Ok((
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, ASSET_CACHE),
+            (header::CACHE_CONTROL, HLS_JS_CACHE),
         ],
         body,
     ))
