@@ -237,6 +237,9 @@ pub mod service {
     use std::time::{Duration, Instant};
 
     use anyhow::{bail, Context};
+    use manimd::api::JobView;
+    use manimd::client::Client;
+    use manimd::jobs::JobStatus;
     use serde_json::{json, Value};
     use tokio::io::AsyncBufReadExt;
 
@@ -244,8 +247,7 @@ pub mod service {
 
     pub struct Server {
         child: tokio::process::Child,
-        pub url: String,
-        client: reqwest::Client,
+        client: Client,
     }
 
     impl Server {
@@ -270,8 +272,7 @@ pub mod service {
                 if let Some(url) = line.strip_prefix("manimd listening on ") {
                     return Ok(Server {
                         child,
-                        url: url.to_owned(),
-                        client: reqwest::Client::new(),
+                        client: Client::new(url, None)?,
                     });
                 }
             }
@@ -279,13 +280,7 @@ pub mod service {
         }
 
         pub async fn health(&self) -> anyhow::Result<Value> {
-            Ok(self
-                .client
-                .get(format!("{}/health", self.url))
-                .send()
-                .await?
-                .json()
-                .await?)
+            Ok(self.client.health().await?)
         }
 
         /// Waits until `n` warm sandboxes are ready.
@@ -299,46 +294,32 @@ pub mod service {
             bail!("the warm pool did not fill")
         }
 
-        pub async fn submit(&self, body: &Value) -> anyhow::Result<Value> {
-            let r = self
-                .client
-                .post(format!("{}/v1/renders", self.url))
-                .json(body)
-                .send()
-                .await?;
-            if r.status().as_u16() != 202 {
-                bail!("submit failed: {}", r.text().await?);
-            }
-            Ok(r.json().await?)
+        pub async fn submit(&self, body: &Value) -> anyhow::Result<JobView> {
+            Ok(self.client.submit(body).await?)
         }
 
         /// Polls until the job has ended; fails unless it succeeded.
-        pub async fn done(&self, id: &str) -> anyhow::Result<Value> {
+        pub async fn done(&self, id: &str) -> anyhow::Result<JobView> {
             loop {
-                let job: Value = self
-                    .client
-                    .get(format!("{}/v1/renders/{id}", self.url))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                match job["status"].as_str() {
-                    Some("succeeded") => return Ok(job),
-                    Some("failed" | "canceled") => bail!("job {id} ended: {}", job["error"]),
+                let job = self.client.job(id).await?;
+                match job.status {
+                    JobStatus::Succeeded => return Ok(job),
+                    JobStatus::Failed | JobStatus::Canceled => {
+                        bail!("job {id} ended: {:?}", job.error)
+                    }
                     _ => tokio::time::sleep(Duration::from_millis(10)).await,
                 }
             }
         }
 
         /// Submit to video available, in seconds, with the finished job.
-        pub async fn latency(&self, body: &Value) -> anyhow::Result<(f64, Value)> {
+        pub async fn latency(&self, body: &Value) -> anyhow::Result<(f64, JobView)> {
             let t = Instant::now();
             let job = self.submit(body).await?;
-            let id = job["id"].as_str().context("an id")?.to_owned();
-            let job = if job["status"] == "succeeded" {
+            let job = if job.status == JobStatus::Succeeded {
                 job
             } else {
-                self.done(&id).await?
+                self.done(&job.id).await?
             };
             Ok((t.elapsed().as_secs_f64(), job))
         }
@@ -379,32 +360,26 @@ pub mod service {
     /// seconds to the final video).
     pub async fn first_segment(server: &Server, body: &Value) -> anyhow::Result<(f64, f64)> {
         let t = Instant::now();
-        let job = server.submit(body).await?;
-        let id = job["id"].as_str().context("an id")?.to_owned();
-        let playlist = format!("{}/v1/renders/{id}/live.m3u8", server.url);
+        let id = server.submit(body).await?.id;
         let mut first = None;
         loop {
             if first.is_none() {
-                let r = server.client.get(&playlist).send().await?;
-                if r.status().is_success() && r.text().await?.contains("#EXTINF") {
+                let playlist = server.client.live_playlist(&id).await?;
+                if playlist.is_some_and(|p| p.contains("#EXTINF")) {
                     first = Some(t.elapsed().as_secs_f64());
                 }
             }
-            let job: Value = server
-                .client
-                .get(format!("{}/v1/renders/{id}", server.url))
-                .send()
-                .await?
-                .json()
-                .await?;
-            match job["status"].as_str() {
-                Some("succeeded") => {
+            let job = server.client.job(&id).await?;
+            match job.status {
+                JobStatus::Succeeded => {
                     return Ok((
                         first.unwrap_or(t.elapsed().as_secs_f64()),
                         t.elapsed().as_secs_f64(),
                     ))
                 }
-                Some("failed" | "canceled") => bail!("job {id} ended: {}", job["error"]),
+                JobStatus::Failed | JobStatus::Canceled => {
+                    bail!("job {id} ended: {:?}", job.error)
+                }
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
@@ -496,9 +471,9 @@ pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<
         let body = small(&format!("warm {i}"), "low", "final");
         let (secs, job) = warm.latency(&body).await?;
         lat.push(secs);
-        engine.push(job["result"]["engine_secs"].as_f64().unwrap_or(f64::NAN));
-        let together =
-            warm.peak_rss_bytes() + job["result"]["peak_rss_bytes"].as_u64().unwrap_or(0);
+        let result = job.result.as_ref();
+        engine.push(result.and_then(|r| r.engine_secs).unwrap_or(f64::NAN));
+        let together = warm.peak_rss_bytes() + result.and_then(|r| r.peak_rss_bytes).unwrap_or(0);
         peak = peak.max(together);
         last = body;
     }
@@ -520,7 +495,10 @@ pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<
     let mut hits = Vec::new();
     for _ in 0..runs {
         let (secs, job) = warm.latency(&last).await?;
-        anyhow::ensure!(job["result"]["cache_hit"] == true, "expected a cache hit");
+        anyhow::ensure!(
+            job.result.is_some_and(|r| r.cache_hit),
+            "expected a cache hit"
+        );
         hits.push(secs * 1000.0);
     }
     figure(
@@ -560,7 +538,7 @@ pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<
         let job = warm
             .submit(&small(&format!("saturated {i}"), "low", "final"))
             .await?;
-        ids.push(job["id"].as_str().unwrap_or_default().to_owned());
+        ids.push(job.id);
     }
     for id in &ids {
         warm.done(id).await?;
@@ -615,21 +593,15 @@ pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<
     let (mut fin, mut pre) = (Vec::new(), Vec::new());
     for i in 0..runs {
         warm.warm(1).await?;
-        fin.push(
-            warm.latency(&small(&format!("final {i}"), "high", "final"))
-                .await?
-                .1["result"]["render_secs"]
-                .as_f64()
-                .unwrap_or(0.0),
-        );
+        let (_, job) = warm
+            .latency(&small(&format!("final {i}"), "high", "final"))
+            .await?;
+        fin.push(job.result.map_or(0.0, |r| r.render_secs));
         warm.warm(1).await?;
-        pre.push(
-            warm.latency(&small(&format!("preview {i}"), "high", "preview"))
-                .await?
-                .1["result"]["render_secs"]
-                .as_f64()
-                .unwrap_or(0.0),
-        );
+        let (_, job) = warm
+            .latency(&small(&format!("preview {i}"), "high", "preview"))
+            .await?;
+        pre.push(job.result.map_or(0.0, |r| r.render_secs));
     }
     let (fin, pre) = (median(fin), median(pre));
     figure(

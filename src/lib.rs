@@ -14,6 +14,8 @@ pub mod bus;
 #[cfg(feature = "service")]
 pub mod cache;
 #[cfg(feature = "service")]
+pub mod client;
+#[cfg(feature = "service")]
 pub mod components;
 #[cfg(feature = "service")]
 pub mod config;

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use manimd::client::Client;
+use manimd::jobs::JobStatus;
 use serde_json::{json, Value};
 
 pub struct LoadOptions {
@@ -97,101 +99,91 @@ fn submission(i: usize) -> (Value, Option<Vec<u8>>) {
 }
 
 pub async fn run(opts: &LoadOptions) -> anyhow::Result<Report> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(key) = &opts.api_key {
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {key}").parse()?,
-        );
-    }
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?;
-    let server = opts.server.trim_end_matches('/').to_owned();
-    let health = |c: reqwest::Client, s: String| async move {
-        c.get(format!("{s}/health"))
-            .send()
-            .await?
-            .json::<Value>()
-            .await
-    };
+    let client = Client::new(&opts.server, opts.api_key.as_deref())?;
+    let rss = |h: &Value| h["memory"]["rss_bytes"].as_u64().unwrap_or(0);
     let mut report = Report {
-        server_rss_before: health(client.clone(), server.clone()).await?["memory"]["rss_bytes"]
-            .as_u64()
-            .unwrap_or(0),
+        server_rss_before: rss(&client.health().await?),
         ..Report::default()
     };
     // Sample the server's memory throughout.
     let max_rss = Arc::new(AtomicU64::new(report.server_rss_before));
     let sampler = {
-        let (c, s, max) = (client.clone(), server.clone(), Arc::clone(&max_rss));
+        let (client, max) = (client.clone(), Arc::clone(&max_rss));
         tokio::spawn(async move {
             loop {
-                if let Ok(h) = health(c.clone(), s.clone()).await {
-                    max.fetch_max(
-                        h["memory"]["rss_bytes"].as_u64().unwrap_or(0),
-                        Ordering::Relaxed,
-                    );
+                if let Ok(h) = client.health().await {
+                    max.fetch_max(rss(&h), Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         })
     };
     let started = Instant::now();
+    let accepted = send(&client, opts, started, &mut report).await?;
+    report.lost = wait(&client, accepted, opts.deadline, &mut report).await?;
+    report.elapsed = started.elapsed();
+    sampler.abort();
+    report.health_after = client.health().await?;
+    report.server_rss_after = rss(&report.health_after);
+    report.server_max_rss_bytes = max_rss.load(Ordering::Relaxed).max(report.server_rss_after);
+    Ok(report)
+}
+
+/// Sends the submissions at the set rate; returns the ids accepted.
+async fn send(
+    client: &Client,
+    opts: &LoadOptions,
+    started: Instant,
+    report: &mut Report,
+) -> anyhow::Result<Vec<String>> {
     let interval = Duration::from_secs_f64(1.0 / opts.rate.max(0.1));
     let mut accepted = Vec::new();
     for i in 0..opts.count {
         let due = started + interval * i as u32;
         tokio::time::sleep_until(due.into()).await;
         let (body, raw) = submission(i);
-        let req = client.post(format!("{server}/v1/renders"));
-        let req = match raw {
-            Some(bytes) => req.header("content-type", "application/json").body(bytes),
-            None => req.json(&body),
-        };
+        let body = raw.unwrap_or_else(|| body.to_string().into_bytes());
         report.sent += 1;
-        let r = match req.send().await {
-            Ok(r) => r,
+        match client.submit_raw(body).await {
+            Ok((202, Some(job))) => {
+                report.accepted += 1;
+                accepted.push(job.id);
+            }
+            Ok((429, _)) => report.refused_429 += 1,
+            Ok((code, _)) => *report.refused.entry(code).or_default() += 1,
             // The server answers an oversized body with 413 from its
             // Content-Length and closes the connection before reading it.
-            Err(_) => {
-                *report.refused.entry(413).or_default() += 1;
-                continue;
-            }
-        };
-        match r.status().as_u16() {
-            202 => {
-                report.accepted += 1;
-                let job: Value = r.json().await?;
-                accepted.push(job["id"].as_str().unwrap_or_default().to_owned());
-            }
-            429 => report.refused_429 += 1,
-            code => *report.refused.entry(code).or_default() += 1,
+            Err(_) => *report.refused.entry(413).or_default() += 1,
         }
     }
-    let deadline = Instant::now() + opts.deadline;
-    let mut pending = accepted;
+    Ok(accepted)
+}
+
+/// Polls the accepted jobs until they end or the deadline passes; returns
+/// how many never ended.
+async fn wait(
+    client: &Client,
+    mut pending: Vec<String>,
+    deadline: Duration,
+    report: &mut Report,
+) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + deadline;
     while !pending.is_empty() && Instant::now() < deadline {
         let mut still = Vec::new();
         for id in pending {
-            let job: Value = client
-                .get(format!("{server}/v1/renders/{id}"))
-                .send()
-                .await?
-                .json()
-                .await?;
-            match job["status"].as_str() {
-                Some("succeeded") => {
+            let job = client.job(&id).await?;
+            match job.status {
+                JobStatus::Succeeded => {
                     report.succeeded += 1;
-                    if job["result"]["cache_hit"] == true {
+                    if job.result.is_some_and(|r| r.cache_hit) {
                         report.cache_hits += 1;
                     }
                 }
-                Some("failed") => {
-                    let code = job["error"]["code"].as_str().unwrap_or("?").to_owned();
+                JobStatus::Failed => {
+                    let code = job.error.map_or("?".into(), |e| e.code.to_string());
                     *report.failed.entry(code).or_default() += 1;
                 }
-                Some("canceled") => report.canceled += 1,
+                JobStatus::Canceled => report.canceled += 1,
                 _ => still.push(id),
             }
         }
@@ -200,15 +192,7 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<Report> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    report.lost = pending.len();
-    report.elapsed = started.elapsed();
-    sampler.abort();
-    report.health_after = health(client.clone(), server.clone()).await?;
-    report.server_rss_after = report.health_after["memory"]["rss_bytes"]
-        .as_u64()
-        .unwrap_or(0);
-    report.server_max_rss_bytes = max_rss.load(Ordering::Relaxed).max(report.server_rss_after);
-    Ok(report)
+    Ok(pending.len())
 }
 
 pub fn print(r: &Report, leftovers: Option<(usize, usize)>) {

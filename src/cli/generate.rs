@@ -3,16 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
-
-use futures::StreamExt;
 
 use super::GenerateArgs;
 use manimd::api::{GenerationRequest, JobView};
+use manimd::client::{Client, ClientError};
 use manimd::job_error::{ErrorCode, JobError};
 use manimd::jobs::JobStatus;
 use manimd::spec::Format;
-use manimd::sse;
 
 pub async fn run(args: GenerateArgs) -> ExitCode {
     match generate(args).await {
@@ -40,7 +37,6 @@ fn describe(err: &serde_json::Value) -> String {
 }
 
 async fn generate(args: GenerateArgs) -> Result<(), u8> {
-    let server = args.server.trim_end_matches('/').to_owned();
     let format = args.format.unwrap_or(Format::Mp4);
     let req = GenerationRequest {
         prompt: args.prompt.clone(),
@@ -51,39 +47,25 @@ async fn generate(args: GenerateArgs) -> Result<(), u8> {
         max_attempts: args.max_attempts,
         api_key: None,
     };
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(key) = &args.api_key {
-        let value =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).map_err(fail)?;
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-    }
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .default_headers(headers)
-        .build()
-        .map_err(fail)?;
-    let resp = client
-        .post(format!("{server}/v1/generations"))
-        .json(&req)
-        .send()
-        .await
-        .map_err(|e| fail(format!("cannot reach {server}: {e}")))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.map_err(fail)?;
-    if !status.is_success() {
-        eprintln!("error{}", describe(&body["error"]));
-        return Err(if status.is_client_error() { 2 } else { 1 });
-    }
-    let job: JobView = serde_json::from_value(body).map_err(fail)?;
+    let client = Client::new(&args.server, args.api_key.as_deref()).map_err(fail)?;
+    let job = match client.generate(&req).await {
+        Ok(job) => job,
+        Err(ClientError::Api { status, error }) => {
+            eprintln!(
+                "error{}",
+                describe(&serde_json::to_value(&error).unwrap_or_default())
+            );
+            return Err(if (400..500).contains(&status) { 2 } else { 1 });
+        }
+        Err(e) => return Err(fail(format!("{}: {e}", client.base()))),
+    };
     let say = |line: String| {
         if !args.quiet {
             eprintln!("{line}");
         }
     };
     say(format!("queued as {}", job.id));
-    let fin = follow(&client, &server, &job.id, &args, &say)
-        .await
-        .map_err(fail)?;
+    let fin = follow(&client, &job.id, &args, &say).await.map_err(fail)?;
     match fin.status {
         JobStatus::Succeeded => {
             let result = fin
@@ -93,17 +75,10 @@ async fn generate(args: GenerateArgs) -> Result<(), u8> {
             let out = args.output.clone().unwrap_or_else(|| {
                 PathBuf::from(format!("generation.{}", result.format.extension()))
             });
-            let bytes = client
-                .get(format!("{server}{}", fin.links.video))
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(fail)?
-                .bytes()
+            client
+                .download(&fin.links.video, &out)
                 .await
                 .map_err(fail)?;
-            std::fs::write(&out, &bytes)
-                .map_err(|e| fail(format!("cannot write {}: {e}", out.display())))?;
             if let Some(g) = &fin.generation {
                 say(format!(
                     "done in {} attempt(s): {} prompt + {} completion tokens, {:.1} s rendering",
@@ -132,58 +107,48 @@ async fn generate(args: GenerateArgs) -> Result<(), u8> {
 
 /// Follows the job's events, printing stages and attempts, until it ends.
 async fn follow(
-    client: &reqwest::Client,
-    server: &str,
+    client: &Client,
     id: &str,
     args: &GenerateArgs,
     say: &impl Fn(String),
 ) -> Result<JobView, String> {
-    let resp = client
-        .get(format!("{server}/v1/renders/{id}/events"))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| e.to_string())?;
-    let mut stream = resp.bytes_stream();
-    let mut sse = sse::Decoder::new(super::MAX_EVENT_LINE);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        for event in sse.feed(&chunk).map_err(|e| e.to_string())? {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&event.data) else {
-                continue;
-            };
-            match event.event.as_str() {
-                "status" => {
-                    if let Ok(view) = serde_json::from_value::<JobView>(v) {
-                        if view.status.is_terminal() {
-                            return Ok(view);
-                        }
+    let mut events = client.events(id).await.map_err(|e| e.to_string())?;
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| e.to_string())?;
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&event.data) else {
+            continue;
+        };
+        match event.event.as_str() {
+            "status" => {
+                if let Ok(view) = serde_json::from_value::<JobView>(v) {
+                    if view.status.is_terminal() {
+                        return Ok(view);
                     }
                 }
-                "stage" => {
-                    let stage = v["stage"].as_str().unwrap_or("");
-                    match v["attempt"].as_u64() {
-                        Some(n) if n > 0 => say(format!("attempt {n}: {stage}")),
-                        _ => say(stage.to_owned()),
-                    }
-                }
-                "delta" if args.show_code && !args.quiet => {
-                    eprint!("{}", v["text"].as_str().unwrap_or(""));
-                }
-                "attempt" => {
-                    let n = v["number"].as_u64().unwrap_or(0);
-                    if v["error"].is_object() {
-                        say(format!(
-                            "attempt {n} failed in {}: {}",
-                            v["failed_in"].as_str().unwrap_or("?"),
-                            describe(&v["error"])
-                        ));
-                    } else {
-                        say(format!("attempt {n} succeeded"));
-                    }
-                }
-                _ => {}
             }
+            "stage" => {
+                let stage = v["stage"].as_str().unwrap_or("");
+                match v["attempt"].as_u64() {
+                    Some(n) if n > 0 => say(format!("attempt {n}: {stage}")),
+                    _ => say(stage.to_owned()),
+                }
+            }
+            "delta" if args.show_code && !args.quiet => {
+                eprint!("{}", v["text"].as_str().unwrap_or(""));
+            }
+            "attempt" => {
+                let n = v["number"].as_u64().unwrap_or(0);
+                if v["error"].is_object() {
+                    say(format!(
+                        "attempt {n} failed in {}: {}",
+                        v["failed_in"].as_str().unwrap_or("?"),
+                        describe(&v["error"])
+                    ));
+                } else {
+                    say(format!("attempt {n} succeeded"));
+                }
+            }
+            _ => {}
         }
     }
     Err("the event stream ended before the job did".into())

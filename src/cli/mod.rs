@@ -16,10 +16,6 @@ use manimd::config::{Config, DEFAULT_DATA_DIR, DEFAULT_RUNTIME_DIR};
 use manimd::server::defaults;
 use manimd::spec::{Encoding, Engine, Format, Quality};
 
-/// The longest line of a job's event stream the CLI reads: an event holds
-/// at most a job's record, a generation's code included.
-const MAX_EVENT_LINE: usize = 8 << 20;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "manimd",

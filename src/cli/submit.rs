@@ -3,13 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use futures::StreamExt;
 use indicatif::ProgressBar;
 
 use super::{report, SubmitArgs};
 use manimd::api::{JobView, RenderRequest};
+use manimd::client::{Client, ClientError};
 use manimd::job_error::{ErrorCode, JobError};
 use manimd::jobs::JobStatus;
 use manimd::protocol::UserError;
@@ -39,7 +38,6 @@ fn print_api_error(body: &serde_json::Value, file: &Path, code: &str) {
 
 async fn submit(args: SubmitArgs) -> Result<(), u8> {
     let code = super::render::read_scene_file(&args.file).map_err(fail)?;
-    let server = args.server.trim_end_matches('/').to_owned();
     let format = args.format.unwrap_or(Format::Mp4);
     let req = RenderRequest {
         code: code.clone(),
@@ -53,37 +51,23 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
         narration: args.narration.then_some(true),
         ..Default::default()
     };
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(key) = &args.api_key {
-        let value =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).map_err(fail)?;
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-    }
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .default_headers(headers)
-        .build()
-        .map_err(fail)?;
-    let resp = client
-        .post(format!("{server}/v1/renders"))
-        .json(&req)
-        .send()
-        .await
-        .map_err(|e| fail(format!("cannot reach {server}: {e}")))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.map_err(fail)?;
-    if !status.is_success() {
-        print_api_error(&body, &args.file, &code);
-        return Err(if status.is_client_error() && status.as_u16() != 422 {
-            2
-        } else {
-            1
-        });
-    }
-    let job: JobView = serde_json::from_value(body).map_err(fail)?;
+    let client = Client::new(&args.server, args.api_key.as_deref()).map_err(fail)?;
+    let job = match client.submit(&req).await {
+        Ok(job) => job,
+        Err(ClientError::Api { status, error }) => {
+            print_api_error(&serde_json::json!({ "error": error }), &args.file, &code);
+            // A request the server cannot take (not the scene's fault) is 2.
+            return Err(if (400..500).contains(&status) && status != 422 {
+                2
+            } else {
+                1
+            });
+        }
+        Err(e) => return Err(fail(format!("{}: {e}", client.base()))),
+    };
     let bar = super::render::progress_bar(args.quiet);
     bar.set_message(format!("queued as {}", job.id));
-    let fin = follow(&client, &server, &job.id, &bar).await;
+    let fin = follow(&client, &job.id, &bar).await;
     bar.finish_and_clear();
     let fin = fin.map_err(fail)?;
     match fin.status {
@@ -100,17 +84,10 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
                     .unwrap_or_else(|| "scene".into());
                 stem.with_extension(result.format.extension())
             });
-            let bytes = client
-                .get(format!("{server}{}", fin.links.video))
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(fail)?
-                .bytes()
+            client
+                .download(&fin.links.video, &out)
                 .await
                 .map_err(fail)?;
-            std::fs::write(&out, &bytes)
-                .map_err(|e| fail(format!("cannot write {}: {e}", out.display())))?;
             if let Some(n) = &result.notice {
                 eprintln!("note[{}]: {}", n.code, n.message);
             }
@@ -129,48 +106,30 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
 }
 
 /// Follows the job's event stream until its final state.
-async fn follow(
-    client: &reqwest::Client,
-    server: &str,
-    id: &str,
-    bar: &ProgressBar,
-) -> Result<JobView, String> {
-    let resp = client
-        .get(format!("{server}/v1/renders/{id}/events"))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| e.to_string())?;
-    let mut stream = resp.bytes_stream();
-    let mut sse = sse::Decoder::new(super::MAX_EVENT_LINE);
-    let mut last: Option<JobView> = None;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        for sse::Event { event, data, .. } in sse.feed(&chunk).map_err(|e| e.to_string())? {
-            if event == "status" {
-                if let Ok(view) = serde_json::from_str::<JobView>(&data) {
-                    bar.set_message(view.status.as_str());
-                    let done = view.status.is_terminal();
-                    last = Some(view);
-                    if done {
-                        return Ok(last.expect("just set"));
-                    }
+async fn follow(client: &Client, id: &str, bar: &ProgressBar) -> Result<JobView, String> {
+    let mut events = client.events(id).await.map_err(|e| e.to_string())?;
+    while let Some(event) = events.next().await {
+        let sse::Event { event, data, .. } = event.map_err(|e| e.to_string())?;
+        if event == "status" {
+            if let Ok(view) = serde_json::from_str::<JobView>(&data) {
+                bar.set_message(view.status.as_str());
+                if view.status.is_terminal() {
+                    return Ok(view);
                 }
-            } else if let Ok(p) = serde_json::from_str::<serde_json::Value>(&data) {
-                let scene = p["scene"].as_str().unwrap_or("");
-                match p["event"].as_str() {
-                    Some("animation") => bar.set_message(format!(
-                        "{scene}: animation {} {}",
-                        p["index"],
-                        p["name"].as_str().unwrap_or("")
-                    )),
-                    Some("frames") => bar.set_message(format!("{scene}: {} frames", p["frames"])),
-                    Some("scene-finished") => bar.set_message(format!("{scene}: done; encoding")),
-                    _ => {}
-                }
+            }
+        } else if let Ok(p) = serde_json::from_str::<serde_json::Value>(&data) {
+            let scene = p["scene"].as_str().unwrap_or("");
+            match p["event"].as_str() {
+                Some("animation") => bar.set_message(format!(
+                    "{scene}: animation {} {}",
+                    p["index"],
+                    p["name"].as_str().unwrap_or("")
+                )),
+                Some("frames") => bar.set_message(format!("{scene}: {} frames", p["frames"])),
+                Some("scene-finished") => bar.set_message(format!("{scene}: done; encoding")),
+                _ => {}
             }
         }
     }
-    last.filter(|v| v.status.is_terminal())
-        .ok_or_else(|| "the event stream ended before the job did".to_string())
+    Err("the event stream ended before the job did".to_string())
 }

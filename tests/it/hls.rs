@@ -2,7 +2,7 @@
 //! animation): one init segment, keyframe-aligned fragments, a playlist
 //! that players read, and timing that adds up.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Narration: `narrate()` lines spoken into the video's sound track, the
 //! scene waiting for its speech, WebVTT subtitles, both TTS providers.
 
-mod common;
+use crate::common;
 
 use common::server::TestServer;
 

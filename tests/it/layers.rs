@@ -36,7 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["webhooks", "control", "components", "executor", "bus"],
     ),
     ("API domain", &["service"]),
-    ("edges", &["server", "cli", "bench", "load"]),
+    ("edges", &["server", "client", "cli", "bench", "load"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
@@ -145,7 +145,7 @@ fn every_module_has_a_layer() {
         .collect();
     assert!(
         unplaced.is_empty(),
-        "modules without a layer (add them to LAYERS in tests/layers.rs and to ARCHITECTURE.md): {unplaced:?}"
+        "modules without a layer (add them to LAYERS in tests/it/layers.rs and to ARCHITECTURE.md): {unplaced:?}"
     );
 }
 

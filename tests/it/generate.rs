@@ -2,7 +2,7 @@
 //! real server on port 0, real sandboxes and renders, the model's answers
 //! and failures scripted per test.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The HTTP service, started for real on port 0 and driven over HTTP with
 //! real renders: every endpoint, every error class, cancel, restart, flood.
 
-mod common;
+use crate::common;
 
 use common::server::TestServer;
 
@@ -1328,7 +1328,7 @@ async fn schemathesis_fuzzing_finds_no_5xx_and_no_schema_violation() {
         .args(["run", &format!("{}/openapi.json", s.url)])
         .args(["--checks", "not_a_server_error,response_schema_conformance"])
         // Without a model provider the generation calls answer 503
-        // llm-not-configured by design; tests/generate.rs covers them.
+        // llm-not-configured by design; the generate module covers them.
         .args(["--exclude-path-regex", "generat"])
         .args([
             "--phases",

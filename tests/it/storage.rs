@@ -2,7 +2,7 @@
 //! `--storage s3://…` against moto's server (`common::s3`), real renders,
 //! and the bucket read back independently of the server.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

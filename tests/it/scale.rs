@@ -1,6 +1,6 @@
 //! Scale-out: the job store on a real PostgreSQL, and nodes that share it.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! end with a clear outcome and leave nothing behind (no cgroup, so no
 //! process; no mount; no job area).
 
-mod common;
+use crate::common;
 
 use common::{spec, Harness};
 use manimd::limits::Limits;

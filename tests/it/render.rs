@@ -1,7 +1,7 @@
 //! Real renders with both engines, checked with ffprobe; every error code of
 //! the worker with the author's line numbers.
 
-mod common;
+use crate::common;
 
 use common::{assert_video, fixture, spec, Harness};
 use manimd::protocol::Progress;

@@ -1,6 +1,6 @@
 //! `manimd render` as a person runs it: the real binary, real renders.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

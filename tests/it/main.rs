@@ -1,0 +1,18 @@
+//! The integration tests, one binary with a module per resource: they
+//! render real scenes with the real engines in the real sandbox, start the
+//! real server on port 0, and drive the binary as a person would. They need
+//! root (sandboxes, cgroups, mounts) and `scripts/setup.sh`'s install.
+//! `common` is their harness.
+
+mod common;
+
+mod cli;
+mod generate;
+mod hls;
+mod layers;
+mod narration;
+mod render;
+mod scale;
+mod security;
+mod server;
+mod storage;
