@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
@@ -13,6 +12,8 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
+// Tokio's clock, so that tests can move time instead of waiting for it.
+use tokio::time::Instant;
 
 use super::error::ApiError;
 use crate::secret::Secret;
@@ -136,5 +137,27 @@ mod tests {
         );
         assert_ne!(fingerprint("a"), fingerprint("b"));
         assert_eq!(fingerprint("a").len(), 32);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_refills_at_its_rate_up_to_its_size() {
+        use std::time::Duration;
+        let auth = Auth::new(&[Secret::new("k").unwrap()], 60);
+        let fp = fingerprint("k");
+        for _ in 0..60 {
+            assert!(auth.take(&fp).is_ok());
+        }
+        assert_eq!(auth.take(&fp), Err(1), "one a second");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(auth.take(&fp), Err(1), "half a token is none");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(auth.take(&fp), Ok(()));
+        assert!(auth.take(&fp).is_err());
+        // An idle hour fills the bucket to its size, not beyond.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        for _ in 0..60 {
+            assert!(auth.take(&fp).is_ok());
+        }
+        assert!(auth.take(&fp).is_err());
     }
 }
