@@ -31,6 +31,57 @@ fn slow_scene(secs: u32) -> String {
     format!("from manim import *\nimport time\n\nclass Slow(Scene):\n    def construct(self):\n        self.play(Create(Circle()), run_time=0.2)\n        time.sleep({secs})\n        self.play(FadeOut(Circle()), run_time=0.2)\n")
 }
 
+/// A render's event stream with ids, times and counts taken out: what a
+/// client can rely on, in order. `frames` events are left out (they are
+/// throttled, so how many and where depends on timing; other tests check
+/// them), and finished pieces are listed apart, sorted: each is encoded on
+/// its own thread, so one may arrive after the next animation starts.
+fn sequence(events: &[(String, Value)]) -> (Vec<String>, Vec<u64>) {
+    let mut steps: Vec<String> = Vec::new();
+    let mut pieces = Vec::new();
+    for (name, data) in events {
+        let step = match (name.as_str(), data["event"].as_str()) {
+            ("status", _) => format!("status {}", data["status"].as_str().unwrap_or("?")),
+            ("progress", Some("partial-movie")) => {
+                pieces.push(data["index"].as_u64().unwrap_or(u64::MAX));
+                continue;
+            }
+            ("progress", Some("frames")) => continue,
+            ("progress", Some("ready")) => format!("ready {}", data["engine"]),
+            ("progress", Some("animation")) => {
+                format!(
+                    "animation {} {}",
+                    data["index"],
+                    data["name"].as_str().unwrap_or("")
+                )
+            }
+            ("progress", Some(kind)) => format!("{kind} {}", data["scene"].as_str().unwrap_or("")),
+            (other, _) => other.to_owned(),
+        };
+        // The state as first seen may still be `queued`; then it runs.
+        if steps.last() != Some(&step) && !(steps.is_empty() && step == "status queued") {
+            steps.push(step);
+        }
+    }
+    pieces.sort_unstable();
+    (steps, pieces)
+}
+
+fn expected_sequence() -> (Vec<String>, Vec<u64>) {
+    let steps = [
+        "status running",
+        "ready \"manim\"",
+        "scene-started Shapes",
+        "animation 0 Create(Circle)",
+        "animation 1 Transform(Circle)",
+        "animation 2 FadeOut(Circle)",
+        "animation 3 Wait(Mobject)",
+        "scene-finished Shapes",
+        "status succeeded",
+    ];
+    (steps.map(String::from).to_vec(), vec![0, 1, 2, 3])
+}
+
 #[tokio::test]
 async fn submit_follow_and_fetch_a_render() {
     let mut s = TestServer::start(opts(2)).await;
@@ -69,6 +120,7 @@ async fn submit_follow_and_fetch_a_render() {
         .filter_map(|(_, d)| d["status"].as_str())
         .collect();
     assert!(statuses.contains(&"running"), "{statuses:?}");
+    assert_eq!(sequence(&events), expected_sequence());
 
     let (_, job) = s.get(&format!("/v1/renders/{id}")).await;
     assert_eq!(job["status"], "succeeded");
