@@ -50,6 +50,8 @@ pub mod render;
 pub mod runtime;
 #[cfg(feature = "service")]
 pub mod sandbox;
+#[cfg(feature = "service")]
+pub mod scenes;
 pub mod secret;
 #[cfg(feature = "service")]
 pub mod server;

@@ -10,6 +10,7 @@ use super::{report, RenderArgs};
 use manimd::config::Config;
 use manimd::protocol::Progress;
 use manimd::render::{RenderError, Renderer};
+use manimd::scenes::{self, NoChoice};
 use manimd::spec::{Engine, Format, RenderSpec, SceneName};
 
 /// Scene files larger than this are refused (the server's body limit too).
@@ -75,15 +76,25 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
             .iter()
             .filter_map(|s| s.name.parse().ok())
             .collect();
-    } else if scenes.is_empty() && inspection.scenes.len() > 1 {
-        eprintln!(
-            "{} defines several scenes; name the ones to render, or pass --all:",
-            args.file.display()
-        );
-        for s in &inspection.scenes {
-            eprintln!("  {:<30} (line {})", s.name, s.line);
+    } else {
+        match scenes::choose(&inspection.scenes, &scenes) {
+            Ok(_) => {}
+            // At a terminal the fix is a usage one: list the scenes with
+            // their lines, and mention --all.
+            Err(NoChoice::Several { .. }) => {
+                eprintln!(
+                    "{} defines several scenes; name the ones to render, or pass --all:",
+                    args.file.display()
+                );
+                for s in &inspection.scenes {
+                    eprintln!("  {:<30} (line {})", s.name, s.line);
+                }
+                return Err(USAGE);
+            }
+            // The scene's fault, reported as a failed render (as the server
+            // refuses it), before any sandbox starts.
+            Err(no) => return Err(fail(&no.into(), &args.file, &code)),
         }
-        return Err(USAGE);
     }
 
     let output = args

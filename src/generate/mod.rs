@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::job_error::{ErrorCode, JobError};
+use crate::scenes::{self, NoChoice};
 use crate::spec::Engine;
 
 pub use check::{check_source, context_lines};
@@ -177,20 +178,23 @@ pub async fn inspect_one_scene(
         }
         e.to_error()
     })?;
-    match inspection.scenes.len() {
-        1 => Ok(()),
-        0 => Err(JobError::new(
+    // Stricter than a render request: nobody names a scene here, and the
+    // code must define exactly one (several is its own code, at the second
+    // one's line, so that a repair knows what to remove).
+    match scenes::choose(&inspection.scenes, &[]) {
+        Ok(_) => Ok(()),
+        Err(NoChoice::NoScene) => Err(JobError::new(
             ErrorCode::NoScene,
             "the file defines no Scene subclass; define exactly one",
         )),
-        _ => {
-            let names: Vec<_> = inspection.scenes.iter().map(|s| s.name.as_str()).collect();
+        Err(NoChoice::Several { available }) => {
             let message = format!(
                 "the file defines several scenes ({}); define exactly one",
-                names.join(", ")
+                available.join(", ")
             );
             Err(JobError::new(ErrorCode::SeveralScenes, message)
                 .with("line", inspection.scenes[1].line))
         }
+        Err(NoChoice::Missing { .. }) => unreachable!("no scene was named"),
     }
 }

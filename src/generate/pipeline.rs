@@ -57,97 +57,23 @@ pub async fn run(
     generation: &mut Generation,
     hooks: &impl Hooks,
 ) -> Outcome {
-    hooks.event(GenEvent::Stage {
-        stage: Stage::Planning,
-        attempt: 0,
-    });
-    let plan = match ask(
+    let run = Run {
         provider,
         key,
-        &prompt::storyboard(&task.prompt, task.narration),
+        task,
         hooks,
-        None,
-    )
-    .await
-    {
-        Ok(Some(c)) => c,
-        Ok(None) => return Outcome::Stopped,
-        Err(e) => return Outcome::Llm(e),
     };
-    let storyboard = plan.text.trim().to_owned();
-    generation.storyboard = Some(storyboard.clone());
-    generation.plan_prompt_tokens = plan.prompt_tokens;
-    generation.plan_completion_tokens = plan.completion_tokens;
-    generation.sum();
-    hooks.save(generation).await;
-
+    let storyboard = match run.plan(generation).await {
+        Ok(storyboard) => storyboard,
+        Err(outcome) => return outcome,
+    };
     let mut last: Option<(String, JobError)> = None;
     for number in 1..=task.max_attempts {
-        let (stage, messages) = match &last {
-            None => (
-                Stage::Writing,
-                prompt::code(task.engine, task.narration, &task.prompt, &storyboard),
-            ),
-            Some((code, error)) => (
-                Stage::Repairing,
-                prompt::repair(
-                    task.engine,
-                    task.narration,
-                    &task.prompt,
-                    &storyboard,
-                    code,
-                    error,
-                ),
-            ),
+        let attempt = match run.attempt(number, &storyboard, last.as_ref()).await {
+            Ok(attempt) => attempt,
+            Err(outcome) => return outcome,
         };
-        hooks.event(GenEvent::Stage {
-            stage,
-            attempt: number,
-        });
-        let answer = match ask(provider, key, &messages, hooks, Some(number)).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return Outcome::Stopped,
-            Err(e) => return Outcome::Llm(e),
-        };
-        let code = prompt::strip_fences(&answer.text);
-        let mut attempt = Attempt {
-            number,
-            code: code.clone(),
-            prompt_tokens: answer.prompt_tokens,
-            completion_tokens: answer.completion_tokens,
-            tokens_estimated: answer.estimated,
-            ..Attempt::default()
-        };
-        hooks.event(GenEvent::Stage {
-            stage: Stage::Checking,
-            attempt: number,
-        });
-        let checked = match check_source(&code, task.engine) {
-            Ok(()) => hooks.inspect(&code).await,
-            Err(e) => Err(e),
-        };
-        match checked {
-            Err(error) => {
-                attempt.error = Some(error);
-                attempt.failed_in = Some("check".into());
-            }
-            Ok(()) => {
-                hooks.event(GenEvent::Stage {
-                    stage: Stage::Rendering,
-                    attempt: number,
-                });
-                match hooks.render(&code).await {
-                    None => {}
-                    Some(Rendered::Ok { secs }) => attempt.render_secs = Some(secs),
-                    Some(Rendered::Failed { error, secs }) => {
-                        attempt.render_secs = Some(secs);
-                        attempt.error = Some(error);
-                        attempt.failed_in = Some("render".into());
-                    }
-                    Some(Rendered::Stopped) => return Outcome::Stopped,
-                }
-            }
-        }
+        let code = attempt.code.clone();
         let error = attempt.error.clone();
         generation.attempts.push(attempt.clone());
         generation.sum();
@@ -170,6 +96,116 @@ pub async fn run(
             ErrorCode::GenerationFailed,
             "no attempt was allowed",
         )),
+    }
+}
+
+/// One run's fixed parts; an `Err` of its steps is how the run ends early
+/// (stopped, or the model failed).
+struct Run<'a, H> {
+    provider: &'a Provider,
+    key: Option<&'a Secret>,
+    task: &'a Task,
+    hooks: &'a H,
+}
+
+impl<H: Hooks> Run<'_, H> {
+    /// Asks for the storyboard and records it (and its cost).
+    async fn plan(&self, generation: &mut Generation) -> Result<String, Outcome> {
+        self.hooks.event(GenEvent::Stage {
+            stage: Stage::Planning,
+            attempt: 0,
+        });
+        let messages = prompt::storyboard(&self.task.prompt, self.task.narration);
+        let plan = self.ask(&messages, None).await?;
+        let storyboard = plan.text.trim().to_owned();
+        generation.storyboard = Some(storyboard.clone());
+        generation.plan_prompt_tokens = plan.prompt_tokens;
+        generation.plan_completion_tokens = plan.completion_tokens;
+        generation.sum();
+        self.hooks.save(generation).await;
+        Ok(storyboard)
+    }
+
+    /// Attempt `number`: code from the model (written, or a repair of the
+    /// last attempt's code with its error), checked, then rendered. The
+    /// attempt's record says how it went; it is not saved yet.
+    async fn attempt(
+        &self,
+        number: u32,
+        storyboard: &str,
+        last: Option<&(String, JobError)>,
+    ) -> Result<Attempt, Outcome> {
+        let task = self.task;
+        let (stage, messages) = match last {
+            None => (
+                Stage::Writing,
+                prompt::code(task.engine, task.narration, &task.prompt, storyboard),
+            ),
+            Some((code, error)) => (
+                Stage::Repairing,
+                prompt::repair(
+                    task.engine,
+                    task.narration,
+                    &task.prompt,
+                    storyboard,
+                    code,
+                    error,
+                ),
+            ),
+        };
+        self.stage(stage, number);
+        let answer = self.ask(&messages, Some(number)).await?;
+        let mut attempt = Attempt {
+            number,
+            code: prompt::strip_fences(&answer.text),
+            prompt_tokens: answer.prompt_tokens,
+            completion_tokens: answer.completion_tokens,
+            tokens_estimated: answer.estimated,
+            ..Attempt::default()
+        };
+        self.check_and_render(&mut attempt).await?;
+        Ok(attempt)
+    }
+
+    /// Static checks and the sandbox's parse, then the render; a failure
+    /// goes into the attempt with where it happened (`check`, `render`).
+    async fn check_and_render(&self, attempt: &mut Attempt) -> Result<(), Outcome> {
+        let number = attempt.number;
+        self.stage(Stage::Checking, number);
+        let checked = match check_source(&attempt.code, self.task.engine) {
+            Ok(()) => self.hooks.inspect(&attempt.code).await,
+            Err(e) => Err(e),
+        };
+        if let Err(error) = checked {
+            attempt.error = Some(error);
+            attempt.failed_in = Some("check".into());
+            return Ok(());
+        }
+        self.stage(Stage::Rendering, number);
+        match self.hooks.render(&attempt.code).await {
+            None => {}
+            Some(Rendered::Ok { secs }) => attempt.render_secs = Some(secs),
+            Some(Rendered::Failed { error, secs }) => {
+                attempt.render_secs = Some(secs);
+                attempt.error = Some(error);
+                attempt.failed_in = Some("render".into());
+            }
+            Some(Rendered::Stopped) => return Err(Outcome::Stopped),
+        }
+        Ok(())
+    }
+
+    fn stage(&self, stage: Stage, attempt: u32) {
+        self.hooks.event(GenEvent::Stage { stage, attempt });
+    }
+
+    /// A model call; a stop or the model's failure ends the run.
+    async fn ask(&self, messages: &[Message], attempt: Option<u32>) -> Result<Completion, Outcome> {
+        match ask(self.provider, self.key, messages, self.hooks, attempt).await {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(Outcome::Stopped),
+            Err(e) => Err(Outcome::Llm(e)),
+        }
     }
 }
 

@@ -228,6 +228,69 @@ pub async fn start(
 pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<Node> {
     let lock = lock_data_dir(&config.data_dir)?;
     let renderer = Arc::new(Renderer::new(config)?);
+    let work_dir = reap_renders(&renderer, config).await?;
+    let (store, storage) = open_state(config, opts).await?;
+    let pool = Pool::new(
+        Arc::clone(&renderer),
+        PoolConfig {
+            size: opts.warm_pool,
+            idle_timeout: opts.warm_idle,
+            limits: config.limits.clone(),
+            prewarm: vec![Engine::Manim],
+        },
+    );
+    let mut tasks = vec![pool.spawn()];
+    let parts = Components {
+        store: store.clone(),
+        renderer,
+        pool: Arc::clone(&pool),
+        webhooks: Webhooks::new(opts.webhooks.clone()),
+        hub: Arc::new(Hub::default()),
+        storage,
+        metrics: Arc::new(Metrics::default()),
+        llm: Arc::new(Llm::new(opts.llm.clone())),
+        control: Control::new(store.clone()),
+    };
+    let executor = Executor::new(
+        ExecutorConfig {
+            workers: opts.workers,
+            lease: opts.lease,
+            max_attempts: opts.max_attempts,
+            limits: config.limits.clone(),
+            work_dir,
+        },
+        parts.clone(),
+    );
+    if store.is_shared() {
+        let control = Arc::clone(&parts.control);
+        tasks.extend(bus::start(store.clone(), Arc::clone(&parts.hub), control).await?);
+    }
+    tasks.extend(executor.start());
+    let service = Arc::new(Service::new(
+        ServiceConfig {
+            queue_capacity: opts.queue_capacity,
+            max_jobs_per_owner: opts.max_jobs_per_key,
+            limits: config.limits.clone(),
+            max_body_bytes: opts.max_body_bytes,
+            storage_serve: opts.storage_serve,
+        },
+        parts,
+        Arc::clone(&executor),
+    ));
+    tasks.push(spawn_expiry(Arc::clone(&service), opts.retention));
+    Ok(Node {
+        service,
+        tasks,
+        executor,
+        pool,
+        store,
+        _lock: lock,
+    })
+}
+
+/// Removes the sandboxes and scratch files of renders that a previous
+/// process left running; returns the (empty) scratch directory.
+async fn reap_renders(renderer: &Renderer, config: &Config) -> anyhow::Result<PathBuf> {
     let reaped = renderer.sandbox().reap().await;
     if reaped.cgroups + reaped.areas > 0 {
         tracing::warn!(
@@ -241,6 +304,12 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
     // in our own directory, safe to remove.
     let _ = std::fs::remove_dir_all(&work_dir);
     std::fs::create_dir_all(&work_dir)?;
+    Ok(work_dir)
+}
+
+/// Opens the job store and the file storage, and takes back what the
+/// previous process held in them: running jobs' leases, live streams.
+async fn open_state(config: &Config, opts: &ServeOptions) -> anyhow::Result<(Store, Storage)> {
     let store = match &opts.database {
         Some(url) => Store::open(url).await?,
         None => Store::open_sqlite(&config.data_dir.join("manimd.db")).await?,
@@ -258,73 +327,21 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
     // Like the scratch files: live streams of renders that were running.
     storage.reap_spool().await?;
     tracing::info!(storage = storage.kind(), serve = ?opts.storage_serve, "file storage");
-    let pool = Pool::new(
-        Arc::clone(&renderer),
-        PoolConfig {
-            size: opts.warm_pool,
-            idle_timeout: opts.warm_idle,
-            limits: config.limits.clone(),
-            prewarm: vec![Engine::Manim],
-        },
-    );
-    let mut tasks = vec![pool.spawn()];
-    let webhooks = Webhooks::new(opts.webhooks.clone());
-    let hub = Arc::new(Hub::default());
-    let parts = Components {
-        store: store.clone(),
-        renderer,
-        pool: Arc::clone(&pool),
-        webhooks,
-        hub: Arc::clone(&hub),
-        storage,
-        metrics: Arc::new(Metrics::default()),
-        llm: Arc::new(Llm::new(opts.llm.clone())),
-        control: Control::new(store.clone()),
-    };
-    let executor = Executor::new(
-        ExecutorConfig {
-            workers: opts.workers,
-            lease: opts.lease,
-            max_attempts: opts.max_attempts,
-            limits: config.limits.clone(),
-            work_dir,
-        },
-        parts.clone(),
-    );
-    if !embedded {
-        tasks.extend(bus::start(store.clone(), hub, Arc::clone(&parts.control)).await?);
-    }
-    tasks.extend(executor.start());
-    let service = Arc::new(Service::new(
-        ServiceConfig {
-            queue_capacity: opts.queue_capacity,
-            max_jobs_per_owner: opts.max_jobs_per_key,
-            limits: config.limits.clone(),
-            max_body_bytes: opts.max_body_bytes,
-            storage_serve: opts.storage_serve,
-        },
-        parts,
-        Arc::clone(&executor),
-    ));
-    let retention = opts.retention;
-    let svc = Arc::clone(&service);
-    tasks.push(tokio::spawn(async move {
+    Ok((store, storage))
+}
+
+/// Deletes expired jobs now and then (hourly, or at the retention when
+/// that is shorter), for as long as the node runs.
+fn spawn_expiry(service: Arc<Service>, retention: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         loop {
-            match svc.expire(retention).await {
+            match service.expire(retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(n, "deleted expired jobs"),
                 Err(err) => tracing::error!(%err, "cannot expire jobs"),
             }
             tokio::time::sleep(Duration::from_secs(3600).min(retention)).await;
         }
-    }));
-    Ok(Node {
-        service,
-        tasks,
-        executor,
-        pool,
-        store,
-        _lock: lock,
     })
 }
 

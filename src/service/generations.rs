@@ -1,7 +1,9 @@
 //! Generation operations: queue a generation job, or make checked code
 //! synchronously. Keys that requests bring go to memory only (`llm::Keys`).
 
-use super::{check_narration, invalid, Service, ServiceError};
+use super::error::invalid;
+use super::validate::check_narration;
+use super::{Service, ServiceError};
 use crate::api::{CodeGeneration, GenerationRequest};
 use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
 use crate::job_error::JobError;

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "narration",
             "config",
             "render",
+            "scenes",
             "pool",
             "hls",
             "llm",

@@ -1,0 +1,119 @@
+//! The render service's operations, independent of HTTP: submit, look up,
+//! list, cancel or delete, wait, fetch files, generate. Handlers call one
+//! of these and map the result; nothing here knows about status codes.
+//!
+//! This module holds the service itself (its parts and its draining flag);
+//! each kind of operation has its own file: `submit` (with the request's
+//! pure checks in `validate`), `lookup`, `files`, `generations`, `status`,
+//! and their one error type in `error`.
+
+mod error;
+mod files;
+mod generations;
+mod lookup;
+mod status;
+mod submit;
+mod validate;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::components::{Components, Llm};
+use crate::control::Control;
+use crate::events::Hub;
+use crate::executor::Executor;
+use crate::jobs::Store;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use crate::render::Renderer;
+use crate::storage::{ServeMode, Storage};
+use crate::webhooks::Webhooks;
+
+pub use error::ServiceError;
+pub use files::Delivery;
+
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    pub queue_capacity: u64,
+    /// Queued and running jobs allowed per API key.
+    pub max_jobs_per_owner: u64,
+    pub limits: Limits,
+    pub max_body_bytes: u64,
+    /// Whether finished files are streamed or redirected to the store.
+    pub storage_serve: ServeMode,
+}
+
+pub struct Service {
+    pub cfg: ServiceConfig,
+    pub store: Store,
+    pub renderer: Arc<Renderer>,
+    pub pool: Arc<Pool>,
+    pub executor: Arc<Executor>,
+    pub webhooks: Arc<Webhooks>,
+    pub hub: Arc<Hub>,
+    pub storage: Storage,
+    pub metrics: Arc<Metrics>,
+    pub llm: Arc<Llm>,
+    pub control: Arc<Control>,
+    pub started: Instant,
+    draining: AtomicBool,
+    /// Bounds the generations that run here rather than in a worker loop.
+    pub(crate) local_generations: Arc<tokio::sync::Semaphore>,
+    local_generations_max: usize,
+}
+
+impl Service {
+    pub fn new(cfg: ServiceConfig, parts: Components, executor: Arc<Executor>) -> Service {
+        let Components {
+            store,
+            renderer,
+            pool,
+            webhooks,
+            hub,
+            storage,
+            metrics,
+            llm,
+            control,
+        } = parts;
+        // Mostly waiting on the model; each may also start a sandbox.
+        let local_generations_max = executor.workers().max(1) * 2;
+        Service {
+            cfg,
+            store,
+            renderer,
+            pool,
+            executor,
+            webhooks,
+            hub,
+            storage,
+            metrics,
+            llm,
+            control,
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+            local_generations: Arc::new(tokio::sync::Semaphore::new(local_generations_max)),
+            local_generations_max,
+        }
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// A slot for a generation that runs in this process, or `GenerationsBusy`.
+    pub(crate) fn local_generation_slot(
+        &self,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ServiceError> {
+        Arc::clone(&self.local_generations)
+            .try_acquire_owned()
+            .map_err(|_| ServiceError::GenerationsBusy {
+                max: self.local_generations_max,
+            })
+    }
+}

@@ -1,0 +1,148 @@
+//! What the service says about itself: health, capabilities, metrics; and
+//! the periodic expiry of old jobs, which the node runs in the background.
+
+use std::time::Duration;
+
+use super::{Service, ServiceError};
+use crate::api;
+use crate::jobs::JobStatus;
+use crate::metrics;
+use crate::spec::{Engine, Format, Quality, MAX_FPS};
+use crate::storage::ServeMode;
+
+impl Service {
+    pub async fn health(&self) -> Result<api::Health, ServiceError> {
+        let (rss, vms) = metrics::process_memory();
+        let total = metrics::total_memory().max(1);
+        let busy = self.executor.busy() as u64;
+        let workers = self.executor.workers() as u64;
+        Ok(api::Health {
+            status: if self.is_draining() {
+                "draining".into()
+            } else {
+                "ok".into()
+            },
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            memory: api::Memory {
+                rss_bytes: rss,
+                vms_bytes: vms,
+                percent: (rss as f64 * 10000.0 / total as f64).round() / 100.0,
+            },
+            workers: api::Workers {
+                busy,
+                idle: workers.saturating_sub(busy),
+                warm: self.executor.warm() as u64,
+                rss_bytes: self.renderer.sandbox().memory_in_use(),
+            },
+            queue: api::Queue {
+                depth: self.store.count(JobStatus::Queued).await?,
+                capacity: self.cfg.queue_capacity,
+            },
+            database: self.store.dialect().name().into(),
+            storage: api::StorageInfo {
+                backend: self.storage.kind().into(),
+                serve: match self.cfg.storage_serve {
+                    ServeMode::Proxy => "proxy".into(),
+                    ServeMode::Redirect => "redirect".into(),
+                },
+            },
+        })
+    }
+
+    pub fn capabilities(&self) -> api::Capabilities {
+        let runtime = self.renderer.runtime();
+        let l = &self.cfg.limits;
+        api::Capabilities {
+            engines: Engine::ALL
+                .into_iter()
+                .map(|e| api::EngineInfo {
+                    name: e,
+                    version: crate::runtime::engine_version(e).into(),
+                    installed: runtime.is_installed(e),
+                    import: match e {
+                        Engine::Manim => "from manim import *".into(),
+                        Engine::Manimgl => "from manimlib import *".into(),
+                    },
+                })
+                .collect(),
+            qualities: Quality::ALL
+                .into_iter()
+                .map(|q| {
+                    let (width, height) = q.resolution();
+                    api::QualityInfo {
+                        name: q,
+                        width,
+                        height,
+                        fps: q.fps(),
+                    }
+                })
+                .collect(),
+            formats: Format::ALL
+                .into_iter()
+                .map(|f| api::FormatInfo {
+                    name: f,
+                    content_type: f.content_type().into(),
+                })
+                .collect(),
+            limits: api::LimitsInfo {
+                wall_secs: l.wall_secs,
+                memory_mib: l.memory_mib,
+                pids: l.pids,
+                output_mib: l.output_mib,
+                max_body_bytes: self.cfg.max_body_bytes,
+                max_fps: MAX_FPS,
+                network: l.network,
+            },
+            tex: crate::runtime::tex_available(),
+            sandbox: api::SandboxInfo {
+                cgroup_version: self.renderer.sandbox().cgroup_version(),
+            },
+            narration: {
+                use crate::narration::TtsConfig;
+                let (provider, voice, model) = match self.renderer.tts().config() {
+                    TtsConfig::Espeak { voice } => ("espeak", voice.clone(), None),
+                    TtsConfig::OpenAi { voice, model, .. } => {
+                        ("openai", voice.clone(), Some(model.clone()))
+                    }
+                };
+                api::NarrationInfo {
+                    provider: provider.into(),
+                    voice,
+                    model,
+                    formats: vec![Format::Mp4, Format::Mov, Format::Webm],
+                }
+            },
+            generation: self.llm.is_configured(),
+        }
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        let depth = self.store.count(JobStatus::Queued).await.unwrap_or(0);
+        let (rss, _) = metrics::process_memory();
+        self.metrics.render(
+            depth,
+            self.executor.busy() as u64,
+            rss,
+            self.renderer.sandbox().started_total(),
+        )
+    }
+
+    /// Deletes finished jobs (and their files) older than `retention`.
+    pub async fn expire(&self, retention: Duration) -> Result<usize, ServiceError> {
+        let before = crate::jobs::now_ms() - retention.as_millis() as i64;
+        let ids = self.store.expired(before).await?;
+        let mut deleted = 0;
+        for id in &ids {
+            // Files first; a job whose files cannot be deleted now is kept
+            // and tried again at the next expiry run.
+            if let Err(err) = self.storage.delete(id).await {
+                tracing::error!(%id, %err, "cannot delete an expired job's files");
+                continue;
+            }
+            self.store.delete(id).await?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,200 @@
+//! Submitting a render: the request's checks, then the cheapest way to an
+//! answer first: a finished identical render (shared files, no sandbox), an
+//! identical one in flight (followed), and only then a new queued job, once
+//! the queue has room and the code's scenes are known to exist.
+
+use super::error::{invalid, ServiceError};
+use super::validate::{validate, Validated};
+use super::Service;
+use crate::api::RenderRequest;
+use crate::cache::{self, KeyParts};
+use crate::jobs::{Job, JobId, JobStatus, NewJob};
+use crate::render::{Inspection, RenderError};
+use crate::scenes;
+use crate::spec::{Engine, RenderSpec};
+
+impl Service {
+    /// Checks a request, checks its code in a sandbox (syntax, scenes), and
+    /// stores it as a queued job. The job is durable when this returns.
+    pub async fn submit(
+        &self,
+        req: RenderRequest,
+        owner: Option<&str>,
+    ) -> Result<Job, ServiceError> {
+        if self.is_draining() {
+            return Err(ServiceError::ShuttingDown);
+        }
+        let checked = validate(&req)?;
+        let webhook_url = req.webhook_url.as_deref();
+        if let Some(url) = webhook_url {
+            self.webhooks
+                .check(url)
+                .await
+                .map_err(|e| invalid("webhook_url", e.to_string()))?;
+        }
+        let key = self.cache_key(&req.code, &checked, owner);
+        if let Some(job) = self.cached(&key, owner, webhook_url).await? {
+            return Ok(job);
+        }
+        self.check_capacity(owner).await?;
+        if let Some(job) = self.follow_in_flight(&key, owner, webhook_url).await? {
+            return Ok(job);
+        }
+        let inspection = self.inspect_scenes(&req.code, &checked).await?;
+        let spec = RenderSpec {
+            // As requested: an empty list stays empty (the file's one
+            // scene), as the cache key and the job's record say.
+            scenes: checked.scenes,
+            engine: checked
+                .engine
+                .or(inspection.engine)
+                .unwrap_or(Engine::Manim),
+            quality: checked.quality,
+            format: checked.format,
+            fps: checked.fps,
+            seed: checked.seed,
+            encoding: checked.encoding,
+            narration: checked.narration,
+            code: req.code,
+        };
+        let new = NewJob {
+            id: &JobId::new(),
+            spec: &spec,
+            cache_key: &key,
+            follows: None,
+            owner,
+            webhook_url,
+        };
+        let job = self.store.insert(&new).await?;
+        self.control.wake();
+        Ok(job)
+    }
+
+    /// What makes two requests the same render. The engine is the one
+    /// requested (not yet detected) and narration counts with its voice.
+    fn cache_key(&self, code: &str, checked: &Validated, owner: Option<&str>) -> String {
+        cache::key(&KeyParts {
+            owner,
+            code,
+            scenes: &checked.scenes,
+            engine: checked.engine,
+            quality: checked.quality,
+            format: checked.format,
+            fps: checked.fps.unwrap_or(checked.quality.fps()),
+            seed: checked.seed,
+            encoding: checked.encoding,
+            narration: checked
+                .narration
+                .then(|| self.renderer.tts().config().identity()),
+        })
+    }
+
+    /// Parses the code in a sandbox (a ready inspector when the pool has
+    /// one) and checks that the scenes to render exist, so that a job that
+    /// cannot render is refused now rather than failing in the queue.
+    async fn inspect_scenes(
+        &self,
+        code: &str,
+        checked: &Validated,
+    ) -> Result<Inspection, ServiceError> {
+        let inspection = match self.pool.take_inspector() {
+            Some(inspector) => self.renderer.inspect_with(inspector, code).await?,
+            None => self.renderer.inspect(code).await?,
+        };
+        scenes::choose(&inspection.scenes, &checked.scenes).map_err(RenderError::from)?;
+        Ok(inspection)
+    }
+
+    /// An identical request was rendered: a new job that shares its files,
+    /// without any sandbox.
+    async fn cached(
+        &self,
+        key: &str,
+        owner: Option<&str>,
+        webhook_url: Option<&str>,
+    ) -> Result<Option<Job>, ServiceError> {
+        let Some(source) = self.store.cached(key).await? else {
+            return Ok(None);
+        };
+        let id = JobId::new();
+        let Ok(result) = cache::share(&self.storage, &source, &id).await else {
+            return Ok(None);
+        };
+        let new = NewJob {
+            id: &id,
+            spec: &source.spec,
+            cache_key: key,
+            follows: None,
+            owner,
+            webhook_url,
+        };
+        let job = self.store.insert_done(&new, &result).await?;
+        self.metrics.cache_hit();
+        self.webhooks.job_ended(&job);
+        Ok(Some(job))
+    }
+
+    /// An identical request is queued or rendering: a new job that waits for
+    /// it and gets its outcome, so both share one render.
+    async fn follow_in_flight(
+        &self,
+        key: &str,
+        owner: Option<&str>,
+        webhook_url: Option<&str>,
+    ) -> Result<Option<Job>, ServiceError> {
+        let Some(leader) = self.store.in_flight(key).await? else {
+            return Ok(None);
+        };
+        let Some(leader_job) = self.store.get(&leader).await? else {
+            return Ok(None);
+        };
+        let job = self
+            .store
+            .insert(&NewJob {
+                id: &JobId::new(),
+                spec: &leader_job.spec,
+                cache_key: key,
+                follows: Some(&leader),
+                owner,
+                webhook_url,
+            })
+            .await?;
+        // The leader may have ended in between and handed out its outcome
+        // already: then this job is claimed like any other, and the claim
+        // finds the cached result.
+        if self
+            .get(&leader, None)
+            .await
+            .map(|j| j.status.is_terminal())
+            .unwrap_or(true)
+        {
+            self.store.unfollow(Some(&leader)).await?;
+            self.control.wake();
+        }
+        Ok(Some(job))
+    }
+
+    /// Room for one more job: the owner's quota, then the queue's capacity.
+    pub(super) async fn check_capacity(&self, owner: Option<&str>) -> Result<(), ServiceError> {
+        if let Some(owner) = owner {
+            let active = self.store.active(owner).await?;
+            if active >= self.cfg.max_jobs_per_owner {
+                return Err(ServiceError::QuotaExceeded {
+                    max: self.cfg.max_jobs_per_owner,
+                    retry_after_secs: 5,
+                });
+            }
+        }
+        let depth = self.store.count(JobStatus::Queued).await?;
+        if depth >= self.cfg.queue_capacity {
+            self.metrics.rejected();
+            // About how long until a slot frees: a few renders' worth per worker.
+            let per_worker = depth / self.executor.workers().max(1) as u64;
+            return Err(ServiceError::QueueFull {
+                capacity: self.cfg.queue_capacity,
+                retry_after_secs: (per_worker * 2).clamp(1, 120),
+            });
+        }
+        Ok(())
+    }
+}
