@@ -1,4 +1,7 @@
 //! `manimd render`: a local render through the same sandboxed pipeline.
+//! `render` reads as the command's steps: resolve the arguments, inspect,
+//! render with a progress display, deliver the files, report; each step
+//! owns its exit code (1 failed, 2 unusable, 130 interrupted).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,8 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{report, RenderArgs};
 use manimd::config::Config;
+use manimd::limits::Limits;
 use manimd::protocol::Progress;
-use manimd::render::{RenderError, Renderer};
+use manimd::render::{Inspection, RenderError, Rendered, Renderer};
 use manimd::scenes::{self, NoChoice};
 use manimd::spec::{Engine, Format, RenderSpec, SceneName};
 
@@ -35,12 +39,58 @@ fn usage(msg: impl std::fmt::Display) -> u8 {
 
 async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
     let code = read_scene_file(&args.file).map_err(usage)?;
-    let mut scenes = args
+    let scenes = args
         .scenes
         .iter()
         .map(|s| s.parse::<SceneName>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(usage)?;
+    let format = output_format(&args)?;
+    let limits = limits(config, &args);
+
+    let renderer = Renderer::new(config).map_err(|e| fail(&e, &args.file, &code))?;
+    let inspection = renderer
+        .inspect(&code)
+        .await
+        .map_err(|e| fail(&e, &args.file, &code))?;
+    let engine = args.engine.or(inspection.engine).unwrap_or(Engine::Manim);
+    let scenes = choose_scenes(&args, &inspection, scenes, &code)?;
+
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.file, format));
+    let spec = RenderSpec {
+        code,
+        scenes,
+        engine,
+        quality: args.quality,
+        format,
+        fps: args.fps,
+        seed: args.seed,
+        encoding: args.encoding,
+        narration: args.narration,
+    };
+    // Rendered next to the output, so that moving it there is a rename.
+    let out_dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = tempfile::Builder::new()
+        .prefix(".manimd-")
+        .tempdir_in(out_dir)
+        .map_err(|e| usage(format!("cannot write to {}: {e}", out_dir.display())))?;
+
+    let rendered =
+        render_showing_progress(&renderer, &spec, &limits, staging.path(), &args).await?;
+    let (output, subtitles) = deliver(&rendered, output, format)?;
+    summarize(&args, engine, &rendered, &output, subtitles.as_deref());
+    Ok(())
+}
+
+/// The format asked for, else the output's extension, else MP4; refused
+/// when narration is asked for a format without sound.
+fn output_format(args: &RenderArgs) -> Result<Format, u8> {
     let format = match (args.format, &args.output) {
         (Some(f), _) => f,
         (None, Some(out)) => out
@@ -56,6 +106,11 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
             format.extension()
         )));
     }
+    Ok(format)
+}
+
+/// The configured limits, with the command line's overrides.
+fn limits(config: &Config, args: &RenderArgs) -> Limits {
     let mut limits = config.limits.clone();
     if let Some(secs) = args.timeout {
         limits.wall_secs = secs;
@@ -63,83 +118,78 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
     if let Some(mib) = args.memory {
         limits.set_memory_mib(mib);
     }
+    limits
+}
 
-    let renderer = Renderer::new(config).map_err(|e| fail(&e, &args.file, &code))?;
-    let inspection = renderer
-        .inspect(&code)
-        .await
-        .map_err(|e| fail(&e, &args.file, &code))?;
-    let engine = args.engine.or(inspection.engine).unwrap_or(Engine::Manim);
+/// The scenes to render: all of them with `--all`, else those named, chosen
+/// by the service's own rule (`scenes::choose`). A file of several scenes
+/// with none named is a usage error that lists them; no scene, or a name
+/// the file lacks, fails as the server would refuse it, before any sandbox.
+fn choose_scenes(
+    args: &RenderArgs,
+    inspection: &Inspection,
+    named: Vec<SceneName>,
+    code: &str,
+) -> Result<Vec<SceneName>, u8> {
     if args.all {
-        scenes = inspection
+        return Ok(inspection
             .scenes
             .iter()
             .filter_map(|s| s.name.parse().ok())
-            .collect();
-    } else {
-        match scenes::choose(&inspection.scenes, &scenes) {
-            Ok(_) => {}
-            // At a terminal the fix is a usage one: list the scenes with
-            // their lines, and mention --all.
-            Err(NoChoice::Several { .. }) => {
-                eprintln!(
-                    "{} defines several scenes; name the ones to render, or pass --all:",
-                    args.file.display()
-                );
-                for s in &inspection.scenes {
-                    eprintln!("  {:<30} (line {})", s.name, s.line);
-                }
-                return Err(USAGE);
-            }
-            // The scene's fault, reported as a failed render (as the server
-            // refuses it), before any sandbox starts.
-            Err(no) => return Err(fail(&no.into(), &args.file, &code)),
-        }
+            .collect());
     }
+    match scenes::choose(&inspection.scenes, &named) {
+        Ok(_) => Ok(named),
+        // At a terminal the fix is a usage one: list the scenes with their
+        // lines, and mention --all.
+        Err(NoChoice::Several { .. }) => {
+            eprintln!(
+                "{} defines several scenes; name the ones to render, or pass --all:",
+                args.file.display()
+            );
+            for s in &inspection.scenes {
+                eprintln!("  {:<30} (line {})", s.name, s.line);
+            }
+            Err(USAGE)
+        }
+        Err(no) => Err(fail(&no.into(), &args.file, code)),
+    }
+}
 
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| default_output(&args.file, format));
-    let spec = RenderSpec {
-        code: code.clone(),
-        scenes,
-        engine,
-        quality: args.quality,
-        format,
-        fps: args.fps,
-        seed: args.seed,
-        encoding: args.encoding,
-        narration: args.narration,
-    };
-
-    let out_dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let staging = tempfile::Builder::new()
-        .prefix(".manimd-")
-        .tempdir_in(out_dir)
-        .map_err(|e| usage(format!("cannot write to {}: {e}", out_dir.display())))?;
-
+/// Renders with a spinner that shows the worker's progress; Ctrl-C stops
+/// the render, which exits 130.
+async fn render_showing_progress(
+    renderer: &Renderer,
+    spec: &RenderSpec,
+    limits: &Limits,
+    staging: &Path,
+    args: &RenderArgs,
+) -> Result<Rendered, u8> {
     let bar = progress_bar(args.quiet);
-    bar.set_message(format!("starting {engine}"));
+    bar.set_message(format!("starting {}", spec.engine));
     let result = renderer
-        .render(&spec, &limits, staging.path(), |p| show(&bar, &p), async {
+        .render(spec, limits, staging, |p| show(&bar, &p), async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await;
     bar.finish_and_clear();
-    let rendered = match result {
-        Ok(r) => r,
+    match result {
+        Ok(r) => Ok(r),
         Err(RenderError::Stopped(manimd::sandbox::Stopped::Canceled)) => {
             eprintln!("interrupted; the render was stopped");
-            return Err(INTERRUPTED);
+            Err(INTERRUPTED)
         }
-        Err(e) => return Err(fail(&e, &args.file, &code)),
-    };
+        Err(e) => Err(fail(&e, &args.file, &spec.code)),
+    }
+}
 
-    let mut output = output;
+/// Moves the video (a still becomes `.png`) and the subtitles (beside it,
+/// `.vtt`) out of the staging directory; returns where they went.
+fn deliver(
+    rendered: &Rendered,
+    mut output: PathBuf,
+    format: Format,
+) -> Result<(PathBuf, Option<PathBuf>), u8> {
     if rendered.media.still && format != Format::Png {
         output.set_extension("png");
     }
@@ -152,6 +202,18 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
             .map_err(|e| usage(format!("cannot write {}: {e}", vtt.display())))
     });
     let subtitles = subtitles.transpose()?;
+    Ok((output, subtitles))
+}
+
+/// What the render made: the paths on stdout (or one JSON summary with
+/// `--json`), a line about it on stderr unless quiet.
+fn summarize(
+    args: &RenderArgs,
+    engine: Engine,
+    rendered: &Rendered,
+    output: &Path,
+    subtitles: Option<&Path>,
+) {
     if let Some(notice) = &rendered.media.notice {
         eprintln!("note[{}]: {}", notice.code, notice.message);
     }
@@ -169,10 +231,10 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
             "narration": rendered.narration.as_ref().map(|n| &n.cues),
         });
         println!("{summary}");
-        return Ok(());
+        return;
     }
     println!("{}", output.display());
-    if let Some(vtt) = &subtitles {
+    if let Some(vtt) = subtitles {
         println!("{}", vtt.display());
     }
     if !args.quiet {
@@ -183,7 +245,6 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
             report::media(&rendered.media, rendered.bytes)
         );
     }
-    Ok(())
 }
 
 pub(super) fn read_scene_file(path: &Path) -> Result<String, String> {

@@ -1,28 +1,11 @@
-//! Just enough ISO BMFF to turn a finished H.264 MP4 into fragmented MP4:
-//! read its sample table, write an init segment and media fragments.
-//!
-//! The input comes from a sandbox, so it is hostile. Every read is
-//! bounds-checked, every sum or product of numbers taken from the file is
-//! checked, and every table is sized by the bytes that hold it rather than
-//! by the count it claims: a malformed file is an error, never a panic, an
-//! overflow, or an allocation larger than the file justifies.
-//!
-//! `read` walks the boxes down to the sample table and leaves each box to a
-//! small parser of its own (`stsz_sizes`, `stts_durations`, ...); the
-//! writers below it build the init segment and the fragments.
+//! The MP4 reader: from a finished file's bytes to its video [`Track`].
+//! Every read is bounds-checked and every table sized by the bytes that
+//! hold it (see the parent module), since the file comes from a sandbox.
 
-use std::ops::Range;
 use std::slice::ChunksExact;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum Mp4Error {
-    #[error("malformed MP4: {0}")]
-    Malformed(&'static str),
-    #[error("unsupported MP4: {0}")]
-    Unsupported(&'static str),
-}
-
-use Mp4Error::{Malformed, Unsupported};
+use super::Mp4Error::{self, Malformed, Unsupported};
+use super::{to_usize, Sample, Track};
 
 /// Samples per file accepted; a minute of 120 fps is 7,200.
 const MAX_SAMPLES: usize = 1_000_000;
@@ -32,24 +15,19 @@ const MAX_SAMPLES: usize = 1_000_000;
 const MAX_STSD: usize = 1 << 20;
 
 /// `N` bytes at `at`, or an error where the data ends first.
-fn bytes_at<const N: usize>(d: &[u8], at: usize) -> Result<[u8; N], Mp4Error> {
+pub(super) fn bytes_at<const N: usize>(d: &[u8], at: usize) -> Result<[u8; N], Mp4Error> {
     at.checked_add(N)
         .and_then(|end| d.get(at..end))
         .and_then(|b| b.try_into().ok())
         .ok_or(Malformed("truncated field"))
 }
 
-fn u32_at(d: &[u8], at: usize) -> Result<u32, Mp4Error> {
+pub(super) fn u32_at(d: &[u8], at: usize) -> Result<u32, Mp4Error> {
     bytes_at(d, at).map(u32::from_be_bytes)
 }
 
 fn u64_at(d: &[u8], at: usize) -> Result<u64, Mp4Error> {
     bytes_at(d, at).map(u64::from_be_bytes)
-}
-
-/// A count or index read from the file, as a `usize`.
-fn to_usize(n: u32) -> Result<usize, Mp4Error> {
-    usize::try_from(n).map_err(|_| Unsupported("a count too large for this machine"))
 }
 
 /// A box: its type, the whole box and its payload.
@@ -124,42 +102,6 @@ fn table(payload: &[u8], count_at: usize, width: usize) -> Result<ChunksExact<'_
         .and_then(|end| payload.get(start..end))
         .map(|entries| entries.chunks_exact(width))
         .ok_or(Malformed("a table is longer than its box"))
-}
-
-/// One video sample (frame).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sample {
-    pub offset: u64,
-    pub size: u32,
-    pub duration: u32,
-    /// Composition time offset (pts - dts).
-    pub cto: i32,
-    pub sync: bool,
-}
-
-/// A finished MP4's video track.
-#[derive(Clone, Debug)]
-pub struct Track {
-    pub timescale: u32,
-    pub width: u32,
-    pub height: u32,
-    /// The `stsd` box, copied into the init segment.
-    pub stsd: Vec<u8>,
-    /// The decoder configuration (`avcC`: SPS and PPS). Pieces with equal
-    /// configurations can share one init segment; their `stsd` boxes may
-    /// still differ in incidental boxes such as `btrt`.
-    pub codec_config: Vec<u8>,
-    /// Where presentation starts in media time (the encoder's B-frame
-    /// delay, from the edit list), so that playback starts at 0.
-    pub start: Option<u64>,
-    pub samples: Vec<Sample>,
-}
-
-impl Track {
-    pub fn duration(&self) -> u64 {
-        // At most MAX_SAMPLES (2^20) samples of at most 2^32: no overflow.
-        self.samples.iter().map(|s| u64::from(s.duration)).sum()
-    }
 }
 
 /// Reads the (first) video track of an MP4 file held in memory.
@@ -447,250 +389,3 @@ fn edit_start(trak: &[u8]) -> Option<u64> {
     }
     None
 }
-
-/// Appends a box: `body` writes its payload, then its size is filled in.
-/// Callers keep every box under 4 GiB (`read` caps the copied `stsd`,
-/// `fragment` checks its sizes first), so the size fits its 32 bits.
-fn put_box(out: &mut Vec<u8>, kind: &[u8; 4], body: impl FnOnce(&mut Vec<u8>)) {
-    let start = out.len();
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(kind);
-    body(out);
-    let size = (out.len() - start) as u32;
-    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
-}
-
-fn full(out: &mut Vec<u8>, version: u8, flags: u32) {
-    out.push(version);
-    out.extend_from_slice(&flags.to_be_bytes()[1..]);
-}
-
-const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
-
-/// The init segment (`ftyp` + `moov` with `mvex`) for fragments of `track`.
-pub fn init_segment(track: &Track) -> Vec<u8> {
-    let mut o = Vec::new();
-    put_box(&mut o, b"ftyp", |o| {
-        o.extend_from_slice(b"iso6");
-        o.extend_from_slice(&0u32.to_be_bytes());
-        o.extend_from_slice(b"iso6mp41");
-    });
-    put_box(&mut o, b"moov", |o| {
-        put_box(o, b"mvhd", |o| {
-            full(o, 0, 0);
-            o.extend_from_slice(&[0; 8]); // creation, modification
-            o.extend_from_slice(&track.timescale.to_be_bytes());
-            o.extend_from_slice(&0u32.to_be_bytes()); // duration: fragments say
-            o.extend_from_slice(&0x0001_0000u32.to_be_bytes()); // rate 1.0
-            o.extend_from_slice(&0x0100u16.to_be_bytes()); // volume 1.0
-            o.extend_from_slice(&[0; 10]);
-            MATRIX
-                .iter()
-                .for_each(|m| o.extend_from_slice(&m.to_be_bytes()));
-            o.extend_from_slice(&[0; 24]);
-            o.extend_from_slice(&2u32.to_be_bytes()); // next track id
-        });
-        put_box(o, b"trak", |o| {
-            put_box(o, b"tkhd", |o| {
-                full(o, 0, 3); // enabled, in movie
-                o.extend_from_slice(&[0; 8]);
-                o.extend_from_slice(&1u32.to_be_bytes()); // track id
-                o.extend_from_slice(&[0; 4]);
-                o.extend_from_slice(&0u32.to_be_bytes()); // duration
-                o.extend_from_slice(&[0; 8]);
-                o.extend_from_slice(&[0; 4]); // layer, alternate group
-                o.extend_from_slice(&[0; 4]); // volume, reserved
-                MATRIX
-                    .iter()
-                    .for_each(|m| o.extend_from_slice(&m.to_be_bytes()));
-                o.extend_from_slice(&(track.width << 16).to_be_bytes());
-                o.extend_from_slice(&(track.height << 16).to_be_bytes());
-            });
-            if let Some(start) = track.start {
-                // One edit over the whole (open-ended) stream, skipping the delay.
-                put_box(o, b"edts", |o| {
-                    put_box(o, b"elst", |o| {
-                        full(o, 1, 0);
-                        o.extend_from_slice(&1u32.to_be_bytes());
-                        o.extend_from_slice(&0u64.to_be_bytes());
-                        o.extend_from_slice(&start.to_be_bytes());
-                        o.extend_from_slice(&0x0001_0000u32.to_be_bytes());
-                    });
-                });
-            }
-            put_box(o, b"mdia", |o| {
-                put_box(o, b"mdhd", |o| {
-                    full(o, 0, 0);
-                    o.extend_from_slice(&[0; 8]);
-                    o.extend_from_slice(&track.timescale.to_be_bytes());
-                    o.extend_from_slice(&0u32.to_be_bytes());
-                    o.extend_from_slice(&0x55c4u16.to_be_bytes()); // "und"
-                    o.extend_from_slice(&[0; 2]);
-                });
-                put_box(o, b"hdlr", |o| {
-                    full(o, 0, 0);
-                    o.extend_from_slice(&[0; 4]);
-                    o.extend_from_slice(b"vide");
-                    o.extend_from_slice(&[0; 12]);
-                    o.extend_from_slice(b"VideoHandler\0");
-                });
-                put_box(o, b"minf", |o| {
-                    put_box(o, b"vmhd", |o| {
-                        full(o, 0, 1);
-                        o.extend_from_slice(&[0; 8]);
-                    });
-                    put_box(o, b"dinf", |o| {
-                        put_box(o, b"dref", |o| {
-                            full(o, 0, 0);
-                            o.extend_from_slice(&1u32.to_be_bytes());
-                            put_box(o, b"url ", |o| full(o, 0, 1));
-                        });
-                    });
-                    put_box(o, b"stbl", |o| {
-                        o.extend_from_slice(&track.stsd);
-                        for kind in [b"stts", b"stsc", b"stco"] {
-                            put_box(o, kind, |o| {
-                                full(o, 0, 0);
-                                o.extend_from_slice(&0u32.to_be_bytes());
-                            });
-                        }
-                        put_box(o, b"stsz", |o| {
-                            full(o, 0, 0);
-                            o.extend_from_slice(&[0; 8]);
-                        });
-                    });
-                });
-            });
-        });
-        put_box(o, b"mvex", |o| {
-            put_box(o, b"trex", |o| {
-                full(o, 0, 0);
-                o.extend_from_slice(&1u32.to_be_bytes()); // track id
-                o.extend_from_slice(&1u32.to_be_bytes()); // sample description
-                o.extend_from_slice(&[0; 12]);
-            });
-        });
-    });
-    o
-}
-
-/// One media fragment (`moof` + `mdat`) holding `samples` of `file`,
-/// starting at decode time `base` (in the track's timescale).
-///
-/// The samples are checked against `file` again: they usually come from
-/// `read` on the same file, but nothing here relies on that.
-pub fn fragment(
-    file: &[u8],
-    samples: &[Sample],
-    sequence: u32,
-    base: u64,
-) -> Result<Vec<u8>, Mp4Error> {
-    let data = samples
-        .iter()
-        .map(|s| {
-            let start = usize::try_from(s.offset).ok()?;
-            file.get(start..start.checked_add(to_usize(s.size).ok()?)?)
-        })
-        .collect::<Option<Vec<&[u8]>>>()
-        .ok_or(Malformed("a sample lies outside the file"))?;
-    // Box sizes are 32-bit: the trun (16 bytes a sample, plus a little for
-    // the boxes around it) and the mdat must each fit.
-    const TOO_BIG: Mp4Error = Unsupported("a fragment over 4 GiB");
-    let count = u32::try_from(samples.len()).map_err(|_| TOO_BIG)?;
-    let moof_len = samples
-        .len()
-        .checked_mul(16)
-        .and_then(|n| n.checked_add(256))
-        .ok_or(TOO_BIG)?;
-    let mdat_len = data
-        .iter()
-        .try_fold(8usize, |n, d| n.checked_add(d.len()))
-        .ok_or(TOO_BIG)?;
-    if u32::try_from(moof_len).is_err() || u32::try_from(mdat_len).is_err() {
-        return Err(TOO_BIG);
-    }
-
-    let mut o = Vec::with_capacity(moof_len.saturating_add(mdat_len));
-    let mut data_offset_at = 0;
-    put_box(&mut o, b"moof", |o| {
-        put_box(o, b"mfhd", |o| {
-            full(o, 0, 0);
-            o.extend_from_slice(&sequence.to_be_bytes());
-        });
-        put_box(o, b"traf", |o| {
-            put_box(o, b"tfhd", |o| {
-                full(o, 0, 0x02_0000); // default-base-is-moof
-                o.extend_from_slice(&1u32.to_be_bytes());
-            });
-            put_box(o, b"tfdt", |o| {
-                full(o, 1, 0);
-                o.extend_from_slice(&base.to_be_bytes());
-            });
-            put_box(o, b"trun", |o| {
-                // data offset, duration, size, flags and signed composition offsets
-                full(o, 1, 0x0001 | 0x0100 | 0x0200 | 0x0400 | 0x0800);
-                o.extend_from_slice(&count.to_be_bytes());
-                data_offset_at = o.len();
-                o.extend_from_slice(&0u32.to_be_bytes());
-                for s in samples {
-                    o.extend_from_slice(&s.duration.to_be_bytes());
-                    o.extend_from_slice(&s.size.to_be_bytes());
-                    let flags: u32 = if s.sync { 0x0200_0000 } else { 0x0101_0000 };
-                    o.extend_from_slice(&flags.to_be_bytes());
-                    o.extend_from_slice(&s.cto.to_be_bytes());
-                }
-            });
-        });
-    });
-    // The media data begins right after the mdat header.
-    let data_offset = o
-        .len()
-        .checked_add(8)
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or(TOO_BIG)?;
-    if let Some(field) = o.get_mut(data_offset_at..data_offset_at + 4) {
-        field.copy_from_slice(&data_offset.to_be_bytes());
-    }
-    put_box(&mut o, b"mdat", |o| {
-        for d in data {
-            o.extend_from_slice(d);
-        }
-    });
-    Ok(o)
-}
-
-/// Splits samples into segments that start on a sync sample and last at
-/// most `target` (in the track's timescale) where the keyframes allow:
-/// whole GOPs are gathered while they fit.
-pub fn segment_ranges(samples: &[Sample], target: u64) -> Vec<Range<usize>> {
-    // GOPs: from one sync sample to the next. Lengths saturate rather than
-    // wrap: they are sums of durations from the file.
-    let mut gops: Vec<(Range<usize>, u64)> = Vec::new();
-    for (i, s) in samples.iter().enumerate() {
-        match gops.last_mut() {
-            Some((range, length)) if !s.sync => {
-                range.end = i + 1;
-                *length = length.saturating_add(u64::from(s.duration));
-            }
-            _ => gops.push((i..i + 1, u64::from(s.duration))),
-        }
-    }
-    let mut out: Vec<Range<usize>> = Vec::new();
-    let mut length = 0u64;
-    for (range, gop) in gops {
-        match out.last_mut() {
-            Some(last) if length.saturating_add(gop) <= target => {
-                last.end = range.end;
-                length = length.saturating_add(gop);
-            }
-            _ => {
-                out.push(range);
-                length = gop;
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests;
