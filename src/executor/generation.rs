@@ -9,13 +9,12 @@ use std::sync::Mutex;
 use tokio::sync::mpsc;
 
 use super::Executor;
-use crate::control::Run;
+use crate::control::{Run, Stop};
 use crate::events::JobEvent;
 use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
 use crate::job_error::JobError;
-use crate::jobs::{Job, JobId, JobStatus};
+use crate::jobs::{Job, JobId};
 use crate::llm::LlmError;
-use crate::metrics::Outcome as Metric;
 use crate::protocol::Progress;
 use crate::render::RenderError;
 use crate::sandbox::Stopped;
@@ -125,15 +124,11 @@ impl Executor {
         &self,
         job: &Job,
         attempt: u32,
-        mut generation: Generation,
+        generation: Generation,
         run: &Run,
     ) {
         let id = job.id.clone();
         tracing::info!(engine = %job.spec.engine, "generation started");
-
-        // A key the request brought lives in memory only; after a restart
-        // it is gone, and the server's own key is not used in its place.
-        let key = self.llm.keys.get(&id);
         let hooks = JobHooks {
             exec: self,
             id: id.clone(),
@@ -144,82 +139,75 @@ impl Executor {
             scratch: Mutex::new(Vec::new()),
             renders: Default::default(),
         };
-        let outcome = if generation.own_key && key.is_none() {
-            Outcome::Llm(LlmError::KeyLost)
-        } else {
-            // A re-queued generation starts over.
-            generation.reset();
-            let task = Task {
-                prompt: generation.prompt.clone(),
-                engine: job.spec.engine,
-                narration: job.spec.narration,
-                max_attempts: generation.max_attempts,
-            };
-            generate::run(
-                &self.llm.provider,
-                key.as_ref(),
-                &task,
-                &mut generation,
-                &hooks,
-            )
-            .await
-        };
-        let reason = run.reason();
+        let outcome = self.generate(job, generation, &hooks).await;
         let mut final_job = job.clone();
         final_job.spec = hooks.spec.lock().expect("spec lock").clone();
-        match outcome {
-            Outcome::Done { attempt: n, .. } => {
-                tracing::info!(attempts = n, "generated a working scene");
-                let rendered = hooks.rendered.lock().expect("rendered lock").take();
-                match rendered {
-                    Some((r, warm)) => self.record(&final_job, attempt, Ok(r), reason, warm).await,
-                    None => {
-                        self.fail(&id, attempt, JobError::internal()).await;
-                    }
-                }
-            }
-            Outcome::Stopped => {
-                self.record(
-                    &final_job,
-                    attempt,
-                    Err(RenderError::Stopped(Stopped::Canceled)),
-                    reason,
-                    false,
-                )
-                .await
-            }
-            Outcome::Exhausted(error) => {
-                tracing::info!(code = "generation-failed", "generation failed");
-                self.fail(&id, attempt, error).await
-            }
-            Outcome::Llm(e) => {
-                tracing::info!(code = %e.code(), "generation failed at the model");
-                self.fail(&id, attempt, e.to_error()).await
-            }
-        }
+        let rendered = hooks.rendered.lock().expect("rendered lock").take();
+        self.record_generation(&final_job, attempt, outcome, rendered, run.reason())
+            .await;
         for dir in hooks.scratch.lock().expect("scratch lock").drain(..) {
             let _ = std::fs::remove_dir_all(dir);
         }
         self.llm.keys.remove(&id);
     }
 
-    /// Ends the job as failed with `error` (fenced).
-    async fn fail(&self, id: &JobId, attempt: u32, error: JobError) {
-        match self
-            .store
-            .finish(
-                id,
-                &self.owner,
-                attempt,
-                JobStatus::Failed,
-                Some(&error),
-                None,
-            )
-            .await
-        {
-            Ok(true) => self.metrics.job_finished(Metric::Failed, 0.0),
-            Ok(false) => tracing::warn!("lease lost: this outcome is dropped"),
-            Err(err) => tracing::error!(%err, "cannot record the outcome"),
+    /// Runs the pipeline from the start with the job's key, unless the
+    /// request brought a key that this process no longer has.
+    async fn generate(
+        &self,
+        job: &Job,
+        mut generation: Generation,
+        hooks: &JobHooks<'_>,
+    ) -> Outcome {
+        // A key the request brought lives in memory only; after a restart
+        // it is gone, and the server's own key is not used in its place.
+        let key = self.llm.keys.get(&job.id);
+        if generation.own_key && key.is_none() {
+            return Outcome::Llm(LlmError::KeyLost);
+        }
+        // A re-queued generation starts over.
+        generation.reset();
+        let task = Task {
+            prompt: generation.prompt.clone(),
+            engine: job.spec.engine,
+            narration: job.spec.narration,
+            max_attempts: generation.max_attempts,
+        };
+        let provider = &self.llm.provider;
+        generate::run(provider, key.as_ref(), &task, &mut generation, hooks).await
+    }
+
+    /// Records how the pipeline ended: the working scene's render (kept by
+    /// the hooks) as a render's outcome, a stop as a stopped render, and
+    /// anything else as a failure.
+    async fn record_generation(
+        &self,
+        job: &Job,
+        attempt: u32,
+        outcome: Outcome,
+        rendered: Option<(crate::render::Rendered, bool)>,
+        reason: Option<Stop>,
+    ) {
+        match outcome {
+            Outcome::Done { attempt: n, .. } => {
+                tracing::info!(attempts = n, "generated a working scene");
+                match rendered {
+                    Some((r, warm)) => self.record(job, attempt, Ok(r), reason, warm).await,
+                    None => self.fail(&job.id, attempt, JobError::internal()).await,
+                }
+            }
+            Outcome::Stopped => {
+                let stopped = Err(RenderError::Stopped(Stopped::Canceled));
+                self.record(job, attempt, stopped, reason, false).await
+            }
+            Outcome::Exhausted(error) => {
+                tracing::info!(code = "generation-failed", "generation failed");
+                self.fail(&job.id, attempt, error).await
+            }
+            Outcome::Llm(e) => {
+                tracing::info!(code = %e.code(), "generation failed at the model");
+                self.fail(&job.id, attempt, e.to_error()).await
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Where finished renders are kept: local disk (the default) or an
 //! S3-compatible object store, behind one small interface chosen by a URL
-//! (`Storage::open`).
+//! (`Storage::open`). This module owns that interface and the choice;
+//! `local` and `s3` are the two backends, `url` parses `--storage`.
 //!
 //! Every file lives under `<job id>/<attempt>/<name>` (with the bucket's
 //! prefix in front on S3), so a stale worker can never overwrite the files
@@ -13,20 +14,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use futures::StreamExt;
+use object_store::aws::AmazonS3;
 use object_store::path::Path as Key;
-use object_store::signer::Signer;
-use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, RetryConfig};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::job_error::ErrorCode;
 
 use crate::jobs::JobId;
 
+mod local;
+mod s3;
 mod url;
 pub use self::url::StorageUrl;
 
+use self::s3::Bucket;
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// `--storage` / `MANIMD_STORAGE` cannot be used; says why.
@@ -106,25 +107,12 @@ impl Object {
     /// Streams `len` bytes from `start` (both within `size`).
     pub async fn read(self, start: u64, len: u64) -> Result<ByteStream, StorageError> {
         match self.source {
-            Source::File(mut file) => {
-                file.seek(std::io::SeekFrom::Start(start)).await?;
-                let reader = tokio_util::io::ReaderStream::new(file.take(len));
-                Ok(reader.map_err(StorageError::Io).boxed())
-            }
+            Source::File(file) => local::read(file, start, len).await,
             Source::Memory(bytes) => {
                 let part = bytes.slice(start as usize..(start + len) as usize);
                 Ok(futures::stream::once(async { Ok(part) }).boxed())
             }
-            // An empty range is an error to S3; there is nothing to fetch.
-            Source::Remote { .. } if len == 0 => Ok(futures::stream::empty().boxed()),
-            Source::Remote { store, key } => {
-                let opts = GetOptions {
-                    range: Some(GetRange::Bounded(start..start + len)),
-                    ..Default::default()
-                };
-                let got = store.get_opts(&key, opts).await?;
-                Ok(got.into_stream().map_err(StorageError::from).boxed())
-            }
+            Source::Remote { store, key } => s3::read(store, key, start, len).await,
         }
     }
 }
@@ -142,13 +130,6 @@ pub struct Storage {
 enum Backend {
     Local,
     S3(Arc<Bucket>),
-}
-
-#[derive(Debug)]
-struct Bucket {
-    store: Arc<AmazonS3>,
-    /// Key prefix without trailing `/`; may be empty.
-    prefix: String,
 }
 
 impl Storage {
@@ -169,42 +150,12 @@ impl Storage {
                 endpoint,
                 region,
             } => {
-                let mut builder = AmazonS3Builder::from_env()
-                    .with_bucket_name(&bucket)
-                    .with_region(region.unwrap_or_else(|| "us-east-1".into()))
-                    .with_retry(RetryConfig {
-                        // A request waits on the store: fail within seconds
-                        // (503, retry later) rather than the default minutes.
-                        max_retries: 3,
-                        retry_timeout: Duration::from_secs(15),
-                        backoff: Default::default(),
-                    })
-                    .with_client_options(
-                        // The overall limit covers streaming a whole video
-                        // to a slow client through the proxy.
-                        ClientOptions::new()
-                            .with_connect_timeout(Duration::from_secs(5))
-                            .with_timeout(Duration::from_secs(600)),
-                    );
-                if let Some(endpoint) = endpoint {
-                    // Custom endpoints (MinIO, moto) expect path-style
-                    // requests; plain HTTP is for an endpoint on the LAN.
-                    builder = builder
-                        .with_allow_http(endpoint.starts_with("http://"))
-                        .with_virtual_hosted_style_request(false)
-                        .with_endpoint(endpoint);
-                }
-                let store = builder
-                    .build()
-                    .map_err(|e| StorageError::Url(e.to_string()))?;
+                let bucket = Bucket::open(&bucket, prefix, endpoint, region)?;
                 let spool = data_dir.join("live-spool");
                 std::fs::create_dir_all(&spool)?;
                 Ok(Storage {
                     spool,
-                    backend: Backend::S3(Arc::new(Bucket {
-                        store: Arc::new(store),
-                        prefix,
-                    })),
+                    backend: Backend::S3(Arc::new(bucket)),
                 })
             }
         }
@@ -242,27 +193,8 @@ impl Storage {
         files: &[(&Path, &str)],
     ) -> Result<(), StorageError> {
         match &self.backend {
-            Backend::Local => {
-                let dir = self.attempt_dir(id, attempt);
-                let files: Vec<(PathBuf, PathBuf)> = files
-                    .iter()
-                    .map(|(src, name)| (src.to_path_buf(), dir.join(name)))
-                    .collect();
-                blocking(move || {
-                    std::fs::create_dir_all(&dir)?;
-                    for (src, dst) in files {
-                        std::fs::rename(src, dst)?;
-                    }
-                    Ok(())
-                })
-                .await
-            }
-            Backend::S3(bucket) => {
-                for (src, name) in files {
-                    bucket.upload(src, bucket.key(id, attempt, name)).await?;
-                }
-                Ok(())
-            }
+            Backend::Local => local::publish(self.attempt_dir(id, attempt), files).await,
+            Backend::S3(bucket) => bucket.publish(id, attempt, files).await,
         }
     }
 
@@ -283,29 +215,9 @@ impl Storage {
                     self.attempt_dir(from, from_attempt),
                     self.attempt_dir(id, 1),
                 );
-                let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-                blocking(move || {
-                    std::fs::create_dir_all(&dst)?;
-                    for name in names {
-                        let (src, dst) = (src.join(&name), dst.join(&name));
-                        if std::fs::hard_link(&src, &dst).is_err() {
-                            std::fs::copy(&src, &dst)?;
-                        }
-                    }
-                    Ok(())
-                })
-                .await
+                local::share(src, dst, names).await
             }
-            Backend::S3(bucket) => {
-                for name in names {
-                    let (src, dst) = (
-                        bucket.key(from, from_attempt, name),
-                        bucket.key(id, 1, name),
-                    );
-                    bucket.store.copy(&src, &dst).await?;
-                }
-                Ok(())
-            }
+            Backend::S3(bucket) => bucket.share(from, from_attempt, id, names).await,
         }
     }
 
@@ -317,45 +229,8 @@ impl Storage {
         name: &str,
     ) -> Result<Object, StorageError> {
         match &self.backend {
-            Backend::Local => {
-                let path = self.attempt_dir(id, attempt).join(name);
-                let file = match tokio::fs::File::open(&path).await {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(StorageError::NotFound)
-                    }
-                    other => other?,
-                };
-                let meta = file.metadata().await?;
-                if !meta.is_file() {
-                    return Err(StorageError::NotFound);
-                }
-                Ok(Object {
-                    size: meta.len(),
-                    source: Source::File(file),
-                })
-            }
-            // A playlist is overwritten as it grows: a size from one
-            // request and bytes from another could mix two versions, so
-            // it is read whole in one request (it is a few kilobytes).
-            Backend::S3(bucket) if name.ends_with(".m3u8") => {
-                let key = bucket.key(id, attempt, name);
-                let bytes = bucket.store.get(&key).await?.bytes().await?;
-                Ok(Object {
-                    size: bytes.len() as u64,
-                    source: Source::Memory(bytes),
-                })
-            }
-            Backend::S3(bucket) => {
-                let key = bucket.key(id, attempt, name);
-                let meta = bucket.store.head(&key).await?;
-                Ok(Object {
-                    size: meta.size,
-                    source: Source::Remote {
-                        store: Arc::clone(&bucket.store),
-                        key,
-                    },
-                })
-            }
+            Backend::Local => local::object(&self.attempt_dir(id, attempt).join(name)).await,
+            Backend::S3(bucket) => bucket.object(id, attempt, name).await,
         }
     }
 
@@ -370,14 +245,7 @@ impl Storage {
     ) -> Result<Option<String>, StorageError> {
         match &self.backend {
             Backend::Local => Ok(None),
-            Backend::S3(bucket) => {
-                let key = bucket.key(id, attempt, name);
-                let url = bucket
-                    .store
-                    .signed_url(reqwest::Method::GET, &key, expires)
-                    .await?;
-                Ok(Some(url.to_string()))
-            }
+            Backend::S3(bucket) => bucket.presign(id, attempt, name, expires).await.map(Some),
         }
     }
 
@@ -399,11 +267,7 @@ impl Storage {
             return Ok(());
         };
         let dir = self.live_dir(id, attempt);
-        for name in names {
-            let key = bucket.key(id, attempt, &format!("live/{name}"));
-            bucket.upload(&dir.join(name), key).await?;
-        }
-        Ok(())
+        bucket.push_live(id, attempt, &dir, names).await
     }
 
     /// The live stream of an attempt is complete and uploaded: its local
@@ -420,13 +284,7 @@ impl Storage {
     /// with a bucket: on local disk the spool holds the published files.
     pub async fn reap_spool(&self) -> Result<(), StorageError> {
         if let Backend::S3(_) = self.backend {
-            let spool = self.spool.clone();
-            blocking(move || {
-                std::fs::remove_dir_all(&spool)?;
-                std::fs::create_dir_all(&spool)?;
-                Ok(())
-            })
-            .await?;
+            local::empty(self.spool.clone()).await?;
         }
         Ok(())
     }
@@ -434,161 +292,28 @@ impl Storage {
     /// The stored files of a job, as `<attempt>/<name>`, sorted.
     pub async fn list(&self, id: &JobId) -> Result<Vec<String>, StorageError> {
         let mut names = match &self.backend {
-            Backend::Local => {
-                let dir = self.spool.join(id.as_str());
-                blocking(move || list_files(&dir, &dir)).await?
-            }
-            Backend::S3(bucket) => {
-                let prefix = bucket.key_prefix(id);
-                let metas: Vec<_> = bucket.store.list(Some(&prefix)).try_collect().await?;
-                metas
-                    .iter()
-                    .filter_map(|m| m.location.prefix_match(&prefix))
-                    .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>())
-                    .map(|parts| parts.join("/"))
-                    .collect()
-            }
+            Backend::Local => local::list(self.spool.join(id.as_str())).await?,
+            Backend::S3(bucket) => bucket.list(id).await?,
         };
         names.sort();
         Ok(names)
     }
 
-    /// Removes every file of a job, all attempts and the live stream.
+    /// Removes every file of a job, all attempts and the live stream (on
+    /// S3, the spool's copy too).
     pub async fn delete(&self, id: &JobId) -> Result<(), StorageError> {
-        let dir = self.spool.join(id.as_str());
-        blocking(move || match std::fs::remove_dir_all(dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        })
-        .await?;
+        local::remove_all(self.spool.join(id.as_str())).await?;
         if let Backend::S3(bucket) = &self.backend {
-            let prefix = bucket.key_prefix(id);
-            let keys = bucket
-                .store
-                .list(Some(&prefix))
-                .map_ok(|m| m.location)
-                .boxed();
-            let deleted = bucket.store.delete_stream(keys);
-            deleted
-                .try_for_each(|_| async { Ok(()) })
-                .await
-                .or_else(|e| match e {
-                    object_store::Error::NotFound { .. } => Ok(()),
-                    e => Err(StorageError::Remote(e)),
-                })?;
+            bucket.delete(id).await?;
         }
         Ok(())
     }
 }
 
-impl Bucket {
-    fn key_prefix(&self, id: &JobId) -> Key {
-        object_key(&self.prefix, &[id.as_str()])
-    }
-
-    fn key(&self, id: &JobId, attempt: u32, name: &str) -> Key {
-        object_key(&self.prefix, &[id.as_str(), &attempt.to_string(), name])
-    }
-
-    /// Streams a local file into an object (multipart when it is large),
-    /// never holding the whole file in memory.
-    async fn upload(&self, src: &Path, key: Key) -> Result<(), StorageError> {
-        let mut file = tokio::fs::File::open(src).await?;
-        let store: Arc<dyn ObjectStore> = Arc::clone(&self.store) as _;
-        let mut writer = object_store::buffered::BufWriter::new(store, key);
-        let copied = tokio::io::copy(&mut file, &mut writer).await;
-        // The writer reports the store's failures as I/O errors; the source
-        // is a local file we just opened, so a failure here is the store's.
-        let result = match copied {
-            Ok(_) => writer.shutdown().await,
-            Err(e) => {
-                let _ = writer.abort().await;
-                Err(e)
-            }
-        };
-        result.map_err(|e| {
-            StorageError::Remote(object_store::Error::Generic {
-                store: "S3",
-                source: Box::new(e),
-            })
-        })
-    }
-}
-
-/// `prefix/part/part…`: the key layout of every stored file.
-fn object_key(prefix: &str, parts: &[&str]) -> Key {
-    let joined = parts.join("/");
-    let full = if prefix.is_empty() {
-        joined
-    } else {
-        format!("{prefix}/{joined}")
-    };
-    // Every part is made by the host (ids, numbers, fixed names) and the
-    // prefix was checked when the URL was parsed.
-    Key::parse(full).expect("a valid object key")
-}
-
-fn list_files(root: &Path, dir: &Path) -> Result<Vec<String>, StorageError> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        other => other?,
-    };
-    for entry in entries {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            out.extend(list_files(root, &entry.path())?);
-        } else if kind.is_file() {
-            let rel = entry.path();
-            let rel = rel.strip_prefix(root).unwrap_or(&rel);
-            out.push(rel.to_string_lossy().into_owned());
-        }
-    }
-    Ok(out)
-}
-
-/// Runs file-system work off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StorageError::Io(std::io::Error::other(e)))?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_per_job_and_attempt() {
-        let id = JobId::parse("0123456789abcdef0123456789abcdef").unwrap();
-        let bucket = |prefix: &str| Bucket {
-            store: Arc::new(
-                AmazonS3Builder::new()
-                    .with_bucket_name("b")
-                    .with_region("us-east-1")
-                    .build()
-                    .unwrap(),
-            ),
-            prefix: prefix.into(),
-        };
-        assert_eq!(
-            bucket("").key(&id, 2, "output.mp4").as_ref(),
-            "0123456789abcdef0123456789abcdef/2/output.mp4"
-        );
-        assert_eq!(
-            bucket("team/renders")
-                .key(&id, 1, "live/seg-3.m4s")
-                .as_ref(),
-            "team/renders/0123456789abcdef0123456789abcdef/1/live/seg-3.m4s"
-        );
-        assert_eq!(
-            bucket("p").key_prefix(&id).as_ref(),
-            "p/0123456789abcdef0123456789abcdef"
-        );
-    }
+    use futures::TryStreamExt;
 
     #[tokio::test]
     async fn local_files_publish_share_list_and_delete() {

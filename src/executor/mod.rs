@@ -1,0 +1,286 @@
+//! Runs queued jobs: a bounded pool of workers that claim jobs from the
+//! store, hold a lease with a heartbeat while they render, and record the
+//! outcome with fenced writes. Cancellation and graceful shutdown reach a
+//! running render through its stop signal (`control` owns the runs).
+//!
+//! This module owns the executor and a run's course: claim, run, render,
+//! publish the job's state. `lease` keeps leases (heartbeat, reaper),
+//! `progress` and `live` are a render's side tasks, `record` stores the
+//! outcome, `generation` runs a generation job.
+
+mod generation;
+mod lease;
+mod live;
+mod progress;
+mod record;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::api::JobView;
+use crate::components::Components;
+use crate::components::Llm;
+use crate::control::{Control, Run, Slot};
+use crate::events::{Hub, JobEvent};
+use crate::jobs::{Claimed, Job, JobId, Store};
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use crate::protocol::Progress;
+use crate::render::{RenderError, Renderer};
+use crate::storage::Storage;
+use crate::webhooks::Webhooks;
+
+#[derive(Clone, Debug)]
+pub struct ExecutorConfig {
+    pub workers: usize,
+    pub lease: Duration,
+    pub max_attempts: u32,
+    pub limits: Limits,
+    /// Scratch space for renders in progress (same filesystem as storage).
+    pub work_dir: PathBuf,
+}
+
+pub struct Executor {
+    cfg: ExecutorConfig,
+    store: Store,
+    renderer: Arc<Renderer>,
+    pool: Arc<Pool>,
+    webhooks: Arc<Webhooks>,
+    hub: Arc<Hub>,
+    storage: Storage,
+    metrics: Arc<Metrics>,
+    llm: Arc<Llm>,
+    /// This node's runs, and the wake and cancel signals that reach them.
+    control: Arc<Control>,
+    /// This process's lease owner name.
+    owner: String,
+}
+
+impl Executor {
+    pub fn new(cfg: ExecutorConfig, parts: Components) -> Arc<Executor> {
+        let Components {
+            store,
+            renderer,
+            pool,
+            webhooks,
+            hub,
+            storage,
+            metrics,
+            llm,
+            control,
+        } = parts;
+        Arc::new(Executor {
+            cfg,
+            store,
+            renderer,
+            pool,
+            webhooks,
+            hub,
+            storage,
+            metrics,
+            llm,
+            control,
+            owner: format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple()),
+        })
+    }
+
+    /// Starts the workers and the lease reaper.
+    pub fn start(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks: Vec<_> = (0..self.cfg.workers)
+            .map(|_| tokio::spawn(Arc::clone(self).worker_loop()))
+            .collect();
+        tasks.push(tokio::spawn(Arc::clone(self).reaper_loop()));
+        tasks
+    }
+
+    /// The lease owner name of this process.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.cfg.lease
+    }
+
+    /// Runs a job that this process claimed outside the worker loops (see
+    /// `Service::generate`), with the same lease, heartbeat and cancel.
+    /// `slot` was taken before the claim; `permit` is held until the job ends.
+    pub fn run_here(
+        self: &Arc<Self>,
+        claimed: Claimed,
+        slot: Slot,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let me = Arc::clone(self);
+        let span = tracing::info_span!("job", id = %claimed.job.id, attempt = claimed.attempt);
+        tokio::spawn(
+            async move {
+                me.run(claimed, slot).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+
+    pub fn workers(&self) -> usize {
+        self.cfg.workers
+    }
+
+    /// Warm sandboxes ready for a job.
+    pub fn warm(&self) -> usize {
+        self.pool.ready()
+    }
+
+    /// Jobs running in this process.
+    pub fn busy(&self) -> usize {
+        self.control.running()
+    }
+
+    /// Stops claiming, lets running jobs finish within `grace`, then stops
+    /// the rest and puts them back in the queue.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.control.stop_all(grace).await;
+    }
+
+    async fn worker_loop(self: Arc<Self>) {
+        let mut stopping = self.control.stopping();
+        // The slot is taken before the claim: a graceful stop waits for a
+        // job from the moment it can be claimed (see `control`).
+        while let Some(slot) = self.control.slot() {
+            match self.store.claim(&self.owner, self.cfg.lease).await {
+                Ok(Some(claimed)) => {
+                    let span =
+                        tracing::info_span!("job", id = %claimed.job.id, attempt = claimed.attempt);
+                    self.run(claimed, slot).instrument(span).await
+                }
+                Ok(None) => {
+                    drop(slot);
+                    tokio::select! {
+                        _ = self.control.woken() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stopping.changed() => {}
+                    }
+                }
+                Err(err) => {
+                    drop(slot);
+                    tracing::error!(%err, "cannot claim a job");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    fn publish_status(&self, job: &Job) {
+        let view = serde_json::to_value(JobView::from(job)).unwrap_or_default();
+        self.hub.publish(&job.id, JobEvent::Status(view));
+    }
+
+    /// Publishes the job's state after a run; a finished job's channel closes.
+    async fn publish_current(&self, id: &JobId) {
+        if let Ok(Some(job)) = self.store.get(id).await {
+            let view = serde_json::to_value(JobView::from(&job)).unwrap_or_default();
+            if job.status.is_terminal() {
+                self.webhooks.job_ended(&job);
+                self.hub.finish(id, JobEvent::Status(view));
+            } else {
+                self.hub.publish(id, JobEvent::Status(view));
+            }
+        }
+    }
+
+    /// Runs a claimed job to its end: registered for cancel and shutdown,
+    /// its lease kept alive, its outcome recorded and published.
+    async fn run(&self, claimed: Claimed, slot: Slot) {
+        let Claimed { job, attempt } = claimed;
+        if job.generation.is_none() && self.finish_from_cache(&job, attempt).await {
+            return;
+        }
+        let run = slot.begin(&job);
+        self.publish_status(&job);
+        let heartbeat = self.spawn_heartbeat(job.id.clone(), attempt, run.stopper());
+        match job.generation.clone() {
+            Some(generation) => self.run_generation(&job, attempt, generation, &run).await,
+            None => self.render(&job, attempt, &run).await,
+        }
+        // Only now: recording publishes the files, and an upload to a bucket
+        // can outlast a lease that nobody renews.
+        heartbeat.abort();
+        drop(run);
+        self.publish_current(&job.id).await;
+    }
+
+    /// Renders a plain render job and records the outcome.
+    async fn render(&self, job: &Job, attempt: u32, run: &Run) {
+        let id = job.id.clone();
+        tracing::info!(engine = %job.spec.engine, "render started");
+        let (progress_tx, progress_rx) = mpsc::channel::<Progress>(256);
+        let progress_task = self.spawn_progress(id.clone(), attempt, progress_rx);
+        let (pieces_tx, pieces_rx) = mpsc::unbounded_channel::<std::path::PathBuf>();
+        let live_task = self.spawn_live(id.clone(), attempt, pieces_rx);
+
+        let scratch = self.cfg.work_dir.join(format!("{id}-{attempt}"));
+        // Progress is lossy by nature: a flood is dropped, not queued.
+        // Finished pieces are not: each is a segment of the live stream.
+        let progress = move |p: Progress| {
+            if let Progress::PartialMovie {
+                piece: Some(piece), ..
+            } = &p
+            {
+                let _ = pieces_tx.send(piece.clone());
+            }
+            let _ = progress_tx.try_send(p);
+        };
+        let (outcome, warm_start) = self
+            .render_in(&job.spec, &scratch, progress, run.stopped())
+            .await;
+        let _ = progress_task.await;
+        // The live stream is complete (EXT-X-ENDLIST) before the job ends.
+        let _ = live_task.await;
+        self.record(job, attempt, outcome, run.reason(), warm_start)
+            .await;
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+
+    /// Renders `spec` in a warm sandbox when one is ready, else in a fresh
+    /// one, in the scratch directory `scratch`; says whether it was warm.
+    async fn render_in(
+        &self,
+        spec: &crate::spec::RenderSpec,
+        scratch: &std::path::Path,
+        progress: impl FnMut(Progress),
+        stop: impl std::future::Future<Output = ()>,
+    ) -> (Result<crate::render::Rendered, RenderError>, bool) {
+        if let Err(err) = std::fs::create_dir_all(scratch) {
+            let err = crate::sandbox::SandboxError::Area(scratch.to_owned(), err);
+            return (Err(RenderError::Sandbox(err)), false);
+        }
+        match self.pool.take(spec.engine, &self.cfg.limits) {
+            Some(warm) => {
+                let outcome = self
+                    .renderer
+                    .render_warm(warm, spec, scratch, progress, stop)
+                    .await;
+                (outcome, true)
+            }
+            None => {
+                let outcome = self
+                    .renderer
+                    .render(spec, &self.cfg.limits, scratch, progress, stop)
+                    .await;
+                (outcome, false)
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "manimd".into())
+}

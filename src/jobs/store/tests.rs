@@ -1,0 +1,96 @@
+//! The store's behaviour on a real SQLite file: leases, fencing, reaping
+//! and followers.
+
+use super::*;
+use crate::job_error::ErrorCode;
+use crate::spec::{Encoding, Engine, Format, Quality};
+
+fn spec() -> RenderSpec {
+    RenderSpec {
+        code: "x".into(),
+        scenes: vec![],
+        engine: Engine::Manim,
+        quality: Quality::Low,
+        format: Format::Mp4,
+        fps: None,
+        seed: None,
+        encoding: Encoding::Final,
+        narration: false,
+    }
+}
+
+fn new_job<'a>(id: &'a JobId, spec: &'a RenderSpec) -> NewJob<'a> {
+    NewJob {
+        id,
+        spec,
+        cache_key: "k",
+        follows: None,
+        owner: None,
+        webhook_url: None,
+    }
+}
+
+#[tokio::test]
+async fn interrupted_jobs_run_again_then_fail_after_their_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("jobs.db"))
+        .await
+        .unwrap();
+    let (id, spec) = (JobId::new(), spec());
+    store.insert(&new_job(&id, &spec)).await.unwrap();
+    let lease = Duration::from_secs(30);
+
+    let first = store.claim("a", lease).await.unwrap().unwrap();
+    assert_eq!(first.attempt, 1);
+    // A process that started while the job was running reaps its lease.
+    let (requeued, failed) = store.reap_leases(true, 2).await.unwrap();
+    assert_eq!((requeued.len(), failed.len()), (1, 0));
+    // The stale worker's writes no longer count.
+    assert!(!store
+        .finish(&id, "a", 1, JobStatus::Succeeded, None, None)
+        .await
+        .unwrap());
+    assert!(!store.heartbeat(&id, "a", 1, lease).await.unwrap());
+
+    let second = store.claim("b", lease).await.unwrap().unwrap();
+    assert_eq!(second.attempt, 2);
+    let (requeued, failed) = store.reap_leases(true, 2).await.unwrap();
+    assert_eq!((requeued.len(), failed.len()), (0, 1));
+    let job = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error.unwrap().code, ErrorCode::Interrupted);
+    assert!(store.claim("c", lease).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn followers_are_not_claimed_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("jobs.db"))
+        .await
+        .unwrap();
+    let spec = spec();
+    let (leader, follower) = (JobId::new(), JobId::new());
+    store.insert(&new_job(&leader, &spec)).await.unwrap();
+    let mut f = new_job(&follower, &spec);
+    f.follows = Some(&leader);
+    store.insert(&f).await.unwrap();
+    assert_eq!(store.in_flight("k").await.unwrap(), Some(leader.clone()));
+    let lease = Duration::from_secs(30);
+    assert_eq!(
+        store.claim("a", lease).await.unwrap().unwrap().job.id,
+        leader
+    );
+    assert!(
+        store.claim("a", lease).await.unwrap().is_none(),
+        "the follower waits"
+    );
+    assert_eq!(
+        store.followers(&leader).await.unwrap(),
+        vec![follower.clone()]
+    );
+    store.unfollow(Some(&leader)).await.unwrap();
+    assert_eq!(
+        store.claim("a", lease).await.unwrap().unwrap().job.id,
+        follower
+    );
+}
