@@ -37,7 +37,10 @@ struct JobHooks<'a> {
 
 impl Hooks for JobHooks<'_> {
     fn event(&self, event: GenEvent) {
-        self.exec.hub.publish(&self.id, JobEvent::Generation(event));
+        self.exec
+            .parts
+            .hub
+            .publish(&self.id, JobEvent::Generation(event));
     }
 
     async fn save(&self, generation: &Generation) {
@@ -47,6 +50,7 @@ impl Hooks for JobHooks<'_> {
         }
         match self
             .exec
+            .parts
             .store
             .save_generation(&self.id, &self.exec.owner, self.attempt, generation, &spec)
             .await
@@ -58,7 +62,7 @@ impl Hooks for JobHooks<'_> {
     }
 
     async fn inspect(&self, code: &str) -> Result<(), JobError> {
-        generate::inspect_one_scene(&self.exec.renderer, &self.exec.pool, code).await
+        generate::inspect_one_scene(&self.exec.parts.renderer, &self.exec.parts.pool, code).await
     }
 
     async fn render(&self, code: &str) -> Option<Rendered> {
@@ -148,7 +152,7 @@ impl Executor {
         for dir in hooks.scratch.lock().expect("scratch lock").drain(..) {
             let _ = std::fs::remove_dir_all(dir);
         }
-        self.llm.keys.remove(&id);
+        self.parts.llm.keys.remove(&id);
     }
 
     /// Runs the pipeline from the start with the job's key, unless the
@@ -161,7 +165,7 @@ impl Executor {
     ) -> Outcome {
         // A key the request brought lives in memory only; after a restart
         // it is gone, and the server's own key is not used in its place.
-        let key = self.llm.keys.get(&job.id);
+        let key = self.parts.llm.keys.get(&job.id);
         if generation.own_key && key.is_none() {
             return Outcome::Llm(LlmError::KeyLost);
         }
@@ -173,7 +177,7 @@ impl Executor {
             narration: job.spec.narration,
             max_attempts: generation.max_attempts,
         };
-        let provider = &self.llm.provider;
+        let provider = &self.parts.llm.provider;
         generate::run(provider, key.as_ref(), &task, &mut generation, hooks).await
     }
 

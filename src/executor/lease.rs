@@ -20,7 +20,7 @@ impl Executor {
         stop: Stopper,
     ) -> tokio::task::JoinHandle<()> {
         let lease = Lease {
-            store: self.store.clone(),
+            store: self.parts.store.clone(),
             owner: self.owner.clone(),
             id,
             attempt,
@@ -33,8 +33,8 @@ impl Executor {
     pub(super) async fn reaper_loop(self: Arc<Self>) {
         let (lease, max_attempts) = (self.cfg.lease, self.cfg.max_attempts);
         reap(
-            self.store.clone(),
-            Arc::clone(&self.control),
+            self.parts.store.clone(),
+            Arc::clone(&self.parts.control),
             lease,
             max_attempts,
         )

@@ -21,7 +21,7 @@ impl Executor {
         attempt: u32,
         rx: mpsc::UnboundedReceiver<PathBuf>,
     ) -> tokio::task::JoinHandle<()> {
-        let storage = self.storage.clone();
+        let storage = self.parts.storage.clone();
         tokio::spawn(async move {
             let dir = storage.live_dir(&id, attempt);
             let live = match Live::new(dir, crate::hls::TARGET_SECS, "live/") {

@@ -23,17 +23,12 @@ use tracing::Instrument;
 
 use crate::api::JobView;
 use crate::components::Components;
-use crate::components::Llm;
-use crate::control::{Control, Run, Slot};
-use crate::events::{Hub, JobEvent};
-use crate::jobs::{Claimed, Job, JobId, Store};
+use crate::control::{Run, Slot};
+use crate::events::JobEvent;
+use crate::jobs::{Claimed, Job, JobId};
 use crate::limits::Limits;
-use crate::metrics::Metrics;
-use crate::pool::Pool;
 use crate::protocol::Progress;
-use crate::render::{RenderError, Renderer};
-use crate::storage::Storage;
-use crate::webhooks::Webhooks;
+use crate::render::RenderError;
 
 #[derive(Clone, Debug)]
 pub struct ExecutorConfig {
@@ -47,44 +42,18 @@ pub struct ExecutorConfig {
 
 pub struct Executor {
     cfg: ExecutorConfig,
-    store: Store,
-    renderer: Arc<Renderer>,
-    pool: Arc<Pool>,
-    webhooks: Arc<Webhooks>,
-    hub: Arc<Hub>,
-    storage: Storage,
-    metrics: Arc<Metrics>,
-    llm: Arc<Llm>,
-    /// This node's runs, and the wake and cancel signals that reach them.
-    control: Arc<Control>,
+    /// The parts it shares with the service (store, renderer, pool, hub,
+    /// storage, webhooks, metrics, the model and this node's `Control`).
+    parts: Components,
     /// This process's lease owner name.
     owner: String,
 }
 
 impl Executor {
     pub fn new(cfg: ExecutorConfig, parts: Components) -> Arc<Executor> {
-        let Components {
-            store,
-            renderer,
-            pool,
-            webhooks,
-            hub,
-            storage,
-            metrics,
-            llm,
-            control,
-        } = parts;
         Arc::new(Executor {
             cfg,
-            store,
-            renderer,
-            pool,
-            webhooks,
-            hub,
-            storage,
-            metrics,
-            llm,
-            control,
+            parts,
             owner: format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple()),
         })
     }
@@ -133,26 +102,26 @@ impl Executor {
 
     /// Warm sandboxes ready for a job.
     pub fn warm(&self) -> usize {
-        self.pool.ready()
+        self.parts.pool.ready()
     }
 
     /// Jobs running in this process.
     pub fn busy(&self) -> usize {
-        self.control.running()
+        self.parts.control.running()
     }
 
     /// Stops claiming, lets running jobs finish within `grace`, then stops
     /// the rest and puts them back in the queue.
     pub async fn shutdown(&self, grace: Duration) {
-        self.control.stop_all(grace).await;
+        self.parts.control.stop_all(grace).await;
     }
 
     async fn worker_loop(self: Arc<Self>) {
-        let mut stopping = self.control.stopping();
+        let mut stopping = self.parts.control.stopping();
         // The slot is taken before the claim: a graceful stop waits for a
         // job from the moment it can be claimed (see `control`).
-        while let Some(slot) = self.control.slot() {
-            match self.store.claim(&self.owner, self.cfg.lease).await {
+        while let Some(slot) = self.parts.control.slot() {
+            match self.parts.store.claim(&self.owner, self.cfg.lease).await {
                 Ok(Some(claimed)) => {
                     let span =
                         tracing::info_span!("job", id = %claimed.job.id, attempt = claimed.attempt);
@@ -161,7 +130,7 @@ impl Executor {
                 Ok(None) => {
                     drop(slot);
                     tokio::select! {
-                        _ = self.control.woken() => {}
+                        _ = self.parts.control.woken() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = stopping.changed() => {}
                     }
@@ -177,18 +146,18 @@ impl Executor {
 
     fn publish_status(&self, job: &Job) {
         let view = serde_json::to_value(JobView::from(job)).unwrap_or_default();
-        self.hub.publish(&job.id, JobEvent::Status(view));
+        self.parts.hub.publish(&job.id, JobEvent::Status(view));
     }
 
     /// Publishes the job's state after a run; a finished job's channel closes.
     async fn publish_current(&self, id: &JobId) {
-        if let Ok(Some(job)) = self.store.get(id).await {
+        if let Ok(Some(job)) = self.parts.store.get(id).await {
             let view = serde_json::to_value(JobView::from(&job)).unwrap_or_default();
             if job.status.is_terminal() {
-                self.webhooks.job_ended(&job);
-                self.hub.finish(id, JobEvent::Status(view));
+                self.parts.webhooks.job_ended(&job);
+                self.parts.hub.finish(id, JobEvent::Status(view));
             } else {
-                self.hub.publish(id, JobEvent::Status(view));
+                self.parts.hub.publish(id, JobEvent::Status(view));
             }
         }
     }
@@ -259,9 +228,10 @@ impl Executor {
             let err = crate::sandbox::SandboxError::Area(scratch.to_owned(), err);
             return (Err(RenderError::Sandbox(err)), false);
         }
-        match self.pool.take(spec.engine, &self.cfg.limits) {
+        match self.parts.pool.take(spec.engine, &self.cfg.limits) {
             Some(warm) => {
                 let outcome = self
+                    .parts
                     .renderer
                     .render_warm(warm, spec, scratch, progress, stop)
                     .await;
@@ -269,6 +239,7 @@ impl Executor {
             }
             None => {
                 let outcome = self
+                    .parts
                     .renderer
                     .render(spec, &self.cfg.limits, scratch, progress, stop)
                     .await;

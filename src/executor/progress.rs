@@ -24,8 +24,8 @@ impl Executor {
         attempt: u32,
         mut rx: mpsc::Receiver<Progress>,
     ) -> tokio::task::JoinHandle<()> {
-        let store = self.store.clone();
-        let hub = Arc::clone(&self.hub);
+        let store = self.parts.store.clone();
+        let hub = Arc::clone(&self.parts.hub);
         let owner = self.owner.clone();
         tokio::spawn(async move {
             let mut progress = JobProgress::default();

@@ -86,7 +86,7 @@ impl Executor {
         if let Some(n) = &r.narration {
             files.push((n.subtitles.as_path(), crate::narration::SUBTITLES_FILE));
         }
-        if let Err(err) = self.storage.publish(&job.id, attempt, &files).await {
+        if let Err(err) = self.parts.storage.publish(&job.id, attempt, &files).await {
             tracing::error!(%err, "cannot publish the render");
             return Ending::failed(JobError::internal(), secs);
         }
@@ -101,7 +101,7 @@ impl Executor {
     /// Gives a job stopped for shutdown back to the queue, without counting
     /// the attempt.
     async fn release(&self, id: &JobId, attempt: u32) {
-        match self.store.release(id, &self.owner, attempt).await {
+        match self.parts.store.release(id, &self.owner, attempt).await {
             Ok(true) => tracing::info!("render stopped for shutdown; the job is queued again"),
             Ok(false) => tracing::warn!("lease lost before the job could be released"),
             Err(err) => tracing::error!(%err, "cannot release the job"),
@@ -113,13 +113,14 @@ impl Executor {
     async fn finish(&self, id: &JobId, attempt: u32, e: Ending) {
         let (status, error) = (e.status, e.error.as_ref());
         let done = self
+            .parts
             .store
             .finish(id, &self.owner, attempt, status, error, e.result.as_ref())
             .await;
         match done {
             Ok(true) => {
                 self.complete_followers(id, status, error).await;
-                self.metrics.job_finished(metric_of(status), e.secs);
+                self.parts.metrics.job_finished(metric_of(status), e.secs);
                 tracing::info!(status = status.as_str(), secs = e.secs, "render ended");
             }
             Ok(false) => {
@@ -133,11 +134,12 @@ impl Executor {
     pub(super) async fn fail(&self, id: &JobId, attempt: u32, error: JobError) {
         let failed = JobStatus::Failed;
         match self
+            .parts
             .store
             .finish(id, &self.owner, attempt, failed, Some(&error), None)
             .await
         {
-            Ok(true) => self.metrics.job_finished(Outcome::Failed, 0.0),
+            Ok(true) => self.parts.metrics.job_finished(Outcome::Failed, 0.0),
             Ok(false) => tracing::warn!("lease lost: this outcome is dropped"),
             Err(err) => tracing::error!(%err, "cannot record the outcome"),
         }
@@ -149,14 +151,15 @@ impl Executor {
         let Some(key) = &job.cache_key else {
             return false;
         };
-        let Ok(Some(source)) = self.store.cached(key).await else {
+        let Ok(Some(source)) = self.parts.store.cached(key).await else {
             return false;
         };
-        let Ok(result) = crate::cache::share(&self.storage, &source, &job.id).await else {
+        let Ok(result) = crate::cache::share(&self.parts.storage, &source, &job.id).await else {
             return false;
         };
         let succeeded = JobStatus::Succeeded;
         if let Ok(true) = self
+            .parts
             .store
             .finish(
                 &job.id,
@@ -168,7 +171,7 @@ impl Executor {
             )
             .await
         {
-            self.metrics.cache_hit();
+            self.parts.metrics.cache_hit();
             tracing::info!(source = %source.id, "served from the cache");
         }
         self.publish_current(&job.id).await;
@@ -182,7 +185,7 @@ impl Executor {
         status: JobStatus,
         error: Option<&JobError>,
     ) {
-        let followers = match self.store.followers(leader).await {
+        let followers = match self.parts.store.followers(leader).await {
             Ok(f) => f,
             Err(err) => return tracing::error!(%err, "cannot list followers"),
         };
@@ -190,20 +193,21 @@ impl Executor {
             return;
         }
         let source = match status {
-            JobStatus::Succeeded => self.store.get(leader).await.ok().flatten(),
+            JobStatus::Succeeded => self.parts.store.get(leader).await.ok().flatten(),
             JobStatus::Failed => None,
             _ => {
                 // Canceled: the followers did not ask for that; they render.
-                let _ = self.store.unfollow(Some(leader)).await;
-                self.control.wake();
+                let _ = self.parts.store.unfollow(Some(leader)).await;
+                self.parts.control.wake();
                 return;
             }
         };
         for id in followers {
             let done = match &source {
-                Some(source) => match crate::cache::share(&self.storage, source, &id).await {
+                Some(source) => match crate::cache::share(&self.parts.storage, source, &id).await {
                     Ok(result) => {
-                        self.store
+                        self.parts
+                            .store
                             .finish_follower(&id, JobStatus::Succeeded, None, Some(&result))
                             .await
                     }
@@ -213,13 +217,14 @@ impl Executor {
                     }
                 },
                 None => {
-                    self.store
+                    self.parts
+                        .store
                         .finish_follower(&id, JobStatus::Failed, error, None)
                         .await
                 }
             };
             if let Ok(true) = done {
-                self.metrics.cache_hit();
+                self.parts.metrics.cache_hit();
             }
             self.publish_current(&id).await;
         }

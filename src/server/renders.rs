@@ -29,6 +29,7 @@ use crate::service::Delivery;
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 422, description = "The code cannot render: syntax-error, no-scene, scene-not-found", body = ErrorBody),
         (status = 429, description = "Queue full; see Retry-After", body = ErrorBody),
+        (status = 500, description = "internal or engine-mismatch: the installation's fault (a sandbox that cannot start, an engine the worker does not fit), never the scene's; no details in the body", body = ErrorBody),
         (status = 503, description = "Shutting down; see Retry-After", body = ErrorBody),
     ))]
 pub async fn submit(
@@ -144,7 +145,7 @@ pub async fn events(
     Id(id): Id,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let job = svc.get(&id, caller.owner()).await?;
-    let (mut rx, history) = svc.hub.subscribe_with_history(&id);
+    let (mut rx, history) = svc.parts.hub.subscribe_with_history(&id);
     // Read again after subscribing, so that no change falls in between.
     let job = svc.get(&id, caller.owner()).await.unwrap_or(job);
     let stream = async_stream::stream! {
@@ -175,7 +176,7 @@ pub async fn events(
                     if job.status.is_terminal() {
                         return;
                     }
-                    rx = svc.hub.subscribe(&id);
+                    rx = svc.parts.hub.subscribe(&id);
                 }
             }
         }

@@ -61,6 +61,7 @@ pub async fn studio_css() -> impl IntoResponse {
 /// page fetches nothing from elsewhere.
 pub async fn hls_js(State(svc): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let path = svc
+        .parts
         .renderer
         .runtime()
         .root()

@@ -48,11 +48,16 @@ impl Service {
         let attempt = result.attempt;
         if may_redirect && self.cfg.storage_serve == ServeMode::Redirect {
             let expiry = crate::storage::PRESIGN_EXPIRY;
-            if let Some(url) = self.storage.presign(id, attempt, &name, expiry).await? {
+            if let Some(url) = self
+                .parts
+                .storage
+                .presign(id, attempt, &name, expiry)
+                .await?
+            {
                 return Ok((Delivery::Redirect(url), content_type, job));
             }
         }
-        let object = match self.storage.object(id, attempt, &name).await {
+        let object = match self.parts.storage.object(id, attempt, &name).await {
             // The record is there but its files are gone: deleted meanwhile.
             Err(StorageError::NotFound) => return Err(ServiceError::NotFound),
             other => other?,
@@ -78,6 +83,7 @@ impl Service {
             ));
         };
         let object = match self
+            .parts
             .storage
             .object(id, result.attempt, crate::narration::SUBTITLES_FILE)
             .await
@@ -102,6 +108,7 @@ impl Service {
         let job = self.get(id, owner).await?;
         let attempt = job.result.as_ref().map_or(job.attempts, |r| r.attempt);
         let object = match self
+            .parts
             .storage
             .object(id, attempt, &format!("live/{name}"))
             .await

@@ -51,7 +51,7 @@ impl Service {
             req.format.unwrap_or(Format::Mp4),
         )?;
         // A key alone does not say where the model is: a base URL must be configured.
-        if !self.llm.is_configured() {
+        if !self.parts.llm.is_configured() {
             return Err(LlmError::NotConfigured.into());
         }
         Ok(Checked {
@@ -100,12 +100,16 @@ impl Service {
         // here (even on an API node without workers). Its lease works as
         // usual: if this node dies, the job goes back to the queue and ends
         // with `llm-key-lost` on whichever worker claims it.
-        let here = key.is_some() && self.store.is_shared();
+        let here = key.is_some() && self.parts.store.is_shared();
         let slot = if here {
             let permit = self.local_generation_slot()?;
             // Taken before the claim, like a worker's: a graceful stop waits
             // for this job from its insertion on.
-            let slot = self.control.slot().ok_or(ServiceError::ShuttingDown)?;
+            let slot = self
+                .parts
+                .control
+                .slot()
+                .ok_or(ServiceError::ShuttingDown)?;
             Some((slot, permit))
         } else {
             None
@@ -113,17 +117,18 @@ impl Service {
         // The key is in place before the job exists, so no worker can claim
         // the job without it.
         if let Some(key) = key {
-            self.llm.keys.insert(&id, key);
+            self.parts.llm.keys.insert(&id, key);
         }
         let claim = here.then(|| (self.executor.owner(), self.executor.lease()));
         let job = match self
+            .parts
             .store
             .insert_generation(&id, &spec, owner, &generation, claim)
             .await
         {
             Ok(job) => job,
             Err(e) => {
-                self.llm.keys.remove(&id);
+                self.parts.llm.keys.remove(&id);
                 return Err(e.into());
             }
         };
@@ -137,7 +142,7 @@ impl Service {
                 permit,
             );
         } else {
-            self.control.wake();
+            self.parts.control.wake();
         }
         Ok(job)
     }
@@ -161,7 +166,7 @@ impl Service {
         );
         let hooks = CheckOnly { svc: self };
         match generate::run(
-            &self.llm.provider,
+            &self.parts.llm.provider,
             key.as_ref(),
             &task,
             &mut generation,
@@ -195,7 +200,7 @@ impl Hooks for CheckOnly<'_> {
     async fn save(&self, _generation: &Generation) {}
 
     async fn inspect(&self, code: &str) -> Result<(), JobError> {
-        generate::inspect_one_scene(&self.svc.renderer, &self.svc.pool, code).await
+        generate::inspect_one_scene(&self.svc.parts.renderer, &self.svc.parts.pool, code).await
     }
 
     async fn render(&self, _code: &str) -> Option<Rendered> {

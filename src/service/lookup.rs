@@ -13,7 +13,7 @@ use crate::jobs::{Job, JobId, JobStatus, Page};
 impl Service {
     /// A job, as `owner` may see it: with API keys, only one's own jobs exist.
     pub async fn get(&self, id: &JobId, owner: Option<&str>) -> Result<Job, ServiceError> {
-        match self.store.get(id).await? {
+        match self.parts.store.get(id).await? {
             Some(job) if owner.is_none() || job.owner.as_deref() == owner => Ok(job),
             _ => Err(ServiceError::NotFound),
         }
@@ -38,7 +38,7 @@ impl Service {
         if !(1..=100).contains(&limit) {
             return Err(invalid("limit", "limit must be between 1 and 100"));
         }
-        Ok(self.store.list(owner, status, limit, cursor).await?)
+        Ok(self.parts.store.list(owner, status, limit, cursor).await?)
     }
 
     /// Cancels a queued or running job; deletes a finished one and its files.
@@ -49,31 +49,31 @@ impl Service {
         owner: Option<&str>,
     ) -> Result<Option<Job>, ServiceError> {
         self.get(id, owner).await?;
-        match self.store.cancel(id).await? {
+        match self.parts.store.cancel(id).await? {
             None => Err(ServiceError::NotFound),
             Some(status) if status.is_terminal() => {
                 // Files first: if the store fails, the record stays and the
                 // delete can be retried, rather than orphaning the files.
-                self.storage.delete(id).await?;
-                self.store.delete(id).await?;
+                self.parts.storage.delete(id).await?;
+                self.parts.store.delete(id).await?;
                 Ok(None)
             }
             Some(JobStatus::Running) => {
-                self.control.cancel(id);
+                self.parts.control.cancel(id);
                 Ok(Some(self.get(id, owner).await?))
             }
             Some(_) => {
                 // A canceled generation will not run: its key goes now.
-                self.llm.keys.remove(id);
+                self.parts.llm.keys.remove(id);
                 if let Ok(job) = self.get(id, owner).await {
-                    self.webhooks.job_ended(&job);
+                    self.parts.webhooks.job_ended(&job);
                 }
                 // Jobs that waited for this one render on their own now.
-                if self.store.unfollow(Some(id)).await? > 0 {
-                    self.control.wake();
+                if self.parts.store.unfollow(Some(id)).await? > 0 {
+                    self.parts.control.wake();
                 }
                 let job = self.get(id, owner).await?;
-                self.hub.publish(
+                self.parts.hub.publish(
                     id,
                     JobEvent::Status(serde_json::to_value(JobView::from(&job)).unwrap_or_default()),
                 );
@@ -84,7 +84,7 @@ impl Service {
 
     /// Waits until the job ends and returns it.
     pub async fn wait(&self, id: &JobId, owner: Option<&str>) -> Result<Job, ServiceError> {
-        let mut rx = self.hub.subscribe(id);
+        let mut rx = self.parts.hub.subscribe(id);
         loop {
             let job = self.get(id, owner).await?;
             if job.status.is_terminal() {

@@ -19,17 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::components::{Components, Llm};
-use crate::control::Control;
-use crate::events::Hub;
+use crate::components::Components;
 use crate::executor::Executor;
-use crate::jobs::Store;
 use crate::limits::Limits;
-use crate::metrics::Metrics;
-use crate::pool::Pool;
-use crate::render::Renderer;
-use crate::storage::{ServeMode, Storage};
-use crate::webhooks::Webhooks;
+use crate::storage::ServeMode;
 
 pub use error::ServiceError;
 pub use files::Delivery;
@@ -47,16 +40,10 @@ pub struct ServiceConfig {
 
 pub struct Service {
     pub cfg: ServiceConfig,
-    pub store: Store,
-    pub renderer: Arc<Renderer>,
-    pub pool: Arc<Pool>,
+    /// The parts it shares with the executor (store, renderer, pool, hub,
+    /// storage, webhooks, metrics, the model and this node's `Control`).
+    pub parts: Components,
     pub executor: Arc<Executor>,
-    pub webhooks: Arc<Webhooks>,
-    pub hub: Arc<Hub>,
-    pub storage: Storage,
-    pub metrics: Arc<Metrics>,
-    pub llm: Arc<Llm>,
-    pub control: Arc<Control>,
     pub started: Instant,
     draining: AtomicBool,
     /// Bounds the generations that run here rather than in a worker loop.
@@ -66,31 +53,12 @@ pub struct Service {
 
 impl Service {
     pub fn new(cfg: ServiceConfig, parts: Components, executor: Arc<Executor>) -> Service {
-        let Components {
-            store,
-            renderer,
-            pool,
-            webhooks,
-            hub,
-            storage,
-            metrics,
-            llm,
-            control,
-        } = parts;
         // Mostly waiting on the model; each may also start a sandbox.
         let local_generations_max = executor.workers().max(1) * 2;
         Service {
             cfg,
-            store,
-            renderer,
-            pool,
+            parts,
             executor,
-            webhooks,
-            hub,
-            storage,
-            metrics,
-            llm,
-            control,
             started: Instant::now(),
             draining: AtomicBool::new(false),
             local_generations: Arc::new(tokio::sync::Semaphore::new(local_generations_max)),

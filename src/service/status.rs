@@ -33,15 +33,15 @@ impl Service {
                 busy,
                 idle: workers.saturating_sub(busy),
                 warm: self.executor.warm() as u64,
-                rss_bytes: self.renderer.sandbox().memory_in_use(),
+                rss_bytes: self.parts.renderer.sandbox().memory_in_use(),
             },
             queue: api::Queue {
-                depth: self.store.count(JobStatus::Queued).await?,
+                depth: self.parts.store.count(JobStatus::Queued).await?,
                 capacity: self.cfg.queue_capacity,
             },
-            database: self.store.dialect().name().into(),
+            database: self.parts.store.dialect().name().into(),
             storage: api::StorageInfo {
-                backend: self.storage.kind().into(),
+                backend: self.parts.storage.kind().into(),
                 serve: match self.cfg.storage_serve {
                     ServeMode::Proxy => "proxy".into(),
                     ServeMode::Redirect => "redirect".into(),
@@ -51,7 +51,7 @@ impl Service {
     }
 
     pub fn capabilities(&self) -> api::Capabilities {
-        let runtime = self.renderer.runtime();
+        let runtime = self.parts.renderer.runtime();
         let l = &self.cfg.limits;
         api::Capabilities {
             engines: Engine::ALL
@@ -96,11 +96,11 @@ impl Service {
             },
             tex: crate::runtime::tex_available(),
             sandbox: api::SandboxInfo {
-                cgroup_version: self.renderer.sandbox().cgroup_version(),
+                cgroup_version: self.parts.renderer.sandbox().cgroup_version(),
             },
             narration: {
                 use crate::narration::TtsConfig;
-                let (provider, voice, model) = match self.renderer.tts().config() {
+                let (provider, voice, model) = match self.parts.renderer.tts().config() {
                     TtsConfig::Espeak { voice } => ("espeak", voice.clone(), None),
                     TtsConfig::OpenAi { voice, model, .. } => {
                         ("openai", voice.clone(), Some(model.clone()))
@@ -113,34 +113,34 @@ impl Service {
                     formats: vec![Format::Mp4, Format::Mov, Format::Webm],
                 }
             },
-            generation: self.llm.is_configured(),
+            generation: self.parts.llm.is_configured(),
         }
     }
 
     pub async fn metrics_text(&self) -> String {
-        let depth = self.store.count(JobStatus::Queued).await.unwrap_or(0);
+        let depth = self.parts.store.count(JobStatus::Queued).await.unwrap_or(0);
         let (rss, _) = metrics::process_memory();
-        self.metrics.render(
+        self.parts.metrics.render(
             depth,
             self.executor.busy() as u64,
             rss,
-            self.renderer.sandbox().started_total(),
+            self.parts.renderer.sandbox().started_total(),
         )
     }
 
     /// Deletes finished jobs (and their files) older than `retention`.
     pub async fn expire(&self, retention: Duration) -> Result<usize, ServiceError> {
         let before = crate::jobs::now_ms() - retention.as_millis() as i64;
-        let ids = self.store.expired(before).await?;
+        let ids = self.parts.store.expired(before).await?;
         let mut deleted = 0;
         for id in &ids {
             // Files first; a job whose files cannot be deleted now is kept
             // and tried again at the next expiry run.
-            if let Err(err) = self.storage.delete(id).await {
+            if let Err(err) = self.parts.storage.delete(id).await {
                 tracing::error!(%id, %err, "cannot delete an expired job's files");
                 continue;
             }
-            self.store.delete(id).await?;
+            self.parts.store.delete(id).await?;
             deleted += 1;
         }
         Ok(deleted)

@@ -27,7 +27,8 @@ impl Service {
         let checked = validate(&req)?;
         let webhook_url = req.webhook_url.as_deref();
         if let Some(url) = webhook_url {
-            self.webhooks
+            self.parts
+                .webhooks
                 .check(url)
                 .await
                 .map_err(|e| invalid("webhook_url", e.to_string()))?;
@@ -65,8 +66,8 @@ impl Service {
             owner,
             webhook_url,
         };
-        let job = self.store.insert(&new).await?;
-        self.control.wake();
+        let job = self.parts.store.insert(&new).await?;
+        self.parts.control.wake();
         Ok(job)
     }
 
@@ -85,7 +86,7 @@ impl Service {
             encoding: checked.encoding,
             narration: checked
                 .narration
-                .then(|| self.renderer.tts().config().identity()),
+                .then(|| self.parts.renderer.tts().config().identity()),
         })
     }
 
@@ -97,9 +98,9 @@ impl Service {
         code: &str,
         checked: &Validated,
     ) -> Result<Inspection, ServiceError> {
-        let inspection = match self.pool.take_inspector() {
-            Some(inspector) => self.renderer.inspect_with(inspector, code).await?,
-            None => self.renderer.inspect(code).await?,
+        let inspection = match self.parts.pool.take_inspector() {
+            Some(inspector) => self.parts.renderer.inspect_with(inspector, code).await?,
+            None => self.parts.renderer.inspect(code).await?,
         };
         scenes::choose(&inspection.scenes, &checked.scenes).map_err(RenderError::from)?;
         Ok(inspection)
@@ -113,11 +114,11 @@ impl Service {
         owner: Option<&str>,
         webhook_url: Option<&str>,
     ) -> Result<Option<Job>, ServiceError> {
-        let Some(source) = self.store.cached(key).await? else {
+        let Some(source) = self.parts.store.cached(key).await? else {
             return Ok(None);
         };
         let id = JobId::new();
-        let Ok(result) = cache::share(&self.storage, &source, &id).await else {
+        let Ok(result) = cache::share(&self.parts.storage, &source, &id).await else {
             return Ok(None);
         };
         let new = NewJob {
@@ -128,9 +129,9 @@ impl Service {
             owner,
             webhook_url,
         };
-        let job = self.store.insert_done(&new, &result).await?;
-        self.metrics.cache_hit();
-        self.webhooks.job_ended(&job);
+        let job = self.parts.store.insert_done(&new, &result).await?;
+        self.parts.metrics.cache_hit();
+        self.parts.webhooks.job_ended(&job);
         Ok(Some(job))
     }
 
@@ -142,13 +143,14 @@ impl Service {
         owner: Option<&str>,
         webhook_url: Option<&str>,
     ) -> Result<Option<Job>, ServiceError> {
-        let Some(leader) = self.store.in_flight(key).await? else {
+        let Some(leader) = self.parts.store.in_flight(key).await? else {
             return Ok(None);
         };
-        let Some(leader_job) = self.store.get(&leader).await? else {
+        let Some(leader_job) = self.parts.store.get(&leader).await? else {
             return Ok(None);
         };
         let job = self
+            .parts
             .store
             .insert(&NewJob {
                 id: &JobId::new(),
@@ -168,8 +170,8 @@ impl Service {
             .map(|j| j.status.is_terminal())
             .unwrap_or(true)
         {
-            self.store.unfollow(Some(&leader)).await?;
-            self.control.wake();
+            self.parts.store.unfollow(Some(&leader)).await?;
+            self.parts.control.wake();
         }
         Ok(Some(job))
     }
@@ -177,7 +179,7 @@ impl Service {
     /// Room for one more job: the owner's quota, then the queue's capacity.
     pub(super) async fn check_capacity(&self, owner: Option<&str>) -> Result<(), ServiceError> {
         if let Some(owner) = owner {
-            let active = self.store.active(owner).await?;
+            let active = self.parts.store.active(owner).await?;
             if active >= self.cfg.max_jobs_per_owner {
                 return Err(ServiceError::QuotaExceeded {
                     max: self.cfg.max_jobs_per_owner,
@@ -185,9 +187,9 @@ impl Service {
                 });
             }
         }
-        let depth = self.store.count(JobStatus::Queued).await?;
+        let depth = self.parts.store.count(JobStatus::Queued).await?;
         if depth >= self.cfg.queue_capacity {
-            self.metrics.rejected();
+            self.parts.metrics.rejected();
             // About how long until a slot frees: a few renders' worth per worker.
             let per_worker = depth / self.executor.workers().max(1) as u64;
             return Err(ServiceError::QueueFull {
