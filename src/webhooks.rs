@@ -52,6 +52,26 @@ pub enum WebhookError {
     Unresolved(String),
 }
 
+/// Calls `try_once` up to `attempts` times, waiting `backoff` after the first
+/// failure and twice as long after each next one; true once it succeeds.
+async fn with_retries<F, Fut>(attempts: u32, backoff: Duration, mut try_once: F) -> bool
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut delay = backoff;
+    for attempt in 1..=attempts {
+        if try_once(attempt).await.is_ok() {
+            return true;
+        }
+        if attempt < attempts {
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+    false
+}
+
 /// Addresses a webhook must never reach unless explicitly allowed.
 pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
@@ -168,21 +188,22 @@ impl Webhooks {
     pub fn deliver(self: &Arc<Self>, url: String, event: &'static str, body: Vec<u8>) {
         let hooks = Arc::clone(self);
         tokio::spawn(async move {
-            let mut delay = hooks.cfg.backoff;
-            for attempt in 1..=hooks.cfg.attempts {
-                match hooks.try_once(&url, event, &body).await {
-                    Ok(()) => return,
-                    Err(err) => tracing::warn!(attempt, %err, "webhook delivery failed"),
+            let (attempts, backoff) = (hooks.cfg.attempts, hooks.cfg.backoff);
+            let delivered = with_retries(attempts, backoff, |attempt| {
+                let hooks = Arc::clone(&hooks);
+                let (url, body) = (url.clone(), body.clone());
+                async move {
+                    let result = hooks.try_once(&url, event, &body).await;
+                    if let Err(err) = &result {
+                        tracing::warn!(attempt, %err, "webhook delivery failed");
+                    }
+                    result
                 }
-                if attempt < hooks.cfg.attempts {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
+            })
+            .await;
+            if !delivered {
+                tracing::error!(attempts, "webhook not delivered; giving up");
             }
-            tracing::error!(
-                attempts = hooks.cfg.attempts,
-                "webhook not delivered; giving up"
-            );
         });
     }
 
@@ -231,6 +252,42 @@ impl Webhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The backoff doubles after each failure and stops at the first
+    /// success, or after the last attempt; time is moved, not waited for.
+    #[tokio::test(start_paused = true)]
+    async fn retries_back_off_doubling_until_one_succeeds() {
+        let start = tokio::time::Instant::now();
+        let calls = std::sync::Mutex::new(Vec::new());
+        let backoff = Duration::from_secs(1);
+        let delivered = with_retries(5, backoff, |attempt| {
+            calls.lock().unwrap().push(start.elapsed());
+            async move {
+                (attempt == 3)
+                    .then_some(())
+                    .ok_or(format!("failed {attempt}"))
+            }
+        })
+        .await;
+        assert!(delivered);
+        let secs = |s| Duration::from_secs(s);
+        assert_eq!(*calls.lock().unwrap(), [secs(0), secs(1), secs(3)]);
+
+        calls.lock().unwrap().clear();
+        let start = tokio::time::Instant::now();
+        let never = with_retries(4, backoff, |_| {
+            calls.lock().unwrap().push(start.elapsed());
+            async { Err("down".to_owned()) }
+        })
+        .await;
+        assert!(!never);
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [secs(0), secs(1), secs(3), secs(7)],
+            "no wait after the last attempt"
+        );
+        assert_eq!(start.elapsed(), secs(7));
+    }
 
     #[test]
     fn private_and_special_addresses_are_forbidden() {
