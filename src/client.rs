@@ -141,7 +141,7 @@ impl Client {
             .get(self.url(&format!("/v1/renders/{id}/events")))
             .send()
             .await?;
-        Events::new(checked(r).await?)
+        Ok(Events::new(checked(r).await?))
     }
 
     /// Fetches a link the server gave (`links.video`, a path or a URL) into
@@ -201,12 +201,12 @@ pub struct Events {
 }
 
 impl Events {
-    fn new(r: reqwest::Response) -> Result<Events, ClientError> {
-        Ok(Events {
+    fn new(r: reqwest::Response) -> Events {
+        Events {
             body: r.bytes_stream().boxed(),
             decoder: sse::Decoder::new(MAX_EVENT_LINE),
             ready: Default::default(),
-        })
+        }
     }
 
     /// The next event; `None` when the stream ends.

@@ -108,8 +108,9 @@ impl Control {
         }
     }
 
-    /// True once `stop_all` has told every run to stop.
-    pub fn draining(&self) -> bool {
+    /// True once `stop_all` has told every run to stop (tests watch for it).
+    #[cfg(test)]
+    fn draining(&self) -> bool {
         self.runs.lock().expect("runs lock").draining
     }
 

@@ -26,12 +26,14 @@ impl Message {
             content: content.into(),
         }
     }
+
     pub fn user(content: impl Into<String>) -> Message {
         Message {
             role: "user",
             content: content.into(),
         }
     }
+
     pub fn assistant(content: impl Into<String>) -> Message {
         Message {
             role: "assistant",

@@ -34,6 +34,7 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))
     }
+
     /// The newest succeeded job with this cache key.
     pub async fn cached(&self, cache_key: &str) -> Result<Option<Job>, StoreError> {
         let row = sqlx::query(&format!(
@@ -45,6 +46,7 @@ impl Store {
         .await?;
         row.map(|r| from_row(&r)).transpose()
     }
+
     /// A queued or running job with this key that renders itself (follows none).
     pub async fn in_flight(&self, cache_key: &str) -> Result<Option<JobId>, StoreError> {
         let id: Option<String> = sqlx::query_scalar(
@@ -56,6 +58,7 @@ impl Store {
         .await?;
         Ok(id.as_deref().and_then(JobId::parse))
     }
+
     /// Queued jobs waiting for `leader`.
     pub async fn followers(&self, leader: &JobId) -> Result<Vec<JobId>, StoreError> {
         let rows = sqlx::query("SELECT id FROM jobs WHERE follows = $1 AND status = 'queued'")
@@ -64,6 +67,7 @@ impl Store {
             .await?;
         Ok(ids(&rows))
     }
+
     /// Ends a follower with its leader's outcome.
     pub async fn finish_follower(
         &self,
@@ -87,6 +91,7 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
     /// Makes jobs that follow `leader` (or any job, with `None`) ordinary
     /// queued jobs again: their leader will not deliver.
     pub async fn unfollow(&self, leader: Option<&JobId>) -> Result<u64, StoreError> {

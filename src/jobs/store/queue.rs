@@ -40,6 +40,7 @@ impl Store {
             job,
         }))
     }
+
     /// Extends a lease; false when this worker no longer holds it.
     pub async fn heartbeat(
         &self,
@@ -59,6 +60,7 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
     pub async fn save_progress(
         &self,
         id: &JobId,
@@ -77,6 +79,7 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
     /// Ends a run: fenced, so only the current lease holder's outcome counts.
     pub async fn finish(
         &self,
@@ -102,6 +105,7 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
     /// Gives a running job back to the queue (a graceful stop), without
     /// counting the interrupted attempt.
     pub async fn release(&self, id: &JobId, owner: &str, attempt: u32) -> Result<bool, StoreError> {
@@ -117,6 +121,7 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
     /// Cancels a queued job at once, or asks for a running one to be stopped.
     /// Returns the job's status before the call, or `None` if there is no such job.
     pub async fn cancel(&self, id: &JobId) -> Result<Option<JobStatus>, StoreError> {
@@ -143,6 +148,7 @@ impl Store {
         }
         Ok(Some(job.status))
     }
+
     /// Re-queues running jobs whose lease has expired (all of them when
     /// `everything` is set: a single node at start holds no live leases),
     /// failing with `interrupted` those that used up their attempts.
