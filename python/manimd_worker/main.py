@@ -33,6 +33,8 @@ def main():
             inspect(job)
         elif job.get("mode") == "mux":
             mux(job)
+        elif job.get("mode") == "preview":
+            preview(job)
         else:
             render(job)
     except UserError as err:
@@ -94,6 +96,58 @@ def mux(job):
 
 
 def render(job):
+    driver, by_name, wanted = _load(job)
+    outputs = []
+    for index, name in enumerate(wanted):
+        outputs.append((name, _render_scene(driver, by_name, name, index, len(wanted))))
+    finish(job, outputs)
+
+
+def preview(job):
+    """Frames of one scene without video: every play simulated, the frames
+    the preview asks for drawn and saved as PNG (see timeline.Plan)."""
+    driver, by_name, wanted = _load(job)
+    name = wanted[0]
+    out = _render_scene(driver, by_name, name, 0, 1)
+    plan = driver.plan
+    wanted_play = job["preview"].get("animation")
+    if wanted_play is not None and wanted_play >= out.plays:
+        raise UserError(
+            "no-such-animation",
+            f"the scene {name} plays {out.plays} animations (0 to {out.plays - 1}); "
+            f"there is no animation {wanted_play}",
+            plays=out.plays,
+        )
+    if plan.frames == 0:
+        # A still after the end, or a scene that plays nothing: its last frame.
+        plan.keep(out.last_frame, name, max(out.plays - 1, 0), out.duration)
+    protocol.emit("previewed", frames=plan.frames, plays=out.plays, duration=round(out.duration, 6),
+                  job_secs=_job_secs())
+
+
+def _render_scene(driver, by_name, name, index, count):
+    protocol.emit("scene-started", scene=name, index=index, count=count)
+    try:
+        out = driver.render_scene(name, by_name[name], index)
+    except TexFailure as err:
+        raise usercode.latex_error(err.tex_message, err.expression, err.__traceback__, name) from None
+    except UserError:
+        raise
+    except BaseException as err:  # noqa: BLE001 - the author's exceptions, SystemExit included
+        raise usercode.scene_error(err, name) from None
+    protocol.emit(
+        "scene-finished",
+        scene=name,
+        index=index,
+        plays=out.plays,
+        duration=round(out.duration, 4),
+    )
+    return out
+
+
+def _load(job):
+    """Runs the file with the engine loaded: the driver, the file's scenes
+    by name and the names to render."""
     started = time.monotonic()
     code = job["code"]
     tree = usercode.parse(code)
@@ -147,27 +201,7 @@ def render(job):
                 available=[n for n, _ in available],
             )
 
-    outputs = []
-    for index, name in enumerate(wanted):
-        protocol.emit("scene-started", scene=name, index=index, count=len(wanted))
-        try:
-            out = driver.render_scene(name, by_name[name], index)
-        except TexFailure as err:
-            raise usercode.latex_error(err.tex_message, err.expression, err.__traceback__, name) from None
-        except UserError:
-            raise
-        except BaseException as err:  # noqa: BLE001 - the author's exceptions, SystemExit included
-            raise usercode.scene_error(err, name) from None
-        protocol.emit(
-            "scene-finished",
-            scene=name,
-            index=index,
-            plays=out.plays,
-            duration=round(out.duration, 4),
-        )
-        outputs.append((name, out))
-
-    finish(job, outputs)
+    return driver, by_name, wanted
 
 
 def _max_rss_bytes():

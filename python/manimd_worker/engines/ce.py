@@ -1,8 +1,9 @@
 """Manim Community (`from manim import *`)."""
 
+import copy
 from pathlib import Path
 
-from manimd_worker import narration, protocol
+from manimd_worker import narration, protocol, timeline
 from manimd_worker.engines import SceneOutput
 from manimd_worker.enginecheck import attr, call, sets
 from manimd_worker.tex import TexFailure, body_of, errors_from_log
@@ -15,10 +16,33 @@ VERSION = "0.22.0"
 # What `Driver._patch` replaces or reads, checked before any user code runs
 # (see enginecheck.py): one row per target. A new patch adds its row.
 TARGETS = (
+    # planned_play replaces the renderer's play: the original's steps, with a
+    # play that is cached or previewed simulated instead of drawn.
+    call("manim.renderer.cairo_renderer:CairoRenderer.play", "self, scene, *args, **kwargs"),
+    call("manim.renderer.cairo_renderer:CairoRenderer.render", "self, scene, time, moving_mobjects"),
+    call("manim.renderer.cairo_renderer:CairoRenderer.freeze_current_frame", "self, duration"),
+    call("manim.renderer.cairo_renderer:CairoRenderer.update_frame",
+         "self, scene, mobjects, include_submobjects, ignore_skipping, **kwargs"),
+    call("manim.renderer.cairo_renderer:CairoRenderer.save_static_frame_data", "self, scene, static_mobjects"),
+    call("manim.renderer.cairo_renderer:CairoRenderer.update_skipping_status", "self"),
+    sets(
+        "manim.renderer.cairo_renderer:CairoRenderer.__init__",
+        "num_plays, time, skip_animations, _original_skipping_status, static_image, animations_hashes, camera",
+    ),
     call("manim.scene.scene:Scene.compile_animation_data", "self, *animations, **play_kwargs"),
-    # reporting_compile reads the compiled play from the scene.
-    sets("manim.scene.scene:Scene.__init__", "animations, duration, renderer"),
-    sets("manim.renderer.cairo_renderer:CairoRenderer.__init__", "num_plays, time"),
+    call("manim.scene.scene:Scene.begin_animations", "self"),
+    call("manim.scene.scene:Scene.play_internal", "self, skip_rendering"),
+    call("manim.scene.scene:Scene.is_current_animation_frozen_frame", "self"),
+    sets("manim.scene.scene:Scene.__init__", "animations, duration, renderer, session_spec"),
+    call("manim.scene.scene_file_writer:SceneFileWriter.add_partial_movie_file", "self, hash_animation"),
+    call("manim.scene.scene_file_writer:SceneFileWriter.begin_animation",
+         "self, allow_write, *, animation_index, file_path"),
+    call("manim.scene.scene_file_writer:SceneFileWriter.end_animation", "self, allow_write"),
+    sets("manim.scene.scene_file_writer:SceneFileWriter.__init__", "partial_movie_files, sections"),
+    call("manim.utils.hashing:get_hash_from_play_call",
+         "scene_object, camera_object, animations_list, current_mobjects_list, *, backend, "
+         "encoder_fingerprint, renderer_state"),
+    call("manim._config.video_encoder:video_encoder_fingerprint", "spec"),
     call("manim.scene.scene_file_writer:SceneFileWriter.write_frame", "self, pixels, *, repeat"),
     call("manim.scene.scene_file_writer:SceneFileWriter.combine_to_movie", "self"),
     sets("manim.scene.scene_file_writer:SceneFileWriter.init_audio", "includes_sound"),
@@ -71,6 +95,15 @@ class Driver:
             config.seed = job["seed"]
         self._frames = 0
         self._scene = None
+        # This render's plays: frames per piece, cache keys, by play index.
+        self._piece_frames = {}
+        self._keys = {}
+        profile = " ".join(
+            str(part)
+            for part in ("manim", self.version, job["width"], job["height"], job["fps"],
+                         job.get("encoding"), sorted(options.items()))
+        )
+        self.plan = timeline.Plan(job, profile)
         self._patch()
 
     def _patch(self):
@@ -80,22 +113,12 @@ class Driver:
 
         driver = self
 
-        compile_animation_data = Scene.compile_animation_data
+        from manim.renderer.cairo_renderer import CairoRenderer
 
-        def reporting_compile(scene, *args, **kwargs):
-            result = compile_animation_data(scene, *args, **kwargs)
-            animations = scene.animations or []
-            name = ", ".join(str(a) for a in animations[:3]) + (", ..." if len(animations) > 3 else "")
-            protocol.emit(
-                "animation",
-                scene=driver._scene,
-                index=scene.renderer.num_plays,
-                name=protocol.clip(name or "Wait", 200),
-                run_time=float(scene.duration or 0.0),
-            )
-            return result
+        def planned_play(renderer, scene, *args, **kwargs):
+            driver._play(renderer, scene, *args, **kwargs)
 
-        Scene.compile_animation_data = reporting_compile
+        CairoRenderer.play = planned_play
 
         write_frame = scene_file_writer.SceneFileWriter.write_frame
 
@@ -111,11 +134,15 @@ class Driver:
         def reporting_join(job):
             join(job)
             if not job._abort_requested:
+                index = job.animation_index
                 protocol.emit(
                     "partial-movie",
                     scene=driver._scene,
-                    index=job.animation_index,
+                    index=index,
                     path=str(job.path),
+                    frames=driver._piece_frames.get(index),
+                    key=driver._keys.get(index),
+                    cached=False,
                 )
 
         scene_file_writer._PartialMovieEncodeJob.join = reporting_join
@@ -150,9 +177,14 @@ class Driver:
 
         self._scene = name
         self._frames = 0
+        self._piece_frames = {}
+        self._keys = {}
         scene = cls()
         narration.wrap(scene, name, index, lambda: float(scene.renderer.time), self.fps)
-        scene.render()
+        try:
+            scene.render()
+        except timeline.PreviewDone:
+            return SceneOutput(plays=scene.renderer.num_plays, duration=float(scene.renderer.time))
         renderer = scene.renderer
         plays = renderer.num_plays
         out = SceneOutput(plays=plays)
@@ -163,6 +195,158 @@ class Driver:
             else:
                 out.videos = [str(p) for p in writer.partial_movie_files if p is not None]
             out.duration = float(renderer.time)
-        out.last_frame = Image.fromarray(renderer.get_frame()).convert("RGB")
+        if self.plan.simulating:
+            out.last_frame = self._capture(renderer, scene).convert("RGB")
+        else:
+            out.last_frame = Image.fromarray(renderer.get_frame()).convert("RGB")
         protocol.frames(name, self._frames, force=True)
         return out
+
+    # One play, as CairoRenderer.play does it, except that a play whose
+    # piece is cached, or any play of a preview, is simulated: its frames
+    # are stepped through with drawing and encoding off.
+    def _play(self, renderer, scene, *args, **kwargs):
+        plan = self.plan
+        renderer.skip_animations = renderer._original_skipping_status
+        renderer.update_skipping_status()
+        scene.compile_animation_data(*args, **kwargs)
+        index = renderer.num_plays
+        start = float(renderer.time)
+        play_hash = self._hash(renderer, scene) if plan.cache else None
+        rng = timeline.rng_digest() if play_hash else None
+        key = cached = None
+        if play_hash:
+            # Whether the play draws random numbers is known only once it
+            # ran: an entry of one that does not is keyed without them.
+            for key in (plan.key(play_hash), plan.key(play_hash, rng)):
+                cached = plan.lookup(key)
+                if cached:
+                    break
+        animations = scene.animations or []
+        name = ", ".join(str(a) for a in animations[:3]) + (", ..." if len(animations) > 3 else "")
+        protocol.emit(
+            "animation",
+            scene=self._scene,
+            index=index,
+            name=protocol.clip(name or "Wait", 200),
+            run_time=float(scene.duration or 0.0),
+            line=timeline.author_line(),
+            start=round(start, 6),
+            cached=cached is not None,
+        )
+        writer = renderer.file_writer
+        frames_before = self._frames
+        simulate = plan.simulating or cached is not None
+        if simulate:
+            writer.add_partial_movie_file(None)
+            renderer.animations_hashes.append(None)
+            if cached is not None:
+                # The cached piece takes the play's place, for the stitch
+                # and for Manim's own pass when the scene has sound.
+                writer.partial_movie_files[-1] = cached
+                writer.sections[-1].partial_movie_files[-1] = cached
+        else:
+            placeholder = f"uncached_{index:05}"
+            writer.add_partial_movie_file(placeholder)
+            renderer.animations_hashes.append(placeholder)
+        writer.begin_animation(not simulate, animation_index=index)
+        scene.begin_animations()
+        if simulate:
+            renderer.static_image = None
+            with _Simulated(self, renderer, scene):
+                if scene.is_current_animation_frozen_frame():
+                    renderer.freeze_current_frame(scene.duration)
+                else:
+                    scene.play_internal()
+        else:
+            renderer.save_static_frame_data(scene, scene.static_mobjects)
+            if scene.is_current_animation_frozen_frame():
+                renderer.update_frame(scene, mobjects=scene.moving_mobjects)
+                renderer.freeze_current_frame(scene.duration)
+            else:
+                scene.play_internal()
+        self._piece_frames[index] = self._frames - frames_before
+        if play_hash and cached is None:
+            drew = timeline.rng_digest() != rng
+            self._keys[index] = plan.key(play_hash, rng if drew else None)
+        writer.end_animation(not simulate)
+        renderer.num_plays += 1
+        if cached is not None:
+            protocol.emit(
+                "partial-movie",
+                scene=self._scene,
+                index=index,
+                path=cached,
+                frames=self._piece_frames[index],
+                key=key,
+                cached=True,
+            )
+            protocol.frames(self._scene, self._frames)
+        if plan.wants_end_of(index):
+            plan.keep(self._capture(renderer, scene), self._scene, index, renderer.time)
+            if plan.done_after(index):
+                raise timeline.PreviewDone()
+
+    def _hash(self, renderer, scene):
+        from manim._config.video_encoder import video_encoder_fingerprint
+        from manim.utils.hashing import get_hash_from_play_call
+
+        # The camera's lazily filled table of drawing functions is hashed
+        # too; a simulated play never fills it, and it draws nothing.
+        camera = copy.copy(renderer.camera)
+        vars(camera).pop("display_funcs", None)
+        try:
+            play_hash = get_hash_from_play_call(
+                scene,
+                camera,
+                scene.animations,
+                scene.mobjects,
+                backend="cairo",
+                encoder_fingerprint=video_encoder_fingerprint(scene.session_spec.video_encoder),
+                renderer_state=(),
+            )
+        except Exception:  # noqa: BLE001 - a play Manim cannot hash is rendered, not cached
+            return None
+        return play_hash
+
+    @staticmethod
+    def _capture(renderer, scene):
+        """The scene as it stands, drawn whole (no static background kept)."""
+        from PIL import Image
+
+        renderer.static_image = None
+        renderer.update_frame(scene)
+        return Image.fromarray(renderer.get_frame())
+
+
+class _Simulated:
+    """Inside it the renderer steps time per frame as it would when drawing
+    (the same arithmetic as `add_frame`), but draws and writes nothing. A
+    preview's still at a time is drawn when its frame comes."""
+
+    def __init__(self, driver, renderer, scene):
+        self.driver = driver
+        self.renderer = renderer
+        self.scene = scene
+
+    def __enter__(self):
+        driver, renderer, scene = self.driver, self.renderer, self.scene
+        target = driver.plan.still_frame()
+
+        def frames(count):
+            first = driver._frames
+            if target is not None and first <= target < first + count:
+                image = Driver._capture(renderer, scene)
+                driver.plan.keep(image, driver._scene, renderer.num_plays, target / renderer.camera.frame_rate)
+                raise timeline.PreviewDone()
+            renderer.time += count * (1 / renderer.camera.frame_rate)
+            driver._frames += count
+
+        renderer.render = lambda scene, time, moving_mobjects=None: frames(1)
+        renderer.freeze_current_frame = lambda duration: frames(int(duration / (1 / renderer.camera.frame_rate)))
+        return self
+
+    def __exit__(self, *exc):
+        del self.renderer.render
+        del self.renderer.freeze_current_frame
+        return False

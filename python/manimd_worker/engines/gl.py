@@ -4,7 +4,7 @@ import functools
 import subprocess
 import sys
 
-from manimd_worker import narration, protocol
+from manimd_worker import narration, protocol, timeline
 from manimd_worker.engines import SceneOutput
 from manimd_worker.enginecheck import attr, call, sets
 from manimd_worker.tex import TexFailure
@@ -29,6 +29,13 @@ TARGETS = (
     call("manimlib.scene.scene:Scene.play", "self, *proto_animations, run_time, rate_func, lag_ratio"),
     call("manimlib.scene.scene:Scene.wait", "self, duration, stop_condition, note, ignore_presenter_mode"),
     call("manimlib.scene.scene:Scene.pre_play", "self"),
+    call("manimlib.scene.scene:Scene.post_play", "self"),
+    # A preview simulates: time per frame while the scene skips drawing.
+    call("manimlib.scene.scene:Scene.get_time_progression",
+         "self, run_time, n_iterations, desc, override_skip_animations"),
+    call("manimlib.scene.scene:Scene.finish_animations", "self, animations"),
+    call("manimlib.scene.scene:Scene.emit_frame", "self"),
+    sets("manimlib.scene.scene:Scene.__init__", "skip_animations, time, camera"),
     attr("manimlib.scene.scene:Scene.random_seed"),
     sets("manimlib.scene.scene:Scene.__init__", "num_plays"),
     call("manimlib.scene.scene_file_writer:SceneFileWriter.write_frame", "self, camera"),
@@ -143,6 +150,9 @@ class Driver:
         self._frames = 0
         self._scene = None
         self._pending = "Wait"
+        # ManimGL has no hash of a play, so nothing is cached; previews
+        # simulate (see timeline.py).
+        self.plan = timeline.Plan({**job, "cache": False}, "manimgl")
         if job.get("seed") is not None:
             # Scene.__init__ reseeds from random_seed (0 unless a scene sets its own).
             Scene.random_seed = job["seed"]
@@ -211,10 +221,65 @@ class Driver:
                 scene=driver._scene,
                 index=scene.num_plays,
                 name=protocol.clip(driver._pending or "Wait", 200),
+                line=timeline.author_line(),
+                start=round(float(scene.time), 6),
+                cached=False,
             )
             return pre_play(scene)
 
         Scene.pre_play = reporting_pre_play
+
+        post_play = Scene.post_play
+
+        def previewing_post_play(scene):
+            post_play(scene)
+            index = scene.num_plays - 1
+            if driver.plan.wants_end_of(index):
+                driver.plan.keep(_capture(scene), driver._scene, index, scene.time)
+                if driver.plan.done_after(index):
+                    raise timeline.PreviewDone()
+
+        Scene.post_play = previewing_post_play
+
+        get_time_progression = Scene.get_time_progression
+
+        def simulated_time_progression(scene, run_time, n_iterations=None, desc="",
+                                       override_skip_animations=False):
+            if driver.plan.simulating:
+                # Every frame's time step, as when drawing, while the scene
+                # skips (which would take the play in one step).
+                return get_time_progression(scene, run_time, n_iterations, desc, True)
+            return get_time_progression(scene, run_time, n_iterations, desc, override_skip_animations)
+
+        Scene.get_time_progression = simulated_time_progression
+
+        finish_animations = Scene.finish_animations
+
+        def simulated_finish(scene, animations):
+            if not driver.plan.simulating:
+                return finish_animations(scene, animations)
+            # A skipping scene updates by the whole run time at the end; a
+            # drawn one (and so a simulated one) by nothing.
+            scene.skip_animations = False
+            try:
+                return finish_animations(scene, animations)
+            finally:
+                scene.skip_animations = True
+
+        Scene.finish_animations = simulated_finish
+
+        emit_frame = Scene.emit_frame
+
+        def simulated_emit_frame(scene):
+            if not driver.plan.simulating:
+                return emit_frame(scene)
+            target = driver.plan.still_frame()
+            if target is not None and driver._frames == target:
+                driver.plan.keep(_capture(scene), driver._scene, scene.num_plays, target / driver.fps)
+                raise timeline.PreviewDone()
+            driver._frames += 1
+
+        Scene.emit_frame = simulated_emit_frame
 
         write_frame = SceneFileWriter.write_frame
 
@@ -249,21 +314,35 @@ class Driver:
         scene = cls(
             camera_config=dict(resolution=(self.width, self.height), fps=self.fps),
             file_writer_config=dict(
-                write_to_movie=not self.still,
+                write_to_movie=not (self.still or self.plan.simulating),
                 subdivide_output=True,
                 save_last_frame=False,
                 output_directory=f"{WORK_DIR}/{index:03d}",
                 quiet=True,
             ),
-            skip_animations=self.still,
+            skip_animations=self.still or self.plan.simulating,
         )
         narration.wrap(scene, name, index, lambda: float(scene.time), self.fps)
-        scene.run()
+        try:
+            scene.run()
+        except timeline.PreviewDone:
+            return SceneOutput(plays=scene.num_plays, duration=float(scene.time))
         out = SceneOutput(plays=scene.num_plays)
+        if self.plan.simulating:
+            out.duration = float(scene.time)
         if scene.num_plays and not self.still:
             out.videos = list(self._pieces)
             out.duration = float(scene.time)
-        scene.update_frame(force_draw=True)
-        out.last_frame = scene.camera.get_image().convert("RGB")
+        if self.plan.simulating:
+            out.last_frame = _capture(scene).convert("RGB")
+        else:
+            scene.update_frame(force_draw=True)
+            out.last_frame = scene.camera.get_image().convert("RGB")
         protocol.frames(name, self._frames, force=True)
         return out
+
+
+def _capture(scene):
+    """The scene as it stands, drawn, without running its updaters."""
+    scene.camera.capture(*scene.render_groups)
+    return scene.camera.get_image()

@@ -1,0 +1,135 @@
+"""Which plays a job draws and which it passes over, and the frames a
+preview keeps. Both engines' drivers ask a `Plan` at every play.
+
+Passing over a play is never Manim's skip: the scene's time advances
+frame by frame with every updater and rate function run, and only drawing
+and encoding are off ("simulate, don't skip"). Manim's own skipping moves
+each play in one time step, which leaves `dt` updaters and per-frame
+randomness somewhere a full render never goes; simulating keeps every
+later play exactly where a full render would have it. A scene that reads
+the wall clock is still not deterministic; nothing here changes that.
+"""
+
+import hashlib
+import inspect
+import os
+import random
+
+from manimd_worker import protocol
+from manimd_worker.usercode import USER_FILE
+
+# The owner's animation cache as the host shows it: `<key>.mp4`, read-only.
+CACHE_DIR = "/cache"
+FRAMES_DIR = "/job/out/frames"
+KEY_LENGTH = 64
+
+
+class PreviewDone(BaseException):
+    """Raised once a preview has every frame it asked for: the rest of the
+    scene is not run. A BaseException, so the author's `except Exception`
+    does not swallow it."""
+
+
+class Plan:
+    """One job's plan: `preview` is None for a render, else `{"kind":
+    "storyboard"}` or `{"kind": "still", "at": seconds}` / `{"kind":
+    "still", "animation": index}`; `profile` names everything outside the
+    play itself that changes its frames (engine, version, size, rate,
+    encoder settings), so that it is part of every cache key."""
+
+    def __init__(self, job, profile):
+        self.preview = job.get("preview")
+        self.cache = bool(job.get("cache")) and self.preview is None and job.get("format") != "png"
+        self.profile = profile
+        self.fps = job["fps"]
+        self.frames = 0
+
+    @property
+    def simulating(self):
+        """A preview draws no video: every play is passed over."""
+        return self.preview is not None
+
+    def still_frame(self):
+        """The video frame a `still` at a time wants, or None."""
+        p = self.preview
+        if p and p.get("kind") == "still" and p.get("at") is not None:
+            # The frame on screen at `at`: frame k shows [k/fps, (k+1)/fps).
+            return int(float(p["at"]) * self.fps + 1e-6)
+        return None
+
+    def wants_end_of(self, index):
+        """Whether the preview keeps the frame at the end of play `index`."""
+        p = self.preview
+        if not p:
+            return False
+        if p.get("kind") == "storyboard":
+            return True
+        return p.get("kind") == "still" and p.get("animation") == index
+
+    def done_after(self, index):
+        """Whether nothing after play `index` is needed."""
+        p = self.preview
+        return bool(p) and p.get("kind") == "still" and p.get("animation") == index
+
+    def key(self, play_hash, rng=None):
+        """The cache key of a play: the engine's own hash of the play and the
+        scene, the profile and, for a play that draws random numbers, the
+        random generators' state at its start (`rng`, see `rng_digest`).
+
+        The engine's hash leaves the generators out, yet such a play depends
+        on them; a play that draws none does not, and keying it by their
+        state would only keep an unseeded scene from ever hitting."""
+        digest = hashlib.sha256()
+        for part in (self.profile, str(play_hash), rng or "-"):
+            digest.update(part.encode())
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+    def lookup(self, key):
+        """The cached piece for `key`, or None."""
+        path = os.path.join(CACHE_DIR, key + ".mp4")
+        return path if os.path.isfile(path) else None
+
+    def keep(self, image, scene, animation, time):
+        """Saves a preview frame and tells the host where it is."""
+        os.makedirs(FRAMES_DIR, exist_ok=True)
+        path = os.path.join(FRAMES_DIR, f"{self.frames:03d}.png")
+        # Fast compression: a storyboard saves one 1080p frame per play.
+        image.convert("RGB").save(path, compress_level=1)
+        protocol.emit(
+            "preview-frame",
+            scene=scene,
+            n=self.frames,
+            animation=animation,
+            time=round(float(time), 6),
+            path=path,
+        )
+        self.frames += 1
+
+
+def rng_digest():
+    """A digest of the global generators' state (`random`, `numpy.random`)."""
+    digest = hashlib.sha256(repr(random.getstate()).encode())
+    try:
+        import numpy
+
+        name, keys, pos, has_gauss, gauss = numpy.random.get_state()
+        digest.update(f"{name}:{pos}:{has_gauss}:{gauss!r}".encode())
+        digest.update(keys.tobytes())
+    except ImportError:
+        pass
+    return digest.hexdigest()
+
+
+def author_line():
+    """The line of the author's file that is running now (the innermost
+    frame of the scene file), or None."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            if frame.f_code.co_filename == USER_FILE:
+                return frame.f_lineno
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
