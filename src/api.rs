@@ -41,6 +41,10 @@ pub struct RenderRequest {
     pub encoding: Option<Encoding>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub narration: Option<bool>,
+    /// `false`: render every animation, and keep none, instead of reusing
+    /// the caller's cached animations (default `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
     /// POSTed the job's record when it ends, signed (`X-Manimd-Signature`:
     /// `sha256=` HMAC-SHA256 of `"{X-Manimd-Timestamp}.{body}"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

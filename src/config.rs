@@ -27,7 +27,12 @@ pub struct Config {
     pub limits: Limits,
     /// Text to speech for narrated renders.
     pub tts: TtsConfig,
+    /// Each owner's animation cache may keep this much (`--cache-quota-mib`).
+    pub cache_quota_mib: u64,
 }
+
+/// The default of `--cache-quota-mib`.
+pub const DEFAULT_CACHE_QUOTA_MIB: u64 = 2048;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/manimd";
 pub const DEFAULT_RUNTIME_DIR: &str = "/opt/manimd";
@@ -47,6 +52,7 @@ impl Default for Config {
             cgroup_parent: "manimd".into(),
             limits: Limits::default(),
             tts: TtsConfig::default(),
+            cache_quota_mib: DEFAULT_CACHE_QUOTA_MIB,
         }
     }
 }

@@ -84,6 +84,8 @@ error_codes! {
     EncodeError = "encode-error" => Unprocessable,
     OutputTooLarge = "output-too-large" => Unprocessable,
     NarrationTooLong = "narration-too-long" => Unprocessable,
+    /// A preview asked for an animation past the scene's last.
+    NoSuchAnimation = "no-such-animation" => Unprocessable,
     /// The worker said something outside the protocol's codes.
     WorkerError = "worker-error" => Unprocessable,
     // Limits the sandbox enforced.

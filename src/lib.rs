@@ -8,6 +8,8 @@
 //! `fuzz/` build.
 
 #[cfg(feature = "service")]
+pub mod animcache;
+#[cfg(feature = "service")]
 pub mod api;
 #[cfg(feature = "service")]
 pub mod bus;

@@ -33,6 +33,22 @@ pub enum WorkerJob<'a> {
         /// `narrate` does nothing.
         #[serde(skip_serializing_if = "Option::is_none")]
         speech: Option<&'a std::collections::BTreeMap<String, f64>>,
+        /// Look plays up in the owner's animation cache (bound at `/cache`)
+        /// and report each rendered piece's key.
+        cache: bool,
+    },
+    /// Run one scene with every play simulated (no video) and save the
+    /// frames `preview` asks for as PNG under `out/frames`.
+    Preview {
+        code: &'a str,
+        engine: Engine,
+        scenes: &'a [SceneName],
+        width: u32,
+        height: u32,
+        fps: u32,
+        seed: Option<u32>,
+        format: Format,
+        preview: &'a PreviewKind,
     },
     /// Mix narration clips at their times and mux them into a video
     /// (the video stream copied). Runs no user code.
@@ -59,6 +75,15 @@ pub enum Progress {
         scene: String,
         index: u32,
         name: String,
+        /// The author's line of the call, when the worker found it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u32>,
+        /// Seconds into the scene.
+        #[serde(default)]
+        start: f64,
+        /// Its piece comes from the owner's animation cache.
+        #[serde(default)]
+        cached: bool,
     },
     /// Frames written so far in the current scene.
     Frames { scene: String, frames: u64 },
@@ -66,7 +91,11 @@ pub enum Progress {
     PartialMovie {
         scene: String,
         index: u32,
-        /// The piece, collected from the sandbox (host-side, not for clients).
+        /// It came from the owner's animation cache.
+        #[serde(default)]
+        cached: bool,
+        /// The piece, collected from the sandbox or taken from the cache
+        /// (host-side, not for clients).
         #[serde(skip)]
         piece: Option<PathBuf>,
     },
@@ -75,6 +104,21 @@ pub enum Progress {
         index: u32,
         plays: u32,
         duration: f64,
+    },
+}
+
+/// What a preview draws: the end of every animation, or one frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PreviewKind {
+    /// The end frame of every animation.
+    Storyboard,
+    /// One frame: at `at` seconds, or at the end of animation `animation`.
+    Still {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        animation: Option<u32>,
     },
 }
 
@@ -180,6 +224,7 @@ pub const USER_ERROR_CODES: &[&str] = &[
     "latex-error",
     "encode-error",
     "output-too-large",
+    "no-such-animation",
 ];
 
 /// The code of the worker's report that the installed engine is not the
@@ -219,15 +264,46 @@ pub enum WorkerEvent {
         scene: String,
         index: u32,
         name: String,
+        #[serde(default)]
+        line: Option<u32>,
+        #[serde(default)]
+        start: f64,
+        #[serde(default)]
+        cached: bool,
     },
     Frames {
         scene: String,
         frames: u64,
     },
+    /// A finished piece: rendered at `path`, or taken from the cache
+    /// (`cached`, named by `key`). A rendered piece has a `key` when the
+    /// job looks plays up in the cache.
     PartialMovie {
         scene: String,
         index: u32,
         path: String,
+        #[serde(default)]
+        key: Option<String>,
+        #[serde(default)]
+        cached: bool,
+        #[serde(default)]
+        frames: Option<u64>,
+    },
+    /// A preview frame saved at `path` (under `/job/out/frames`).
+    PreviewFrame {
+        scene: String,
+        n: u32,
+        animation: u32,
+        time: f64,
+        path: String,
+    },
+    /// The preview pass ended with `frames` frames.
+    Previewed {
+        frames: u32,
+        plays: u32,
+        duration: f64,
+        #[serde(default)]
+        job_secs: Option<f64>,
     },
     SceneFinished {
         scene: String,
@@ -275,7 +351,10 @@ mod tests {
             Some(WorkerEvent::Animation {
                 scene: "A".into(),
                 index: 2,
-                name: "Create(Circle)".into()
+                name: "Create(Circle)".into(),
+                line: None,
+                start: 0.0,
+                cached: false,
             })
         );
         let e = WorkerEvent::parse(br#"{"event":"error","code":"syntax-error","message":"expected ':'","line":3,"column":24}"#).unwrap();

@@ -277,6 +277,13 @@ pub struct RenderSpec {
     pub encoding: Encoding,
     #[serde(default)]
     pub narration: bool,
+    /// Reuse the owner's cached animations and add this render's.
+    #[serde(default = "yes")]
+    pub cache: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Highest frame rate accepted; above it no player shows the difference.

@@ -308,6 +308,14 @@ pub struct RenderArgs {
     /// Print the result as one JSON object on stdout (for scripts).
     #[arg(long)]
     pub json: bool,
+    /// Render every animation and keep none, instead of reusing the ones
+    /// cached in the data dir from earlier renders.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Render again on every save of the file, reusing the animations that
+    /// did not change, and print which ones changed; Ctrl-C ends it.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 impl GlobalArgs {

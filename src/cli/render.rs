@@ -10,6 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{report, RenderArgs};
+use manimd::animcache::LOCAL_OWNER;
 use manimd::config::Config;
 use manimd::limits::Limits;
 use manimd::protocol::Progress;
@@ -70,6 +71,7 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         seed: args.seed,
         encoding: args.encoding,
         narration: args.narration,
+        cache: !args.no_cache,
     };
     // Rendered next to the output, so that moving it there is a rename.
     let out_dir = output
@@ -168,9 +170,16 @@ async fn render_showing_progress(
     let bar = progress_bar(args.quiet);
     bar.set_message(format!("starting {}", spec.engine));
     let result = renderer
-        .render(spec, limits, staging, |p| show(&bar, &p), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .render(
+            spec,
+            Some(LOCAL_OWNER),
+            limits,
+            staging,
+            |p| show(&bar, &p),
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+        )
         .await;
     bar.finish_and_clear();
     match result {
@@ -299,7 +308,16 @@ fn show(bar: &ProgressBar, p: &Progress) {
             index,
             count,
         } => format!("scene {}/{count} {scene}", index + 1),
-        Progress::Animation { scene, index, name } => format!("{scene}: animation {index} {name}"),
+        Progress::Animation {
+            scene,
+            index,
+            name,
+            cached,
+            ..
+        } => {
+            let cached = if *cached { " (cached)" } else { "" };
+            format!("{scene}: animation {index} {name}{cached}")
+        }
         Progress::Frames { scene, frames } => format!("{scene}: {frames} frames"),
         Progress::PartialMovie { .. } => return,
         Progress::SceneFinished {

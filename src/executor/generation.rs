@@ -27,6 +27,8 @@ struct JobHooks<'a> {
     attempt: u32,
     /// The spec, with the code of the latest attempt.
     spec: Mutex<RenderSpec>,
+    /// Whose animation cache the attempts use.
+    owner: String,
     run: &'a Run,
     /// The successful render, kept for publishing; with its warm start.
     rendered: Mutex<Option<(crate::render::Rendered, bool)>>,
@@ -94,7 +96,7 @@ impl Hooks for JobHooks<'_> {
         let started = std::time::Instant::now();
         let (outcome, warm) = self
             .exec
-            .render_in(&spec, &scratch, progress, self.run.stopped())
+            .render_in(&spec, &self.owner, &scratch, progress, self.run.stopped())
             .await;
         let _ = progress_task.await;
         let secs = started.elapsed().as_secs_f64();
@@ -138,6 +140,10 @@ impl Executor {
             id: id.clone(),
             attempt,
             spec: Mutex::new(job.spec.clone()),
+            owner: job
+                .owner
+                .clone()
+                .unwrap_or_else(|| crate::animcache::LOCAL_OWNER.into()),
             run,
             rendered: Mutex::new(None),
             scratch: Mutex::new(Vec::new()),

@@ -204,8 +204,13 @@ impl Executor {
             }
             let _ = progress_tx.try_send(p);
         };
+        // No keys: every job has the one local owner, whose cache it uses.
+        let owner = job
+            .owner
+            .as_deref()
+            .unwrap_or(crate::animcache::LOCAL_OWNER);
         let (outcome, warm_start) = self
-            .render_in(&job.spec, &scratch, progress, run.stopped())
+            .render_in(&job.spec, owner, &scratch, progress, run.stopped())
             .await;
         let _ = progress_task.await;
         // The live stream is complete (EXT-X-ENDLIST) before the job ends.
@@ -220,6 +225,7 @@ impl Executor {
     async fn render_in(
         &self,
         spec: &crate::spec::RenderSpec,
+        owner: &str,
         scratch: &std::path::Path,
         progress: impl FnMut(Progress),
         stop: impl std::future::Future<Output = ()>,
@@ -233,7 +239,7 @@ impl Executor {
                 let outcome = self
                     .parts
                     .renderer
-                    .render_warm(warm, spec, scratch, progress, stop)
+                    .render_warm(warm, spec, Some(owner), scratch, progress, stop)
                     .await;
                 (outcome, true)
             }
@@ -241,7 +247,7 @@ impl Executor {
                 let outcome = self
                     .parts
                     .renderer
-                    .render(spec, &self.cfg.limits, scratch, progress, stop)
+                    .render(spec, Some(owner), &self.cfg.limits, scratch, progress, stop)
                     .await;
                 (outcome, false)
             }

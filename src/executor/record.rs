@@ -263,6 +263,7 @@ fn result_of(job: &Job, attempt: u32, r: &Rendered, warm_start: bool) -> JobResu
             cues: n.cues.clone(),
             subtitles_url: format!("/v1/renders/{}/subtitles", job.id),
         }),
+        animations: r.animations.clone(),
     }
 }
 
@@ -328,6 +329,7 @@ mod tests {
             bytes: 1234,
             engine_version: "0.19.0".into(),
             wall: Duration::from_millis(1500),
+            animations: Vec::new(),
             peak_memory_bytes: Some(1),
             worker_max_rss_bytes: Some(2),
             job_secs: Some(1.25),

@@ -175,6 +175,10 @@ pub struct JobResult {
     /// The spoken lines of a narrated render.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub narration: Option<NarrationResult>,
+    /// Every animation, in order: its name, the author's line, its start
+    /// and end in the video, and whether it came from the animation cache.
+    #[serde(default)]
+    pub animations: Vec<crate::render::AnimationInfo>,
 }
 
 /// What a narrated render said, and when.

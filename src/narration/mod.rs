@@ -134,7 +134,7 @@ pub fn place(
 }
 
 /// Spoken lines on disk: one WAV per distinct text.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Speech {
     clips: HashMap<String, (PathBuf, f64)>,
 }

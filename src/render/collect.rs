@@ -6,6 +6,9 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
+use crate::animcache::Shelf;
 use crate::limits::Limits;
 use crate::narration::{self, Spoken};
 use crate::protocol::{Progress, UserError, WorkerEvent, WorkerResult};
@@ -13,10 +16,37 @@ use crate::sandbox::area::Area;
 
 use super::error::after_user_code;
 
+/// One animation of a render, as the result lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AnimationInfo {
+    /// Its position over all the render's scenes, from 0.
+    pub index: u32,
+    pub scene: String,
+    /// E.g. `Transform(Circle, Square)`.
+    pub name: String,
+    /// The author's line of the `play` or `wait`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// Seconds into the video.
+    pub start: f64,
+    pub end: f64,
+    /// Its piece came from the owner's animation cache.
+    pub cached: bool,
+}
+
+/// A piece this render drew, collected on the host, with the key the
+/// worker gave it: a candidate for the owner's animation cache.
+pub(super) struct Fresh {
+    pub key: String,
+    pub path: PathBuf,
+    pub frames: u64,
+}
+
 /// What one render's worker said, gathered as it ran.
 pub(super) struct Collector<'a, P> {
     progress: P,
     limits: &'a Limits,
+    shelf: Option<&'a Shelf>,
     /// Where finished pieces are collected, numbered in arrival order.
     pieces_dir: PathBuf,
     pieces: u32,
@@ -29,13 +59,27 @@ pub(super) struct Collector<'a, P> {
     pub spoken: Vec<Spoken>,
     /// Each rendered scene's duration, in order.
     pub scene_durations: Vec<f64>,
+    /// Each animation as it started: its scene's index and its record
+    /// (start relative to the scene until `animations` places it).
+    started: Vec<(usize, AnimationInfo)>,
+    /// Pieces drawn here, for the cache once the render succeeded.
+    pub fresh: Vec<Fresh>,
+    /// A cached piece failed our check after the worker used it: the
+    /// video may hold a bad piece, so the render must run again.
+    pub spoiled: bool,
 }
 
 impl<'a, P: FnMut(Progress)> Collector<'a, P> {
-    pub fn new(limits: &'a Limits, pieces_dir: PathBuf, progress: P) -> Self {
+    pub fn new(
+        limits: &'a Limits,
+        pieces_dir: PathBuf,
+        shelf: Option<&'a Shelf>,
+        progress: P,
+    ) -> Self {
         Collector {
             progress,
             limits,
+            shelf,
             pieces_dir,
             pieces: 0,
             result: None,
@@ -44,7 +88,38 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
             version: String::new(),
             spoken: Vec::new(),
             scene_durations: Vec::new(),
+            started: Vec::new(),
+            fresh: Vec::new(),
+            spoiled: false,
         }
+    }
+
+    /// The animations in video time: each ends where the next of its scene
+    /// starts, or where its scene ends; scenes follow each other.
+    pub fn animations(&self) -> Vec<AnimationInfo> {
+        let mut offsets = vec![0.0];
+        for d in &self.scene_durations {
+            offsets.push(offsets.last().copied().unwrap_or(0.0) + d);
+        }
+        let mut out: Vec<AnimationInfo> = Vec::with_capacity(self.started.len());
+        for (i, (scene, info)) in self.started.iter().enumerate() {
+            let offset = offsets.get(*scene).copied().unwrap_or(0.0);
+            let end = match self.started.get(i + 1) {
+                Some((next_scene, next)) if next_scene == scene => next.start,
+                _ => self
+                    .scene_durations
+                    .get(*scene)
+                    .copied()
+                    .unwrap_or(info.start),
+            };
+            out.push(AnimationInfo {
+                index: i as u32,
+                start: round(offset + info.start),
+                end: round(offset + end.max(info.start)),
+                ..info.clone()
+            });
+        }
+        out
     }
 
     /// One line of the worker's output; lines that are not events (the
@@ -77,20 +152,71 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
                 index,
                 count,
             }),
-            WorkerEvent::Animation { scene, index, name } => {
-                (self.progress)(Progress::Animation { scene, index, name })
+            WorkerEvent::Animation {
+                scene,
+                index,
+                name,
+                line,
+                start,
+                cached,
+            } => {
+                if self.started.len() < MAX_ANIMATIONS {
+                    self.started.push((
+                        self.scene_durations.len(),
+                        AnimationInfo {
+                            index,
+                            scene: scene.clone(),
+                            name: name.clone(),
+                            line,
+                            start,
+                            end: start,
+                            cached,
+                        },
+                    ));
+                }
+                (self.progress)(Progress::Animation {
+                    scene,
+                    index,
+                    name,
+                    line,
+                    start,
+                    cached,
+                })
             }
             WorkerEvent::Frames { scene, frames } => {
                 (self.progress)(Progress::Frames { scene, frames })
             }
-            WorkerEvent::PartialMovie { scene, index, path } => {
-                let piece = self.collect_piece(&path, area);
+            WorkerEvent::PartialMovie {
+                scene,
+                index,
+                path,
+                key,
+                cached,
+                frames,
+            } => {
+                let piece = if cached {
+                    self.cached_piece(key.as_deref(), frames)
+                } else {
+                    let piece = self.collect_piece(&path, area);
+                    if let (Some(key), Some(frames), Some(piece)) = (key, frames, &piece) {
+                        if self.shelf.is_some() && self.fresh.len() < MAX_ANIMATIONS {
+                            self.fresh.push(Fresh {
+                                key,
+                                path: piece.clone(),
+                                frames,
+                            });
+                        }
+                    }
+                    piece
+                };
                 (self.progress)(Progress::PartialMovie {
                     scene,
                     index,
+                    cached,
                     piece,
                 })
             }
+            WorkerEvent::PreviewFrame { .. } | WorkerEvent::Previewed { .. } => {}
             WorkerEvent::Narration {
                 index,
                 start,
@@ -127,6 +253,29 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
         }
     }
 
+    /// A piece the worker took from the cache: checked again with our
+    /// reader (it is in the video now) and linked for live playback. A
+    /// refused one is removed and spoils the render.
+    fn cached_piece(&mut self, key: Option<&str>, frames: Option<u64>) -> Option<PathBuf> {
+        let (shelf, key) = (self.shelf?, key?);
+        match shelf.check(key, frames) {
+            Ok(entry) => {
+                let dest = self.pieces_dir.join(format!("{}.mp4", self.pieces));
+                std::fs::create_dir_all(&self.pieces_dir).ok()?;
+                std::fs::hard_link(&entry, &dest)
+                    .or_else(|_| std::fs::copy(&entry, &dest).map(|_| ()))
+                    .ok()?;
+                self.pieces += 1;
+                Some(dest)
+            }
+            Err(err) => {
+                tracing::warn!(%key, %err, "a cached animation was refused; rendering again");
+                self.spoiled = true;
+                None
+            }
+        }
+    }
+
     /// The finished piece at the worker's `path`, collected now (safely: no
     /// links, regular files only) for live playback; `None` when it cannot
     /// be, which costs only the live view.
@@ -138,4 +287,12 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
         self.pieces += 1;
         Some(dest)
     }
+}
+
+/// At most this many animations are recorded per render (the worker is
+/// untrusted; a real scene has far fewer).
+const MAX_ANIMATIONS: usize = 100_000;
+
+fn round(secs: f64) -> f64 {
+    (secs * 1e6).round() / 1e6
 }

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::animcache::{AnimationCache, Profile, Shelf};
 use crate::config::Config;
 use crate::job_error::ErrorCode;
 use crate::limits::Limits;
@@ -53,7 +54,12 @@ pub struct Rendered {
     pub job_secs: Option<f64>,
     /// With narration: the lines as heard, and the subtitles file.
     pub narration: Option<Narrated>,
+    /// Every animation played, in order over all scenes, with its times in
+    /// the video and whether its piece came from the animation cache.
+    pub animations: Vec<AnimationInfo>,
 }
+
+pub use collect::AnimationInfo;
 
 /// A narrated render's lines and subtitles.
 #[derive(Debug)]
@@ -88,6 +94,8 @@ pub struct Renderer {
     worker_dir: PathBuf,
     /// Speaks narration lines, on the host.
     tts: Tts,
+    /// Each owner's cached animations.
+    animations: AnimationCache,
 }
 
 impl Renderer {
@@ -99,6 +107,10 @@ impl Renderer {
             runtime: Runtime::new(&config.runtime_dir),
             worker_dir,
             tts: Tts::new(config.tts.clone()),
+            animations: AnimationCache::new(
+                config.data_dir.join("animations"),
+                config.cache_quota_mib,
+            ),
         })
     }
 
@@ -164,9 +176,14 @@ impl Renderer {
 
     /// Renders `spec` into `dest_dir` (`output.<ext>`, `thumbnail.png`) in a
     /// fresh sandbox started now.
+    ///
+    /// With an `owner` (and `spec.cache`), plays found in the owner's
+    /// animation cache are simulated instead of drawn and their cached
+    /// pieces used; the pieces this render draws are added to it.
     pub async fn render(
         &self,
         spec: &RenderSpec,
+        owner: Option<&str>,
         limits: &Limits,
         dest_dir: &Path,
         progress: impl FnMut(Progress),
@@ -182,8 +199,11 @@ impl Renderer {
             .sandbox
             .start(&sandbox::new_id(), &self.command(spec.engine, true), limits)
             .await?;
-        self.render_in(started, spec, limits, dest_dir, speech, progress, cancel)
-            .await
+        let shelf = self.shelf(spec, owner);
+        self.render_in(
+            started, spec, shelf, limits, dest_dir, speech, progress, cancel,
+        )
+        .await
     }
 
     /// Renders `spec` in a warm sandbox. The sandbox must have been started
@@ -192,6 +212,7 @@ impl Renderer {
         &self,
         warm: Warm,
         spec: &RenderSpec,
+        owner: Option<&str>,
         dest_dir: &Path,
         progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
@@ -210,8 +231,29 @@ impl Renderer {
                 return Err(e);
             }
         };
-        self.render_in(started, spec, &limits, dest_dir, speech, progress, cancel)
-            .await
+        let shelf = self.shelf(spec, owner);
+        self.render_in(
+            started, spec, shelf, &limits, dest_dir, speech, progress, cancel,
+        )
+        .await
+    }
+
+    /// The owner's shelf of the animation cache for this render, when it
+    /// uses the cache (never for stills, which have no pieces).
+    fn shelf(&self, spec: &RenderSpec, owner: Option<&str>) -> Option<Shelf> {
+        // ManimGL has no hash of a play, so none of its plays is cached.
+        if !spec.cache || spec.format == crate::spec::Format::Png || spec.engine != Engine::Manim {
+            return None;
+        }
+        let (width, height) = spec.quality.resolution();
+        let profile = Profile {
+            engine: spec.engine,
+            width,
+            height,
+            fps: spec.fps(),
+            encoding: spec.encoding,
+        };
+        self.animations.shelf(owner?, profile)
     }
 
     // The parts of one render; a struct for this private call would only
@@ -221,17 +263,76 @@ impl Renderer {
         &self,
         started: sandbox::Started,
         spec: &RenderSpec,
+        shelf: Option<Shelf>,
+        limits: &Limits,
+        dest_dir: &Path,
+        speech: Option<Speech>,
+        mut progress: impl FnMut(Progress),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Rendered, RenderError> {
+        let mut cancel = std::pin::pin!(cancel);
+        let mut spoiled = false;
+        let first = self
+            .render_once(
+                started,
+                spec,
+                shelf.as_ref(),
+                limits,
+                dest_dir,
+                speech.clone(),
+                &mut progress,
+                cancel.as_mut(),
+                &mut spoiled,
+            )
+            .await;
+        if !spoiled {
+            return first;
+        }
+        // A cached piece the worker used was refused (and removed): the
+        // video may hold it, so the render runs again in a fresh sandbox
+        // and draws that play. Rare: entries are checked when admitted.
+        let started = self
+            .sandbox
+            .start(&sandbox::new_id(), &self.command(spec.engine, true), limits)
+            .await?;
+        self.render_once(
+            started,
+            spec,
+            shelf.as_ref(),
+            limits,
+            dest_dir,
+            speech,
+            progress,
+            cancel,
+            &mut spoiled,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn render_once(
+        &self,
+        started: sandbox::Started,
+        spec: &RenderSpec,
+        shelf: Option<&Shelf>,
         limits: &Limits,
         dest_dir: &Path,
         speech: Option<Speech>,
         progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
+        spoiled: &mut bool,
     ) -> Result<Rendered, RenderError> {
         // One stop signal for rendering and muxing.
         let mut cancel = std::pin::pin!(cancel);
-        let stdin = render_job(spec, speech.as_ref());
-        let mut collector = Collector::new(limits, dest_dir.join("pieces"), progress);
-        let mut finished = self
+        if let (Some(shelf), Some(view)) = (&shelf, started.view()) {
+            // The owner's entries, where the worker looks plays up.
+            if let Err(err) = shelf.link_into(&view) {
+                tracing::warn!(%err, "cannot show the animation cache to a sandbox");
+            }
+        }
+        let stdin = render_job(spec, speech.as_ref(), shelf.is_some());
+        let mut collector = Collector::new(limits, dest_dir.join("pieces"), shelf, progress);
+        let finished = self
             .sandbox
             .finish(
                 started,
@@ -240,7 +341,10 @@ impl Renderer {
                 |line, area| collector.on_line(line, area),
                 cancel.as_mut(),
             )
-            .await?;
+            .await;
+        *spoiled = collector.spoiled;
+        let mut finished = finished?;
+        let animations = collector.animations();
         let Collector {
             result,
             error,
@@ -248,6 +352,7 @@ impl Renderer {
             version,
             spoken,
             scene_durations,
+            fresh,
             ..
         } = collector;
         let WorkerResult {
@@ -258,6 +363,9 @@ impl Renderer {
             .map_err(|e| space_ran_out(e, limits))?;
         let (output, thumbnail, mut bytes) =
             collect_output(&finished, spec, &media, limits, dest_dir)?;
+        if let Some(shelf) = shelf {
+            keep_pieces(shelf, fresh);
+        }
         let narration = match speech {
             Some(speech) if !media.still => {
                 let lines = Lines {
@@ -287,6 +395,7 @@ impl Renderer {
             worker_max_rss_bytes: max_rss_bytes,
             job_secs,
             narration,
+            animations,
         })
     }
 
@@ -301,7 +410,7 @@ impl Renderer {
 }
 
 /// The render job as the worker reads it on its stdin.
-fn render_job(spec: &RenderSpec, speech: Option<&Speech>) -> Vec<u8> {
+fn render_job(spec: &RenderSpec, speech: Option<&Speech>, cache: bool) -> Vec<u8> {
     let durations = speech.map(Speech::durations);
     let (width, height) = spec.quality.resolution();
     let job = WorkerJob::Render {
@@ -315,8 +424,22 @@ fn render_job(spec: &RenderSpec, speech: Option<&Speech>) -> Vec<u8> {
         seed: spec.seed,
         encoding: spec.encoding,
         speech: durations.as_ref(),
+        cache,
     };
     serde_json::to_vec(&job).expect("serializable")
+}
+
+/// Adds the pieces a successful render drew to the owner's cache, then
+/// keeps the owner within the quota. A piece our reader refuses is not kept.
+fn keep_pieces(shelf: &Shelf, fresh: Vec<collect::Fresh>) {
+    for piece in fresh {
+        if let Err(err) = shelf.admit(&piece.key, &piece.path, piece.frames) {
+            tracing::warn!(key = %piece.key, %err, "an animation piece was not cached");
+        }
+    }
+    if let Err(err) = shelf.evict() {
+        tracing::warn!(%err, "cannot keep the animation cache within its quota");
+    }
 }
 
 /// A worker that saw a write fail for lack of space reports

@@ -25,6 +25,12 @@ use crate::limits::Limits;
 /// The subdirectories of an area and where they appear inside the sandbox.
 pub const BINDS: [(&str, &str); 3] = [("job", "/job"), ("tmp", "/tmp"), ("shm", "/dev/shm")];
 
+/// Where the area's view appears inside the sandbox, read-only.
+pub const VIEW_MOUNT: &str = "/cache";
+
+/// The name suffix of an area's view directory, beside the area.
+pub const VIEW_SUFFIX: &str = ".view";
+
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     #[error("{0} is missing")]
@@ -77,11 +83,23 @@ impl Area {
         }
         let shm = area.root.join("shm");
         fs::set_permissions(&shm, fs::Permissions::from_mode(0o700))?;
+        let view = area.view();
+        let _ = fs::remove_dir_all(&view);
+        fs::DirBuilder::new().mode(0o755).create(&view)?;
         Ok(area)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The area's view: a directory on the host's disk, owned by root and
+    /// bound read-only at [`VIEW_MOUNT`], that the host may fill while the
+    /// sandbox runs (with hard links to the owner's cached animations).
+    /// The sandbox cannot write to it, so unlike the area it is removed
+    /// by walking it.
+    pub fn view(&self) -> PathBuf {
+        view_of(&self.root)
     }
 
     /// Bytes and inodes still free: the area is full when either runs out.
@@ -175,18 +193,36 @@ impl Area {
             umount2(&self.root, MntFlags::MNT_DETACH)?;
             self.mounted = false;
         }
+        remove_view(&self.root)?;
         match fs::remove_dir(&self.root) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
 
-    /// Removes an area that a previous process left behind.
+    /// Removes an area (and its view) that a previous process left behind.
     pub fn reap(root: &Path) -> io::Result<()> {
         // Unmount first (repeatedly, in case of stacked mounts); only an
         // empty mount point directory on the host disk is then removed.
         while umount2(root, MntFlags::MNT_DETACH).is_ok() {}
-        fs::remove_dir(root)
+        remove_view(root)?;
+        match fs::remove_dir(root) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn view_of(root: &Path) -> PathBuf {
+    let mut name = root.as_os_str().to_owned();
+    name.push(VIEW_SUFFIX);
+    PathBuf::from(name)
+}
+
+fn remove_view(root: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(view_of(root)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -141,6 +141,11 @@ impl Started {
     pub fn age(&self) -> std::time::Duration {
         self.created.elapsed()
     }
+
+    /// The host side of the sandbox's read-only view (`Area::view`).
+    pub fn view(&self) -> Option<PathBuf> {
+        self.area.as_ref().map(Area::view)
+    }
 }
 
 impl Drop for Started {
@@ -514,6 +519,7 @@ impl Sandbox {
             let host = area.root().join(dir);
             push(&[&"--bind", &host, &inside]);
         }
+        push(&[&"--ro-bind", &area.view(), &area::VIEW_MOUNT]);
         let seccomp_fd = seccomp_fd.to_string();
         push(&[&"--seccomp", &seccomp_fd]);
         push(&[&"--chdir", &"/job"]);
@@ -542,7 +548,11 @@ impl Sandbox {
         if let Ok(entries) = std::fs::read_dir(&self.cfg.areas_dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
-                if name.to_str().is_some_and(|n| n.starts_with(&prefix)) {
+                // A view goes with its area.
+                if name
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(area::VIEW_SUFFIX))
+                {
                     match Area::reap(&entry.path()) {
                         Ok(()) => reaped.areas += 1,
                         Err(err) => {

@@ -86,6 +86,7 @@ impl Service {
             seed: None,
             encoding: Default::default(),
             narration: task.narration,
+            cache: true,
         };
         let generation = Generation::new(
             task.prompt,

@@ -56,6 +56,7 @@ impl Service {
             seed: checked.seed,
             encoding: checked.encoding,
             narration: checked.narration,
+            cache: checked.cache,
             code: req.code,
         };
         let new = NewJob {

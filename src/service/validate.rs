@@ -21,6 +21,7 @@ pub(super) struct Validated {
     pub seed: Option<u32>,
     pub encoding: Encoding,
     pub narration: bool,
+    pub cache: bool,
 }
 
 /// Checks a render request in the order clients have always seen its
@@ -54,6 +55,7 @@ pub(super) fn validate(req: &RenderRequest) -> Result<Validated, ServiceError> {
         seed: req.seed,
         encoding: req.encoding.unwrap_or_default(),
         narration,
+        cache: req.cache.unwrap_or(true),
     })
 }
 
@@ -251,6 +253,7 @@ mod tests {
                 seed: None,
                 encoding: Encoding::default(),
                 narration: false,
+                cache: true,
             }
         );
         let req: RenderRequest = serde_json::from_str(

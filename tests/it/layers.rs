@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "narration",
             "config",
+            "animcache",
             "render",
             "scenes",
             "pool",

@@ -548,6 +548,7 @@ async fn canceling_while_the_speech_is_made_stops_the_render() {
         .renderer
         .render(
             &narrated(Engine::Manim, CE_SCENE),
+            None,
             &h.config.limits,
             &out,
             |_| {},

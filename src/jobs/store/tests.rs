@@ -16,6 +16,7 @@ fn spec() -> RenderSpec {
         seed: None,
         encoding: Encoding::Final,
         narration: false,
+        cache: true,
     }
 }
 

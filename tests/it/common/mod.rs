@@ -58,6 +58,7 @@ impl Harness {
             .renderer
             .render(
                 spec,
+                None,
                 limits,
                 &out,
                 |p| events.push(p),
@@ -111,6 +112,7 @@ pub fn spec(engine: Engine, code: &str) -> RenderSpec {
         seed: None,
         encoding: Default::default(),
         narration: false,
+        cache: true,
     }
 }
 
