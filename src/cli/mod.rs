@@ -37,6 +37,11 @@ pub struct GlobalArgs {
     /// Where scripts/setup.sh installed the engines.
     #[arg(long, global = true, env = "MANIMD_RUNTIME", default_value = DEFAULT_RUNTIME_DIR)]
     pub runtime_dir: PathBuf,
+    /// How much of each owner's rendered animations the data dir keeps for
+    /// reuse (least recently used go first).
+    #[arg(long, global = true, env = "MANIMD_CACHE_QUOTA_MIB", value_name = "MIB",
+          default_value_t = manimd::config::DEFAULT_CACHE_QUOTA_MIB)]
+    pub cache_quota_mib: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -328,6 +333,7 @@ impl GlobalArgs {
             data_dir: self.data_dir.clone(),
             runtime_dir: self.runtime_dir.clone(),
             tts,
+            cache_quota_mib: self.cache_quota_mib,
             ..Config::default()
         }
     }

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod animcache;
 mod cli;
 mod generate;
 mod hls;
