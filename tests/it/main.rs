@@ -7,6 +7,7 @@
 mod common;
 
 mod cli;
+mod compat;
 mod generate;
 mod hls;
 mod layers;
