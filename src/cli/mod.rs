@@ -192,6 +192,10 @@ pub struct ServeArgs {
         default_value = "proxy"
     )]
     pub storage_serve: manimd::storage::ServeMode,
+    /// Answer as a replaced system did, for its clients: `manim-api` makes
+    /// `/health` say `ALIVE_V<version>` and `manim-video-streaming-api`.
+    #[arg(long, env = "MANIMD_COMPAT", value_enum)]
+    pub compat: Option<manimd::api::Compat>,
 }
 
 #[derive(Args, Debug)]
