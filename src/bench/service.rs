@@ -109,6 +109,8 @@ pub fn small(salt: &str, quality: &str, encoding: &str) -> Value {
         "scene": "Small",
         "quality": quality,
         "encoding": encoding,
+        // These figures measure rendering; the animation cache has its own.
+        "cache": false,
     })
 }
 
@@ -118,6 +120,7 @@ pub fn twelve_high(salt: &str) -> Value {
         "code": format!("{}\n# {salt}\n", super::SOURCES[3].1),
         "scene": "Twelve",
         "quality": "high",
+        "cache": false,
     })
 }
 
@@ -169,7 +172,7 @@ const CLI_LOW: [&str; 9] = [
 ];
 
 /// One line of the service table.
-fn figure(name: &str, ours: f64, base: f64, unit: &str, target: &str) {
+pub fn figure(name: &str, ours: f64, base: f64, unit: &str, target: &str) {
     let ratio = if base > 0.0 {
         format!("{:.2}x", ours / base)
     } else {
@@ -204,6 +207,7 @@ pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<
     live_first_segment(&warm, runs).await?;
     encoding_tiers(&warm, runs, rows).await?;
     warm.stop().await;
+    super::iteration::figures(opts, &scratch.path().join("iteration")).await?;
     Ok(())
 }
 

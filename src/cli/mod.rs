@@ -5,6 +5,7 @@ mod render;
 mod report;
 mod serve;
 mod submit;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
