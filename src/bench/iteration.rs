@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::service::{figure, median, Server};
+use super::service::{figure, median, table_header, Server};
 use super::{check, BenchOptions, SOURCES};
 use manimd::process::run_measured;
 use manimd::spec::Engine;
@@ -58,6 +58,20 @@ const CLI_HIGH: [&str; 8] = [
 
 fn body(code: String) -> Value {
     json!({"code": code, "scene": "Twelve", "quality": "high"})
+}
+
+/// `manimd bench --only iteration`: these figures alone, in their own table.
+pub async fn table(opts: &BenchOptions) -> anyhow::Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("manimd-bench-iter-")
+        .tempdir()?;
+    println!();
+    println!(
+        "the edit-and-look loop (manimd serve over HTTP, 1 worker; medians of {})",
+        opts.runs
+    );
+    table_header();
+    figures(opts, scratch.path()).await
 }
 
 pub async fn figures(opts: &BenchOptions, dir: &Path) -> anyhow::Result<()> {

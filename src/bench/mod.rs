@@ -16,6 +16,7 @@ use manimd::spec::{Engine, Quality};
 mod service;
 
 mod iteration;
+pub use iteration::table as iteration_table;
 pub use service::service_table;
 
 /// The fixed scene set, compiled in so that every run measures the same code.

@@ -171,6 +171,14 @@ const CLI_LOW: [&str; 9] = [
     "Small",
 ];
 
+/// The columns of the service's tables.
+pub fn table_header() {
+    println!(
+        "{:<52} {:>10} {:>10} {:<4} {:>8}   target",
+        "figure", "manimd", "baseline", "", "ratio"
+    );
+}
+
 /// One line of the service table.
 pub fn figure(name: &str, ours: f64, base: f64, unit: &str, target: &str) {
     let ratio = if base > 0.0 {
@@ -190,10 +198,7 @@ pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<
     let cli_small = rows[0].plain.wall.as_secs_f64();
     println!();
     println!("service (manimd serve over HTTP; 2 workers; medians of {runs})");
-    println!(
-        "{:<52} {:>10} {:>10} {:<4} {:>8}   target",
-        "figure", "manimd", "baseline", "", "ratio"
-    );
+    table_header();
     cold(opts, &scratch.path().join("cold"), cli_small).await?;
     let warm = Server::start(
         opts,

@@ -271,6 +271,15 @@ pub struct BenchArgs {
     /// Runs of each scene each way; medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Only one part: `iteration`, the edit-and-look loop (animation cache,
+    /// previews) beside its anchors.
+    #[arg(long, value_enum)]
+    pub only: Option<BenchPart>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchPart {
+    Iteration,
 }
 
 #[derive(Args, Debug)]
@@ -392,6 +401,15 @@ async fn bench(config: &Config, args: BenchArgs) -> ExitCode {
         opts.runs,
         benchmark::machine()
     );
+    if args.only == Some(BenchPart::Iteration) {
+        return match benchmark::iteration_table(&opts).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     println!("wall: spawn to exit; MiB: peak RSS (manim: its largest process; manimd: its own plus the sandbox's largest)");
     println!("{}", benchmark::header());
     let opts = std::sync::Arc::new(opts);
