@@ -157,6 +157,55 @@ impl Shelf {
         Ok(linked)
     }
 
+    /// Where the shelf sits under a store's root: `<owner>/<profile>`.
+    pub fn rel(&self) -> String {
+        let owner = self.owner_dir.file_name().unwrap_or_default();
+        let profile = self.dir.file_name().unwrap_or_default();
+        format!("{}/{}", owner.to_string_lossy(), profile.to_string_lossy())
+    }
+
+    /// The owner's part of a store's root: `<owner>`.
+    pub fn owner_rel(&self) -> String {
+        let owner = self.owner_dir.file_name().unwrap_or_default();
+        owner.to_string_lossy().into_owned()
+    }
+
+    pub fn quota_bytes(&self) -> u64 {
+        self.quota_bytes
+    }
+
+    /// The names of the shelf's entries (`<key>.<bytes>.mp4`).
+    pub fn names(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| parse_name(n).is_some())
+            .collect()
+    }
+
+    /// The path of the entry named `name`, if it is an entry's name.
+    pub fn path_of(&self, name: &str) -> Option<PathBuf> {
+        parse_name(name).map(|_| self.dir.join(name))
+    }
+
+    /// Takes an entry from elsewhere (another node, through the bucket),
+    /// checked as a rendered piece is before admission; its name must say
+    /// its size.
+    pub fn import(&self, name: &str, bytes: &[u8]) -> Result<(), Refused> {
+        let (_, len) = parse_name(name).ok_or(Refused::Key)?;
+        if len != bytes.len() as u64 {
+            return Err(Refused::Mismatch(format!(
+                "{} bytes, named {len}",
+                bytes.len()
+            )));
+        }
+        self.verify(bytes, None)?;
+        self.write(name, bytes)
+    }
+
     /// The entry for `key`, if there is one.
     pub fn entry(&self, key: &str) -> Option<PathBuf> {
         if !is_key(key) {
@@ -205,10 +254,14 @@ impl Shelf {
         }
         let bytes = fs::read(piece)?;
         self.verify(&bytes, Some(frames))?;
+        self.write(&format!("{key}.{}.mp4", bytes.len()), &bytes)
+    }
+
+    /// Writes an entry whole (a temporary file, then a rename), read-only.
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<(), Refused> {
         fs::create_dir_all(&self.dir)?;
-        let name = format!("{key}.{}.mp4", bytes.len());
         let tmp = self.dir.join(format!(".{name}.{}", std::process::id()));
-        fs::write(&tmp, &bytes)?;
+        fs::write(&tmp, bytes)?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))?;
         fs::rename(&tmp, self.dir.join(name))?;
         Ok(())

@@ -240,7 +240,7 @@ impl Renderer {
 
     /// The owner's shelf of the animation cache for this render, when it
     /// uses the cache (never for stills, which have no pieces).
-    fn shelf(&self, spec: &RenderSpec, owner: Option<&str>) -> Option<Shelf> {
+    pub fn shelf(&self, spec: &RenderSpec, owner: Option<&str>) -> Option<Shelf> {
         // ManimGL has no hash of a play, so none of its plays is cached.
         if !spec.cache || spec.format == crate::spec::Format::Png || spec.engine != Engine::Manim {
             return None;

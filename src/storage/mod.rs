@@ -22,6 +22,7 @@ use crate::job_error::ErrorCode;
 
 use crate::jobs::JobId;
 
+mod animations;
 mod local;
 mod s3;
 mod url;

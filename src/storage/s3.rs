@@ -193,6 +193,63 @@ impl Bucket {
             })
     }
 
+    /// The objects under `animations/<rel>/`: (name, size, last modified).
+    pub(super) async fn list_animations(
+        &self,
+        rel: &str,
+    ) -> Result<Vec<(String, u64, std::time::SystemTime)>, StorageError> {
+        let prefix = self.animation_key(rel, None);
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let name = m
+                    .location
+                    .prefix_match(&prefix)?
+                    .map(|p| p.as_ref().to_owned());
+                let name = name.collect::<Vec<_>>().join("/");
+                Some((name, m.size, m.last_modified.into()))
+            })
+            .collect())
+    }
+
+    pub(super) async fn get_animation(
+        &self,
+        rel: &str,
+        name: &str,
+    ) -> Result<bytes::Bytes, StorageError> {
+        let got = self.store.get(&self.animation_key(rel, Some(name))).await?;
+        Ok(got.bytes().await?)
+    }
+
+    pub(super) async fn put_animation(
+        &self,
+        rel: &str,
+        name: &str,
+        src: &Path,
+    ) -> Result<(), StorageError> {
+        self.upload(src, self.animation_key(rel, Some(name))).await
+    }
+
+    pub(super) async fn delete_animation(&self, rel: &str, name: &str) -> Result<(), StorageError> {
+        match self
+            .store
+            .delete(&self.animation_key(rel, Some(name)))
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `prefix/animations/<rel>[/<name>]`.
+    fn animation_key(&self, rel: &str, name: Option<&str>) -> Key {
+        let mut parts: Vec<&str> = vec!["animations"];
+        parts.extend(rel.split('/'));
+        parts.extend(name);
+        object_key(&self.prefix, &parts)
+    }
+
     /// Streams a local file into an object (multipart when it is large),
     /// never holding the whole file in memory.
     async fn upload(&self, src: &Path, key: Key) -> Result<(), StorageError> {

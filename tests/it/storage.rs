@@ -358,3 +358,43 @@ async fn a_bad_storage_url_stops_the_server_at_start_and_says_why() {
         "{stderr}"
     );
 }
+
+/// Three plays, cached per owner: the one local owner of a server without keys.
+const THREE_STEPS: &str = "from manim import *\n\nclass Three(Scene):\n    def construct(self):\n        s = Square()\n        self.play(Create(s), run_time=0.4)\n        self.play(s.animate.shift(RIGHT), run_time=0.4)\n        self.play(FadeOut(s), run_time=0.4)\n";
+
+#[tokio::test]
+async fn animations_drawn_on_one_node_serve_the_next_render_on_another() {
+    let s3 = S3Server::start("animations").await;
+    let cached = |job: &Value| -> Vec<bool> {
+        job["result"]["animations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["cached"].as_bool().unwrap())
+            .collect()
+    };
+    let first = Node::start(&s3, "anim", "proxy").await;
+    let job = first.submit(THREE_STEPS).await;
+    let job = first.wait(job["id"].as_str().unwrap()).await;
+    assert_eq!(cached(&job), vec![false; 3], "{job}");
+    first.stop().await;
+    let keys = s3.keys("anim/animations/local").await;
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys.iter().all(|k| k.ends_with(".mp4")), "{keys:?}");
+
+    // A node with an empty disk: the bucket's entries serve its render.
+    let second = Node::start(&s3, "anim", "proxy").await;
+    let job = second
+        .submit(&format!("# another node\n{THREE_STEPS}"))
+        .await;
+    let job = second.wait(job["id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(cached(&job), vec![true; 3], "{job}");
+    let local = std::fs::read_dir(second.data.join("animations/local"))
+        .unwrap()
+        .flatten()
+        .flat_map(|p| std::fs::read_dir(p.path()).unwrap().flatten())
+        .count();
+    assert_eq!(local, 3);
+    second.stop().await;
+}
