@@ -209,9 +209,22 @@ impl Executor {
             .owner
             .as_deref()
             .unwrap_or(crate::animcache::LOCAL_OWNER);
+        let shelf = self.parts.renderer.shelf(&job.spec, Some(owner));
+        if let Some(shelf) = &shelf {
+            // With a bucket: what other nodes drew for this owner. A store
+            // that cannot be reached costs the reuse, not the render.
+            if let Err(err) = self.parts.storage.pull_animations(shelf).await {
+                tracing::warn!(%err, "cannot bring the owner's cached animations");
+            }
+        }
         let (outcome, warm_start) = self
             .render_in(&job.spec, owner, &scratch, progress, run.stopped())
             .await;
+        if let (Some(shelf), Ok(_)) = (&shelf, &outcome) {
+            if let Err(err) = self.parts.storage.push_animations(shelf).await {
+                tracing::warn!(%err, "cannot keep this render's animations in the bucket");
+            }
+        }
         let _ = progress_task.await;
         // The live stream is complete (EXT-X-ENDLIST) before the job ends.
         let _ = live_task.await;
