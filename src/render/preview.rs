@@ -148,7 +148,11 @@ fn preview_job(spec: &PreviewSpec) -> Vec<u8> {
         height,
         fps: spec.fps.unwrap_or(spec.quality.fps()),
         seed: spec.seed,
-        format: Format::Png,
+        // Not `png`: the worker reads that as a still render, whose plays
+        // Manim CE skips in one step (`save_last_frame`) instead of
+        // simulating them frame by frame, so times and `dt` updaters would
+        // be wrong. Nothing is encoded either way in a preview.
+        format: Format::Mp4,
         preview: &spec.kind,
     };
     serde_json::to_vec(&job).expect("serializable")

@@ -73,7 +73,16 @@ mod tests {
     fn frame_names_are_plain_numbers_with_png() {
         assert_eq!(frame_number("0.png"), Some(0));
         assert_eq!(frame_number("12.png"), Some(12));
-        for bad in ["", ".png", "1", "-1.png", "+1.png", "1.PNG", "1.png.png", "99999.png"] {
+        for bad in [
+            "",
+            ".png",
+            "1",
+            "-1.png",
+            "+1.png",
+            "1.PNG",
+            "1.png.png",
+            "99999.png",
+        ] {
             assert_eq!(frame_number(bad), None, "{bad}");
         }
     }

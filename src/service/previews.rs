@@ -207,16 +207,18 @@ fn preview_kind(
 ) -> Result<PreviewKind, ServiceError> {
     match (mode, at, animation) {
         (PreviewMode::Storyboard, None, None) => Ok(PreviewKind::Storyboard),
-        (PreviewMode::Storyboard, Some(_), _) => {
-            Err(invalid("at", "a storyboard takes no `at`; use \"kind\": \"still\""))
-        }
+        (PreviewMode::Storyboard, Some(_), _) => Err(invalid(
+            "at",
+            "a storyboard takes no `at`; use \"kind\": \"still\"",
+        )),
         (PreviewMode::Storyboard, _, Some(_)) => Err(invalid(
             "animation",
             "a storyboard takes no `animation`; use \"kind\": \"still\"",
         )),
-        (PreviewMode::Still, None, None) => {
-            Err(invalid("at", "a still needs `at` (seconds) or `animation` (an index)"))
-        }
+        (PreviewMode::Still, None, None) => Err(invalid(
+            "at",
+            "a still needs `at` (seconds) or `animation` (an index)",
+        )),
         (PreviewMode::Still, Some(_), Some(_)) => {
             Err(invalid("animation", "give `at` or `animation`, not both"))
         }

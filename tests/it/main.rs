@@ -11,6 +11,7 @@ mod generate;
 mod hls;
 mod layers;
 mod narration;
+mod previews;
 mod render;
 mod scale;
 mod security;
