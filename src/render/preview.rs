@@ -100,14 +100,12 @@ impl Renderer {
                 stdin,
                 limits,
                 |line, area| match WorkerEvent::parse(line) {
+                    // Numbered from 0 in order; any other number is not ours
+                    // to name a file after (the collector ignores it).
                     Some(WorkerEvent::PreviewFrame {
                         n, animation, time, ..
-                    }) => {
-                        // Numbered from 0 in order; anything else is not ours
-                        // to name a file after.
-                        if n as usize == frames.len() && frames.len() < MAX_FRAMES {
-                            frames.push((animation, time));
-                        }
+                    }) if n as usize == frames.len() && frames.len() < MAX_FRAMES => {
+                        frames.push((animation, time))
                     }
                     Some(WorkerEvent::Previewed { job_secs, .. }) => {
                         previewed = Some(Previewed { job_secs })
