@@ -6,7 +6,8 @@ use utoipa::ToSchema;
 
 use crate::generate::{Attempt, Generation};
 use crate::job_error::JobError;
-use crate::jobs::{Job, JobProgress, JobResult, JobStatus};
+use crate::jobs::{Job, JobId, JobProgress, JobResult, JobStatus};
+use crate::render::{AnimationInfo, Preview};
 use crate::spec::{Encoding, Engine, Format, Quality};
 
 /// `POST /v1/renders`.
@@ -49,6 +50,90 @@ pub struct RenderRequest {
     /// `sha256=` HMAC-SHA256 of `"{X-Manimd-Timestamp}.{body}"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+}
+
+/// `POST /v1/previews`: frames of one scene without a video, answered at once.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// The scene file's Python source.
+    pub code: String,
+    /// The scene to preview; may be left out when the file has one scene.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<String>,
+    /// Detected from the imports when not given; `manim` when neither is imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+    /// Default `low`: the frames' size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+    /// Overrides the quality's frame rate (1-120): the times frames fall on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<u32>,
+    /// Seeds Python's and NumPy's random generators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
+    /// `storyboard` (the last frame of every animation) or `still` (one
+    /// frame, with `at` or `animation`).
+    pub kind: PreviewMode,
+    /// A still at this many seconds into the scene (past the end: its last frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<f64>,
+    /// A still at the end of this animation (0 is the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub animation: Option<u32>,
+}
+
+/// What a preview draws.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PreviewMode {
+    #[default]
+    Storyboard,
+    Still,
+}
+
+/// A preview's answer: the scene's animations and the frames, whose PNGs
+/// are kept for a short time.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PreviewView {
+    pub id: String,
+    /// Every animation of the scene, as a render's `result.animations`.
+    pub animations: Vec<AnimationInfo>,
+    pub frames: Vec<PreviewFrameView>,
+    /// The sandbox's time.
+    pub wall_secs: f64,
+}
+
+/// One frame of a preview.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PreviewFrameView {
+    /// The animation it ends (storyboard) or falls in (still).
+    pub animation: u32,
+    /// Seconds into the scene.
+    pub time: f64,
+    /// `GET` it for the PNG: `/v1/previews/{id}/frames/{n}.png`.
+    pub url: String,
+}
+
+impl PreviewView {
+    pub fn new(id: &JobId, preview: &Preview) -> PreviewView {
+        PreviewView {
+            id: id.to_string(),
+            animations: preview.animations.clone(),
+            frames: preview
+                .frames
+                .iter()
+                .enumerate()
+                .map(|(n, f)| PreviewFrameView {
+                    animation: f.animation,
+                    time: f.time,
+                    url: format!("/v1/previews/{id}/frames/{n}.png"),
+                })
+                .collect(),
+            wall_secs: preview.wall.as_secs_f64(),
+        }
+    }
 }
 
 /// `POST /v1/generations`: a scene made from a prompt, rendered like any job.

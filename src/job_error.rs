@@ -129,6 +129,8 @@ error_codes! {
     RateLimited = "rate-limited" => Busy,
     QuotaExceeded = "quota-exceeded" => Busy,
     GenerationsBusy = "generations-busy" => Busy,
+    /// Previews that run while their callers wait are at this node's cap.
+    PreviewsBusy = "previews-busy" => Busy,
     ShuttingDown = "shutting-down" => Unavailable,
     StorageUnavailable = "storage-unavailable" => Unavailable,
     // Our own faults.

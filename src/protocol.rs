@@ -47,7 +47,6 @@ pub enum WorkerJob<'a> {
         height: u32,
         fps: u32,
         seed: Option<u32>,
-        format: Format,
         preview: &'a PreviewKind,
     },
     /// Mix narration clips at their times and mux them into a video
@@ -212,6 +211,9 @@ pub struct UserError {
     pub expression: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub traceback: Vec<UserFrame>,
+    /// How many animations the scene plays, for `no-such-animation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plays: Option<u32>,
 }
 
 /// The codes a worker may report. Anything else it says is reported as

@@ -93,6 +93,7 @@ impl NoChoice {
             tex_error: None,
             expression: None,
             traceback: vec![],
+            plays: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `manimd` command line: argument definitions and dispatch.
 
 mod generate;
+mod preview;
 mod render;
 mod report;
 mod serve;
@@ -49,6 +50,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Render scenes of a file to a video, locally, in the sandbox.
     Render(RenderArgs),
+    /// Draw a scene's storyboard (the end of every animation) or one still, locally, without a video.
+    Preview(PreviewArgs),
     /// Run the HTTP service (SQLite and local files under --data-dir by default).
     Serve(ServeArgs),
     /// Render jobs from a shared PostgreSQL store, without serving HTTP.
@@ -337,6 +340,42 @@ pub struct RenderArgs {
     pub watch: bool,
 }
 
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["storyboard", "at", "animation"])))]
+pub struct PreviewArgs {
+    /// The scene file (Python).
+    pub file: PathBuf,
+    /// The scene. Default: the file's only scene.
+    pub scene: Option<String>,
+    /// The last frame of every animation; -o is a directory that receives NN.png per animation.
+    #[arg(long)]
+    pub storyboard: bool,
+    /// One frame at this many seconds into the scene; -o is the PNG.
+    #[arg(long, value_name = "SECONDS")]
+    pub at: Option<f64>,
+    /// One frame at the end of animation N (0 is the first); -o is the PNG.
+    #[arg(long, value_name = "N")]
+    pub animation: Option<u32>,
+    /// Where the frames go: a PNG for a still, a directory for a storyboard.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// The engine; detected from the file's imports when not given.
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
+    /// The frames' size (and the rate times fall on).
+    #[arg(long, short, value_enum, default_value = "low")]
+    pub quality: Quality,
+    /// Frame rate, overriding the quality's.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=manimd::spec::MAX_FPS as i64))]
+    pub fps: Option<u32>,
+    /// Seed for Python's and NumPy's random generators.
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// Wall-clock limit in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
 impl GlobalArgs {
     pub fn config(&self) -> Config {
         let tts = manimd::narration::TtsConfig::from_env().unwrap_or_else(|e| {
@@ -365,6 +404,7 @@ pub async fn run() -> ExitCode {
     let config = cli.global.config();
     match cli.command {
         Command::Render(args) => render::run(&config, args).await,
+        Command::Preview(args) => preview::run(&config, args).await,
         Command::Serve(args) => serve::run(&config, args).await,
         Command::Worker(args) => serve::worker(&config, args).await,
         Command::Submit(args) => submit::run(args).await,

@@ -24,7 +24,7 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Exit codes: 1 the render failed, 2 the request was unusable, 130 interrupted.
 const FAILED: u8 = 1;
 const USAGE: u8 = 2;
-const INTERRUPTED: u8 = 130;
+pub(super) const INTERRUPTED: u8 = 130;
 
 pub async fn run(config: &Config, args: RenderArgs) -> ExitCode {
     match render(config, args).await {
@@ -33,7 +33,7 @@ pub async fn run(config: &Config, args: RenderArgs) -> ExitCode {
     }
 }
 
-fn usage(msg: impl std::fmt::Display) -> u8 {
+pub(super) fn usage(msg: impl std::fmt::Display) -> u8 {
     eprintln!("error: {msg}");
     USAGE
 }
@@ -319,7 +319,7 @@ fn default_output(file: &Path, format: Format) -> PathBuf {
     name
 }
 
-fn fail(err: &RenderError, file: &Path, code: &str) -> u8 {
+pub(super) fn fail(err: &RenderError, file: &Path, code: &str) -> u8 {
     eprint!("{}", report::error(err, file, code));
     FAILED
 }

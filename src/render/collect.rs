@@ -130,7 +130,7 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
         }
     }
 
-    fn on_event(&mut self, event: WorkerEvent, area: &Area) {
+    pub fn on_event(&mut self, event: WorkerEvent, area: &Area) {
         match event {
             WorkerEvent::Result(r) => self.result = Some(r),
             WorkerEvent::Error(e) if self.ready => self.error = Some(after_user_code(e)),

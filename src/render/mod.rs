@@ -5,7 +5,8 @@
 //! sandboxes) and one render's flow; its parts live beside it: `inspect`
 //! (parsing a file without running it), `command` (the worker's command
 //! line and environment), `collect` (the worker's events during a render),
-//! `narrate` (speech before and after a render, the mux pass) and `error`
+//! `narrate` (speech before and after a render, the mux pass), `preview`
+//! (frames of a scene without a video) and `error`
 //! ([`RenderError`] and how a worker pass ended).
 
 mod collect;
@@ -13,6 +14,7 @@ mod command;
 mod error;
 mod inspect;
 mod narrate;
+mod preview;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ use narrate::Lines;
 
 pub use error::RenderError;
 pub use inspect::{Inspection, Inspector};
+pub use preview::{Preview, PreviewFrame, PreviewSpec, MAX_FRAMES};
 
 /// A finished render.
 #[derive(Debug)]

@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod generations;
 mod media;
+mod previews;
 mod renders;
 mod system;
 
@@ -162,6 +163,8 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .route("/v1/renders/{id}/subtitles", get(renders::subtitles))
         .route("/v1/renders/{id}/live.m3u8", get(renders::live_playlist))
         .route("/v1/renders/{id}/live/{name}", get(renders::live_file))
+        .route("/v1/previews", post(previews::create))
+        .route("/v1/previews/{id}/frames/{name}", get(previews::frame))
         .route("/v1/capabilities", get(system::capabilities))
         .route("/render", post(renders::legacy_render))
         .route("/v1/generations", post(generations::submit))
@@ -283,11 +286,13 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
             max_body_bytes: opts.max_body_bytes,
             storage_serve: opts.storage_serve,
             compat: opts.compat,
+            preview_dir: config.data_dir.join("previews"),
         },
         parts,
         Arc::clone(&executor),
     ));
     tasks.push(spawn_expiry(Arc::clone(&service), opts.retention));
+    tasks.push(spawn_preview_sweeper(Arc::clone(&service)));
     Ok(Node {
         service,
         tasks,
@@ -351,6 +356,17 @@ fn spawn_expiry(service: Arc<Service>, retention: Duration) -> tokio::task::Join
                 Err(err) => tracing::error!(%err, "cannot expire jobs"),
             }
             tokio::time::sleep(Duration::from_secs(3600).min(retention)).await;
+        }
+    })
+}
+
+/// Removes expired previews' frames every minute, for as long as the node
+/// runs (a fetch of an expired one is refused before that, on access).
+fn spawn_preview_sweeper(service: Arc<Service>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            service.sweep_previews();
         }
     })
 }

@@ -117,6 +117,8 @@ pub async fn metrics(State(svc): State<AppState>) -> impl IntoResponse {
         super::renders::live_playlist,
         super::renders::live_file,
         super::renders::legacy_render,
+        super::previews::create,
+        super::previews::frame,
         super::generations::submit,
         super::generations::code,
         super::generations::legacy_generate,
@@ -127,6 +129,7 @@ pub async fn metrics(State(svc): State<AppState>) -> impl IntoResponse {
     ),
     tags(
         (name = "renders", description = "Render jobs"),
+        (name = "previews", description = "A scene's storyboard or one still, drawn without a video"),
         (name = "generations", description = "Scenes generated from a prompt by a language model"),
         (name = "compatibility", description = "Calls kept for the replaced system's clients"),
         (name = "system", description = "Health and introspection"),

@@ -29,8 +29,14 @@ pub enum ServiceError {
     /// request's own key on a shared store) are at their cap.
     #[error("this server already runs {max} generations of its own; retry later")]
     GenerationsBusy { max: usize },
+    /// Previews running on this node are at their cap.
+    #[error("this server already runs {max} previews; retry in a moment")]
+    PreviewsBusy { max: usize },
     #[error("no render with this id")]
     NotFound,
+    /// Another owner's preview, an expired one, or a frame it does not have.
+    #[error("no such preview frame (previews are kept for {} minutes)", super::PREVIEW_KEEP.as_secs() / 60)]
+    PreviewNotFound,
     #[error("the render has no {0} (yet)")]
     NotReady(&'static str),
     /// Subtitles exist only for narrated renders that succeeded.
@@ -59,7 +65,8 @@ impl ServiceError {
             ServiceError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             ServiceError::ShuttingDown => ErrorCode::ShuttingDown,
             ServiceError::GenerationsBusy { .. } => ErrorCode::GenerationsBusy,
-            ServiceError::NotFound => ErrorCode::NotFound,
+            ServiceError::PreviewsBusy { .. } => ErrorCode::PreviewsBusy,
+            ServiceError::NotFound | ServiceError::PreviewNotFound => ErrorCode::NotFound,
             ServiceError::NotReady(_) => ErrorCode::NotReady,
             ServiceError::NoSubtitles(_) => ErrorCode::NoSubtitles,
             ServiceError::Store(_) => ErrorCode::Internal,
@@ -79,6 +86,7 @@ impl ServiceError {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             ServiceError::ShuttingDown | ServiceError::GenerationsBusy { .. } => Some(5),
+            ServiceError::PreviewsBusy { .. } => Some(1),
             ServiceError::Storage(StorageError::Remote(_)) => Some(5),
             _ => None,
         }

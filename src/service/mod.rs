@@ -4,13 +4,14 @@
 //!
 //! This module holds the service itself (its parts and its draining flag);
 //! each kind of operation has its own file: `submit` (with the request's
-//! pure checks in `validate`), `lookup`, `files`, `generations`, `status`,
-//! and their one error type in `error`.
+//! pure checks in `validate`), `lookup`, `files`, `generations`,
+//! `previews`, `status`, and their one error type in `error`.
 
 mod error;
 mod files;
 mod generations;
 mod lookup;
+mod previews;
 mod status;
 mod submit;
 mod validate;
@@ -27,6 +28,7 @@ use crate::storage::ServeMode;
 
 pub use error::ServiceError;
 pub use files::Delivery;
+pub use previews::{Previews, PREVIEW_KEEP, PREVIEW_WALL_SECS};
 
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
@@ -39,6 +41,8 @@ pub struct ServiceConfig {
     pub storage_serve: ServeMode,
     /// Answer `/health` as a replaced system did (`None`: as manimd).
     pub compat: Option<Compat>,
+    /// Where previews' frames are kept for a while (emptied at start).
+    pub preview_dir: std::path::PathBuf,
 }
 
 pub struct Service {
@@ -52,13 +56,18 @@ pub struct Service {
     /// Bounds the generations that run here rather than in a worker loop.
     pub(crate) local_generations: Arc<tokio::sync::Semaphore>,
     local_generations_max: usize,
+    /// This node's previews and their frames.
+    previews: Previews,
 }
 
 impl Service {
     pub fn new(cfg: ServiceConfig, parts: Components, executor: Arc<Executor>) -> Service {
         // Mostly waiting on the model; each may also start a sandbox.
         let local_generations_max = executor.workers().max(1) * 2;
+        // Like generations: a few per worker, each holding one sandbox.
+        let previews = Previews::new(cfg.preview_dir.clone(), executor.workers().max(1) * 2);
         Service {
+            previews,
             cfg,
             parts,
             executor,

@@ -11,7 +11,7 @@ use crate::cache::{self, KeyParts};
 use crate::jobs::{Job, JobId, JobStatus, NewJob};
 use crate::render::{Inspection, RenderError};
 use crate::scenes;
-use crate::spec::{Engine, RenderSpec};
+use crate::spec::{Engine, RenderSpec, SceneName};
 
 impl Service {
     /// Checks a request, checks its code in a sandbox (syntax, scenes), and
@@ -41,7 +41,7 @@ impl Service {
         if let Some(job) = self.follow_in_flight(&key, owner, webhook_url).await? {
             return Ok(job);
         }
-        let inspection = self.inspect_scenes(&req.code, &checked).await?;
+        let inspection = self.inspect_scenes(&req.code, &checked.scenes).await?;
         let spec = RenderSpec {
             // As requested: an empty list stays empty (the file's one
             // scene), as the cache key and the job's record say.
@@ -94,16 +94,16 @@ impl Service {
     /// Parses the code in a sandbox (a ready inspector when the pool has
     /// one) and checks that the scenes to render exist, so that a job that
     /// cannot render is refused now rather than failing in the queue.
-    async fn inspect_scenes(
+    pub(super) async fn inspect_scenes(
         &self,
         code: &str,
-        checked: &Validated,
+        named: &[SceneName],
     ) -> Result<Inspection, ServiceError> {
         let inspection = match self.parts.pool.take_inspector() {
             Some(inspector) => self.parts.renderer.inspect_with(inspector, code).await?,
             None => self.parts.renderer.inspect(code).await?,
         };
-        scenes::choose(&inspection.scenes, &checked.scenes).map_err(RenderError::from)?;
+        scenes::choose(&inspection.scenes, named).map_err(RenderError::from)?;
         Ok(inspection)
     }
 

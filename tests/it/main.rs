@@ -13,6 +13,7 @@ mod generate;
 mod hls;
 mod layers;
 mod narration;
+mod previews;
 mod render;
 mod scale;
 mod security;

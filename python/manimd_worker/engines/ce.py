@@ -72,7 +72,7 @@ class Driver:
 
         self.version = manim.__version__
         self.scene_base = Scene
-        self.still = job["format"] == "png"
+        self.still = job.get("format") == "png"
         self.fps = job["fps"]
         config.media_dir = MEDIA_DIR
         config.pixel_width = job["width"]

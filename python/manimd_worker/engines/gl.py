@@ -143,7 +143,7 @@ class Driver:
 
         self.version = version("manimgl")
         self.scene_base = Scene
-        self.still = job["format"] == "png"
+        self.still = job.get("format") == "png"
         self.width = job["width"]
         self.height = job["height"]
         self.fps = job["fps"]
