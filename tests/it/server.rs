@@ -1584,6 +1584,7 @@ async fn the_studio_page_its_script_styles_and_player_library_are_served_from_ou
     let page = r.text().await.unwrap();
     for needle in [
         "<textarea id=\"code\"",
+        "<div id=\"timeline\"",
         "src=\"/assets/hls.min.js\"",
         "src=\"/assets/studio.js\"",
         "href=\"/assets/studio.css\"",
@@ -1628,7 +1629,7 @@ async fn the_studio_page_its_script_styles_and_player_library_are_served_from_ou
     };
     let (kind, js) = asset("/assets/studio.js").await;
     assert_eq!(kind, "text/javascript; charset=utf-8");
-    for needle in ["/v1/renders", "EventSource", "live"] {
+    for needle in ["/v1/renders", "/v1/previews", "EventSource", "live"] {
         assert!(js.contains(needle), "the script lacks {needle}");
     }
     assert!(
@@ -1661,6 +1662,31 @@ async fn the_studio_renders_plays_live_and_highlights_errors_in_chromium() {
         "studio-done.png",
         "studio-error.png",
         "studio-phone.png",
+    ] {
+        let png = std::fs::read(shots.join(shot)).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG", "{shot}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_studio_timeline_seeks_shows_lines_and_marks_what_an_edit_changed_in_chromium() {
+    let mut s = TestServer::start(ServeOptions {
+        warm_pool: 1,
+        ..opts(1)
+    })
+    .await;
+    let (shots, report) =
+        common::server::run_studio_script("studio_timeline.mjs", &s.url, &s.config.runtime_dir)
+            .await;
+    assert!(report.contains("ok: 3 marks"), "{report}");
+    // The storyboard's check runs once the server has previews; until then
+    // the script says why it skipped it.
+    println!("{report}");
+    for shot in [
+        "studio-timeline.png",
+        "studio-timeline-changed.png",
+        "studio-timeline-phone.png",
     ] {
         let png = std::fs::read(shots.join(shot)).unwrap();
         assert_eq!(&png[..4], b"\x89PNG", "{shot}");
