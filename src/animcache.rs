@@ -326,6 +326,41 @@ mod tests {
     }
 
     #[test]
+    fn the_least_recently_used_entries_go_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = AnimationCache::new(dir.path().to_owned(), 1);
+        let p = Profile {
+            engine: Engine::Manim,
+            width: 1,
+            height: 1,
+            fps: 1,
+            encoding: Encoding::Final,
+        };
+        let shelf = cache.shelf("o", p).unwrap();
+        let other = cache.shelf("o", Profile { fps: 2, ..p }).unwrap();
+        let now = SystemTime::now();
+        let make = |shelf: &Shelf, n: u8, age_secs: u64| {
+            fs::create_dir_all(&shelf.dir).unwrap();
+            let key = format!("{n:064x}");
+            let path = shelf.dir.join(format!("{key}.400000.mp4"));
+            fs::write(&path, vec![0u8; 400_000]).unwrap();
+            let file = fs::File::options().append(true).open(&path).unwrap();
+            file.set_modified(now - std::time::Duration::from_secs(age_secs))
+                .unwrap();
+            key
+        };
+        let oldest = make(&shelf, 1, 300);
+        let old = make(&other, 2, 200);
+        let newer = make(&shelf, 3, 100);
+        let newest = make(&other, 4, 0);
+        // 1.6 MB in two profiles against 1 MiB: the two oldest go.
+        assert_eq!(shelf.evict().unwrap(), 2);
+        assert!(shelf.owner_bytes() <= 1024 * 1024);
+        assert!(shelf.entry(&oldest).is_none() && other.entry(&old).is_none());
+        assert!(shelf.entry(&newer).is_some() && other.entry(&newest).is_some());
+    }
+
+    #[test]
     fn owners_are_names_not_paths() {
         let cache = AnimationCache::new("/x".into(), 1);
         let p = Profile {

@@ -262,10 +262,28 @@ pub struct JobList {
     pub next_cursor: Option<String>,
 }
 
+/// How the API presents itself to the clients of a system it replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compat {
+    /// The replaced manim-api: `/health` answers in its form, so its
+    /// clients' health checks (a `status` that starts with `ALIVE`) pass.
+    ManimApi,
+}
+
 /// The body of every error response.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+}
+
+/// The body of the replaced system's calls' errors (`/render`,
+/// `/generate`): the usual error, and `detail`, the one string its
+/// clients read.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LegacyErrorBody {
+    pub error: ErrorDetail,
+    /// The message, after `line N: ` when the error has the author's line.
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -313,8 +331,12 @@ pub struct Queue {
 /// `GET /health`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or `draining` while the server shuts down.
+    /// `ok`, or `draining` while the server shuts down. With `--compat
+    /// manim-api`: `ALIVE_V<version>` (`ALIVE_V0_1_0`), or
+    /// `DRAINING_V<version>`.
     pub status: String,
+    /// `manimd`; with `--compat manim-api`, `manim-video-streaming-api`.
+    pub service: String,
     pub version: String,
     pub uptime_secs: u64,
     pub memory: Memory,

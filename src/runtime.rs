@@ -58,6 +58,10 @@ const WORKER_FILES: &[(&str, &str)] = &[
         include_str!("../python/manimd_worker/enginecheck.py"),
     ),
     (
+        "manimd_worker/timeline.py",
+        include_str!("../python/manimd_worker/timeline.py"),
+    ),
+    (
         "manimd_worker/engines/__init__.py",
         include_str!("../python/manimd_worker/engines/__init__.py"),
     ),

@@ -15,6 +15,8 @@ use manimd::spec::{Engine, Quality};
 
 mod service;
 
+mod iteration;
+pub use iteration::table as iteration_table;
 pub use service::service_table;
 
 /// The fixed scene set, compiled in so that every run measures the same code.
@@ -165,6 +167,8 @@ pub fn run(opts: &BenchOptions, mut on_row: impl FnMut(&Row)) -> anyhow::Result<
                     OsStr::new("--quality"),
                     OsStr::new(s.quality.as_str()),
                     OsStr::new("--json"),
+                    // Like the plain CLI's --disable_caching: every run draws.
+                    OsStr::new("--no-cache"),
                     OsStr::new("-o"),
                     out.as_os_str(),
                     OsStr::new("--data-dir"),

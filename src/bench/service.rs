@@ -109,6 +109,8 @@ pub fn small(salt: &str, quality: &str, encoding: &str) -> Value {
         "scene": "Small",
         "quality": quality,
         "encoding": encoding,
+        // These figures measure rendering; the animation cache has its own.
+        "cache": false,
     })
 }
 
@@ -118,6 +120,7 @@ pub fn twelve_high(salt: &str) -> Value {
         "code": format!("{}\n# {salt}\n", super::SOURCES[3].1),
         "scene": "Twelve",
         "quality": "high",
+        "cache": false,
     })
 }
 
@@ -168,8 +171,16 @@ const CLI_LOW: [&str; 9] = [
     "Small",
 ];
 
+/// The columns of the service's tables.
+pub fn table_header() {
+    println!(
+        "{:<52} {:>10} {:>10} {:<4} {:>8}   target",
+        "figure", "manimd", "baseline", "", "ratio"
+    );
+}
+
 /// One line of the service table.
-fn figure(name: &str, ours: f64, base: f64, unit: &str, target: &str) {
+pub fn figure(name: &str, ours: f64, base: f64, unit: &str, target: &str) {
     let ratio = if base > 0.0 {
         format!("{:.2}x", ours / base)
     } else {
@@ -187,10 +198,7 @@ pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<
     let cli_small = rows[0].plain.wall.as_secs_f64();
     println!();
     println!("service (manimd serve over HTTP; 2 workers; medians of {runs})");
-    println!(
-        "{:<52} {:>10} {:>10} {:<4} {:>8}   target",
-        "figure", "manimd", "baseline", "", "ratio"
-    );
+    table_header();
     cold(opts, &scratch.path().join("cold"), cli_small).await?;
     let warm = Server::start(
         opts,
@@ -204,6 +212,7 @@ pub async fn service_table(opts: &BenchOptions, rows: &[Row]) -> anyhow::Result<
     live_first_segment(&warm, runs).await?;
     encoding_tiers(&warm, runs, rows).await?;
     warm.stop().await;
+    super::iteration::figures(opts, &scratch.path().join("iteration")).await?;
     Ok(())
 }
 

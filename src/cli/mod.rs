@@ -5,6 +5,7 @@ mod render;
 mod report;
 mod serve;
 mod submit;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,11 @@ pub struct GlobalArgs {
     /// Where scripts/setup.sh installed the engines.
     #[arg(long, global = true, env = "MANIMD_RUNTIME", default_value = DEFAULT_RUNTIME_DIR)]
     pub runtime_dir: PathBuf,
+    /// How much of each owner's rendered animations the data dir keeps for
+    /// reuse (least recently used go first).
+    #[arg(long, global = true, env = "MANIMD_CACHE_QUOTA_MIB", value_name = "MIB",
+          default_value_t = manimd::config::DEFAULT_CACHE_QUOTA_MIB)]
+    pub cache_quota_mib: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,6 +193,10 @@ pub struct ServeArgs {
         default_value = "proxy"
     )]
     pub storage_serve: manimd::storage::ServeMode,
+    /// Answer as a replaced system did, for its clients: `manim-api` makes
+    /// `/health` say `ALIVE_V<version>` and `manim-video-streaming-api`.
+    #[arg(long, env = "MANIMD_COMPAT", value_enum)]
+    pub compat: Option<manimd::api::Compat>,
 }
 
 #[derive(Args, Debug)]
@@ -261,6 +271,15 @@ pub struct BenchArgs {
     /// Runs of each scene each way; medians are reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Only one part: `iteration`, the edit-and-look loop (animation cache,
+    /// previews) beside its anchors.
+    #[arg(long, value_enum)]
+    pub only: Option<BenchPart>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchPart {
+    Iteration,
 }
 
 #[derive(Args, Debug)]
@@ -328,6 +347,7 @@ impl GlobalArgs {
             data_dir: self.data_dir.clone(),
             runtime_dir: self.runtime_dir.clone(),
             tts,
+            cache_quota_mib: self.cache_quota_mib,
             ..Config::default()
         }
     }
@@ -381,6 +401,15 @@ async fn bench(config: &Config, args: BenchArgs) -> ExitCode {
         opts.runs,
         benchmark::machine()
     );
+    if args.only == Some(BenchPart::Iteration) {
+        return match benchmark::iteration_table(&opts).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     println!("wall: spawn to exit; MiB: peak RSS (manim: its largest process; manimd: its own plus the sandbox's largest)");
     println!("{}", benchmark::header());
     let opts = std::sync::Arc::new(opts);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{report, RenderArgs};
+use super::{report, watch, RenderArgs};
 use manimd::animcache::LOCAL_OWNER;
 use manimd::config::Config;
 use manimd::limits::Limits;
@@ -73,6 +73,46 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         narration: args.narration,
         cache: !args.no_cache,
     };
+    let first = render_and_deliver(&renderer, &spec, &limits, &output, &args).await;
+    if !args.watch {
+        return first.map(|_| ());
+    }
+    eprintln!("watching {} for changes (Ctrl-C ends)", args.file.display());
+    let mut seen = watch::modified(&args.file);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = watch::next_save(&args.file, &mut seen) => {}
+        }
+        let code = match read_scene_file(&args.file) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                continue;
+            }
+        };
+        let spec = watch::respec(&spec, code);
+        let started = std::time::Instant::now();
+        match render_and_deliver(&renderer, &spec, &limits, &output, &args).await {
+            Ok((rendered, output)) => {
+                eprintln!("{}", watch::summary(&rendered, started.elapsed(), &output))
+            }
+            Err(INTERRUPTED) => return Err(INTERRUPTED),
+            // Reported already; the next save tries again.
+            Err(_) => {}
+        }
+    }
+}
+
+/// Renders into a staging directory beside `output`, moves the files
+/// there and prints the summary; returns the render and where it went.
+async fn render_and_deliver(
+    renderer: &Renderer,
+    spec: &RenderSpec,
+    limits: &Limits,
+    output: &Path,
+    args: &RenderArgs,
+) -> Result<(Rendered, PathBuf), u8> {
     // Rendered next to the output, so that moving it there is a rename.
     let out_dir = output
         .parent()
@@ -83,11 +123,10 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         .tempdir_in(out_dir)
         .map_err(|e| usage(format!("cannot write to {}: {e}", out_dir.display())))?;
 
-    let rendered =
-        render_showing_progress(&renderer, &spec, &limits, staging.path(), &args).await?;
-    let (output, subtitles) = deliver(&rendered, output, format)?;
-    summarize(&args, engine, &rendered, &output, subtitles.as_deref());
-    Ok(())
+    let rendered = render_showing_progress(renderer, spec, limits, staging.path(), args).await?;
+    let (output, subtitles) = deliver(&rendered, output.to_owned(), spec.format)?;
+    summarize(args, spec.engine, &rendered, &output, subtitles.as_deref());
+    Ok((rendered, output))
 }
 
 /// The format asked for, else the output's extension, else MP4; refused

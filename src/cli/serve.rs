@@ -40,12 +40,15 @@ fn node_options(config: &Config, args: &NodeArgs) -> Result<(Config, ServeOption
         args.llm_api_key.as_deref(),
     )
     .map_err(|e| e.to_string())?;
-    opts.llm = manimd::llm::LlmConfig {
+    // The replaced system's provider (legacy `/generate`) is called alike.
+    let tuned = |llm: manimd::llm::LlmConfig| manimd::llm::LlmConfig {
         timeout: std::time::Duration::from_secs(args.llm_timeout_secs.max(1)),
         retries: args.llm_retries,
         stream: !args.llm_no_stream,
         ..llm
     };
+    opts.llm = tuned(llm);
+    opts.legacy_llm = tuned(manimd::llm::LlmConfig::legacy());
     Ok((config, opts))
 }
 
@@ -68,6 +71,7 @@ pub async fn run(config: &Config, args: ServeArgs) -> ExitCode {
     opts.rate_limit_per_minute = args.rate_limit_per_minute;
     opts.max_jobs_per_key = args.max_jobs_per_key;
     opts.storage_serve = args.storage_serve;
+    opts.compat = args.compat;
     opts.api_keys = args
         .api_keys
         .iter()

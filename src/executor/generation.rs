@@ -14,7 +14,7 @@ use crate::events::JobEvent;
 use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
 use crate::job_error::JobError;
 use crate::jobs::{Job, JobId};
-use crate::llm::LlmError;
+use crate::llm::{LlmError, Route};
 use crate::protocol::Progress;
 use crate::render::RenderError;
 use crate::sandbox::Stopped;
@@ -171,10 +171,14 @@ impl Executor {
     ) -> Outcome {
         // A key the request brought lives in memory only; after a restart
         // it is gone, and the server's own key is not used in its place.
-        let key = self.parts.llm.keys.get(&job.id);
-        if generation.own_key && key.is_none() {
+        let held = self.parts.llm.keys.get(&job.id);
+        if generation.own_key && held.is_none() {
             return Outcome::Llm(LlmError::KeyLost);
         }
+        let (key, route) = match held {
+            Some((key, route)) => (Some(key), route),
+            None => (None, Route::Configured),
+        };
         // A re-queued generation starts over.
         generation.reset();
         let task = Task {
@@ -183,7 +187,7 @@ impl Executor {
             narration: job.spec.narration,
             max_attempts: generation.max_attempts,
         };
-        let provider = &self.parts.llm.provider;
+        let provider = self.parts.llm.provider(route);
         generate::run(provider, key.as_ref(), &task, &mut generation, hooks).await
     }
 

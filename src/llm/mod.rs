@@ -37,6 +37,20 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The preset the replaced system's `/generate` called with its caller's
+/// key: manimd's `/generate` does the same when no provider is configured.
+pub const LEGACY_PRESET: &str = "groq";
+
+/// Which provider a generation's model calls go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The server's own (`MANIMD_LLM_*`).
+    Configured,
+    /// The replaced system's (`LEGACY_PRESET`), for a legacy `/generate`
+    /// that brings its own key to a server without a provider.
+    Legacy,
+}
+
 /// Where the model is and how long it may take.
 #[derive(Clone, Debug)]
 pub struct LlmConfig {
@@ -110,6 +124,12 @@ impl LlmConfig {
             api_key: api_key.and_then(Secret::new),
             ..LlmConfig::default()
         })
+    }
+
+    /// The replaced system's provider (`LEGACY_PRESET`), without a key:
+    /// only callers' own keys go there, never the server's.
+    pub fn legacy() -> LlmConfig {
+        LlmConfig::resolve(Some(LEGACY_PRESET), None, None, None).expect("a known preset")
     }
 
     /// Whether generation works without a key in the request.
@@ -188,5 +208,16 @@ mod tests {
             LlmConfig::resolve(Some("nope"), None, None, None).unwrap_err(),
             UnknownPreset("nope".into())
         );
+    }
+
+    #[test]
+    fn the_legacy_provider_is_groq_without_a_key_of_its_own() {
+        let c = LlmConfig::legacy();
+        assert_eq!(
+            c.base_url.as_deref(),
+            Some("https://api.groq.com/openai/v1")
+        );
+        assert_eq!(c.model, "llama-3.3-70b-versatile");
+        assert!(c.api_key.is_none());
     }
 }

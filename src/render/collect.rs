@@ -199,13 +199,7 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
                 } else {
                     let piece = self.collect_piece(&path, area);
                     if let (Some(key), Some(frames), Some(piece)) = (key, frames, &piece) {
-                        if self.shelf.is_some() && self.fresh.len() < MAX_ANIMATIONS {
-                            self.fresh.push(Fresh {
-                                key,
-                                path: piece.clone(),
-                                frames,
-                            });
-                        }
+                        self.keep_fresh(key, piece, frames);
                     }
                     piece
                 };
@@ -253,6 +247,20 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
         }
     }
 
+    /// Keeps a second name for a drawn piece: live playback removes the
+    /// first once it has packaged it, and the cache admits the piece only
+    /// after the render succeeded.
+    fn keep_fresh(&mut self, key: String, piece: &std::path::Path, frames: u64) {
+        if self.shelf.is_none() || self.fresh.len() >= MAX_ANIMATIONS {
+            return;
+        }
+        let keep = self.pieces_dir.join("keep");
+        let path = keep.join(format!("{}.mp4", self.fresh.len()));
+        if std::fs::create_dir_all(&keep).is_ok() && std::fs::hard_link(piece, &path).is_ok() {
+            self.fresh.push(Fresh { key, path, frames });
+        }
+    }
+
     /// A piece the worker took from the cache: checked again with our
     /// reader (it is in the video now) and linked for live playback. A
     /// refused one is removed and spoils the render.
@@ -262,9 +270,10 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
             Ok(entry) => {
                 let dest = self.pieces_dir.join(format!("{}.mp4", self.pieces));
                 std::fs::create_dir_all(&self.pieces_dir).ok()?;
-                std::fs::hard_link(&entry, &dest)
-                    .or_else(|_| std::fs::copy(&entry, &dest).map(|_| ()))
-                    .ok()?;
+                // A second name for the entry, never a write through one:
+                // whatever is at `dest` goes first.
+                let _ = std::fs::remove_file(&dest);
+                std::fs::hard_link(&entry, &dest).ok()?;
                 self.pieces += 1;
                 Some(dest)
             }

@@ -331,7 +331,10 @@ impl Renderer {
             }
         }
         let stdin = render_job(spec, speech.as_ref(), shelf.is_some());
-        let mut collector = Collector::new(limits, dest_dir.join("pieces"), shelf, progress);
+        // A second pass collects into its own directory: the first pass's
+        // pieces may still be on their way into the live stream.
+        let pieces = dest_dir.join(if *spoiled { "pieces-again" } else { "pieces" });
+        let mut collector = Collector::new(limits, pieces, shelf, progress);
         let finished = self
             .sandbox
             .finish(

@@ -1,13 +1,15 @@
 //! The one place where errors become HTTP responses: every error becomes a
 //! `JobError` (a stable code, a message, the fields of its kind), and the
 //! code's kind alone picks the status, in `status`. A 5xx body never carries
-//! paths, stderr or other internals: those are logged here instead.
+//! paths, stderr or other internals: those are logged here instead. The
+//! replaced system's calls answer the same, with its clients' `detail`
+//! string beside the error (`LegacyError`).
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::api::{ErrorBody, ErrorDetail};
+use crate::api::{ErrorBody, ErrorDetail, LegacyErrorBody};
 use crate::job_error::{ErrorCode, ErrorKind, JobError};
 use crate::render::RenderError;
 use crate::service::ServiceError;
@@ -43,6 +45,24 @@ pub enum ApiError {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         ApiError::Service(e)
+    }
+}
+
+/// An error of the replaced system's calls (`/render`, `/generate`): the
+/// same status and error, and beside it the `detail` string that its
+/// clients decode (`APIError { detail }`).
+#[derive(Debug)]
+pub struct LegacyError(pub ApiError);
+
+impl From<ApiError> for LegacyError {
+    fn from(e: ApiError) -> Self {
+        LegacyError(e)
+    }
+}
+
+impl From<ServiceError> for LegacyError {
+    fn from(e: ServiceError) -> Self {
+        LegacyError(ApiError::Service(e))
     }
 }
 
@@ -159,25 +179,43 @@ fn detail(error: JobError) -> ErrorDetail {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status, the body's error and the headers that go with it.
+    fn answer(self) -> (StatusCode, HeaderMap, ErrorDetail) {
         let (error, retry_after) = self.into_error();
         let code = error.code;
-        let mut response = (
-            status(code.kind()),
-            Json(ErrorBody {
-                error: detail(error),
-            }),
-        )
-            .into_response();
-        let headers = response.headers_mut();
+        let mut headers = HeaderMap::new();
         if code == ErrorCode::Unauthorized {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        response
+        (status(code.kind()), headers, detail(error))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, headers, error) = self.answer();
+        (status, headers, Json(ErrorBody { error })).into_response()
+    }
+}
+
+/// The replaced system's one string: the message, after the author's line
+/// when there is one (`line 7: NameError: ...`).
+fn legacy_detail(error: &ErrorDetail) -> String {
+    match error.line {
+        Some(line) => format!("line {line}: {}", error.message),
+        None => error.message.clone(),
+    }
+}
+
+impl IntoResponse for LegacyError {
+    fn into_response(self) -> Response {
+        let (status, headers, error) = self.0.answer();
+        let detail = legacy_detail(&error);
+        (status, headers, Json(LegacyErrorBody { error, detail })).into_response()
     }
 }
 
@@ -260,6 +298,10 @@ mod tests {
     }
 
     async fn answer(e: ApiError) -> (u16, axum::http::HeaderMap, serde_json::Value) {
+        answer_with(e).await
+    }
+
+    async fn answer_with(e: impl IntoResponse) -> (u16, axum::http::HeaderMap, serde_json::Value) {
         let r = e.into_response();
         let (parts, body) = r.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
@@ -285,14 +327,24 @@ mod tests {
 
     const INTERNAL: &str = crate::job_error::INTERNAL_MESSAGE;
 
-    #[tokio::test]
-    async fn a_scene_error_keeps_its_line_and_fields() {
-        let user: crate::protocol::UserError = serde_json::from_value(serde_json::json!({
-            "code": "scene-error", "message": "ZeroDivisionError: division by zero",
-            "line": 5, "scene": "A", "exception": "ZeroDivisionError"
+    /// An exception in scene `A`, as the worker reports it.
+    fn scene_error(message: &str, line: u32, exception: &str) -> RenderError {
+        let user = serde_json::from_value(serde_json::json!({
+            "code": "scene-error", "message": message,
+            "line": line, "scene": "A", "exception": exception
         }))
         .unwrap();
-        let (status, _, body) = answer(RenderError::User(Box::new(user)).into()).await;
+        RenderError::User(Box::new(user))
+    }
+
+    #[tokio::test]
+    async fn a_scene_error_keeps_its_line_and_fields() {
+        let e = scene_error(
+            "ZeroDivisionError: division by zero",
+            5,
+            "ZeroDivisionError",
+        );
+        let (status, _, body) = answer(e.into()).await;
         assert_eq!(status, 422);
         assert_eq!(
             body,
@@ -326,6 +378,30 @@ mod tests {
             (401, &"Bearer".parse::<HeaderValue>().unwrap())
         );
         assert_eq!(body["error"]["code"], "unauthorized");
+    }
+
+    #[tokio::test]
+    async fn the_replaced_systems_calls_add_detail_with_the_line() {
+        let e = scene_error("NameError: name 'x' is not defined", 7, "NameError");
+        let e = LegacyError(e.into());
+        let (status, _, body) = answer_with(e).await;
+        assert_eq!(status, 422);
+        assert_eq!(body["detail"], "line 7: NameError: name 'x' is not defined");
+        assert_eq!(body["error"]["line"], 7, "the usual error stays beside it");
+        let e = LegacyError(ApiError::BadRequest {
+            field: Some("code".into()),
+            message: "missing field `code`".into(),
+        });
+        let (status, _, body) = answer_with(e).await;
+        assert_eq!(
+            (status, &body["detail"]),
+            (400, &serde_json::json!("missing field `code`"))
+        );
+        let (status, _, body) = answer_with(LegacyError(ApiError::Internal("x".into()))).await;
+        assert_eq!(
+            (status, &body["detail"]),
+            (500, &serde_json::json!(INTERNAL))
+        );
     }
 
     #[tokio::test]

@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, LegacyError};
 use super::extract::ApiJson;
 use super::{renders, AppState};
-use crate::api::{CodeGeneration, ErrorBody, GenerationRequest, JobView, LegacyGenerateRequest};
-use crate::job_error::{ErrorCode, JobError};
-use crate::jobs::JobStatus;
+use crate::api::{
+    CodeGeneration, ErrorBody, GenerationRequest, JobView, LegacyErrorBody, LegacyGenerateRequest,
+};
 
 /// Generate a scene from a prompt and render it.
 #[utoipa::path(post, path = "/v1/generations", request_body = GenerationRequest, tag = "generations",
@@ -57,19 +57,24 @@ pub async fn code(
     Ok(Json(svc.generate_code(req).await?))
 }
 
-/// The replaced system's synchronous generation: the video bytes as the response.
+/// The replaced system's synchronous generation: the video bytes as the
+/// response. With the caller's `api_key` and no provider configured, the
+/// model is the replaced system's (the Groq preset), as it was there. Its
+/// errors carry `detail` too, the string its clients read.
 #[utoipa::path(post, path = "/generate", request_body = LegacyGenerateRequest, tag = "compatibility",
-    responses((status = 200, description = "The video"), (status = 400, body = ErrorBody),
-              (status = 422, description = "generation-failed", body = ErrorBody), (status = 429, body = ErrorBody),
-              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, description = "The video"), (status = 400, body = LegacyErrorBody),
+              (status = 422, description = "generation-failed", body = LegacyErrorBody), (status = 429, body = LegacyErrorBody),
+              (status = 500, description = "internal: the installation's fault", body = LegacyErrorBody),
+              (status = 502, body = LegacyErrorBody), (status = 503, body = LegacyErrorBody), (status = 504, body = LegacyErrorBody)))]
 pub async fn legacy_generate(
     State(svc): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<LegacyGenerateRequest>,
-) -> Result<Response, ApiError> {
+    body: Result<ApiJson<LegacyGenerateRequest>, ApiError>,
+) -> Result<Response, LegacyError> {
+    let ApiJson(req) = body?;
     let job = svc
-        .generate(
+        .legacy_generate(
             GenerationRequest {
                 prompt: req.prompt,
                 api_key: req.api_key,
@@ -80,11 +85,5 @@ pub async fn legacy_generate(
             caller.owner(),
         )
         .await?;
-    let job = svc.wait(&job.id, caller.owner()).await?;
-    match job.status {
-        JobStatus::Succeeded => renders::file(&svc, &job.id, false, &caller, &headers, false).await,
-        _ => Err(ApiError::JobFailed(job.error.unwrap_or_else(|| {
-            JobError::new(ErrorCode::Canceled, "the job was canceled")
-        }))),
-    }
+    Ok(renders::legacy_video(&svc, &job.id, &caller, &headers).await?)
 }

@@ -28,6 +28,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::api::Compat;
 use crate::bus;
 use crate::components::Components;
 use crate::components::Llm;
@@ -106,6 +107,12 @@ pub struct ServeOptions {
     pub storage_serve: ServeMode,
     /// The language model behind `/v1/generations` (none by default).
     pub llm: LlmConfig,
+    /// Where the replaced system's `/generate` sends a caller's own key
+    /// when `llm` is not configured: the Groq preset, as that system did
+    /// (`LlmConfig::legacy`).
+    pub legacy_llm: LlmConfig,
+    /// Answer `/health` as a replaced system did (`--compat`).
+    pub compat: Option<Compat>,
 }
 
 impl Default for ServeOptions {
@@ -134,6 +141,8 @@ impl Default for ServeOptions {
             storage: None,
             storage_serve: ServeMode::Proxy,
             llm: LlmConfig::default(),
+            legacy_llm: LlmConfig::legacy(),
+            compat: None,
         }
     }
 }
@@ -248,7 +257,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
         hub: Arc::new(Hub::default()),
         storage,
         metrics: Arc::new(Metrics::default()),
-        llm: Arc::new(Llm::new(opts.llm.clone())),
+        llm: Arc::new(Llm::new(opts.llm.clone(), opts.legacy_llm.clone())),
         control: Control::new(store.clone()),
     };
     let executor = Executor::new(
@@ -273,6 +282,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
             limits: config.limits.clone(),
             max_body_bytes: opts.max_body_bytes,
             storage_serve: opts.storage_serve,
+            compat: opts.compat,
         },
         parts,
         Arc::clone(&executor),

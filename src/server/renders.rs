@@ -12,10 +12,12 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, LegacyError};
 use super::extract::{ApiJson, Id};
 use super::{media, AppState};
-use crate::api::{ErrorBody, JobList, JobView, LegacyRenderRequest, RenderRequest};
+use crate::api::{
+    ErrorBody, JobList, JobView, LegacyErrorBody, LegacyRenderRequest, RenderRequest,
+};
 use crate::events::{is_terminal, JobEvent};
 use crate::job_error::{ErrorCode, JobError};
 use crate::jobs::{JobId, JobStatus};
@@ -336,15 +338,18 @@ async fn live(
 }
 
 /// The replaced system's synchronous call: the video bytes as the response.
+/// Its errors carry `detail` too, the string its clients read.
 #[utoipa::path(post, path = "/render", request_body = LegacyRenderRequest, tag = "compatibility",
-    responses((status = 200, description = "The video"), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, description = "The video"), (status = 400, body = LegacyErrorBody), (status = 413, body = LegacyErrorBody),
+              (status = 422, body = LegacyErrorBody), (status = 429, body = LegacyErrorBody),
+              (status = 500, description = "internal or engine-mismatch: the installation's fault", body = LegacyErrorBody)))]
 pub async fn legacy_render(
     State(svc): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<LegacyRenderRequest>,
-) -> Result<Response, ApiError> {
+    body: Result<ApiJson<LegacyRenderRequest>, ApiError>,
+) -> Result<Response, LegacyError> {
+    let ApiJson(req) = body?;
     let job = svc
         .submit(
             RenderRequest {
@@ -357,10 +362,21 @@ pub async fn legacy_render(
             caller.owner(),
         )
         .await?;
-    let job = svc.wait(&job.id, caller.owner()).await?;
+    Ok(legacy_video(&svc, &job.id, &caller, &headers).await?)
+}
+
+/// The end of the replaced system's synchronous calls: waits for the job,
+/// then answers its video, or its error.
+pub(super) async fn legacy_video(
+    svc: &AppState,
+    id: &JobId,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let job = svc.wait(id, caller.owner()).await?;
     match job.status {
         // The synchronous call's clients expect the bytes in the response.
-        JobStatus::Succeeded => file(&svc, &job.id, false, &caller, &headers, false).await,
+        JobStatus::Succeeded => file(svc, &job.id, false, caller, headers, false).await,
         _ => Err(ApiError::JobFailed(job.error.unwrap_or_else(|| {
             JobError::new(ErrorCode::Canceled, "the job was canceled")
         }))),

@@ -8,7 +8,7 @@ use crate::api::{CodeGeneration, GenerationRequest};
 use crate::generate::{self, GenEvent, Generation, Hooks, Outcome, Rendered, Task};
 use crate::job_error::JobError;
 use crate::jobs::{Claimed, Job, JobId};
-use crate::llm::LlmError;
+use crate::llm::{LlmError, Route};
 use crate::secret::Secret;
 use crate::spec::{Engine, Format, Quality, RenderSpec};
 
@@ -16,10 +16,18 @@ use crate::spec::{Engine, Format, Quality, RenderSpec};
 struct Checked {
     task: Task,
     key: Option<Secret>,
+    /// The provider its model calls go to.
+    route: Route,
 }
 
 impl Service {
-    fn check_generation(&self, req: &GenerationRequest) -> Result<Checked, ServiceError> {
+    /// `legacy`: the replaced system's `/generate`, whose callers' own keys
+    /// go to its provider when this server has none (`Llm::route`).
+    fn check_generation(
+        &self,
+        req: &GenerationRequest,
+        legacy: bool,
+    ) -> Result<Checked, ServiceError> {
         let prompt = req.prompt.trim();
         if prompt.is_empty() {
             return Err(invalid("prompt", "prompt is empty"));
@@ -50,8 +58,11 @@ impl Service {
             req.narration.unwrap_or(false),
             req.format.unwrap_or(Format::Mp4),
         )?;
-        // A key alone does not say where the model is: a base URL must be configured.
-        if !self.parts.llm.is_configured() {
+        let key = req.api_key.clone().and_then(Secret::new);
+        let route = self.parts.llm.route(legacy, key.is_some());
+        // A key alone does not say where the model is: a base URL must be
+        // configured (the legacy call's route has the replaced system's).
+        if !self.parts.llm.provider(route).config().is_configured() {
             return Err(LlmError::NotConfigured.into());
         }
         Ok(Checked {
@@ -61,7 +72,8 @@ impl Service {
                 narration: req.narration.unwrap_or(false),
                 max_attempts,
             },
-            key: req.api_key.clone().and_then(Secret::new),
+            key,
+            route,
         })
     }
 
@@ -71,10 +83,30 @@ impl Service {
         req: GenerationRequest,
         owner: Option<&str>,
     ) -> Result<Job, ServiceError> {
+        self.queue_generation(req, owner, false).await
+    }
+
+    /// `generate` for the replaced system's `/generate`: a request that
+    /// brings its own key to a server without a provider goes to the
+    /// replaced system's provider (Groq) with that key, as it did there.
+    pub async fn legacy_generate(
+        &self,
+        req: GenerationRequest,
+        owner: Option<&str>,
+    ) -> Result<Job, ServiceError> {
+        self.queue_generation(req, owner, true).await
+    }
+
+    async fn queue_generation(
+        &self,
+        req: GenerationRequest,
+        owner: Option<&str>,
+        legacy: bool,
+    ) -> Result<Job, ServiceError> {
         if self.is_draining() {
             return Err(ServiceError::ShuttingDown);
         }
-        let Checked { task, key } = self.check_generation(&req)?;
+        let Checked { task, key, route } = self.check_generation(&req, legacy)?;
         self.check_capacity(owner).await?;
         let spec = RenderSpec {
             code: String::new(),
@@ -118,7 +150,7 @@ impl Service {
         // The key is in place before the job exists, so no worker can claim
         // the job without it.
         if let Some(key) = key {
-            self.parts.llm.keys.insert(&id, key);
+            self.parts.llm.keys.insert(&id, key, route);
         }
         let claim = here.then(|| (self.executor.owner(), self.executor.lease()));
         let job = match self
@@ -157,7 +189,7 @@ impl Service {
         if self.is_draining() {
             return Err(ServiceError::ShuttingDown);
         }
-        let Checked { task, key } = self.check_generation(&req)?;
+        let Checked { task, key, route } = self.check_generation(&req, false)?;
         let _slot = self.local_generation_slot()?;
         let mut generation = Generation::new(
             task.prompt.clone(),
@@ -167,7 +199,7 @@ impl Service {
         );
         let hooks = CheckOnly { svc: self };
         match generate::run(
-            &self.parts.llm.provider,
+            self.parts.llm.provider(route),
             key.as_ref(),
             &task,
             &mut generation,

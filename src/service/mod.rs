@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::api::Compat;
 use crate::components::Components;
 use crate::executor::Executor;
 use crate::limits::Limits;
@@ -36,6 +37,8 @@ pub struct ServiceConfig {
     pub max_body_bytes: u64,
     /// Whether finished files are streamed or redirected to the store.
     pub storage_serve: ServeMode,
+    /// Answer `/health` as a replaced system did (`None`: as manimd).
+    pub compat: Option<Compat>,
 }
 
 pub struct Service {

@@ -4,11 +4,29 @@
 use std::time::Duration;
 
 use super::{Service, ServiceError};
-use crate::api;
+use crate::api::{self, Compat};
 use crate::jobs::JobStatus;
 use crate::metrics;
 use crate::spec::{Engine, Format, Quality, MAX_FPS};
 use crate::storage::ServeMode;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `/health`'s `status` and `service`. The replaced system's clients count
+/// a server as healthy when its status starts with `ALIVE` (it answered
+/// `ALIVE_V1_1_11`): in its form, manimd says `ALIVE_V` and its own
+/// version, or `DRAINING_V...` while it shuts down, when it takes no jobs.
+fn identity(compat: Option<Compat>, draining: bool) -> (String, &'static str) {
+    match (compat, draining) {
+        (None, false) => ("ok".into(), "manimd"),
+        (None, true) => ("draining".into(), "manimd"),
+        (Some(Compat::ManimApi), draining) => {
+            let state = if draining { "DRAINING" } else { "ALIVE" };
+            let version = VERSION.replace('.', "_");
+            (format!("{state}_V{version}"), "manim-video-streaming-api")
+        }
+    }
+}
 
 impl Service {
     pub async fn health(&self) -> Result<api::Health, ServiceError> {
@@ -16,13 +34,11 @@ impl Service {
         let total = metrics::total_memory().max(1);
         let busy = self.executor.busy() as u64;
         let workers = self.executor.workers() as u64;
+        let (status, service) = identity(self.cfg.compat, self.is_draining());
         Ok(api::Health {
-            status: if self.is_draining() {
-                "draining".into()
-            } else {
-                "ok".into()
-            },
-            version: env!("CARGO_PKG_VERSION").into(),
+            status,
+            service: service.into(),
+            version: VERSION.into(),
             uptime_secs: self.started.elapsed().as_secs(),
             memory: api::Memory {
                 rss_bytes: rss,
@@ -144,5 +160,34 @@ impl Service {
             deleted += 1;
         }
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_names_manimd_or_answers_as_the_replaced_system() {
+        let version = VERSION.replace('.', "_");
+        let table = [
+            (None, false, "ok".to_owned(), "manimd"),
+            (None, true, "draining".to_owned(), "manimd"),
+            (
+                Some(Compat::ManimApi),
+                false,
+                format!("ALIVE_V{version}"),
+                "manim-video-streaming-api",
+            ),
+            (
+                Some(Compat::ManimApi),
+                true,
+                format!("DRAINING_V{version}"),
+                "manim-video-streaming-api",
+            ),
+        ];
+        for (compat, draining, status, service) in table {
+            assert_eq!(identity(compat, draining), (status, service));
+        }
     }
 }

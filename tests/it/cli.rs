@@ -182,3 +182,68 @@ fn a_worker_refuses_any_store_but_postgres() {
     assert!(!out.status.success());
     assert!(!db.exists(), "nothing was opened");
 }
+
+#[tokio::test]
+async fn watch_renders_each_save_and_names_the_animations_it_changed() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene.py");
+    let code = "from manim import *\n\nclass Steps(Scene):\n    def construct(self):\n        s = Square()\n        self.play(Create(s), run_time=0.4)\n        self.play(s.animate.shift(RIGHT), run_time=0.4)\n        self.play(FadeOut(s), run_time=0.4)\n";
+    std::fs::write(&scene, code).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .args(["render", "scene.py", "--watch", "--quiet", "-o", "out.mp4"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    async fn until(
+        lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+        want: &str,
+    ) -> String {
+        let wait = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains(want) {
+                    return line;
+                }
+            }
+            panic!("manimd ended before printing {want:?}");
+        });
+        wait.await.expect("in time")
+    }
+    until(&mut lines, "watching").await;
+    let first = common::probe(&dir.path().join("out.mp4")).await;
+    // Only the last play changes (a longer run time).
+    std::fs::write(
+        &scene,
+        code.replace("FadeOut(s), run_time=0.4", "FadeOut(s), run_time=0.8"),
+    )
+    .unwrap();
+    let line = until(&mut lines, " changed").await;
+    assert!(
+        line.starts_with("1 of 3 changed: #2 FadeOut(Square) (line 8)"),
+        "{line}"
+    );
+    let second = common::probe(&dir.path().join("out.mp4")).await;
+    assert!(
+        second.duration > first.duration + 0.3,
+        "{first:?} -> {second:?}"
+    );
+    // A broken save is reported, and the watch goes on.
+    std::fs::write(&scene, "from manim import *\nclass Steps(Scene:\n").unwrap();
+    until(&mut lines, "syntax-error").await;
+    std::fs::write(&scene, code).unwrap();
+    let line = until(&mut lines, "no animation changed").await;
+    assert!(line.contains("(3 reused)"), "{line}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "Ctrl-C ends the watch: {status:?}");
+}

@@ -433,10 +433,15 @@ async fn without_a_provider_generation_is_503_and_capabilities_say_so() {
     let s = TestServer::start(LlmConfig::default()).await;
     let caps = s.get("/v1/capabilities").await;
     assert_eq!(caps["generation"], false);
-    for path in ["/v1/generations", "/v1/code/generations", "/generate"] {
-        let (status, e) = s
-            .post(path, &json!({"prompt": "a circle", "api_key": "k"}))
-            .await;
+    // A key alone is not enough, except on the replaced system's /generate,
+    // which takes it to Groq (tests/it/compat.rs).
+    let with_key = json!({"prompt": "a circle", "api_key": "k"});
+    for (path, body) in [
+        ("/v1/generations", &with_key),
+        ("/v1/code/generations", &with_key),
+        ("/generate", &json!({"prompt": "a circle"})),
+    ] {
+        let (status, e) = s.post(path, body).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {e}");
         assert_eq!(e["error"]["code"], "llm-not-configured");
         let msg = e["error"]["message"].as_str().unwrap();

@@ -6,7 +6,9 @@
 
 mod common;
 
+mod animcache;
 mod cli;
+mod compat;
 mod generate;
 mod hls;
 mod layers;

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::server::TestServer;
+use common::server::{spawn_binary, TestServer};
 
 use std::time::Duration;
 
@@ -649,35 +649,6 @@ async fn sigterm_requeues_running_work_and_the_next_start_finishes_it() {
     s.stop().await;
 }
 
-/// Starts the real binary; returns it and its base URL.
-async fn spawn_binary(data: &std::path::Path) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--warm-pool",
-            "0",
-            "--data-dir",
-        ])
-        .arg(data)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if let Some(url) = line.strip_prefix("manimd listening on ") {
-            return (child, url.to_owned());
-        }
-    }
-    panic!("the server did not start");
-}
-
 #[tokio::test]
 async fn sigkill_mid_render_then_restart_finishes_the_job_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -687,7 +658,7 @@ async fn sigkill_mid_render_then_restart_finishes_the_job_and_leaves_nothing() {
     let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
     let prefix = format!("{}-", sc.instance);
 
-    let (mut first, url) = spawn_binary(&data).await;
+    let (mut first, url) = spawn_binary(&data, &[]).await;
     let client = reqwest::Client::new();
     let job: Value = client
         .post(format!("{url}/v1/renders"))
@@ -739,7 +710,7 @@ async fn sigkill_mid_render_then_restart_finishes_the_job_and_leaves_nothing() {
         "sandbox processes outlived the server: {alive:?}"
     );
 
-    let (mut second, url) = spawn_binary(&data).await;
+    let (mut second, url) = spawn_binary(&data, &[]).await;
     let mut job = Value::Null;
     for _ in 0..600 {
         job = client
@@ -776,7 +747,7 @@ async fn sigkill_mid_render_then_restart_finishes_the_job_and_leaves_nothing() {
 #[tokio::test]
 async fn submit_command_follows_progress_and_downloads_the_result() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, url) = spawn_binary(&dir.path().join("data")).await;
+    let (mut server, url) = spawn_binary(&dir.path().join("data"), &[]).await;
     let submit = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
             .arg("submit")

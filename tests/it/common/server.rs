@@ -132,6 +132,40 @@ impl TestServer {
     }
 }
 
+/// Starts the real binary (`serve`, one worker, no warm pool) with `envs`
+/// set; returns it and its base URL.
+pub async fn spawn_binary(
+    data: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--warm-pool",
+            "0",
+            "--data-dir",
+        ])
+        .arg(data)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(url) = line.strip_prefix("manimd listening on ") {
+            return (child, url.to_owned());
+        }
+    }
+    panic!("the server did not start");
+}
+
 /// Server-Sent Events from a response, one `(event name, data)` at a time,
 /// through the service's own decoder.
 pub struct Sse {
