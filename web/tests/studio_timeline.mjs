@@ -86,8 +86,8 @@ try {
   if (probe === 404) {
     // The edits above asked for previews too: the strip stays hidden.
     if (await page.isVisible("#storyboard")) fail("the storyboard shows on a server without previews");
-    storyboard = "skipped: POST /v1/previews answers 404 on this server";
-    console.log(`skip: storyboard: ${storyboard}`);
+    storyboard = "skipped (POST /v1/previews answers 404 on this server)";
+    console.log("skip: storyboard: POST /v1/previews answers 404 on this server");
   } else {
     // A pause in typing refreshes it: one still per play, each clickable.
     await page.fill("#code", scene("FadeOut(sq)"));
