@@ -4,35 +4,11 @@
 // style, and any violation of it fails the run. Screenshots go to OUT_DIR.
 //
 //   node studio.mjs BASE_URL OUT_DIR
-// PLAYWRIGHT_CORE names playwright-core's entry module (setup installs it
-// under the runtime directory, outside this checkout).
-import { pathToFileURL } from "node:url";
-
-const { chromium } = await import(process.env.PLAYWRIGHT_CORE ? pathToFileURL(process.env.PLAYWRIGHT_CORE).href : "playwright-core");
+import { fail, openStudio } from "./chromium.mjs";
 
 const [base, out] = process.argv.slice(2);
-const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
-});
+const { browser, page, clean } = await openStudio(base);
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  // Anything the page's CSP blocks fails the test: Chromium reports it on the
-  // console, and the document fires securitypolicyviolation (collected by a
-  // script Playwright injects, which the policy does not apply to).
-  const violations = [];
-  page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
-  await page.exposeFunction("cspViolation", (v) => violations.push(v));
-  await page.addInitScript(() => document.addEventListener("securitypolicyviolation",
-    (e) => window.cspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`)));
-  const response = await page.goto(base + "/");
-  const csp = response.headers()["content-security-policy"] || "";
-  if (!csp.includes("default-src 'self'") || csp.includes("unsafe-inline")) fail(`the page's CSP is not strict: ${csp}`);
   await page.waitForSelector("#code");
   // The styles and the script came from their files: the title has the
   // accent colour, the error box is hidden, and the editor is highlighted.
@@ -89,8 +65,7 @@ try {
   // The page works on a phone-sized screen.
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${out}/studio-phone.png`, fullPage: true });
-  if (errors.length) fail(`page errors: ${errors.join("; ")}`);
-  if (violations.length) fail(`CSP violations: ${violations.join("; ")}`);
+  clean();
   console.log(`ok: video advanced to ${watched.toFixed(2)} s while rendering; line ${line} highlighted; subtitle "${cue}"`);
 } finally {
   await browser.close();

@@ -3,34 +3,11 @@
 // show, the code streams into the editor, and the final video plays.
 //
 //   node studio_generate.mjs BASE_URL OUT_DIR
-// PLAYWRIGHT_CORE names playwright-core's entry module.
-import { pathToFileURL } from "node:url";
-
-const { chromium } = await import(process.env.PLAYWRIGHT_CORE ? pathToFileURL(process.env.PLAYWRIGHT_CORE).href : "playwright-core");
+import { fail, openStudio } from "./chromium.mjs";
 
 const [base, out] = process.argv.slice(2);
-const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
-});
+const { browser, page, clean } = await openStudio(base);
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  // Anything the page's CSP blocks fails the test: Chromium reports it on the
-  // console, and the document fires securitypolicyviolation (collected by a
-  // script Playwright injects, which the policy does not apply to).
-  const violations = [];
-  page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) violations.push(m.text()); });
-  await page.exposeFunction("cspViolation", (v) => violations.push(v));
-  await page.addInitScript(() => document.addEventListener("securitypolicyviolation",
-    (e) => window.cspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`)));
-  const response = await page.goto(base + "/");
-  const csp = response.headers()["content-security-policy"] || "";
-  if (!csp.includes("default-src 'self'") || csp.includes("unsafe-inline")) fail(`the page's CSP is not strict: ${csp}`);
   // The prompt box appears because the server has a model.
   await page.waitForSelector("#prompt-text", { state: "visible", timeout: 30000 });
   await page.fill("#prompt-text", "draw a circle");
@@ -46,8 +23,7 @@ try {
     fail(`the generated code is not in the editor: ${code}`);
   if (![...statuses].some((s) => s.startsWith("attempt 2: repairing"))) fail(`no repair stage shown: ${[...statuses].join(" | ")}`);
   await page.waitForFunction(() => document.getElementById("player").currentTime > 0, null, { timeout: 30000 });
-  if (errors.length) fail(`page errors: ${errors.join("; ")}`);
-  if (violations.length) fail(`CSP violations: ${violations.join("; ")}`);
+  clean();
   console.log(`ok: generated, repaired and played; stages: ${[...statuses].join(" | ")}`);
 } finally {
   await browser.close();
