@@ -8,7 +8,7 @@ use std::path::Path;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::api::{ErrorBody, ErrorDetail, JobView};
+use crate::api::{ErrorBody, ErrorDetail, JobView, PreviewView};
 use crate::sse;
 
 /// The longest line of an event stream read here: an event holds at most a
@@ -104,6 +104,17 @@ impl Client {
         let r = self
             .http
             .post(self.url("/v1/generations"))
+            .json(request)
+            .send()
+            .await?;
+        json(r).await
+    }
+
+    /// `POST /v1/previews`: a storyboard or a still, answered at once.
+    pub async fn preview(&self, request: &impl Serialize) -> Result<PreviewView, ClientError> {
+        let r = self
+            .http
+            .post(self.url("/v1/previews"))
             .json(request)
             .send()
             .await?;

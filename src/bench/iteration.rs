@@ -115,6 +115,7 @@ pub async fn figures(opts: &BenchOptions, dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
+    let previews = preview_figures(&server, opts.runs).await?;
     server.stop().await;
     let cold = median(cold);
     figure(
@@ -145,5 +146,53 @@ pub async fn figures(opts: &BenchOptions, dir: &Path) -> anyhow::Result<()> {
         "s",
         "< 1.00x",
     );
+    let (board, still) = previews;
+    figure(
+        "twelve @high, storyboard from a warm sandbox (s)",
+        board,
+        0.8,
+        "s",
+        "<= 0.8 s",
+    );
+    figure(
+        "twelve @high, still at a time from a warm sandbox (s)",
+        still,
+        0.3,
+        "s",
+        "<= 0.3 s",
+    );
     Ok(())
+}
+
+/// Previews of the twelve-animation scene at 1080p from a warm sandbox:
+/// the storyboard (twelve frames) and one still at a time; medians of the
+/// answers' times over HTTP.
+async fn preview_figures(server: &Server, runs: usize) -> anyhow::Result<(f64, f64)> {
+    let (mut board, mut still) = (vec![], vec![]);
+    for run in 0..runs {
+        let code = twelve(run, false, "preview");
+        server.warm(1).await?;
+        let (secs, view) = server
+            .preview(
+                &json!({"code": code, "scene": "Twelve", "quality": "high", "kind": "storyboard"}),
+            )
+            .await?;
+        anyhow::ensure!(
+            view.frames.len() == 12,
+            "a storyboard of {} frames",
+            view.frames.len()
+        );
+        board.push(secs);
+        server.warm(1).await?;
+        let (secs, view) = server
+            .preview(&json!({"code": code, "scene": "Twelve", "quality": "high", "kind": "still", "at": 4.2}))
+            .await?;
+        anyhow::ensure!(
+            view.frames.len() == 1,
+            "a still of {} frames",
+            view.frames.len()
+        );
+        still.push(secs);
+    }
+    Ok((median(board), median(still)))
 }

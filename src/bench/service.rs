@@ -59,6 +59,13 @@ impl Server {
         bail!("the warm pool did not fill")
     }
 
+    /// `POST /v1/previews`: seconds to the answer, with the answer.
+    pub async fn preview(&self, body: &Value) -> anyhow::Result<(f64, manimd::api::PreviewView)> {
+        let t = Instant::now();
+        let view = self.client.preview(body).await?;
+        Ok((t.elapsed().as_secs_f64(), view))
+    }
+
     pub async fn submit(&self, body: &Value) -> anyhow::Result<JobView> {
         Ok(self.client.submit(body).await?)
     }
