@@ -6,10 +6,9 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::common::server::TestServer;
+use crate::common::server::{cached_flags, TestServer};
 use crate::common::{self, Harness};
 use manimd::config::Config;
 use manimd::process::run_tool;
@@ -278,51 +277,24 @@ async fn owners_never_share_entries() {
         ..ServeOptions::default()
     })
     .await;
-    let render = |key: &'static str, code: String| {
-        let s = &s;
-        async move {
-            let r = s
-                .client
-                .post(format!("{}/v1/renders", s.url))
-                .header("Authorization", format!("Bearer {key}"))
-                .json(&json!({"code": code}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::ACCEPTED);
-            let id = r.json::<Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            loop {
-                let job: Value = s
-                    .client
-                    .get(format!("{}/v1/renders/{id}", s.url))
-                    .header("Authorization", format!("Bearer {key}"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                match job["status"].as_str().unwrap() {
-                    "succeeded" => return job,
-                    "failed" | "canceled" => panic!("{job}"),
-                    _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
-                }
-            }
-        }
-    };
-    let flags = |job: &Value| -> Vec<bool> {
-        job["result"]["animations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["cached"].as_bool().unwrap())
-            .collect()
-    };
-    let one = render("owner-one-key", ALWAYS_REDRAW.to_owned()).await;
-    assert!(flags(&one).iter().all(|c| !c));
+    // Each render as the holder of `key`, through the harness's own calls.
+    async fn render(s: &mut TestServer, key: &str, code: String) -> Value {
+        let mut auth = reqwest::header::HeaderMap::new();
+        auth.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {key}").parse().unwrap(),
+        );
+        s.client = reqwest::Client::builder()
+            .default_headers(auth)
+            .build()
+            .unwrap();
+        let id = s.submit(json!({ "code": code })).await;
+        let job = s.wait_for(&id, None).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        job
+    }
+    let one = render(&mut s, "owner-one-key", ALWAYS_REDRAW.to_owned()).await;
+    assert!(cached_flags(&one).iter().all(|c| !c));
     let animation = &one["result"]["animations"][0];
     assert!(
         animation["name"].as_str().unwrap().contains("ValueTracker"),
@@ -333,10 +305,14 @@ async fn owners_never_share_entries() {
 
     // The same scene (a comment apart, so no whole-result reuse) from the
     // other owner draws every play; the first owner's edit reuses them all.
-    let two = render("owner-two-key", format!("# two\n{ALWAYS_REDRAW}")).await;
-    assert!(flags(&two).iter().all(|c| !c), "{}", two["result"]);
-    let again = render("owner-one-key", format!("# one\n{ALWAYS_REDRAW}")).await;
-    assert!(flags(&again).iter().all(|c| *c), "{}", again["result"]);
+    let two = render(&mut s, "owner-two-key", format!("# two\n{ALWAYS_REDRAW}")).await;
+    assert!(cached_flags(&two).iter().all(|c| !c), "{}", two["result"]);
+    let again = render(&mut s, "owner-one-key", format!("# one\n{ALWAYS_REDRAW}")).await;
+    assert!(
+        cached_flags(&again).iter().all(|c| *c),
+        "{}",
+        again["result"]
+    );
     s.stop().await;
     s.assert_clean();
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::s3::S3Server;
+use common::server::cached_flags;
 use reqwest::header::{CONTENT_RANGE, IF_NONE_MATCH, LOCATION, RANGE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -365,18 +366,10 @@ const THREE_STEPS: &str = "from manim import *\n\nclass Three(Scene):\n    def c
 #[tokio::test]
 async fn animations_drawn_on_one_node_serve_the_next_render_on_another() {
     let s3 = S3Server::start("animations").await;
-    let cached = |job: &Value| -> Vec<bool> {
-        job["result"]["animations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["cached"].as_bool().unwrap())
-            .collect()
-    };
     let first = Node::start(&s3, "anim", "proxy").await;
     let job = first.submit(THREE_STEPS).await;
     let job = first.wait(job["id"].as_str().unwrap()).await;
-    assert_eq!(cached(&job), vec![false; 3], "{job}");
+    assert_eq!(cached_flags(&job), vec![false; 3], "{job}");
     first.stop().await;
     let keys = s3.keys("anim/animations/local").await;
     assert_eq!(keys.len(), 3, "{keys:?}");
@@ -389,7 +382,7 @@ async fn animations_drawn_on_one_node_serve_the_next_render_on_another() {
         .await;
     let job = second.wait(job["id"].as_str().unwrap()).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    assert_eq!(cached(&job), vec![true; 3], "{job}");
+    assert_eq!(cached_flags(&job), vec![true; 3], "{job}");
     let local = std::fs::read_dir(second.data.join("animations/local"))
         .unwrap()
         .flatten()

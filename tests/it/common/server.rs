@@ -237,3 +237,13 @@ pub async fn run_studio_script(
     assert!(out.status.success(), "{report}");
     (shots, report)
 }
+
+/// A finished render's `result.animations[].cached`, in order.
+pub fn cached_flags(job: &Value) -> Vec<bool> {
+    job["result"]["animations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no animations: {job}"))
+        .iter()
+        .map(|a| a["cached"].as_bool().unwrap())
+        .collect()
+}
