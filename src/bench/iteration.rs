@@ -31,17 +31,14 @@ fn twelve(run: usize, late_edit: bool, comment: &str) -> String {
     format!("{code}\n# {comment}\n")
 }
 
-/// The last `self.play(...)` with a longer run time: one late animation
-/// changed, the eleven before it not.
+/// The last play a little longer: the scene's last `self.play` runs in a
+/// loop of six, so only its last pass changes; the eleven plays before it
+/// do not.
 fn edit_last(code: &str) -> String {
-    let at = code
-        .rfind("run_time=0.5")
-        .expect("the scene sets run times");
-    format!(
-        "{}run_time=0.6{}",
-        &code[..at],
-        &code[at + "run_time=0.5".len()..]
-    )
+    const LAST: &str = "run_time=0.5)";
+    let at = code.rfind(LAST).expect("the scene sets run times");
+    let rest = &code[at + LAST.len()..];
+    format!("{}run_time=0.5 if i < 5 else 0.6){rest}", &code[..at])
 }
 
 /// The plain CLI at `high` with its own cache on (Manim's default).

@@ -277,6 +277,7 @@ fn summarize(
             "worker_max_rss_bytes": rendered.worker_max_rss_bytes,
             "subtitles": subtitles,
             "narration": rendered.narration.as_ref().map(|n| &n.cues),
+            "animations": rendered.animations,
         });
         println!("{summary}");
         return;
