@@ -121,6 +121,7 @@ def preview(job):
     if plan.frames == 0:
         # A still after the end, or a scene that plays nothing: its last frame.
         plan.keep(out.last_frame, name, max(out.plays - 1, 0), out.duration)
+    plan.flush()
     protocol.emit("previewed", frames=plan.frames, plays=out.plays, duration=round(out.duration, 6),
                   job_secs=_job_secs())
 

@@ -43,6 +43,8 @@ class Plan:
         self.profile = profile
         self.fps = job["fps"]
         self.frames = 0
+        self._saver = None
+        self._pending = []
 
     @property
     def simulating(self):
@@ -91,20 +93,32 @@ class Plan:
         return path if os.path.isfile(path) else None
 
     def keep(self, image, scene, animation, time):
-        """Saves a preview frame and tells the host where it is."""
+        """Saves a preview frame (in the background: the scene goes on
+        meanwhile) and, once `flush` has it written, tells the host."""
         os.makedirs(FRAMES_DIR, exist_ok=True)
         path = os.path.join(FRAMES_DIR, f"{self.frames:03d}.png")
-        # Fast compression: a storyboard saves one 1080p frame per play.
-        image.convert("RGB").save(path, compress_level=1)
-        protocol.emit(
-            "preview-frame",
-            scene=scene,
-            n=self.frames,
-            animation=animation,
-            time=round(float(time), 6),
-            path=path,
-        )
+        if self._saver is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # PNG's compression runs outside the GIL: a storyboard's frames
+            # are encoded on the other core while the scene runs on.
+            self._saver = ThreadPoolExecutor(max_workers=2)
+        saved = self._saver.submit(_save_png, image, path)
+        self._pending.append((saved, dict(scene=scene, n=self.frames, animation=animation,
+                                          time=round(float(time), 6), path=path)))
         self.frames += 1
+
+    def flush(self):
+        """Waits for every frame to be written and reports them in order."""
+        for saved, fields in self._pending:
+            saved.result()
+            protocol.emit("preview-frame", **fields)
+        self._pending = []
+
+
+def _save_png(image, path):
+    # Fast compression: a storyboard saves one full-size frame per play.
+    image.convert("RGB").save(path, compress_level=1)
 
 
 def rng_digest():
