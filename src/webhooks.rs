@@ -93,6 +93,13 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_forbidden(IpAddr::V4(v4));
             }
+            // Transition prefixes reach the IPv4 address they embed.
+            if embedded_v4(v6)
+                .into_iter()
+                .any(|v4| is_forbidden(IpAddr::V4(v4)))
+            {
+                return true;
+            }
             let first = v6.segments()[0];
             v6.is_loopback()
                 || v6.is_unspecified()
@@ -100,6 +107,27 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
         }
+    }
+}
+
+/// The IPv4 addresses an IPv6 address of a transition prefix carries:
+/// NAT64 (`64:ff9b::/96`, and `64:ff9b:1::/48` in its /48 and /96 forms,
+/// RFC 6052), 6to4 (`2002::/16`) and Teredo (`2001::/32`: its server, and
+/// its client, stored inverted).
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Vec<std::net::Ipv4Addr> {
+    use std::net::Ipv4Addr;
+    let o = v6.octets();
+    let s = v6.segments();
+    let last = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    match (s[0], s[1], s[2]) {
+        (0x0064, 0xff9b, 0) if s[3..6] == [0, 0, 0] => vec![last],
+        (0x0064, 0xff9b, 1) => vec![last, Ipv4Addr::new(o[6], o[7], o[9], o[10])],
+        (0x2002, ..) => vec![Ipv4Addr::new(o[2], o[3], o[4], o[5])],
+        (0x2001, 0, _) => vec![
+            Ipv4Addr::new(o[4], o[5], o[6], o[7]),
+            Ipv4Addr::new(!o[12], !o[13], !o[14], !o[15]),
+        ],
+        _ => Vec::new(),
     }
 }
 
@@ -304,10 +332,26 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "224.0.0.1",
+            // IPv4 inside transition prefixes: NAT64, 6to4, Teredo.
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "64:ff9b::c0a8:101",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1:7f00:1::",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "2001:0:a00:1::1",
         ] {
             assert!(is_forbidden(bad.parse().unwrap()), "{bad}");
         }
-        for ok in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
+        for ok in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+        ] {
             assert!(!is_forbidden(ok.parse().unwrap()), "{ok}");
         }
     }
