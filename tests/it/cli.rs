@@ -123,7 +123,14 @@ fn limits_can_be_changed_for_one_render() {
     assert!(stderr(&o).contains("error[timeout]"), "{}", stderr(&o));
 
     let hog = dir.path().join("hog.py");
-    std::fs::write(&hog, "from manim import *\n\nclass H(Scene):\n    def construct(self):\n        x = b'x' * 10**10\n").unwrap();
+    std::fs::write(
+        &hog,
+        format!(
+            "from manim import *\n\nclass H(Scene):\n    def construct(self):\n{}\n",
+            crate::security::HOG_10_GIB
+        ),
+    )
+    .unwrap();
     let o = manimd(
         dir.path(),
         &["render", hog.to_str().unwrap(), "--memory", "600"],

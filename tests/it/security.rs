@@ -108,14 +108,17 @@ async fn a_fork_bomb_threads_and_subprocess_spam_hit_the_pids_cap() {
     }
 }
 
+/// 10 GiB, 64 MiB at a time, every page written: the cgroup's cap stops it,
+/// not the kernel's overcommit check (one 10 GiB allocation fails with a
+/// `MemoryError` before the cap acts on a host with less memory and swap).
+pub const HOG_10_GIB: &str =
+    "        hog = []\n        for _ in range(160):\n            hog.append(b'x' * (64 * 1024**2))";
+
 #[tokio::test]
 async fn allocating_10_gb_is_killed_inside_the_memory_cap() {
     let h = Harness::new();
     let e = h
-        .fails(
-            &spec(Engine::Manim, &scene("        x = b'x' * (10 * 1024**3)")),
-            &small(),
-        )
+        .fails(&spec(Engine::Manim, &scene(HOG_10_GIB)), &small())
         .await;
     let s = stopped(e);
     assert_eq!(s, Stopped::OutOfMemory { limit_mib: 700 });

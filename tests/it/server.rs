@@ -981,7 +981,7 @@ async fn hostile_jobs_fail_cleanly_while_others_succeed_and_the_server_stays_hea
     let cases = [
         (hostile("        while True:\n            pass"), "timeout"),
         (hostile("        while True:\n            os.fork()"), "process-limit"),
-        (hostile("        x = b'x' * (10 * 1024**3)"), "out-of-memory"),
+        (hostile(crate::security::HOG_10_GIB), "out-of-memory"),
         (hostile("        with open('/tmp/fill', 'wb') as f:\n            while True:\n                f.write(b'x' * 1024 * 1024)"), "output-too-large"),
         (
             "from manim import *\nimport os\nimport manimd_worker.media as m\nm.finalize = lambda i, f, out, l: os.symlink('/etc/ld.so.cache', out)\nm.probe = lambda p: {'codec': 'h264', 'width': 1, 'height': 1, 'fps': 1.0, 'duration': 1.0, 'frames': 1}\n\nclass H(Scene):\n    def construct(self):\n        self.play(Create(Circle()), run_time=0.2)\n".to_string(),
