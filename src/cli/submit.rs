@@ -69,7 +69,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
     bar.set_message(format!("queued as {}", job.id));
     let fin = follow(&client, &job.id, &bar).await;
     bar.finish_and_clear();
-    let fin = fin.map_err(fail)?;
+    let fin = fin.map_err(|e| fail(went_away(&client, &job.id, &e)))?;
     match fin.status {
         JobStatus::Succeeded => {
             let result = fin
@@ -87,7 +87,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
             client
                 .download(&fin.links.video, &out)
                 .await
-                .map_err(fail)?;
+                .map_err(|e| fail(went_away(&client, &fin.id, &e.to_string())))?;
             if let Some(n) = &result.notice {
                 eprintln!("note[{}]: {}", n.code, n.message);
             }
@@ -103,6 +103,17 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
             Err(1)
         }
     }
+}
+
+/// What to say when the server stops answering while a job is followed:
+/// the job itself is stored and goes on (or is re-queued) on the server.
+fn went_away(client: &Client, id: &str, err: &str) -> String {
+    let base = client.base();
+    format!(
+        "lost the server at {base} while following job {id} ({err}). The job is kept \
+         there and runs again if the server restarts; see it at {base}/v1/renders/{id} \
+         (its events at /events, the video at /video)"
+    )
 }
 
 /// Follows the job's event stream until its final state.

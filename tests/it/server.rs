@@ -774,7 +774,33 @@ async fn submit_command_follows_progress_and_downloads_the_result() {
     let o = submit(&[&fixture("syntax_error.py")]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("error[syntax-error]"));
-    server.kill().await.unwrap();
+
+    // The server killed while a job is followed: submit says so, and where
+    // the job is, instead of a decoding error.
+    std::fs::write(dir.path().join("slow.py"), slow_scene(30)).unwrap();
+    let following = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .args(["submit", "slow.py", "--server", &url, "--quiet"])
+        .current_dir(dir.path())
+        .output();
+    let kill = async {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        server.kill().await.unwrap();
+    };
+    let (o, ()) = tokio::join!(following, kill);
+    let o = o.unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("lost the server at {url} while following job"))
+            && err.contains("/v1/renders/"),
+        "{err}"
+    );
+    // A restart reaps the killed server's sandbox; a graceful stop then
+    // leaves nothing behind.
+    let (again, _) = spawn_binary(&dir.path().join("data"), &[]).await;
+    let pid = nix::unistd::Pid::from_raw(again.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = again.wait_with_output().await;
 }
 
 #[tokio::test]
