@@ -103,8 +103,19 @@ impl Server {
             .map_or(0, |pid| manimd::metrics::status_bytes(Some(pid), "VmHWM:"))
     }
 
+    /// A graceful stop (SIGTERM), so that the server ends its warm
+    /// sandboxes and unmounts their areas; killed after a minute.
     pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        if let Some(pid) = self.child.id() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
     }
 }
 

@@ -795,12 +795,36 @@ async fn submit_command_follows_progress_and_downloads_the_result() {
             && err.contains("/v1/renders/"),
         "{err}"
     );
-    // A restart reaps the killed server's sandbox; a graceful stop then
-    // leaves nothing behind.
-    let (again, _) = spawn_binary(&dir.path().join("data"), &[]).await;
-    let pid = nix::unistd::Pid::from_raw(again.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let _ = again.wait_with_output().await;
+    // A restart reaps the killed server's sandbox and takes the job up
+    // again; canceled there, it leaves nothing behind.
+    let id = err
+        .split("following job ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    let (mut again, url) = spawn_binary(&dir.path().join("data"), &[]).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .delete(format!("{url}/v1/renders/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    for _ in 0..100 {
+        let health: Value = client
+            .get(format!("{url}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["workers"]["busy"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    again.kill().await.unwrap();
 }
 
 #[tokio::test]
