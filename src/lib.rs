@@ -24,6 +24,8 @@ pub mod config;
 #[cfg(feature = "service")]
 pub mod control;
 #[cfg(feature = "service")]
+pub mod doctor;
+#[cfg(feature = "service")]
 pub mod events;
 #[cfg(feature = "service")]
 pub mod executor;

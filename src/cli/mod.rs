@@ -1,5 +1,6 @@
 //! The `manimd` command line: argument definitions and dispatch.
 
+mod doctor;
 mod generate;
 mod preview;
 mod render;
@@ -60,6 +61,9 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Generate a scene from a prompt on a server (its language model), show each stage, download the video.
     Generate(GenerateArgs),
+    /// Check that renders can work on this host: one line per requirement,
+    /// with how to fix what fails (exit 1 when a required one does).
+    Doctor,
     /// Compare `manimd render` with the plain `manim` CLI on a fixed scene set.
     Bench(BenchArgs),
     /// Send a bounded burst of submissions, half of them hostile, and report the outcome.
@@ -409,6 +413,7 @@ pub async fn run() -> ExitCode {
         Command::Worker(args) => serve::worker(&config, args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Generate(args) => generate::run(args).await,
+        Command::Doctor => doctor::run(&config).await,
         Command::Bench(args) => bench(&config, args).await,
         Command::Load(args) => load(&config, args).await,
     }

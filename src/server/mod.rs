@@ -239,6 +239,8 @@ pub async fn start(
 /// nodes share), and starts the workers.
 pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<Node> {
     let lock = lock_data_dir(&config.data_dir)?;
+    // A host that cannot render is said once, here, not in every job.
+    crate::doctor::preflight(config).await?;
     let renderer = Arc::new(Renderer::new(config)?);
     let work_dir = reap_renders(&renderer, config).await?;
     let (store, storage) = open_state(config, opts).await?;

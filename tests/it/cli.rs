@@ -254,3 +254,69 @@ async fn watch_renders_each_save_and_names_the_animations_it_changed() {
     let status = child.wait().await.unwrap();
     assert!(status.success(), "Ctrl-C ends the watch: {status:?}");
 }
+
+#[test]
+fn doctor_checks_the_host_and_serve_refuses_a_data_dir_the_sandbox_cannot_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = manimd(dir.path(), &["doctor"], &[]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    for name in [
+        "root",
+        "bubblewrap",
+        "cgroups",
+        "job areas",
+        "sandbox user's access",
+        "engines",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with("ok") && l.contains(name)),
+            "{name}: {out}"
+        );
+    }
+
+    // A data dir as `mktemp -d` makes it: mode 0700, so the sandbox's user
+    // cannot reach the worker inside.
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let data = private.to_str().unwrap();
+    let doctor = || {
+        Command::new(env!("CARGO_BIN_EXE_manimd"))
+            .args(["doctor", "--data-dir", data])
+            .output()
+            .unwrap()
+    };
+    let o = doctor();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "FAIL  sandbox user's access  uid 65534 cannot enter {data} (mode 700)"
+        )) && out.contains(&format!("fix: chmod o+x {data}")),
+        "{out}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("renders cannot work on this host")
+            && stderr(&o).contains(&format!("chmod o+x {data}")),
+        "{}",
+        stderr(&o)
+    );
+    // Fixed as it says, the host passes.
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let o = doctor();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}

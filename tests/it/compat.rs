@@ -342,10 +342,18 @@ async fn render_errors_decode_as_api_error_with_the_line_in_detail() {
 
 #[tokio::test]
 async fn an_installation_fault_is_a_500_the_client_decodes() {
-    // No engine installed: the installation's fault, never the scene's.
+    // A broken engine install (its Python exits at once): the
+    // installation's fault, never the scene's. (With none at all the
+    // server refuses to start; see `manimd doctor`.)
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_tests(dir.path().join("data"));
-    config.runtime_dir = dir.path().join("no-runtime");
+    config.runtime_dir = dir.path().join("broken-runtime");
+    let venv = manimd::runtime::Runtime::new(&config.runtime_dir).venv(manimd::spec::Engine::Manim);
+    std::fs::create_dir_all(venv.join("bin")).unwrap();
+    std::fs::write(venv.join(".manimd-complete"), "broken").unwrap();
+    let python = venv.join("bin/python");
+    std::fs::write(&python, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut s = TestServer::start_on(config, options(None)).await;
     let client = SwiftClient::of(&s);
     let (status, detail) = client.render(CE, None, "low", "mp4").await.failed();

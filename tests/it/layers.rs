@@ -20,6 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "narration",
             "config",
+            "doctor",
             "animcache",
             "render",
             "scenes",
