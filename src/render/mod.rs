@@ -327,10 +327,15 @@ impl Renderer {
     ) -> Result<Rendered, RenderError> {
         // One stop signal for rendering and muxing.
         let mut cancel = std::pin::pin!(cancel);
-        if let (Some(shelf), Some(view)) = (&shelf, started.view()) {
-            // The owner's entries, where the worker looks plays up.
-            if let Err(err) = shelf.link_into(&view) {
-                tracing::warn!(%err, "cannot show the animation cache to a sandbox");
+        if let (Some(shelf), Some(view)) = (shelf.cloned(), started.view()) {
+            // The owner's entries, where the worker looks plays up: one
+            // link each, off the runtime's threads.
+            match tokio::task::spawn_blocking(move || shelf.link_into(&view)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(%err, "cannot show the animation cache to a sandbox")
+                }
+                Err(err) => tracing::warn!(%err, "cannot show the animation cache to a sandbox"),
             }
         }
         let stdin = render_job(spec, speech.as_ref(), shelf.is_some());
@@ -369,8 +374,9 @@ impl Renderer {
             .map_err(|e| space_ran_out(e, limits))?;
         let (output, thumbnail, mut bytes) =
             collect_output(&finished, spec, &media, limits, dest_dir)?;
-        if let Some(shelf) = shelf {
-            keep_pieces(shelf, fresh);
+        if let Some(shelf) = shelf.cloned() {
+            // Each piece is read and checked: off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || keep_pieces(&shelf, fresh)).await;
         }
         let narration = match speech {
             Some(speech) if !media.still => {
