@@ -115,7 +115,18 @@ class Driver:
 
         from manim.renderer.cairo_renderer import CairoRenderer
 
+        play = CairoRenderer.play
+
         def planned_play(renderer, scene, *args, **kwargs):
+            renderer.skip_animations = renderer._original_skipping_status
+            renderer.update_skipping_status()
+            if renderer.skip_animations and not driver.plan.simulating:
+                # Manim's own skipping (a still, or a section the author
+                # skips) stays Manim's: nothing of it reaches the video.
+                index, start = renderer.num_plays, float(renderer.time)
+                play(renderer, scene, *args, **kwargs)
+                driver._announce(scene, index, start, cached=False)
+                return
             driver._play(renderer, scene, *args, **kwargs)
 
         CairoRenderer.play = planned_play
@@ -207,8 +218,6 @@ class Driver:
     # are stepped through with drawing and encoding off.
     def _play(self, renderer, scene, *args, **kwargs):
         plan = self.plan
-        renderer.skip_animations = renderer._original_skipping_status
-        renderer.update_skipping_status()
         scene.compile_animation_data(*args, **kwargs)
         index = renderer.num_plays
         start = float(renderer.time)
@@ -222,18 +231,7 @@ class Driver:
                 cached = plan.lookup(key)
                 if cached:
                     break
-        animations = scene.animations or []
-        name = ", ".join(str(a) for a in animations[:3]) + (", ..." if len(animations) > 3 else "")
-        protocol.emit(
-            "animation",
-            scene=self._scene,
-            index=index,
-            name=protocol.clip(name or "Wait", 200),
-            run_time=float(scene.duration or 0.0),
-            line=timeline.author_line(),
-            start=round(start, 6),
-            cached=cached is not None,
-        )
+        self._announce(scene, index, start, cached=cached is not None)
         writer = renderer.file_writer
         frames_before = self._frames
         simulate = plan.simulating or cached is not None
@@ -286,6 +284,22 @@ class Driver:
             plan.keep(self._capture(renderer, scene), self._scene, index, renderer.time)
             if plan.done_after(index):
                 raise timeline.PreviewDone()
+
+    def _announce(self, scene, index, start, cached):
+        """Tells the host which play this is: its name, the author's line,
+        where it starts, whether it comes from the cache."""
+        animations = scene.animations or []
+        name = ", ".join(str(a) for a in animations[:3]) + (", ..." if len(animations) > 3 else "")
+        protocol.emit(
+            "animation",
+            scene=self._scene,
+            index=index,
+            name=protocol.clip(name or "Wait", 200),
+            run_time=float(scene.duration or 0.0),
+            line=timeline.author_line(),
+            start=round(start, 6),
+            cached=cached,
+        )
 
     def _hash(self, renderer, scene):
         from manim._config.video_encoder import video_encoder_fingerprint
