@@ -203,12 +203,19 @@ impl Pool {
             .expect("pool lock")
             .values()
             .any(|n| *n > 0)
+            || self.inspector_starting.load(Ordering::SeqCst)
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let all: Vec<Warm> = self.ready.lock().expect("pool lock").drain(..).collect();
         for warm in all {
             self.renderer.discard(warm).await;
+        }
+        // The inspection sandbox too: dropped instead, its group would be
+        // removed by a task the ending runtime never runs.
+        let inspector = self.inspector.lock().expect("pool lock").take();
+        if let Some(i) = inspector {
+            self.renderer.discard_inspector(i).await;
         }
     }
 }

@@ -1732,3 +1732,26 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
     assert_eq!((status, h["status"].as_str()), (StatusCode::OK, Some("ok")));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_graceful_stop_leaves_no_warm_sandbox_or_inspector_behind() {
+    let mut s = TestServer::start(ServeOptions {
+        warm_pool: 1,
+        ..opts(1)
+    })
+    .await;
+    let id = s.submit(json!({"code": code("ce_shapes.py")})).await;
+    assert_eq!(s.wait_for(&id, None).await["status"], "succeeded");
+    // The submission's inspection took the warm inspector; wait until the
+    // pool has warmed both again, so the stop has each kind to end.
+    for _ in 0..300 {
+        let (_, health) = s.get("/health").await;
+        if health["workers"]["warm"].as_u64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.stop().await;
+    s.assert_clean();
+}
