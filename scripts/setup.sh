@@ -2,22 +2,23 @@
 # Installs everything manimd needs on Debian 12, as root. Idempotent: each step
 # checks a stamp (or the real state) first, so a second run takes seconds.
 #
-# Runtimes go under $MANIMD_RUNTIME (default /opt/manimd): two Python virtual
-# environments with pinned engines. They live outside /root and the checkout
+# Runtimes go under $MANIMD_RUNTIME (default /opt/manimd): Python virtual
+# environments (the two engines and the test tools), each installed from its
+# hash-locked python/locks/NAME.txt. They live outside /root and the checkout
 # because the sandbox bind-mounts them read-only and must never see either.
 set -euo pipefail
 
 RUNTIME="${MANIMD_RUNTIME:-/opt/manimd}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCKS="$ROOT/python/locks"
 MANIM_VERSION="0.22.0"
 MANIMGL_VERSION="1.7.2"
-# The worker's unit tests run with each engine's Python (scripts/test-worker.sh).
-PYTEST_VERSION="9.2.0"
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 
 APT_PACKAGES=(
-  # Rendering: encoders, Cairo/Pango (Manim Community builds pycairo and
-  # manimpango against them when no wheel fits), the Python that the venvs use.
+  # Rendering: encoders, Cairo/Pango (pycairo and manimpango have no wheel for
+  # CPython 3.11 on Linux and are built against them), the Python of the venvs.
   ffmpeg libcairo2-dev libpango1.0-dev pkg-config python3-venv python3-dev build-essential
   fontconfig fonts-dejavu-core
   # The sandbox.
@@ -51,20 +52,30 @@ install_apt() {
     log "Debian packages: present"
     return
   fi
-  log "Debian packages: installing $(echo $missing | wc -w) ($(echo $missing | tr '\n' ' '))"
+  log "Debian packages: installing $(wc -w <<<"$missing") ($(tr '\n' ' ' <<<"$missing"))"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
-# make_venv NAME SPEC...: a venv at $RUNTIME/venv/NAME with pinned packages.
-# The stamp records the specs it was made with: an interrupted install is
-# redone, and a changed list is installed on top of the existing venv.
+# make_venv NAME [build]: a venv at $RUNTIME/venv/NAME holding exactly
+# python/locks/NAME.txt, every transitive dependency pinned with its hashes
+# (scripts/lock.sh regenerates the locks), so an upstream release never changes
+# what is installed. With `build`, python/locks/build.txt (the build tools of
+# the locked packages that have no wheel here: pycairo, manimpango) goes in
+# first, and those packages are built against it without build isolation:
+# nothing unlocked is fetched, not even to build. The stamp holds the locks'
+# sha256: an interrupted install is redone, and a changed lock is installed
+# over the existing venv, whose packages that the lock no longer names are
+# then removed.
 make_venv() {
-  local name=$1; shift
+  local name=$1 build=${2:-}
   local dir="$RUNTIME/venv/$name"
-  local want="$*"
+  local locks=("$LOCKS/$name.txt")
+  [ -n "$build" ] && locks=("$LOCKS/build.txt" "${locks[@]}")
+  local want
+  want="lock sha256 $(cat "${locks[@]}" | sha256sum | cut -d' ' -f1)"
   if [ -f "$dir/.manimd-complete" ] && [ "$(cat "$dir/.manimd-complete")" = "$want" ]; then
     log "venv $name: present"
     return
@@ -73,10 +84,36 @@ make_venv() {
     rm -rf "$dir"
     /usr/bin/python3 -m venv "$dir"
   fi
-  log "venv $name: installing $want"
-  "$dir/bin/pip" install -q --disable-pip-version-check --no-cache-dir "$@"
+  rm -f "$dir/.manimd-complete"
+  log "venv $name: installing ${locks[*]#"$ROOT/"}"
+  local lock
+  for lock in "${locks[@]}"; do
+    # The venv's bin first on PATH: meson-python finds the locked ninja there.
+    PATH="$dir/bin:$PATH" "$dir/bin/pip" install -q --disable-pip-version-check --no-cache-dir \
+      --require-hashes --no-deps --no-build-isolation -r "$lock"
+  done
+  remove_unlocked "$dir" "${locks[@]}"
+  "$dir/bin/pip" check -q >/dev/null || { "$dir/bin/pip" check >&2; exit 1; }
   printf '%s' "$want" > "$dir/.manimd-complete"
 }
+
+# remove_unlocked DIR LOCK...: uninstalls what the venv holds beyond the locks
+# (pip freeze leaves out the venv's own pip and setuptools).
+remove_unlocked() {
+  local dir=$1; shift
+  local extra
+  extra=$(comm -23 \
+    <("$dir/bin/pip" freeze --disable-pip-version-check | sed -n 's/==.*//p' | normalize) \
+    <(sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*\)==.*/\1/p' "$@" | normalize))
+  if [ -n "$extra" ]; then
+    log "venv ${dir##*/}: removing what the lock no longer names: $(echo "$extra" | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    "$dir/bin/pip" uninstall -q -y --disable-pip-version-check $extra
+  fi
+}
+
+# Python package names compared as PEP 503 normalizes them, one a line, sorted.
+normalize() { tr '[:upper:]' '[:lower:]' | sed 's/[-_.]\{1,\}/-/g' | sort -u; }
 
 install_rust() {
   if command -v cargo >/dev/null 2>&1; then
@@ -89,15 +126,12 @@ install_rust() {
 
 install_apt
 mkdir -p "$RUNTIME/venv"
-make_venv "manim-$MANIM_VERSION" "manim==$MANIM_VERSION" "pytest==$PYTEST_VERSION"
-# ManimGL 1.7.2 predates NumPy 2 and setuptools' removal of pkg_resources.
-# PyAV (Manim Community brings its own) lets the worker stitch and probe
-# videos in-process instead of starting ffmpeg and ffprobe. moderngl is pinned
-# because the worker patches it and checks its signature (enginecheck.py).
-make_venv "manimgl-$MANIMGL_VERSION" "manimgl==$MANIMGL_VERSION" "numpy<2" "setuptools<70" "av==18.1.0" "moderngl==5.13.0" "pytest==$PYTEST_VERSION"
-# Test tooling: schemathesis fuzzes the HTTP API from its OpenAPI document;
-# moto's server is the S3-compatible store the storage tests run against.
-make_venv "tools" "schemathesis==4.32.5" "moto[server]==5.1.22"
+# Each venv is its lock, python/locks/NAME.txt; its top-level constraints are
+# in NAME.in beside it (why each pin), and scripts/lock.sh resolves them.
+make_venv "manim-$MANIM_VERSION" build
+make_venv "manimgl-$MANIMGL_VERSION" build
+# Test tooling: schemathesis and moto's S3 server. All wheels, no build.
+make_venv "tools"
 # The web studio's player library, from npm, served by the binary (nothing is
 # fetched from a CDN at run time), and playwright-core, which drives Debian's
 # Chromium in the browser tests (no browser is downloaded).
