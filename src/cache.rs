@@ -45,6 +45,11 @@ pub fn key(p: &KeyParts) -> String {
         "manim": runtime::engine_version(Engine::Manim),
         "manimgl": runtime::engine_version(Engine::Manimgl),
         "worker": runtime::worker_hash(),
+        // And so may the same engine over other locked dependencies.
+        "environment": [
+            runtime::environment(Engine::Manim),
+            runtime::environment(Engine::Manimgl),
+        ],
     });
     let digest = Sha256::digest(doc.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()

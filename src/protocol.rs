@@ -36,6 +36,9 @@ pub enum WorkerJob<'a> {
         /// Look plays up in the owner's animation cache (bound at `/cache`)
         /// and report each rendered piece's key.
         cache: bool,
+        /// The hash of the engine's locked environment: part of every
+        /// animation's key (`runtime::environment`).
+        environment: &'a str,
     },
     /// Run one scene with every play simulated (no video) and save the
     /// frames `preview` asks for as PNG under `out/frames`.

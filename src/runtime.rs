@@ -17,6 +17,31 @@ pub fn engine_version(engine: Engine) -> &'static str {
     }
 }
 
+/// A short hash of the locks an engine's venv is installed from
+/// (`python/locks`, with the build tools'): every package and version that
+/// can change a frame. Part of the result cache's key and of each cached
+/// animation's, so that a new lock never serves what an old one rendered.
+pub fn environment(engine: Engine) -> &'static str {
+    static MANIM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static MANIMGL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let (cell, lock) = match engine {
+        Engine::Manim => (&MANIM, include_str!("../python/locks/manim-0.22.0.txt")),
+        Engine::Manimgl => (&MANIMGL, include_str!("../python/locks/manimgl-1.7.2.txt")),
+    };
+    cell.get_or_init(|| {
+        let mut hasher = Sha256::new();
+        hasher.update(include_str!("../python/locks/build.txt").as_bytes());
+        hasher.update([0]);
+        hasher.update(lock.as_bytes());
+        hasher
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    })
+}
+
 /// The worker's source, compiled into the binary so that the binary and its
 /// worker can never disagree about the protocol.
 const WORKER_FILES: &[(&str, &str)] = &[

@@ -437,6 +437,7 @@ fn render_job(spec: &RenderSpec, speech: Option<&Speech>, cache: bool) -> Vec<u8
         encoding: spec.encoding,
         speech: durations.as_ref(),
         cache,
+        environment: runtime::environment(spec.engine),
     };
     serde_json::to_vec(&job).expect("serializable")
 }

@@ -226,10 +226,14 @@ async fn a_tampered_entry_is_refused_and_rendered_again() {
     std::fs::write(garbled, vec![0u8; len]).unwrap();
 
     let again = render_as(&h, "tamper", &spec(&format!("# x\n{DT_UPDATER}"), None)).await;
-    assert_eq!(
-        cached(&again).iter().filter(|c| !**c).count(),
-        2,
-        "the two spoiled plays are drawn again: {:?}",
+    // The zeroed play is drawn again in the second pass. The truncated one
+    // is drawn in the first; when that pass still got through (the zeroed
+    // piece did not stop the stitch), it admitted the piece before the
+    // second pass, which then reuses it.
+    let drawn = cached(&again).iter().filter(|c| !**c).count();
+    assert!(
+        (1..=2).contains(&drawn),
+        "the spoiled plays are drawn again: {:?}",
         again.animations
     );
     assert_eq!(frame_checksums(&again.output).await, want);

@@ -100,8 +100,8 @@ class Driver:
         self._keys = {}
         profile = " ".join(
             str(part)
-            for part in ("manim", self.version, job["width"], job["height"], job["fps"],
-                         job.get("encoding"), sorted(options.items()))
+            for part in ("manim", self.version, job.get("environment"), job["width"], job["height"],
+                         job["fps"], job.get("encoding"), sorted(options.items()))
         )
         self.plan = timeline.Plan(job, profile)
         self._patch()
