@@ -242,15 +242,34 @@ impl Shelf {
         }
     }
 
-    /// Admits the rendered `piece` as `key` after checking it. Call
-    /// [`Shelf::evict`] once after admitting a render's pieces.
-    pub fn admit(&self, key: &str, piece: &Path, frames: u64) -> Result<(), Refused> {
+    /// Admits a render's drawn pieces (`(key, file, frames)`), each after
+    /// checking it; a key the shelf already holds is left as it is. Returns
+    /// the refused ones. Call [`Shelf::evict`] after.
+    pub fn admit_all<'p>(
+        &self,
+        pieces: impl IntoIterator<Item = (&'p str, &'p Path, u64)>,
+    ) -> Vec<(String, Refused)> {
+        // One listing for the whole render, not one per piece.
+        let held: std::collections::HashSet<String> = self
+            .names()
+            .iter()
+            .filter_map(|n| parse_name(n).map(|(key, _)| key.to_owned()))
+            .collect();
+        let mut refused = Vec::new();
+        for (key, piece, frames) in pieces {
+            if held.contains(key) {
+                continue;
+            }
+            if let Err(e) = self.admit(key, piece, frames) {
+                refused.push((key.to_owned(), e));
+            }
+        }
+        refused
+    }
+
+    fn admit(&self, key: &str, piece: &Path, frames: u64) -> Result<(), Refused> {
         if !is_key(key) {
             return Err(Refused::Key);
-        }
-        if let Some(existing) = self.entry(key) {
-            touch(&existing);
-            return Ok(());
         }
         let bytes = fs::read(piece)?;
         self.verify(&bytes, Some(frames))?;
@@ -295,20 +314,6 @@ impl Shelf {
             }
         }
         Ok(removed)
-    }
-
-    /// Bytes the owner's entries take (all profiles).
-    pub fn owner_bytes(&self) -> u64 {
-        let Ok(profiles) = fs::read_dir(&self.owner_dir) else {
-            return 0;
-        };
-        profiles
-            .flatten()
-            .filter_map(|p| fs::read_dir(p.path()).ok())
-            .flat_map(|files| files.flatten())
-            .filter_map(|f| f.metadata().ok())
-            .map(|m| m.len())
-            .sum()
     }
 
     fn verify(&self, bytes: &[u8], frames: Option<u64>) -> Result<(), Refused> {
@@ -408,7 +413,12 @@ mod tests {
         let newest = make(&other, 4, 0);
         // 1.6 MB in two profiles against 1 MiB: the two oldest go.
         assert_eq!(shelf.evict().unwrap(), 2);
-        assert!(shelf.owner_bytes() <= 1024 * 1024);
+        let kept: u64 = [&shelf, &other]
+            .iter()
+            .flat_map(|s| fs::read_dir(&s.dir).unwrap().flatten())
+            .map(|f| f.metadata().unwrap().len())
+            .sum();
+        assert!(kept <= 1024 * 1024, "{kept}");
         assert!(shelf.entry(&oldest).is_none() && other.entry(&old).is_none());
         assert!(shelf.entry(&newer).is_some() && other.entry(&newest).is_some());
     }

@@ -133,10 +133,7 @@ async fn bubblewrap(bwrap: &Path) -> Result<String, Fault> {
     if !bwrap.exists() {
         return Err(fault(format!("{} is missing", bwrap.display()), install));
     }
-    let out = run_tool(bwrap, &[OsStr::new("--version")], Path::new("/"), &[])
-        .await
-        .map_err(|e| fault(format!("{} does not run: {e}", bwrap.display()), install))?;
-    Ok(first_line(&out.stdout))
+    version_of(bwrap, "--version", install).await
 }
 
 async fn cgroups(config: &Config) -> Result<String, Fault> {
@@ -338,10 +335,16 @@ fn free_disk(data_dir: &Path) -> Result<String, Fault> {
     Ok(format!("{gib:.1} GiB free under {}", data_dir.display()))
 }
 
-async fn version_of(program: &str, flag: &str, fix: &str) -> Result<String, Fault> {
+async fn version_of(program: impl AsRef<OsStr>, flag: &str, fix: &str) -> Result<String, Fault> {
+    let program = program.as_ref();
     let out = run_tool(program, &[OsStr::new(flag)], Path::new("/"), &[])
         .await
-        .map_err(|e| fault(format!("{program} does not run: {e}"), fix))?;
+        .map_err(|e| {
+            fault(
+                format!("{} does not run: {e}", program.to_string_lossy()),
+                fix,
+            )
+        })?;
     Ok(first_line(&out.stdout))
 }
 

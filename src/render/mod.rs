@@ -445,10 +445,11 @@ fn render_job(spec: &RenderSpec, speech: Option<&Speech>, cache: bool) -> Vec<u8
 /// Adds the pieces a successful render drew to the owner's cache, then
 /// keeps the owner within the quota. A piece our reader refuses is not kept.
 fn keep_pieces(shelf: &Shelf, fresh: Vec<collect::Fresh>) {
-    for piece in fresh {
-        if let Err(err) = shelf.admit(&piece.key, &piece.path, piece.frames) {
-            tracing::warn!(key = %piece.key, %err, "an animation piece was not cached");
-        }
+    let pieces = fresh
+        .iter()
+        .map(|p| (p.key.as_str(), p.path.as_path(), p.frames));
+    for (key, err) in shelf.admit_all(pieces) {
+        tracing::warn!(%key, %err, "an animation piece was not cached");
     }
     if let Err(err) = shelf.evict() {
         tracing::warn!(%err, "cannot keep the animation cache within its quota");

@@ -196,13 +196,32 @@ async fn cached_rerenders_have_the_frames_of_cold_renders() {
 
 #[tokio::test]
 async fn unseeded_randomness_is_never_served_from_the_cache() {
+    // The first play draws no random numbers; the two after it do, from
+    // generators nobody seeded.
+    const UNSEEDED: &str = r#"from manim import *
+import numpy as np
+
+class Walk(Scene):
+    def construct(self):
+        self.play(Create(Square()), run_time=0.4)
+        dot = Dot()
+        dot.add_updater(lambda m, dt: m.shift(np.random.normal(0, 0.05, 3) * np.array([1, 1, 0])))
+        self.add(dot)
+        self.play(FadeIn(Circle()), run_time=0.4)
+        self.play(Rotate(Square(), 0.5), run_time=0.4)
+"#;
     let h = Harness::new();
-    let first = render_as(&h, "rng", &spec(RANDOM_WALK, None)).await;
-    let again = render_as(&h, "rng", &spec(&format!("# again\n{RANDOM_WALK}"), None)).await;
-    // The plays that draw random numbers depend on an unseeded state: none
-    // is reused. (The random walk's dot moves in every play.)
-    assert!(cached(&first).iter().all(|c| !c));
-    assert!(cached(&again).iter().all(|c| !c), "{:?}", again.animations);
+    let first = render_as(&h, "rng", &spec(UNSEEDED, None)).await;
+    assert_eq!(cached(&first), vec![false; 3]);
+    let again = render_as(&h, "rng", &spec(&format!("# again\n{UNSEEDED}"), None)).await;
+    // The play that draws none is reused; the ones that depend on an
+    // unseeded state are drawn again.
+    assert_eq!(
+        cached(&again),
+        vec![true, false, false],
+        "{:?}",
+        again.animations
+    );
     h.assert_clean();
 }
 
@@ -265,6 +284,22 @@ async fn a_zero_quota_keeps_nothing() {
         entries(&h.config.data_dir, "small").is_empty(),
         "a zero quota keeps nothing"
     );
+    // The same render with the default quota, on the same data dir, keeps
+    // its pieces: the quota, not the render, left the shelf empty.
+    let default = Renderer::new(&Config::for_tests(h.config.data_dir.clone())).unwrap();
+    let out = h.out_dir("default-quota");
+    default
+        .render(
+            &spec(DT_UPDATER, None),
+            Some("small"),
+            &h.config.limits,
+            &out,
+            |_| {},
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(entries(&h.config.data_dir, "small").len(), 6);
 
     h.assert_clean();
 }
