@@ -8,7 +8,7 @@ use crate::generate::{Attempt, Generation};
 use crate::job_error::JobError;
 use crate::jobs::{Job, JobId, JobProgress, JobResult, JobStatus};
 use crate::render::{AnimationInfo, Preview};
-use crate::spec::{Encoding, Engine, Format, Quality};
+use crate::spec::{Encoding, Engine, Format, Parallel, Quality};
 
 /// `POST /v1/renders`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -46,6 +46,12 @@ pub struct RenderRequest {
     /// the caller's cached animations (default `true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<bool>,
+    /// `"auto"` (default): a long render is split at animation boundaries
+    /// over the free workers of the cluster and stitched without
+    /// re-encoding; a number: at most that many chunks; `1`: never split.
+    /// The video is the same either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<Parallel>,
     /// POSTed the job's record when it ends, signed (`X-Manimd-Signature`:
     /// `sha256=` HMAC-SHA256 of `"{X-Manimd-Timestamp}.{body}"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -48,8 +48,9 @@ pub struct Control {
 
 #[derive(Default)]
 struct Runs {
-    /// Each run's stop signal, by job.
-    by_job: HashMap<JobId, watch::Sender<Option<Stop>>>,
+    /// Each run's stop signal, by job: a split render's runner and the
+    /// chunks of it that run here share their job's entry.
+    by_job: HashMap<JobId, Vec<watch::Sender<Option<Stop>>>>,
     /// Every run has been told to stop for shutdown; later ones are told
     /// as they begin.
     draining: bool,
@@ -100,8 +101,8 @@ impl Control {
     /// Stops a job running in this process; false when it runs nowhere here.
     pub fn cancel_local(&self, id: &JobId) -> bool {
         match self.runs.lock().expect("runs lock").by_job.get(id) {
-            Some(tx) => {
-                tell(tx, Stop::Canceled);
+            Some(runs) => {
+                runs.iter().for_each(|tx| tell(tx, Stop::Canceled));
                 true
             }
             None => false,
@@ -114,9 +115,22 @@ impl Control {
         self.runs.lock().expect("runs lock").draining
     }
 
-    /// Jobs running in this process.
+    /// Runs in this process (a chunk of a split render counts as one).
     pub fn running(&self) -> usize {
-        self.runs.lock().expect("runs lock").by_job.len()
+        self.runs
+            .lock()
+            .expect("runs lock")
+            .by_job
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// Stops a job's runs here and on every node sharing the store, even
+    /// when one runs here: a split render's chunks may run anywhere.
+    pub fn cancel_everywhere(&self, id: &JobId) {
+        self.cancel_local(id);
+        self.signal(CANCEL, id.to_string());
     }
 
     /// A slot for a job about to be claimed, counted until the job's run
@@ -141,7 +155,7 @@ impl Control {
         {
             let mut runs = self.runs.lock().expect("runs lock");
             runs.draining = true;
-            for tx in runs.by_job.values() {
+            for tx in runs.by_job.values().flatten() {
                 tell(tx, Stop::Shutdown);
             }
         }
@@ -184,7 +198,10 @@ impl Slot {
             if runs.draining {
                 tell(&tx, Stop::Shutdown);
             }
-            runs.by_job.insert(job.id.clone(), tx.clone());
+            runs.by_job
+                .entry(job.id.clone())
+                .or_default()
+                .push(tx.clone());
         }
         Run {
             id: job.id.clone(),
@@ -235,7 +252,12 @@ impl Run {
 impl Drop for Run {
     fn drop(&mut self) {
         let mut runs = self.slot.control.runs.lock().expect("runs lock");
-        runs.by_job.remove(&self.id);
+        if let Some(list) = runs.by_job.get_mut(&self.id) {
+            list.retain(|tx| !tx.same_channel(&self.tx));
+            if list.is_empty() {
+                runs.by_job.remove(&self.id);
+            }
+        }
     }
 }
 

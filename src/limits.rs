@@ -25,6 +25,10 @@ pub struct Limits {
     pub log_bytes: usize,
     /// Always false: kept as data so that it is visible where limits are shown.
     pub network: bool,
+    /// CPU time per wall second, in thousandths of a CPU (`--cpus 1.5` is
+    /// 1500); `None`: no CPU limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u64>,
 }
 
 impl Default for Limits {
@@ -38,6 +42,7 @@ impl Default for Limits {
             file_size_mib: 1024,
             log_bytes: 64 * 1024,
             network: false,
+            cpu_millis: None,
         }
     }
 }

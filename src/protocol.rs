@@ -39,6 +39,22 @@ pub enum WorkerJob<'a> {
         /// The hash of the engine's locked environment: part of every
         /// animation's key (`runtime::environment`).
         environment: &'a str,
+        /// Draw only these plays of the one scene (a chunk of a split
+        /// render): the plays before are simulated, the scene stops after.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        chunk: Option<ChunkRange>,
+    },
+    /// Run one scene with the engine's own skipping (one time step a play,
+    /// nothing drawn) to learn its plays' lengths and whether it reads the
+    /// wall clock or fresh entropy: the plan of a split render.
+    Plan {
+        code: &'a str,
+        engine: Engine,
+        scenes: &'a [SceneName],
+        width: u32,
+        height: u32,
+        fps: u32,
+        seed: Option<u32>,
     },
     /// Run one scene with every play simulated (no video) and save the
     /// frames `preview` asks for as PNG under `out/frames`.
@@ -59,6 +75,13 @@ pub enum WorkerJob<'a> {
         format: Format,
         clips: &'a [MuxClip],
     },
+}
+
+/// The plays one chunk of a split render draws, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRange {
+    pub first: u32,
+    pub last: u32,
 }
 
 /// A step of a running render, for progress displays and event streams.
@@ -324,6 +347,24 @@ pub enum WorkerEvent {
         start: f64,
         text: String,
         duration: f64,
+    },
+    /// A plan's closing line: the author's lines that read the wall clock
+    /// or fresh entropy (untrusted: they only keep a render whole).
+    Planned {
+        plays: u32,
+        duration: f64,
+        #[serde(default)]
+        clock: Vec<u32>,
+        #[serde(default)]
+        entropy: Vec<u32>,
+        #[serde(default)]
+        job_secs: Option<f64>,
+    },
+    /// A chunk's closing line: its pieces were all reported.
+    ChunkDone {
+        plays: u32,
+        #[serde(default)]
+        job_secs: Option<f64>,
     },
     Result(WorkerResult),
     Error(UserError),

@@ -280,7 +280,89 @@ pub struct RenderSpec {
     /// Reuse the owner's cached animations and add this render's.
     #[serde(default = "yes")]
     pub cache: bool,
+    /// How many workers may draw this render at once (see `Parallel`).
+    #[serde(default)]
+    pub parallel: Parallel,
 }
+
+/// The seed of a request that names none: every render is seeded, so that
+/// a render is the same on every worker and every run (and can be split).
+pub const DEFAULT_SEED: u32 = 0;
+
+/// The most chunks one render is split into.
+pub const MAX_CHUNKS: u32 = 64;
+
+/// How many workers may draw one render: `auto` (as many as are worth it
+/// and free, the default) or at most a number of chunks (`1`: never split).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Parallel {
+    #[default]
+    Auto,
+    AtMost(u32),
+}
+
+impl Parallel {
+    /// The most chunks allowed, given how many workers could take one.
+    pub fn chunks(self, workers: u32) -> u32 {
+        match self {
+            Parallel::Auto => workers.min(MAX_CHUNKS),
+            Parallel::AtMost(n) => n.min(workers).min(MAX_CHUNKS),
+        }
+    }
+}
+
+impl Serialize for Parallel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Parallel::Auto => s.serialize_str("auto"),
+            Parallel::AtMost(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Parallel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Word(String),
+            Count(u64),
+        }
+        match Wire::deserialize(d)? {
+            Wire::Word(w) if w == "auto" => Ok(Parallel::Auto),
+            Wire::Count(n) if (1..=u64::from(MAX_CHUNKS)).contains(&n) => {
+                Ok(Parallel::AtMost(n as u32))
+            }
+            _ => Err(serde::de::Error::custom(format!(
+                "parallel is \"auto\" or a number of chunks from 1 to {MAX_CHUNKS}"
+            ))),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for Parallel {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["auto"])),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(MAX_CHUNKS)),
+            )
+            .description(Some(
+                "`auto` (default): split a long render over the free workers; a number: at most that many chunks (`1`: never split)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Parallel {}
 
 fn yes() -> bool {
     true
@@ -292,6 +374,11 @@ pub const MAX_FPS: u32 = 120;
 impl RenderSpec {
     pub fn fps(&self) -> u32 {
         self.fps.unwrap_or(self.quality.fps())
+    }
+
+    /// The seed the render runs with: the request's, or `DEFAULT_SEED`.
+    pub fn seed(&self) -> u32 {
+        self.seed.unwrap_or(DEFAULT_SEED)
     }
 }
 

@@ -35,6 +35,8 @@ def main():
             mux(job)
         elif job.get("mode") == "preview":
             preview(job)
+        elif job.get("mode") == "plan":
+            plan(job)
         else:
             render(job)
     except UserError as err:
@@ -97,10 +99,30 @@ def mux(job):
 
 def render(job):
     driver, by_name, wanted = _load(job)
+    if job.get("chunk") is not None:
+        # One chunk of one scene: its pieces are the whole answer; the job's
+        # last pass stitches them with the other chunks' (see timeline.Plan).
+        out = _render_scene(driver, by_name, wanted[0], 0, 1)
+        protocol.emit("chunk-done", plays=out.plays, job_secs=_job_secs())
+        return
     outputs = []
     for index, name in enumerate(wanted):
         outputs.append((name, _render_scene(driver, by_name, name, index, len(wanted))))
     finish(job, outputs)
+
+
+def plan(job):
+    """Runs one scene with Manim's own skipping to learn its plays' lengths
+    (the `animation` events) and whether it reads the wall clock or fresh
+    entropy, so that the host can decide how to split its render."""
+    from manimd_worker import timeline
+
+    watch = timeline.Determinism()
+    watch.install()
+    driver, by_name, wanted = _load(job)
+    out = _render_scene(driver, by_name, wanted[0], 0, 1)
+    protocol.emit("planned", plays=out.plays, duration=round(out.duration, 6), job_secs=_job_secs(),
+                  **watch.report())
 
 
 def preview(job):

@@ -54,16 +54,18 @@ def _av_remux(av, inputs, fmt, out_path):
     manifest = io.BytesIO(lines.encode())
     src = av.open(manifest, format="concat", options={"safe": "0"})
     try:
-        stream = src.streams.video[0]
+        # A scene with sound comes as Manim's own movie, its sound mixed in
+        # (AAC): that track is copied too.
+        streams = [src.streams.video[0]] + list(src.streams.audio[:1])
         out = av.open(out_path, mode="w", format="mp4" if fmt == "mp4" else "mov", options={"movflags": "+faststart"})
         try:
-            dst = out.add_stream_from_template(template=stream)
-            for packet in src.demux(stream):
+            dst = {s.index: out.add_stream_from_template(template=s) for s in streams}
+            for packet in src.demux(streams):
                 if packet.dts is None:
                     continue
                 # Timestamps restart in each piece; libav recomputes dts.
                 packet.dts = None
-                packet.stream = dst
+                packet.stream = dst[packet.stream.index]
                 out.mux(packet)
         finally:
             out.close()
@@ -100,10 +102,11 @@ def finalize(inputs, fmt, out_path, list_path):
         # Stream copy: the pieces share one encoder configuration. faststart
         # moves the index (moov) before the media data so playback and
         # seeking over HTTP start before the whole file has arrived.
-        args = src + ["-map", "0:v:0", "-c", "copy", "-movflags", "+faststart"]
+        args = src + ["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-movflags", "+faststart"]
     elif fmt == "webm":
         args = src + [
-            "-map", "0:v:0", "-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p",
+            "-map", "0:v:0", "-map", "0:a:0?", "-c:a", "libopus", "-b:a", "96k",
+            "-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p",
             "-crf", "32", "-b:v", "0", "-deadline", "realtime", "-cpu-used", "8",
             "-row-mt", "1",
         ]
@@ -148,6 +151,12 @@ def probe(path):
     }
 
 
+def _has_audio(path):
+    out = _run([FFPROBE, "-v", "error", "-select_streams", "a", "-show_entries", "stream=index",
+                "-of", "csv=p=0", path])
+    return bool(out.strip())
+
+
 def mux_narration(video, clips, fmt, out_path):
     """Adds a sound track to `video`: each clip delayed to its start (and
     sped up by its tempo), mixed without level normalization, encoded as
@@ -166,7 +175,12 @@ def mux_narration(video, clips, fmt, out_path):
         filters.append(f"adelay={delay_ms}:all=1")
         chains.append(f"[{i}:a]{','.join(filters)}[a{i}]")
     labels = "".join(f"[a{i}]" for i in range(1, len(clips) + 1))
-    chains.append(f"{labels}amix=inputs={len(clips)}:normalize=0:dropout_transition=0[aout]")
+    inputs = len(clips)
+    if _has_audio(video):
+        # The scene's own sounds (`add_sound`) are mixed in with the speech.
+        labels = "[0:a]" + labels
+        inputs += 1
+    chains.append(f"{labels}amix=inputs={inputs}:normalize=0:dropout_transition=0:duration=longest[aout]")
     args += ["-filter_complex", ";".join(chains), "-map", "0:v:0", "-map", "[aout]", "-c:v", "copy"]
     if fmt == "webm":
         args += ["-c:a", "libopus", "-b:a", "64k"]

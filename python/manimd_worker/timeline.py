@@ -30,6 +30,11 @@ class PreviewDone(BaseException):
     does not swallow it."""
 
 
+class ChunkDone(BaseException):
+    """Raised after the last play of a chunk: what follows is another
+    chunk's (see `Plan.chunk`)."""
+
+
 class Plan:
     """One job's plan: `preview` is None for a render, else `{"kind":
     "storyboard"}` or `{"kind": "still", "at": seconds}` / `{"kind":
@@ -39,6 +44,13 @@ class Plan:
 
     def __init__(self, job, profile):
         self.preview = job.get("preview")
+        # A plan (mode "plan") runs the scene with Manim's own skipping: each
+        # play one time step, nothing drawn. It only measures: how long each
+        # play is, and whether the scene reads the clock or fresh entropy.
+        self.planning = job.get("mode") == "plan"
+        # A chunk (`{"first": i, "last": j}`) draws plays i..j of its scene;
+        # the plays before i are simulated and the scene stops after j.
+        self.chunk = job.get("chunk")
         self.cache = bool(job.get("cache")) and self.preview is None and job.get("format") != "png"
         self.profile = profile
         self.fps = job["fps"]
@@ -50,6 +62,14 @@ class Plan:
     def simulating(self):
         """A preview draws no video: every play is passed over."""
         return self.preview is not None
+
+    def before_chunk(self, index):
+        """Whether play `index` comes before this chunk's range."""
+        return self.chunk is not None and index < self.chunk["first"]
+
+    def chunk_ends_after(self, index):
+        """Whether play `index` is this chunk's last."""
+        return self.chunk is not None and index >= self.chunk["last"]
 
     def still_frame(self):
         """The video frame a `still` at a time wants, or None."""
@@ -147,3 +167,129 @@ def author_line():
         return None
     finally:
         del frame
+
+
+class Determinism:
+    """Records the author's lines that read the wall clock or fresh entropy
+    while a plan runs. Such a scene differs from run to run, so its plays
+    cannot be drawn by separate workers and stitched. Only calls made from
+    the author's file count: the engine reads the clock for its own
+    bookkeeping, which changes no frame."""
+
+    CLOCK = (
+        ("time", ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns")),
+    )
+    ENTROPY = (
+        ("os", ("urandom", "getrandom")),
+        ("secrets", ("token_bytes", "token_hex", "randbits", "randbelow", "choice")),
+        ("uuid", ("uuid1", "uuid4")),
+    )
+
+    def __init__(self):
+        self.clock = set()
+        self.entropy = set()
+
+    def install(self):
+        import importlib
+
+        for found, table in ((self.clock, self.CLOCK), (self.entropy, self.ENTROPY)):
+            for module_name, names in table:
+                module = importlib.import_module(module_name)
+                for name in names:
+                    if hasattr(module, name):
+                        setattr(module, name, self._watch(getattr(module, name), found))
+        self._watch_datetime()
+        self._watch_numpy()
+        self.install_reseed()
+
+    def _watch(self, fn, found):
+        def watched(*args, **kwargs):
+            line = _caller_line()
+            if line is not None:
+                found.add(line)
+            return fn(*args, **kwargs)
+
+        watched.__wrapped__ = fn
+        return watched
+
+    def _watch_datetime(self):
+        import datetime
+
+        clock = self.clock
+
+        class WatchedDatetime(datetime.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                _note(clock)
+                return super().now(tz)
+
+            @classmethod
+            def utcnow(cls):
+                _note(clock)
+                return super().utcnow()
+
+            @classmethod
+            def today(cls):
+                _note(clock)
+                return super().today()
+
+        class WatchedDate(datetime.date):
+            @classmethod
+            def today(cls):
+                _note(clock)
+                return super().today()
+
+        datetime.datetime = WatchedDatetime
+        datetime.date = WatchedDate
+
+    def _watch_numpy(self):
+        try:
+            import numpy.random
+        except ImportError:
+            return
+        default_rng = numpy.random.default_rng
+        entropy = self.entropy
+
+        def watched_default_rng(seed=None):
+            # A generator made without a seed draws from the OS's entropy.
+            if seed is None:
+                _note(entropy)
+            return default_rng(seed)
+
+        numpy.random.default_rng = watched_default_rng
+        numpy.random.seed = self._reseed(numpy.random.seed)
+
+    def install_reseed(self):
+        random.seed = self._reseed(random.seed)
+
+    def _reseed(self, seed_fn):
+        entropy = self.entropy
+
+        def watched_seed(*args, **kwargs):
+            # Reseeding with no seed takes fresh entropy.
+            if not args or args[0] is None:
+                _note(entropy)
+            return seed_fn(*args, **kwargs)
+
+        return watched_seed
+
+    def report(self):
+        return {"clock": sorted(self.clock), "entropy": sorted(self.entropy)}
+
+
+def _note(found):
+    line = _caller_line(depth=3)
+    if line is not None:
+        found.add(line)
+
+
+def _caller_line(depth=2):
+    """The author's line when the call `depth` frames up comes from the
+    author's file, else None."""
+    import sys
+
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:
+        return None
+    return frame.f_lineno if frame.f_code.co_filename == USER_FILE else None

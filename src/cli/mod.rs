@@ -108,6 +108,16 @@ pub struct NodeArgs {
     /// any node re-queues the job (a worker that died).
     #[arg(long, env = "MANIMD_LEASE_SECS", default_value_t = defaults::LEASE_SECS)]
     pub lease_secs: u64,
+    /// Split a render over several workers when its video costs at least
+    /// this many seconds of 1080p60 video (a lower quality weighs less by
+    /// its pixel rate): chunks are drawn at once by free workers of every
+    /// node and stitched without re-encoding.
+    #[arg(long, env = "MANIMD_CHUNK_MIN_SECS", default_value_t = defaults::CHUNK_MIN_SECS, value_name = "SECS")]
+    pub chunk_min_secs: f64,
+    /// CPUs each render may use (cgroup `cpu.max` on v2, the CFS quota on
+    /// v1); unset: no CPU limit.
+    #[arg(long, env = "MANIMD_CPUS", value_name = "N")]
+    pub cpus: Option<f64>,
     /// Wall-clock limit of each render, in seconds (default 600).
     #[arg(long, env = "MANIMD_TIMEOUT_SECS", value_name = "SECS")]
     pub timeout: Option<u64>,

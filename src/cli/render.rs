@@ -72,6 +72,8 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         encoding: args.encoding,
         narration: args.narration,
         cache: !args.no_cache,
+        // One process, one sandbox: a split needs the service's workers.
+        parallel: manimd::spec::Parallel::AtMost(1),
     };
     let first = render_and_deliver(&renderer, &spec, &limits, &output, &args).await;
     if !args.watch {

@@ -26,6 +26,13 @@ fn node_options(config: &Config, args: &NodeArgs) -> Result<(Config, ServeOption
     opts.database = args.database.clone().filter(|s| !s.is_empty());
     opts.max_attempts = args.max_attempts.max(1);
     opts.lease = std::time::Duration::from_secs(args.lease_secs.max(2));
+    opts.chunk_min_secs = args.chunk_min_secs.max(0.0);
+    if let Some(cpus) = args.cpus {
+        if !(0.01..=1024.0).contains(&cpus) {
+            return Err(format!("--cpus must be between 0.01 and 1024, not {cpus}"));
+        }
+        config.limits.cpu_millis = Some((cpus * 1000.0).round() as u64);
+    }
     opts.retention = std::time::Duration::from_secs(args.retention_hours * 3600);
     opts.grace = std::time::Duration::from_secs(args.grace_secs);
     opts.warm_pool = args.warm_pool.unwrap_or(opts.workers);

@@ -206,13 +206,17 @@ impl Executor {
             Outcome::Done { attempt: n, .. } => {
                 tracing::info!(attempts = n, "generated a working scene");
                 match rendered {
-                    Some((r, warm)) => self.record(job, attempt, Ok(r), reason, warm).await,
+                    Some((r, warm)) => {
+                        self.record(job, attempt, Ok(r), reason, warm, Default::default())
+                            .await
+                    }
                     None => self.fail(&job.id, attempt, JobError::internal()).await,
                 }
             }
             Outcome::Stopped => {
                 let stopped = Err(RenderError::Stopped(Stopped::Canceled));
-                self.record(job, attempt, stopped, reason, false).await
+                self.record(job, attempt, stopped, reason, false, Default::default())
+                    .await
             }
             Outcome::Exhausted(error) => {
                 tracing::info!(code = "generation-failed", "generation failed");

@@ -92,6 +92,14 @@ pub(super) async fn reap(store: Store, control: Arc<Control>, lease: Duration, m
             Ok(_) => {}
             Err(err) => tracing::error!(%err, "cannot reap leases"),
         }
+        match store.reap_chunks(max_attempts).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(chunks = n, "re-queued the chunks of workers that died");
+                control.wake();
+            }
+            Err(err) => tracing::error!(%err, "cannot reap chunk leases"),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod lease;
 mod live;
 mod progress;
 mod record;
+mod split;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub struct ExecutorConfig {
     pub limits: Limits,
     /// Scratch space for renders in progress (same filesystem as storage).
     pub work_dir: PathBuf,
+    /// A render is split over several workers when its planned video costs
+    /// at least this many seconds of 1080p60 video (see `split`).
+    pub chunk_min_secs: f64,
 }
 
 pub struct Executor {
@@ -64,7 +68,27 @@ impl Executor {
             .map(|_| tokio::spawn(Arc::clone(self).worker_loop()))
             .collect();
         tasks.push(tokio::spawn(Arc::clone(self).reaper_loop()));
+        tasks.push(tokio::spawn(Arc::clone(self).presence_loop()));
         tasks
+    }
+
+    /// Says, while the node runs, how many workers it has: how far a render
+    /// can be split counts them over all nodes. The row goes when it stops.
+    async fn presence_loop(self: Arc<Self>) {
+        let mut stopping = self.parts.control.stopping();
+        let slots = self.cfg.workers as u32;
+        loop {
+            if slots > 0 {
+                if let Err(err) = self.parts.store.register_worker(&self.owner, slots).await {
+                    tracing::warn!(%err, "cannot record this node's workers");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.lease / 3) => {}
+                _ = stopping.changed() => break,
+            }
+        }
+        let _ = self.parts.store.unregister_worker(&self.owner).await;
     }
 
     /// The lease owner name of this process.
@@ -121,6 +145,22 @@ impl Executor {
         // The slot is taken before the claim: a graceful stop waits for a
         // job from the moment it can be claimed (see `control`).
         while let Some(slot) = self.parts.control.slot() {
+            // A chunk first: its job is already running and waits for it.
+            match self
+                .parts
+                .store
+                .claim_chunk(&self.owner, self.cfg.lease, None)
+                .await
+            {
+                Ok(Some(chunk)) => {
+                    let span =
+                        tracing::info_span!("chunk", id = %chunk.id, attempt = chunk.attempts);
+                    self.run_chunk(chunk, slot).instrument(span).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(err) => tracing::error!(%err, "cannot claim a chunk"),
+            }
             match self.parts.store.claim(&self.owner, self.cfg.lease).await {
                 Ok(Some(claimed)) => {
                     let span =
@@ -183,7 +223,9 @@ impl Executor {
         self.publish_current(&job.id).await;
     }
 
-    /// Renders a plain render job and records the outcome.
+    /// Renders a plain render job and records the outcome: split over the
+    /// cluster's workers first when that is worth it (see `split`), then
+    /// the last pass, which finds the chunks' pieces in the cache.
     async fn render(&self, job: &Job, attempt: u32, run: &Run) {
         let id = job.id.clone();
         tracing::info!(engine = %job.spec.engine, "render started");
@@ -193,6 +235,23 @@ impl Executor {
         let live_task = self.spawn_live(id.clone(), attempt, pieces_rx);
 
         let scratch = self.cfg.work_dir.join(format!("{id}-{attempt}"));
+        // No keys: every job has the one local owner, whose cache it uses.
+        let owner = job
+            .owner
+            .as_deref()
+            .unwrap_or(crate::animcache::LOCAL_OWNER);
+        let shelf = self.parts.renderer.shelf(&job.spec, Some(owner));
+        let feed = split::Feed {
+            progress: progress_tx.clone(),
+            pieces: pieces_tx.clone(),
+            live_dir: scratch.join("live-pieces"),
+        };
+        let split = self
+            .split(job, attempt, run, shelf.as_ref(), &scratch, &feed)
+            .await;
+        drop(feed);
+        // The chunks' pieces that went live are the last pass's first ones.
+        let mut skip_live = split.live_sent;
         // Progress is lossy by nature: a flood is dropped, not queued.
         // Finished pieces are not: each is a segment of the live stream.
         let progress = move |p: Progress| {
@@ -200,16 +259,15 @@ impl Executor {
                 piece: Some(piece), ..
             } = &p
             {
-                let _ = pieces_tx.send(piece.clone());
+                if skip_live > 0 {
+                    skip_live -= 1;
+                    let _ = std::fs::remove_file(piece);
+                } else {
+                    let _ = pieces_tx.send(piece.clone());
+                }
             }
             let _ = progress_tx.try_send(p);
         };
-        // No keys: every job has the one local owner, whose cache it uses.
-        let owner = job
-            .owner
-            .as_deref()
-            .unwrap_or(crate::animcache::LOCAL_OWNER);
-        let shelf = self.parts.renderer.shelf(&job.spec, Some(owner));
         if let Some(shelf) = &shelf {
             // With a bucket: what other nodes drew for this owner. A store
             // that cannot be reached costs the reuse, not the render.
@@ -217,9 +275,15 @@ impl Executor {
                 tracing::warn!(%err, "cannot bring the owner's cached animations");
             }
         }
-        let (outcome, warm_start) = self
-            .render_in(&job.spec, owner, &scratch, progress, run.stopped())
-            .await;
+        let (outcome, warm_start) = if run.reason().is_some() {
+            // Stopped while split: no last pass (its senders go with it).
+            drop(progress);
+            let stopped = crate::sandbox::Stopped::Canceled;
+            (Err(RenderError::Stopped(stopped)), false)
+        } else {
+            self.render_in(&job.spec, owner, &scratch, progress, run.stopped())
+                .await
+        };
         if let (Some(shelf), Ok(_)) = (&shelf, &outcome) {
             if let Err(err) = self.parts.storage.push_animations(shelf).await {
                 tracing::warn!(%err, "cannot keep this render's animations in the bucket");
@@ -228,8 +292,9 @@ impl Executor {
         let _ = progress_task.await;
         // The live stream is complete (EXT-X-ENDLIST) before the job ends.
         let _ = live_task.await;
-        self.record(job, attempt, outcome, run.reason(), warm_start)
+        self.record(job, attempt, outcome, run.reason(), warm_start, split)
             .await;
+        let _ = self.parts.store.delete_chunks(&id).await;
         let _ = std::fs::remove_dir_all(&scratch);
     }
 

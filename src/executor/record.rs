@@ -45,9 +45,10 @@ impl Executor {
         outcome: Result<Rendered, RenderError>,
         reason: Option<Stop>,
         warm_start: bool,
+        split: super::split::Split,
     ) {
         let ending = match outcome {
-            Ok(r) => self.publish(job, attempt, r, warm_start).await,
+            Ok(r) => self.publish(job, attempt, r, warm_start, split).await,
             Err(RenderError::Stopped(Stopped::Canceled)) if reason == Some(Stop::Shutdown) => {
                 return self.release(&job.id, attempt).await;
             }
@@ -71,7 +72,14 @@ impl Executor {
 
     /// Publishes a render's files under the attempt: the job succeeds with
     /// them, or fails (internal) if they cannot be stored.
-    async fn publish(&self, job: &Job, attempt: u32, r: Rendered, warm_start: bool) -> Ending {
+    async fn publish(
+        &self,
+        job: &Job,
+        attempt: u32,
+        r: Rendered,
+        warm_start: bool,
+        split: super::split::Split,
+    ) -> Ending {
         let secs = r.wall.as_secs_f64();
         let ext = r
             .output
@@ -93,7 +101,11 @@ impl Executor {
         Ending {
             status: JobStatus::Succeeded,
             error: None,
-            result: Some(result_of(job, attempt, &r, warm_start)),
+            result: Some(JobResult {
+                chunks: split.chunks,
+                split: split.reason,
+                ..result_of(job, attempt, &r, warm_start)
+            }),
             secs,
         }
     }
@@ -264,6 +276,9 @@ fn result_of(job: &Job, attempt: u32, r: &Rendered, warm_start: bool) -> JobResu
             subtitles_url: format!("/v1/renders/{}/subtitles", job.id),
         }),
         animations: r.animations.clone(),
+        seed: Some(job.spec.seed()),
+        chunks: Vec::new(),
+        split: None,
     }
 }
 

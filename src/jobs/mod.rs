@@ -13,7 +13,9 @@ use crate::protocol::Progress;
 use crate::spec::{Format, RenderSpec};
 
 pub use keys::Keys;
-pub use store::{Claimed, Dialect, NewJob, Page, Store, StoreError};
+pub use store::{
+    Chunk, ChunkEnding, ChunkStatus, Claimed, Dialect, NewJob, Page, Store, StoreError,
+};
 
 /// A job's id: a UUIDv7 as 32 lowercase hex digits (time-ordered).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -179,6 +181,32 @@ pub struct JobResult {
     /// and end in the video, and whether it came from the animation cache.
     #[serde(default)]
     pub animations: Vec<crate::render::AnimationInfo>,
+    /// The seed the scene ran with: the request's, or the default (every
+    /// render is seeded, so that it is the same wherever it runs).
+    #[serde(default)]
+    pub seed: Option<u32>,
+    /// The chunks a split render was drawn in, in order (empty when it was
+    /// not split; then `split` says why).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkInfo>,
+    /// Why the render was not split, when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Notice>,
+}
+
+/// One chunk of a split render.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChunkInfo {
+    pub index: u32,
+    /// The first and last animation it drew (indices of `animations`).
+    pub first_animation: u32,
+    pub last_animation: u32,
+    /// Seconds of video it holds.
+    pub seconds: f64,
+    /// The worker (lease owner) that drew it.
+    pub node: String,
+    /// Seconds its sandbox ran.
+    pub render_secs: f64,
 }
 
 /// What a narrated render said, and when.

@@ -210,7 +210,10 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
                     piece,
                 })
             }
-            WorkerEvent::PreviewFrame { .. } | WorkerEvent::Previewed { .. } => {}
+            WorkerEvent::PreviewFrame { .. }
+            | WorkerEvent::Previewed { .. }
+            | WorkerEvent::Planned { .. }
+            | WorkerEvent::ChunkDone { .. } => {}
             WorkerEvent::Narration {
                 index,
                 start,

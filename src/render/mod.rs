@@ -9,6 +9,7 @@
 //! (frames of a scene without a video) and `error`
 //! ([`RenderError`] and how a worker pass ended).
 
+mod chunk;
 mod collect;
 mod command;
 mod error;
@@ -34,6 +35,7 @@ use collect::Collector;
 use error::{outcome, user_code};
 use narrate::Lines;
 
+pub use chunk::{split, ChunkRendered, ScenePlan};
 pub use error::RenderError;
 pub use inspect::{Inspection, Inspector};
 pub use preview::{Preview, PreviewFrame, PreviewSpec, MAX_FRAMES};
@@ -327,18 +329,10 @@ impl Renderer {
     ) -> Result<Rendered, RenderError> {
         // One stop signal for rendering and muxing.
         let mut cancel = std::pin::pin!(cancel);
-        if let (Some(shelf), Some(view)) = (shelf.cloned(), started.view()) {
-            // The owner's entries, where the worker looks plays up: one
-            // link each, off the runtime's threads.
-            match tokio::task::spawn_blocking(move || shelf.link_into(&view)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => {
-                    tracing::warn!(%err, "cannot show the animation cache to a sandbox")
-                }
-                Err(err) => tracing::warn!(%err, "cannot show the animation cache to a sandbox"),
-            }
+        if let Some(shelf) = shelf {
+            self.show_shelf(shelf, &started).await;
         }
-        let stdin = render_job(spec, speech.as_ref(), shelf.is_some());
+        let stdin = render_job(spec, speech.as_ref(), shelf.is_some(), None);
         // A second pass collects into its own directory: the first pass's
         // pieces may still be on their way into the live stream.
         let pieces = dest_dir.join(if *spoiled { "pieces-again" } else { "pieces" });
@@ -411,6 +405,18 @@ impl Renderer {
         })
     }
 
+    /// Links the owner's entries into the sandbox's view, where the worker
+    /// looks plays up: one link each, off the runtime's threads.
+    async fn show_shelf(&self, shelf: &Shelf, started: &sandbox::Started) {
+        let Some(view) = started.view() else { return };
+        let shelf = shelf.clone();
+        match tokio::task::spawn_blocking(move || shelf.link_into(&view)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "cannot show the animation cache to a sandbox"),
+            Err(err) => tracing::warn!(%err, "cannot show the animation cache to a sandbox"),
+        }
+    }
+
     /// Any installed engine's Python runs the worker's passes that import
     /// no engine (inspect, mux); prefer the default one.
     fn any_engine(&self) -> Engine {
@@ -422,7 +428,12 @@ impl Renderer {
 }
 
 /// The render job as the worker reads it on its stdin.
-fn render_job(spec: &RenderSpec, speech: Option<&Speech>, cache: bool) -> Vec<u8> {
+fn render_job(
+    spec: &RenderSpec,
+    speech: Option<&Speech>,
+    cache: bool,
+    chunk: Option<crate::protocol::ChunkRange>,
+) -> Vec<u8> {
     let durations = speech.map(Speech::durations);
     let (width, height) = spec.quality.resolution();
     let job = WorkerJob::Render {
@@ -433,11 +444,12 @@ fn render_job(spec: &RenderSpec, speech: Option<&Speech>, cache: bool) -> Vec<u8
         height,
         fps: spec.fps(),
         format: spec.format,
-        seed: spec.seed,
+        seed: Some(spec.seed()),
         encoding: spec.encoding,
         speech: durations.as_ref(),
         cache,
         environment: runtime::environment(spec.engine),
+        chunk,
     };
     serde_json::to_vec(&job).expect("serializable")
 }

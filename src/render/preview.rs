@@ -75,18 +75,7 @@ impl Renderer {
         dest_dir: &Path,
         cancel: impl Future<Output = ()>,
     ) -> Result<Preview, RenderError> {
-        self.runtime.check(spec.engine)?;
-        let started = match warm {
-            Some(warm) if warm.engine == spec.engine => warm.started,
-            other => {
-                if let Some(warm) = other {
-                    self.discard(warm).await;
-                }
-                self.sandbox
-                    .start(&sandbox::new_id(), &self.command(spec.engine, true), limits)
-                    .await?
-            }
-        };
+        let started = self.start_or_take(spec.engine, warm, limits).await?;
         std::fs::create_dir_all(dest_dir)
             .map_err(|e| sandbox::SandboxError::Area(dest_dir.to_owned(), e))?;
         let stdin = preview_job(spec);
@@ -145,7 +134,7 @@ fn preview_job(spec: &PreviewSpec) -> Vec<u8> {
         width,
         height,
         fps: spec.fps.unwrap_or(spec.quality.fps()),
-        seed: spec.seed,
+        seed: Some(spec.seed.unwrap_or(crate::spec::DEFAULT_SEED)),
         preview: &spec.kind,
     };
     serde_json::to_vec(&job).expect("serializable")

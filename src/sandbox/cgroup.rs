@@ -36,8 +36,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
 pub enum Hierarchy {
     /// One unified tree.
     V2 { root: PathBuf },
-    /// One tree per controller.
-    V1 { memory: PathBuf, pids: PathBuf },
+    /// One tree per controller; `cpu` where that controller is mounted
+    /// (needed only for a CPU limit).
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        cpu: Option<PathBuf>,
+    },
 }
 
 impl Hierarchy {
@@ -53,7 +58,8 @@ impl Hierarchy {
         let memory = mount.join("memory");
         let pids = mount.join("pids");
         if memory.join("memory.limit_in_bytes").exists() && pids.join("cgroup.procs").exists() {
-            return Ok(Hierarchy::V1 { memory, pids });
+            let cpu = Some(mount.join("cpu")).filter(|c| c.join("cpu.cfs_quota_us").exists());
+            return Ok(Hierarchy::V1 { memory, pids, cpu });
         }
         Err(CgroupError::NotFound(mount.to_owned()))
     }
@@ -69,7 +75,11 @@ impl Hierarchy {
     fn dirs(&self, rel: &str) -> Vec<PathBuf> {
         match self {
             Hierarchy::V2 { root } => vec![root.join(rel)],
-            Hierarchy::V1 { memory, pids } => vec![memory.join(rel), pids.join(rel)],
+            Hierarchy::V1 { memory, pids, cpu } => {
+                let mut dirs = vec![memory.join(rel), pids.join(rel)];
+                dirs.extend(cpu.iter().map(|c| c.join(rel)));
+                dirs
+            }
         }
     }
 
@@ -89,6 +99,14 @@ impl Hierarchy {
             }
             let control = level.join("cgroup.subtree_control");
             fs::write(&control, "+memory +pids").map_err(io_err(&control))?;
+            // The CPU controller only where the host offers it: without it
+            // renders run, but `--cpus` cannot be applied (see `create`).
+            let mut level = root.clone();
+            for part in Path::new(parent).components() {
+                let _ = fs::write(level.join("cgroup.subtree_control"), "+cpu");
+                level.push(part);
+            }
+            let _ = fs::write(level.join("cgroup.subtree_control"), "+cpu");
         }
         Ok(())
     }
@@ -145,6 +163,11 @@ impl Cgroup {
                 write(d, "memory.max", &memory)
                     .and_then(|_| write(d, "memory.swap.max", "0").or_else(ignore_missing))
                     .and_then(|_| write(d, "pids.max", &pids))
+                    .and_then(|_| match limits.cpu_millis {
+                        // A quota per 100 ms period.
+                        Some(m) => write(d, "cpu.max", &format!("{} 100000", m * 100)),
+                        None => Ok(()),
+                    })
             }
             Hierarchy::V1 { .. } => {
                 let (m, p) = (&group.dirs[0], &group.dirs[1]);
@@ -156,6 +179,17 @@ impl Cgroup {
                     })
                     .and_then(|_| write(m, "memory.swappiness", "0").or_else(ignore_missing))
                     .and_then(|_| write(p, "pids.max", &pids))
+                    .and_then(|_| match (limits.cpu_millis, group.dirs.get(2)) {
+                        (Some(m), Some(c)) => write(c, "cpu.cfs_period_us", "100000")
+                            .and_then(|_| write(c, "cpu.cfs_quota_us", &(m * 100).to_string())),
+                        (Some(_), None) => Err(CgroupError::Io {
+                            path: m.clone(),
+                            source: io::Error::other(
+                                "a CPU limit needs the cpu controller, which is not mounted",
+                            ),
+                        }),
+                        (None, _) => Ok(()),
+                    })
             }
         };
         if let Err(err) = applied {
@@ -219,7 +253,8 @@ impl Cgroup {
 
     /// Whether a fork or thread was refused at the pids cap.
     pub fn pids_limit_hit(&self) -> bool {
-        let d = self.dirs.last().expect("a pids dir");
+        // v1: memory, pids (, cpu); v2: one directory.
+        let d = self.dirs.get(1).unwrap_or(&self.dirs[0]);
         counter(d, "pids.events", "max") > 0
     }
 

@@ -67,6 +67,7 @@ pub mod defaults {
     pub const RATE_LIMIT_PER_MINUTE: u32 = 120;
     pub const MAX_JOBS_PER_KEY: u64 = 10;
     pub const ADDR: &str = "127.0.0.1:8080";
+    pub const CHUNK_MIN_SECS: f64 = 20.0;
 }
 
 /// Options of the service beyond `Config`: its capacity and HTTP limits.
@@ -114,6 +115,8 @@ pub struct ServeOptions {
     pub legacy_llm: LlmConfig,
     /// Answer `/health` as a replaced system did (`--compat`).
     pub compat: Option<Compat>,
+    /// Split renders that cost at least this many seconds of 1080p60 video.
+    pub chunk_min_secs: f64,
 }
 
 impl Default for ServeOptions {
@@ -144,6 +147,7 @@ impl Default for ServeOptions {
             llm: LlmConfig::default(),
             legacy_llm: LlmConfig::legacy(),
             compat: None,
+            chunk_min_secs: defaults::CHUNK_MIN_SECS,
         }
     }
 }
@@ -272,6 +276,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
             max_attempts: opts.max_attempts,
             limits: config.limits.clone(),
             work_dir,
+            chunk_min_secs: opts.chunk_min_secs,
         },
         parts.clone(),
     );

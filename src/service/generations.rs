@@ -119,6 +119,7 @@ impl Service {
             encoding: Default::default(),
             narration: task.narration,
             cache: true,
+            parallel: Default::default(),
         };
         let generation = Generation::new(
             task.prompt,

@@ -57,6 +57,7 @@ impl Service {
             encoding: checked.encoding,
             narration: checked.narration,
             cache: checked.cache,
+            parallel: checked.parallel,
             code: req.code,
         };
         let new = NewJob {

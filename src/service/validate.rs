@@ -5,7 +5,7 @@
 
 use super::error::{invalid, ServiceError};
 use crate::api::RenderRequest;
-use crate::spec::{Encoding, Engine, Format, Quality, SceneName, MAX_FPS};
+use crate::spec::{Encoding, Engine, Format, Parallel, Quality, SceneName, MAX_FPS};
 
 /// A request's settings, checked, with the defaults filled in.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +22,7 @@ pub(super) struct Validated {
     pub encoding: Encoding,
     pub narration: bool,
     pub cache: bool,
+    pub parallel: Parallel,
 }
 
 /// Checks a render request in the order clients have always seen its
@@ -56,6 +57,7 @@ pub(super) fn validate(req: &RenderRequest) -> Result<Validated, ServiceError> {
         encoding: req.encoding.unwrap_or_default(),
         narration,
         cache: req.cache.unwrap_or(true),
+        parallel: req.parallel.unwrap_or_default(),
     })
 }
 
@@ -254,6 +256,7 @@ mod tests {
                 encoding: Encoding::default(),
                 narration: false,
                 cache: true,
+                parallel: Parallel::Auto,
             }
         );
         let req: RenderRequest = serde_json::from_str(

@@ -195,10 +195,11 @@ async fn cached_rerenders_have_the_frames_of_cold_renders() {
 }
 
 #[tokio::test]
-async fn unseeded_randomness_is_never_served_from_the_cache() {
-    // The first play draws no random numbers; the two after it do, from
-    // generators nobody seeded.
-    const UNSEEDED: &str = r#"from manim import *
+async fn randomness_is_seeded_by_default_and_a_play_that_draws_it_is_keyed_by_the_seed() {
+    // The first play draws no random numbers; the two after it do, from the
+    // global generators, which every render seeds (the request's seed, or
+    // the default one the result reports).
+    const RANDOM: &str = r#"from manim import *
 import numpy as np
 
 class Walk(Scene):
@@ -211,16 +212,23 @@ class Walk(Scene):
         self.play(Rotate(Square(), 0.5), run_time=0.4)
 "#;
     let h = Harness::new();
-    let first = render_as(&h, "rng", &spec(UNSEEDED, None)).await;
+    let first = render_as(&h, "rng", &spec(RANDOM, None)).await;
     assert_eq!(cached(&first), vec![false; 3]);
-    let again = render_as(&h, "rng", &spec(&format!("# again\n{UNSEEDED}"), None)).await;
-    // The play that draws none is reused; the ones that depend on an
-    // unseeded state are drawn again.
+    let again = render_as(&h, "rng", &spec(&format!("# again\n{RANDOM}"), None)).await;
+    // Seeded the same: the same draws, so every piece is reused.
+    assert_eq!(cached(&again), vec![true; 3], "{:?}", again.animations);
     assert_eq!(
-        cached(&again),
+        frame_checksums(&first.output).await,
+        frame_checksums(&again.output).await
+    );
+    // Another seed: the play that draws none is reused; the ones that
+    // depend on the generators' state are drawn again.
+    let reseeded = render_as(&h, "rng", &spec(RANDOM, Some(7))).await;
+    assert_eq!(
+        cached(&reseeded),
         vec![true, false, false],
         "{:?}",
-        again.animations
+        reseeded.animations
     );
     h.assert_clean();
 }

@@ -7,6 +7,7 @@
 mod common;
 
 mod animcache;
+mod chunks;
 mod cli;
 mod compat;
 mod generate;

@@ -45,6 +45,9 @@ TARGETS = (
     call("manim._config.video_encoder:video_encoder_fingerprint", "spec"),
     call("manim.scene.scene_file_writer:SceneFileWriter.write_frame", "self, pixels, *, repeat"),
     call("manim.scene.scene_file_writer:SceneFileWriter.combine_to_movie", "self"),
+    # Manim's own cache bookkeeping, which would touch cached pieces in the
+    # read-only /cache after a stitch with sound.
+    call("manim.scene.scene_file_writer:modify_atime", "file_path"),
     sets("manim.scene.scene_file_writer:SceneFileWriter.init_audio", "includes_sound"),
     call("manim.scene.scene_file_writer:_PartialMovieEncodeJob.join", "self"),
     sets(
@@ -164,10 +167,14 @@ class Driver:
             # The pieces are stitched once, for all scenes, by media.finalize;
             # Manim's own pass would copy every frame one more time. Sound
             # needs Manim's muxing, so a scene with sound keeps it.
-            if writer.includes_sound:
+            # A plan or a chunk makes no video: the job's last pass does.
+            if writer.includes_sound and not (driver.plan.planning or driver.plan.chunk is not None):
                 combine(writer)
 
         scene_file_writer.SceneFileWriter.combine_to_movie = deferred_combine
+        # Manim's cache is off (ours keys the plays); its access times
+        # mean nothing, and a cached piece is not ours to touch.
+        scene_file_writer.modify_atime = lambda file_path: None
 
         compile_tex = tex_file_writing.compile_tex
 
@@ -192,9 +199,19 @@ class Driver:
         self._keys = {}
         scene = cls()
         narration.wrap(scene, name, index, lambda: float(scene.renderer.time), self.fps)
+        if self.plan.planning:
+            # Manim's own skipping: every play one time step, nothing drawn.
+            scene.renderer._original_skipping_status = True
         try:
             scene.render()
         except timeline.PreviewDone:
+            return SceneOutput(plays=scene.renderer.num_plays, duration=float(scene.renderer.time))
+        except timeline.ChunkDone:
+            # The pieces still being encoded are this chunk's.
+            scene.renderer.file_writer.join_all_encode_jobs()
+            return SceneOutput(plays=scene.renderer.num_plays, duration=float(scene.renderer.time))
+        if self.plan.planning or self.plan.chunk is not None:
+            scene.renderer.file_writer.join_all_encode_jobs()
             return SceneOutput(plays=scene.renderer.num_plays, duration=float(scene.renderer.time))
         renderer = scene.renderer
         plays = renderer.num_plays
@@ -221,7 +238,8 @@ class Driver:
         scene.compile_animation_data(*args, **kwargs)
         index = renderer.num_plays
         start = float(renderer.time)
-        play_hash = self._hash(renderer, scene) if plan.cache else None
+        before = plan.before_chunk(index)
+        play_hash = self._hash(renderer, scene) if plan.cache and not before else None
         rng = timeline.rng_digest() if play_hash else None
         key = cached = None
         if play_hash:
@@ -234,7 +252,7 @@ class Driver:
         self._announce(scene, index, start, cached=cached is not None)
         writer = renderer.file_writer
         frames_before = self._frames
-        simulate = plan.simulating or cached is not None
+        simulate = plan.simulating or cached is not None or before
         if simulate:
             writer.add_partial_movie_file(None)
             renderer.animations_hashes.append(None)
@@ -284,6 +302,8 @@ class Driver:
             plan.keep(self._capture(renderer, scene), self._scene, index, renderer.time)
             if plan.done_after(index):
                 raise timeline.PreviewDone()
+        if plan.chunk_ends_after(index):
+            raise timeline.ChunkDone()
 
     def _announce(self, scene, index, start, cached):
         """Tells the host which play this is: its name, the author's line,

@@ -11,6 +11,7 @@
 //! the row mapping.
 
 mod cache;
+mod chunks;
 mod queue;
 mod rows;
 
@@ -23,6 +24,7 @@ use sqlx::{AnyPool, Executor as _};
 use self::rows::{from_row, ids, COLUMNS};
 use super::{now_ms, Job, JobId, JobStatus};
 use crate::spec::RenderSpec;
+pub use chunks::{Chunk, ChunkEnding, ChunkStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -264,6 +266,7 @@ impl Store {
 
     pub async fn delete(&self, id: &JobId) -> Result<bool, StoreError> {
         self.delete_generation(id).await?;
+        self.delete_chunks(id).await?;
         let done = sqlx::query("DELETE FROM jobs WHERE id = $1")
             .bind(id.as_str())
             .execute(&self.pool)

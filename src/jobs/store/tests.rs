@@ -7,6 +7,7 @@ use crate::spec::{Encoding, Engine, Format, Quality};
 
 fn spec() -> RenderSpec {
     RenderSpec {
+        parallel: Default::default(),
         code: "x".into(),
         scenes: vec![],
         engine: Engine::Manim,

@@ -113,6 +113,7 @@ pub fn spec(engine: Engine, code: &str) -> RenderSpec {
         encoding: Default::default(),
         narration: false,
         cache: true,
+        parallel: Default::default(),
     }
 }
 

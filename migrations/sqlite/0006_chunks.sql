@@ -1,0 +1,32 @@
+-- Chunks of split renders: each a range of one job's plays, claimed, leased
+-- and heartbeated like a job by any worker of the cluster. They belong to
+-- one attempt of their job (`job_attempt`): a new attempt plans anew. When
+-- done, `keys` lists the cache keys of the pieces drawn, by play.
+CREATE TABLE IF NOT EXISTS chunks (
+    id               TEXT PRIMARY KEY,   -- "<job>.<attempt>.<index>"
+    job_id           TEXT    NOT NULL,
+    job_attempt      INTEGER NOT NULL,
+    idx              INTEGER NOT NULL,
+    first_play       INTEGER NOT NULL,
+    last_play        INTEGER NOT NULL,
+    seconds          REAL    NOT NULL,   -- planned seconds of video
+    status           TEXT    NOT NULL,   -- queued, running, done, failed, canceled
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_expires_ms INTEGER,
+    frames           INTEGER NOT NULL DEFAULT 0,
+    keys             TEXT,
+    node             TEXT,
+    render_secs      REAL,
+    error            TEXT,
+    created_ms       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_queue ON chunks (status, created_ms);
+CREATE INDEX IF NOT EXISTS chunks_job ON chunks (job_id, job_attempt);
+-- The workers alive, for how far a render can be split: each node upserts
+-- its number of slots while it runs and deletes its row when it stops.
+CREATE TABLE IF NOT EXISTS workers (
+    owner   TEXT PRIMARY KEY,
+    slots   INTEGER NOT NULL,
+    seen_ms INTEGER NOT NULL
+);

@@ -1,0 +1,565 @@
+//! Split renders, the cluster's part: whether a job is worth splitting, its
+//! chunks queued for any worker (local slots or `manimd worker` nodes), the
+//! job's runner drawing chunks of its own while it waits for the rest, and
+//! the chunk runs themselves, leased and heartbeated like jobs.
+//!
+//! The chunks only fill the owner's animation cache. The job's last pass is
+//! the ordinary render, which finds their pieces there, so the video, its
+//! sound and its errors are always the ones a single worker would make
+//! (see `render::chunk`). A chunk that fails therefore fails nothing: its
+//! plays are drawn by that last pass.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::Executor;
+use crate::animcache::Shelf;
+use crate::control::{Run, Slot, Stop, Stopper};
+use crate::jobs::{Chunk, ChunkEnding, ChunkInfo, ChunkStatus, Job, Store};
+use crate::protocol::{Notice, Progress};
+use crate::render::RenderError;
+use crate::spec::{Engine, Format, Parallel};
+
+/// How often the job's runner looks at its chunks, and a chunk's lease is
+/// renewed with its frames.
+const POLL: Duration = Duration::from_millis(250);
+const CHUNK_BEAT: Duration = Duration::from_secs(1);
+
+/// The cost of one second of 1080p60 video: a render's planned seconds are
+/// weighed by its pixel rate against it before `chunk_min_secs` applies.
+const HIGH_PIXEL_RATE: f64 = 1920.0 * 1080.0 * 60.0;
+
+/// What splitting did for a job.
+#[derive(Default)]
+pub(super) struct Split {
+    pub chunks: Vec<ChunkInfo>,
+    /// Why the job was not split.
+    pub reason: Option<Notice>,
+    /// Pieces already sent to the live stream, in play order: the last
+    /// pass's first pieces are these and are not sent again.
+    pub live_sent: usize,
+}
+
+impl Split {
+    fn not(code: &str, message: impl Into<String>) -> Split {
+        Split {
+            reason: Some(Notice {
+                code: code.into(),
+                message: message.into(),
+            }),
+            ..Split::default()
+        }
+    }
+}
+
+/// Where a running job's progress and live pieces go.
+#[derive(Clone)]
+pub(super) struct Feed {
+    pub progress: mpsc::Sender<Progress>,
+    pub pieces: mpsc::UnboundedSender<PathBuf>,
+    /// Where cached pieces get the second name the live stream takes (on
+    /// the cache's filesystem).
+    pub live_dir: PathBuf,
+}
+
+impl Executor {
+    /// Splits `job` over the cluster's workers when it is worth it and
+    /// draws the chunks into `shelf`; says what it did.
+    pub(super) async fn split(
+        &self,
+        job: &Job,
+        attempt: u32,
+        run: &Run,
+        shelf: Option<&Shelf>,
+        scratch: &Path,
+        feed: &Feed,
+    ) -> Split {
+        let workers = match self.parts.store.live_workers(self.cfg.lease * 2).await {
+            Ok(n) => n.max(self.cfg.workers as u32),
+            Err(err) => {
+                tracing::warn!(%err, "cannot count the workers");
+                self.cfg.workers as u32
+            }
+        };
+        let max_chunks = job.spec.parallel.chunks(workers);
+        let shelf = match (shelf, cannot_split(job, max_chunks)) {
+            (_, Some(split)) => return split,
+            (None, None) => {
+                return Split::not(
+                    "no-cache",
+                    "a render with \"cache\": false is not split: its chunks meet in the animation cache",
+                )
+            }
+            (Some(shelf), None) => shelf,
+        };
+        let warm = self.parts.pool.take(job.spec.engine, &self.cfg.limits);
+        let plan = self
+            .parts
+            .renderer
+            .plan(&job.spec, warm, &self.cfg.limits, scratch, run.stopped())
+            .await;
+        let plan = match plan {
+            Ok(plan) => plan,
+            // The last pass meets the same error and reports it as a
+            // single render would.
+            Err(err) => {
+                return Split::not(
+                    "plan-failed",
+                    format!("the scene could not be planned ({})", err.code()),
+                )
+            }
+        };
+        if let Some(&line) = plan.clock.first() {
+            return Split::not(
+                "wall-clock",
+                format!("the scene reads the wall clock (line {line}), so separate workers would draw different frames"),
+            );
+        }
+        if let Some(&line) = plan.entropy.first() {
+            return Split::not(
+                "entropy",
+                format!("the scene draws unseeded randomness (line {line}), so separate workers would draw different frames"),
+            );
+        }
+        let (width, height) = job.spec.quality.resolution();
+        let weight =
+            f64::from(width) * f64::from(height) * f64::from(job.spec.fps()) / HIGH_PIXEL_RATE;
+        let cost = plan.duration * weight;
+        if cost < self.cfg.chunk_min_secs {
+            return Split::not(
+                "short",
+                format!(
+                    "{:.1} s of video at this quality is under the {} s of 1080p60 video worth splitting (--chunk-min-secs)",
+                    plan.duration, self.cfg.chunk_min_secs
+                ),
+            );
+        }
+        let worth = ((cost / (self.cfg.chunk_min_secs / 2.0).max(1e-3)) as u32).max(2);
+        let ranges = crate::render::split(&plan.plays, max_chunks.min(worth) as usize);
+        if ranges.len() < 2 {
+            return Split::not(
+                "one-animation",
+                "the scene is one animation, which is never cut",
+            );
+        }
+        let planned: Vec<_> = ranges
+            .iter()
+            .map(|r| {
+                (
+                    *r,
+                    plan.plays[r.first as usize..=r.last as usize]
+                        .iter()
+                        .sum::<f64>(),
+                )
+            })
+            .collect();
+        tracing::info!(chunks = planned.len(), secs = plan.duration, "render split");
+        self.draw_chunks(job, attempt, run, shelf, &planned, feed)
+            .await
+    }
+
+    /// Queues the chunks, draws those no other worker took, waits for the
+    /// rest while reporting their frames and feeding their pieces to the
+    /// live stream in order.
+    async fn draw_chunks(
+        &self,
+        job: &Job,
+        attempt: u32,
+        run: &Run,
+        shelf: &Shelf,
+        planned: &[(crate::protocol::ChunkRange, f64)],
+        feed: &Feed,
+    ) -> Split {
+        let store = &self.parts.store;
+        if let Err(err) = store.insert_chunks(&job.id, attempt, planned).await {
+            tracing::error!(%err, "cannot queue the chunks");
+            return Split::not("internal", "the chunks could not be queued");
+        }
+        self.parts.control.wake();
+        let watch = tokio::spawn(watch_chunks(
+            store.clone(),
+            self.parts.storage.clone(),
+            job.clone(),
+            attempt,
+            shelf.clone(),
+            feed.clone(),
+        ));
+        // Draw what nobody else took yet, then wait.
+        while run.reason().is_none() {
+            match store
+                .claim_chunk(&self.owner, self.cfg.lease, Some((&job.id, attempt)))
+                .await
+            {
+                Ok(Some(chunk)) => {
+                    let beat = ChunkBeat::new(self, &chunk, run.stopper());
+                    let ending = self
+                        .draw_chunk(&chunk, job, shelf, &beat.frames, run.stopped())
+                        .await;
+                    beat.end(self, &chunk, ending, run.reason()).await;
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(%err, "cannot claim a chunk");
+                    break;
+                }
+            }
+        }
+        let watched = tokio::select! {
+            w = watch => w.ok(),
+            _ = run.stopped() => None,
+        };
+        let Some((chunks, live_sent)) = watched.filter(|_| run.reason().is_none()) else {
+            // Stopped (canceled, shutdown, lease lost): this attempt's
+            // chunks stop with it, here and on every node.
+            let _ = store.cancel_chunks(&job.id).await;
+            self.parts.control.cancel_everywhere(&job.id);
+            return Split::default();
+        };
+        if let Some(failed) = chunks.iter().find(|c| c.status != ChunkStatus::Done) {
+            let _ = store.cancel_chunks(&job.id).await;
+            let code = failed.error.clone().unwrap_or_else(|| "canceled".into());
+            return Split {
+                live_sent,
+                ..Split::not(
+                    "chunk-failed",
+                    format!(
+                        "chunk {} ended {code}; its animations are drawn in one pass",
+                        failed.index
+                    ),
+                )
+            };
+        }
+        Split {
+            chunks: chunks.iter().map(chunk_info).collect(),
+            reason: None,
+            live_sent,
+        }
+    }
+
+    /// Runs a chunk the worker loop claimed: under its job's name (a
+    /// cancel of the job stops it), with its own lease.
+    pub(super) async fn run_chunk(&self, chunk: Chunk, slot: Slot) {
+        let job = match self.parts.store.get(&chunk.job_id).await {
+            Ok(Some(job)) if !job.status.is_terminal() => job,
+            _ => {
+                // Its job ended or is gone: nothing to draw for.
+                let ending = ChunkEnding {
+                    status: ChunkStatus::Canceled,
+                    frames: 0,
+                    keys: &[],
+                    render_secs: 0.0,
+                    error: None,
+                };
+                let _ = self
+                    .parts
+                    .store
+                    .finish_chunk(&chunk, &self.owner, &ending)
+                    .await;
+                return;
+            }
+        };
+        let run = slot.begin(&job);
+        let beat = ChunkBeat::new(self, &chunk, run.stopper());
+        let ending = match self.parts.renderer.shelf(&job.spec, Some(owner_of(&job))) {
+            Some(shelf) => {
+                self.draw_chunk(&chunk, &job, &shelf, &beat.frames, run.stopped())
+                    .await
+            }
+            // Never queued so (see `split`); ended rather than left to expire.
+            None => Err(RenderError::Broken {
+                stage: "chunk",
+                exit_code: None,
+                stderr: "the job has no animation cache to draw into".into(),
+            }),
+        };
+        beat.end(self, &chunk, ending, run.reason()).await;
+    }
+
+    /// Draws one chunk in a sandbox of its own into `shelf` (and, with a
+    /// bucket, into the bucket for the job's node).
+    async fn draw_chunk(
+        &self,
+        chunk: &Chunk,
+        job: &Job,
+        shelf: &Shelf,
+        frames: &Arc<AtomicU64>,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<crate::render::ChunkRendered, RenderError> {
+        let scratch = self
+            .cfg
+            .work_dir
+            .join(format!("chunk-{}-{}", chunk.id, chunk.attempts));
+        if let Err(err) = std::fs::create_dir_all(&scratch) {
+            return Err(RenderError::Sandbox(crate::sandbox::SandboxError::Area(
+                scratch, err,
+            )));
+        }
+        // Frames drawn in the range. The worker counts the simulated plays
+        // before it too; their frames end where the range's first play
+        // starts, at its start time's frame.
+        let (first, fps, counter) = (
+            chunk.range.first,
+            f64::from(job.spec.fps()),
+            Arc::clone(frames),
+        );
+        let mut base = None;
+        let progress = move |p: Progress| match p {
+            Progress::Animation { index, start, .. } if index == first => {
+                base = Some((start * fps).round() as u64)
+            }
+            Progress::Frames { frames, .. } => {
+                if let Some(b) = base {
+                    counter.store(frames.saturating_sub(b), Ordering::Relaxed)
+                }
+            }
+            _ => {}
+        };
+        let warm = self.parts.pool.take(job.spec.engine, &self.cfg.limits);
+        let out = self
+            .parts
+            .renderer
+            .render_chunk(
+                &job.spec,
+                shelf,
+                chunk.range,
+                warm,
+                &self.cfg.limits,
+                &scratch,
+                progress,
+                stop,
+            )
+            .await;
+        let _ = std::fs::remove_dir_all(&scratch);
+        if out.is_ok() {
+            if let Err(err) = self.parts.storage.push_animations(shelf).await {
+                tracing::warn!(%err, "cannot keep a chunk's animations in the bucket");
+            }
+        }
+        out
+    }
+}
+
+/// The whole-job reasons not to split, known before any plan.
+fn cannot_split(job: &Job, max_chunks: u32) -> Option<Split> {
+    let spec = &job.spec;
+    if spec.parallel == Parallel::AtMost(1) {
+        return Some(Split::not(
+            "parallel-1",
+            "the request asked for one worker (\"parallel\": 1)",
+        ));
+    }
+    if spec.engine != Engine::Manim {
+        return Some(Split::not(
+            "engine",
+            "ManimGL renders are not split: its plays have no hash to check a chunk's pieces by",
+        ));
+    }
+    if spec.format == Format::Png {
+        return Some(Split::not("still", "a still has nothing to split"));
+    }
+    if spec.scenes.len() > 1 {
+        return Some(Split::not(
+            "several-scenes",
+            "only a render of one scene is split",
+        ));
+    }
+    if spec.narration {
+        return Some(Split::not(
+            "narration",
+            "a narrated render is not split: its timing comes from the speech",
+        ));
+    }
+    if max_chunks < 2 {
+        return Some(Split::not(
+            "one-worker",
+            "one worker is all this cluster has free for it",
+        ));
+    }
+    None
+}
+
+fn owner_of(job: &Job) -> &str {
+    job.owner
+        .as_deref()
+        .unwrap_or(crate::animcache::LOCAL_OWNER)
+}
+
+fn chunk_info(c: &Chunk) -> ChunkInfo {
+    ChunkInfo {
+        index: c.index,
+        first_animation: c.range.first,
+        last_animation: c.range.last,
+        seconds: (c.seconds * 1e6).round() / 1e6,
+        node: c.node.clone().unwrap_or_default(),
+        render_secs: c.render_secs.unwrap_or(0.0),
+    }
+}
+
+/// A chunk run's lease: renewed every second with the frames drawn so far;
+/// a lost lease (its job canceled, or reaped) stops the run.
+struct ChunkBeat {
+    frames: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ChunkBeat {
+    fn new(executor: &Executor, chunk: &Chunk, stop: Stopper) -> ChunkBeat {
+        let frames = Arc::new(AtomicU64::new(0));
+        let (store, owner, lease) = (
+            executor.parts.store.clone(),
+            executor.owner.clone(),
+            executor.cfg.lease,
+        );
+        let (chunk, counter) = (chunk.clone(), Arc::clone(&frames));
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CHUNK_BEAT.min(lease / 3)).await;
+                let frames = counter.load(Ordering::Relaxed);
+                match store.heartbeat_chunk(&chunk, &owner, lease, frames).await {
+                    Ok(true) => {}
+                    Ok(false) => return stop.stop(Stop::Canceled),
+                    Err(err) => tracing::warn!(%err, "chunk heartbeat failed"),
+                }
+            }
+        });
+        ChunkBeat { frames, task }
+    }
+
+    /// Stops the heartbeat and records how the run ended: a chunk stopped
+    /// for shutdown goes back to the queue.
+    async fn end(
+        self,
+        executor: &Executor,
+        chunk: &Chunk,
+        out: Result<crate::render::ChunkRendered, RenderError>,
+        reason: Option<Stop>,
+    ) {
+        self.task.abort();
+        let store = &executor.parts.store;
+        let owner = &executor.owner;
+        if reason == Some(Stop::Shutdown) {
+            let _ = store.release_chunk(chunk, owner).await;
+            return;
+        }
+        let (status, keys, frames, secs, error) = match &out {
+            Ok(done) => (
+                ChunkStatus::Done,
+                done.keys.as_slice(),
+                done.frames,
+                done.wall.as_secs_f64(),
+                None,
+            ),
+            Err(RenderError::Stopped(crate::sandbox::Stopped::Canceled)) => {
+                (ChunkStatus::Canceled, &[][..], 0, 0.0, None)
+            }
+            Err(e) => (
+                ChunkStatus::Failed,
+                &[][..],
+                0,
+                0.0,
+                Some(e.code().to_string()),
+            ),
+        };
+        let ending = ChunkEnding {
+            status,
+            frames,
+            keys,
+            render_secs: secs,
+            error: error.as_deref(),
+        };
+        match store.finish_chunk(chunk, owner, &ending).await {
+            Ok(true) => {
+                tracing::info!(chunk = %chunk.id, status = status.as_str(), secs, "chunk ended")
+            }
+            Ok(false) => {
+                tracing::warn!(chunk = %chunk.id, "chunk lease lost; this outcome is dropped")
+            }
+            Err(err) => tracing::error!(%err, "cannot record a chunk"),
+        }
+    }
+}
+
+/// Watches one attempt's chunks until all have ended: publishes the frames
+/// drawn over all of them, and sends each done chunk's pieces to the live
+/// stream once every chunk before it is done. Returns the chunks and how
+/// many pieces went live.
+async fn watch_chunks(
+    store: Store,
+    storage: crate::storage::Storage,
+    job: Job,
+    attempt: u32,
+    shelf: Shelf,
+    feed: Feed,
+) -> (Vec<Chunk>, usize) {
+    let Feed {
+        progress,
+        pieces,
+        live_dir,
+    } = feed;
+    let scene = job
+        .spec
+        .scenes
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let (mut live_chunks, mut live_sent, mut frames_seen, mut pulled) =
+        (0usize, 0usize, 0u64, 0usize);
+    loop {
+        tokio::time::sleep(POLL).await;
+        let chunks = match store.chunks_of(&job.id, attempt).await {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::warn!(%err, "cannot read the chunks");
+                continue;
+            }
+        };
+        let frames: u64 = chunks.iter().map(|c| c.frames).sum();
+        if frames != frames_seen {
+            frames_seen = frames;
+            let _ = progress.try_send(Progress::Frames {
+                scene: scene.clone(),
+                frames,
+            });
+        }
+        let done = chunks
+            .iter()
+            .filter(|c| c.status == ChunkStatus::Done)
+            .count();
+        if done > pulled {
+            // Pieces drawn on other nodes come through the bucket.
+            let _ = storage.pull_animations(&shelf).await;
+            pulled = done;
+        }
+        while let Some(c) = chunks
+            .get(live_chunks)
+            .filter(|c| c.status == ChunkStatus::Done)
+        {
+            for (_, key) in &c.keys {
+                if let Some(link) = link_for_live(&shelf, key, &live_dir, live_sent) {
+                    let _ = pieces.send(link);
+                    live_sent += 1;
+                }
+            }
+            live_chunks += 1;
+        }
+        if !chunks.is_empty() && chunks.iter().all(|c| c.status.is_over()) {
+            let _ = std::fs::remove_dir_all(&live_dir);
+            return (chunks, live_sent);
+        }
+    }
+}
+
+/// A second name for a cached piece, for the live stream (which removes
+/// what it packaged), after our reader checked it.
+fn link_for_live(shelf: &Shelf, key: &str, dir: &Path, n: usize) -> Option<PathBuf> {
+    let entry = shelf.check(key, None).ok()?;
+    std::fs::create_dir_all(dir).ok()?;
+    let link = dir.join(format!("{n}.mp4"));
+    let _ = std::fs::remove_file(&link);
+    std::fs::hard_link(entry, &link).ok()?;
+    Some(link)
+}

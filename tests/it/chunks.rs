@@ -1,0 +1,237 @@
+//! Split renders on one node with two workers: the split video is the
+//! single worker's, frame for frame and sample for sample; a scene that
+//! reads the wall clock stays whole and says why; a cancel stops every
+//! chunk. The cluster form (two `manimd worker` nodes, one killed) is in
+//! `scale.rs`.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::Duration;
+
+use manimd::process::run_tool;
+use manimd::server::ServeOptions;
+use serde_json::{json, Value};
+
+use crate::common::server::{cached_flags, TestServer};
+
+/// Every kind of scene the issue names, in one: a `dt` updater, an
+/// `always_redraw`, per-frame randomness from the seeded generators, and a
+/// sound made by the scene itself and added halfway through.
+pub const EVERYTHING: &str = r#"from manim import *
+import random
+import wave, struct, math
+
+def beep(path, secs, freq):
+    with wave.open(path, "w") as w:
+        w.setnchannels(1); w.setsampwidth(2); w.setframerate(22050)
+        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / 22050)))
+                               for i in range(int(22050 * secs))))
+
+class Everything(Scene):
+    def construct(self):
+        dot = Dot(color=YELLOW)
+        dot.add_updater(lambda m, dt: m.shift(RIGHT * dt * 0.3 + UP * random.uniform(-0.05, 0.05)))
+        ring = always_redraw(lambda: Circle(radius=0.3 + 0.1 * abs(dot.get_x())).move_to(dot))
+        self.add(dot, ring)
+        beep("/tmp/beep.wav", 0.3, 660)
+        for i in range(8):
+            if i == 4:
+                self.add_sound("/tmp/beep.wav")
+            self.play(Rotate(Square(side_length=1 + 0.1 * i).shift(LEFT * 2), PI / 3), run_time=0.6)
+            self.wait(0.2)
+"#;
+
+/// Two workers, and splitting worth it for a few seconds of low quality.
+pub fn opts() -> ServeOptions {
+    ServeOptions {
+        workers: 2,
+        warm_pool: 1,
+        chunk_min_secs: 0.05,
+        ..ServeOptions::default()
+    }
+}
+
+async fn render(s: &TestServer, body: Value) -> Value {
+    let id = s.submit(body).await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    job
+}
+
+async fn download(s: &TestServer, job: &Value, dir: &Path) -> std::path::PathBuf {
+    let id = job["id"].as_str().unwrap();
+    let bytes = s
+        .client
+        .get(format!("{}/v1/renders/{id}/video", s.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let path = dir.join(format!("{id}.mp4"));
+    std::fs::write(&path, &bytes).unwrap();
+    path
+}
+
+/// ffmpeg's checksum of each decoded frame of `stream` (`v:0`, `a:0`).
+pub async fn checksums(video: &Path, stream: &str) -> Vec<String> {
+    let map = format!("0:{stream}");
+    let out = run_tool(
+        "ffmpeg",
+        &[
+            OsStr::new("-v"),
+            OsStr::new("error"),
+            OsStr::new("-i"),
+            video.as_os_str(),
+            OsStr::new("-map"),
+            OsStr::new(&map),
+            OsStr::new("-f"),
+            OsStr::new("framemd5"),
+            OsStr::new("-"),
+        ],
+        Path::new("/"),
+        &[],
+    )
+    .await
+    .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_split_render_is_the_single_workers_video_frame_for_frame() {
+    let s = TestServer::start(opts()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The baseline: one worker, nothing cached or kept.
+    let single = render(
+        &s,
+        json!({"code": EVERYTHING, "parallel": 1, "cache": false}),
+    )
+    .await;
+    let result = &single["result"];
+    assert_eq!(result["split"]["code"], "parallel-1", "{single}");
+    assert!(result.get("chunks").is_none(), "{single}");
+    assert_eq!(result["seed"], 0, "every render is seeded: {single}");
+
+    // A comment apart, or the result cache would answer.
+    let split = render(&s, json!({"code": format!("# split\n{EVERYTHING}")})).await;
+    let result = &split["result"];
+    assert!(result.get("split").is_none(), "{split}");
+    let chunks = result["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 2, "two workers, two chunks: {split}");
+    // Contiguous, in order, every animation once, never cut.
+    assert_eq!(chunks[0]["first_animation"], 0);
+    assert_eq!(
+        chunks[1]["first_animation"].as_u64().unwrap(),
+        chunks[0]["last_animation"].as_u64().unwrap() + 1
+    );
+    assert_eq!(chunks[1]["last_animation"], 15, "{split}");
+    for c in chunks {
+        assert!(c["seconds"].as_f64().unwrap() > 1.0, "{c}");
+        assert!(!c["node"].as_str().unwrap().is_empty(), "{c}");
+    }
+    // The last pass drew nothing: every piece came from the chunks.
+    assert!(cached_flags(&split).iter().all(|c| *c), "{split}");
+
+    let (a, b) = (
+        download(&s, &single, dir.path()).await,
+        download(&s, &split, dir.path()).await,
+    );
+    let frames = checksums(&a, "v:0").await;
+    assert_eq!(frames.len(), 8 * 12, "0.8 s a round at 15 fps");
+    assert_eq!(frames, checksums(&b, "v:0").await, "the same frames");
+    // One sound track, mixed once over the whole video: no seam.
+    let audio = checksums(&a, "a:0").await;
+    assert!(!audio.is_empty());
+    assert_eq!(audio, checksums(&b, "a:0").await, "the same sound");
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn a_scene_that_reads_the_wall_clock_is_not_split_and_says_why() {
+    let s = TestServer::start(opts()).await;
+    let code = r#"from manim import *
+import time
+
+class Clock(Scene):
+    def construct(self):
+        dot = Dot()
+        dot.add_updater(lambda m, dt: m.set_x((time.time() % 2) * 0))
+        self.add(dot)
+        for _ in range(6):
+            self.play(FadeIn(Square()), run_time=0.5)
+"#;
+    let job = render(&s, json!({"code": code})).await;
+    let split = &job["result"]["split"];
+    assert_eq!(split["code"], "wall-clock", "{job}");
+    assert!(
+        split["message"].as_str().unwrap().contains("line 7"),
+        "{split}"
+    );
+    assert!(job["result"].get("chunks").is_none(), "{job}");
+    // Too short to be worth it: also said.
+    let short = render(
+        &s,
+        json!({"code": "from manim import *\nclass S(Scene):\n    def construct(self):\n        self.play(FadeIn(Dot()), run_time=0.2)\n        self.wait(0.2)\n"}),
+    )
+    .await;
+    assert_eq!(short["result"]["split"]["code"], "short", "{short}");
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn canceling_a_split_render_stops_every_chunk() {
+    let s = TestServer::start(opts()).await;
+    // Long enough to be canceled while both chunks draw.
+    let code = EVERYTHING
+        .replace("range(8)", "range(40)")
+        .replace("run_time=0.6", "run_time=1.5");
+    let id = s.submit(json!({"code": code, "quality": "medium"})).await;
+    // Both workers busy: the job's runner and the other worker's chunk.
+    let mut both = false;
+    for _ in 0..600 {
+        let (_, health) = s.get("/health").await;
+        if health["workers"]["busy"].as_u64() == Some(2) {
+            both = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(both, "a chunk never started beside its job");
+    let r = s
+        .client
+        .delete(format!("{}/v1/renders/{id}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "canceled", "{job}");
+    // Every sandbox ends: nothing runs, nothing is left.
+    for _ in 0..200 {
+        let (_, health) = s.get("/health").await;
+        if health["workers"]["busy"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, health) = s.get("/health").await;
+    assert_eq!(health["workers"]["busy"], 0, "{health}");
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
