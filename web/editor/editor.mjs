@@ -18,6 +18,27 @@ import { highlightSelectionMatches, searchKeymap } from "@codemirror/search";
 import { autocompletion, closeBrackets, closeBracketsKeymap } from "@codemirror/autocomplete";
 import { diagnosticCount, lintGutter, lintKeymap, setDiagnostics, setDiagnosticsEffect } from "@codemirror/lint";
 import { classHighlighter } from "@lezer/highlight";
+import { StyleModule } from "style-mod";
+
+// CodeMirror's own styles (layout, cursor, gutters) are made at run time by
+// style-mod, which puts them in a <style> element when the editor is in a
+// document. The page's CSP allows no inline style, so they go into a
+// constructed style sheet adopted by the document instead, which the CSP
+// does not govern: style-mod does that for a root without a <head> (a shadow
+// root), so the document is handed to it as such a root.
+const rootsWithoutHead = new WeakMap();
+function asRootWithoutHead(doc) {
+  if (!rootsWithoutHead.has(doc)) {
+    rootsWithoutHead.set(doc, {
+      ownerDocument: doc,
+      get adoptedStyleSheets() { return doc.adoptedStyleSheets; },
+      set adoptedStyleSheets(sheets) { doc.adoptedStyleSheets = sheets; },
+    });
+  }
+  return rootsWithoutHead.get(doc);
+}
+const mount = StyleModule.mount;
+StyleModule.mount = (root, modules, options) => mount(root.head ? asRootWithoutHead(root) : root, modules, options);
 
 // Marks a change the studio made (a generation's code, a reset), as opposed
 // to the author's typing: only the author's edits are reported as edits.
@@ -91,9 +112,10 @@ function engineCompletion(names, engineOf) {
 // Moves the focus to whatever follows the editor in the page's tab order, so
 // that Escape leaves the editor for keyboard users (Tab indents inside it).
 function leave(view) {
-  const focusable = [...document.querySelectorAll("a[href], button, input, select, textarea, [tabindex]")]
+  const focusable = [...document.querySelectorAll("a[href], button, input, select, textarea, video[controls], [tabindex]")]
     .filter((el) => !el.disabled && el.tabIndex >= 0 && el.offsetParent !== null && !view.dom.contains(el));
-  const next = focusable.find((el) => view.dom.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING);
+  // The first control after the editor, or (as Tab wraps) the page's first.
+  const next = focusable.find((el) => view.dom.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING) || focusable[0];
   view.contentDOM.blur();
   if (next) next.focus();
   return true;
@@ -114,7 +136,7 @@ export function createEditor(parent, { doc = "", onRun = () => {}, onEdit = () =
       extensions: [
         lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars(), history(), drawSelection(),
         indentOnInput(), bracketMatching(), closeBrackets(), highlightActiveLine(), highlightSelectionMatches(),
-        python(), indentUnit.of("    "), EditorState.tabSize.of(4),
+        python(), indentUnit.of("    "), EditorState.tabSize.of(4), EditorView.darkTheme.of(true),
         // Token classes (tok-keyword, tok-string, ...) coloured by studio.css.
         syntaxHighlighting(classHighlighter),
         pythonLanguage.data.of({ autocomplete: engineCompletion(() => options, engineOf) }),
