@@ -1,7 +1,7 @@
 // The studio's script, served at /assets/studio.js (the page's CSP allows no
-// inline script). It needs hls.js and the editor (/assets/editor.js, which
-// defines ManimdEditor), both loaded before it by the setup's files; without
-// the editor a plain text area stands in.
+// inline script). The page loads hls.js and the editor (/assets/editor.js,
+// which defines ManimdEditor) before it, both installed by the setup; when
+// the editor is missing, the page's plain text area stands in.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const player = $("player");
@@ -107,18 +107,21 @@ async function playFinal(job) {
   for (const t of player.querySelectorAll("track")) t.remove();
   release("subtitles");
   try {
+    // The blob URLs of the video shown before, let go once this one is in.
+    const before = held.video.slice();
     const video = await mediaUrl(job.links.video, "video");
-    if (job.result && job.result.still) { player.poster = video; player.removeAttribute("src"); return; }
-    // A narrated render's lines as subtitles, shown by default.
-    if (job.links.subtitles) {
-      const track = document.createElement("track");
-      Object.assign(track, { kind: "subtitles", srclang: "en", label: "Narration", src: await mediaUrl(job.links.subtitles, "subtitles"), default: true });
-      player.appendChild(track);
+    if (job.result && job.result.still) { player.poster = video; player.removeAttribute("src"); }
+    else {
+      // A narrated render's lines as subtitles, shown by default.
+      if (job.links.subtitles) {
+        const track = document.createElement("track");
+        Object.assign(track, { kind: "subtitles", srclang: "en", label: "Narration", src: await mediaUrl(job.links.subtitles, "subtitles"), default: true });
+        player.appendChild(track);
+      }
+      player.src = video; player.play().catch(() => {});
     }
-    const old = held.video.filter((u) => u !== video);
-    player.src = video; player.play().catch(() => {});
-    for (const u of old) URL.revokeObjectURL(u);
-    held.video = held.video.filter((u) => u === video);
+    for (const u of before) URL.revokeObjectURL(u);
+    held.video = held.video.filter((u) => !before.includes(u));
   } catch (e) { status(`the video could not be fetched (${e.message})`); }
 }
 

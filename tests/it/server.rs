@@ -1787,6 +1787,16 @@ async fn the_studio_editor_completes_marks_errors_and_sends_the_key_in_chromium(
     }
     assert!(report.contains("ok: typed, completed Circle"), "{report}");
     assert!(report.contains("line 6 marked"), "{report}");
+    // It ran on the setup's pinned Node, not the machine's own.
+    let pinned = std::process::Command::new(s.config.runtime_dir.join("web/bin/node"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let pinned = String::from_utf8_lossy(&pinned.stdout).trim().to_owned();
+    assert!(
+        report.contains(&format!("node {pinned}")),
+        "{pinned}: {report}"
+    );
     s.stop().await;
 }
 

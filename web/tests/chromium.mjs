@@ -5,6 +5,12 @@
 // under the runtime directory, outside this checkout).
 import { pathToFileURL } from "node:url";
 
+// playwright-core 1.65 needs Node 20 or newer: the Rust tests run the setup's
+// pinned Node ($MANIMD_RUNTIME/web/bin/node), never the machine's own.
+if (Number(process.versions.node.split(".")[0]) < 20) {
+  console.error(`FAIL: Node ${process.version} is too old for playwright-core: run the setup's $MANIMD_RUNTIME/web/bin/node`);
+  process.exit(1);
+}
 const { chromium } = await import(process.env.PLAYWRIGHT_CORE ? pathToFileURL(process.env.PLAYWRIGHT_CORE).href : "playwright-core");
 
 export const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exit(1); };

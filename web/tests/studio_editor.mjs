@@ -183,7 +183,7 @@ try {
   await setCode(page, typed);
   if ((await getCode(page)) !== typed) fail("the editor does not take text on a phone");
   clean();
-  console.log(`ok: typed, completed Circle, matched brackets, undid, searched, left with Escape; rendered once with Ctrl+Enter (${video.width} px, ${video.duration.toFixed(2)} s, fetched with the key); line ${error.line} marked with "${error.note}"; a wrong key refused; fits 390 px`);
+  console.log(`ok: typed, completed Circle, matched brackets, undid, searched, left with Escape; rendered once with Ctrl+Enter (${video.width} px, ${video.duration.toFixed(2)} s, fetched with the key); line ${error.line} marked with "${error.note}"; a wrong key refused; fits 390 px; node ${process.version}`);
 } finally {
   await browser.close();
 }
