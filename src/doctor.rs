@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::process::run_tool;
-use crate::runtime::{self, Runtime};
+use crate::runtime::{self, Runtime, StudioAsset};
 use crate::sandbox::area::Area;
 use crate::sandbox::cgroup::{Cgroup, Hierarchy};
 use crate::spec::Engine;
@@ -52,6 +52,10 @@ pub async fn run(config: &Config) -> Vec<Check> {
         ("EGL (ManimGL)", egl()),
         ("espeak-ng (narration)", espeak().await),
         ("free disk", free_disk(&config.data_dir)),
+        (
+            "studio assets",
+            studio_assets(&Runtime::new(&config.runtime_dir)),
+        ),
     ];
     checks.extend(optional.into_iter().map(|(name, outcome)| Check {
         name,
@@ -315,6 +319,25 @@ fn egl() -> Result<String, Fault> {
             "apt-get install libegl-mesa0 libgl1-mesa-dri",
         )),
     }
+}
+
+/// The studio's files that the setup installs (the page itself is in the
+/// binary): without them the studio answers 404 for each, and the page falls
+/// back to a plain text area without completion.
+fn studio_assets(runtime: &Runtime) -> Result<String, Fault> {
+    let missing: Vec<String> = StudioAsset::ALL
+        .into_iter()
+        .map(|a| runtime.studio_asset(a))
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok("hls.js, the editor and the engines' names".into());
+    }
+    Err(fault(
+        format!("missing: {}", missing.join(", ")),
+        "run scripts/setup.sh (install_web)",
+    ))
 }
 
 fn free_disk(data_dir: &Path) -> Result<String, Fault> {

@@ -153,6 +153,42 @@ impl Runtime {
     }
 }
 
+/// A file of the web studio that the setup installs under the runtime
+/// (`scripts/setup.sh`'s `install_web`), not built into the binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StudioAsset {
+    /// hls.js, the live player, from npm.
+    HlsJs,
+    /// The editor: `web/editor/` and CodeMirror, bundled with esbuild.
+    Editor,
+    /// The names each installed engine exports, for the editor's completion.
+    EngineNames,
+}
+
+impl StudioAsset {
+    pub const ALL: [StudioAsset; 3] = [
+        StudioAsset::HlsJs,
+        StudioAsset::Editor,
+        StudioAsset::EngineNames,
+    ];
+
+    /// Where the setup puts it, under the runtime root.
+    pub fn relative_path(self) -> &'static str {
+        match self {
+            StudioAsset::HlsJs => "web/node_modules/hls.js/dist/hls.min.js",
+            StudioAsset::Editor => "web/editor.js",
+            StudioAsset::EngineNames => "web/engine-names.json",
+        }
+    }
+}
+
+impl Runtime {
+    /// Where a studio asset lives on this host.
+    pub fn studio_asset(&self, asset: StudioAsset) -> PathBuf {
+        self.root.join(asset.relative_path())
+    }
+}
+
 /// Whether TeX can typeset `MathTex`/`Tex`: the compiler, the SVG converter
 /// and Manim Community's document class are installed.
 pub fn tex_available() -> bool {

@@ -1,147 +1,224 @@
 // The studio's script, served at /assets/studio.js (the page's CSP allows no
-// inline script). It needs hls.js, loaded before it.
+// inline script). The page loads hls.js and the editor (/assets/editor.js,
+// which defines ManimdEditor) before it, both installed by the setup; when
+// the editor is missing, the page's plain text area stands in.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const code = $("code"), highlight = $("highlight"), player = $("player");
-// errorLine: the failing line; pickedLine: the line of the animation picked on
-// the timeline or the storyboard. Both are shown in the highlighter.
-let errorLine = null, pickedLine = null, hls = null, events = null;
+const player = $("player");
+let hls = null, events = null;
 
-// Python highlighting, enough to read a scene: keywords, strings, comments, numbers, calls.
-const KEYWORDS = new Set("False None True and as assert async await break class continue def del elif else except finally for from global if import in is lambda nonlocal not or pass raise return try while with yield self".split(" "));
-function escape(s) { return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
-function highlightLine(line) {
-  const token = /(#.*$)|("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?)|(\b\d+(?:\.\d+)?\b)|([A-Za-z_]\w*)(\s*\()?|([^#"'\w]+)/g;
-  let out = "", m;
-  while ((m = token.exec(line)) !== null) {
-    if (m[1]) out += `<span class="com">${escape(m[1])}</span>`;
-    else if (m[2]) out += `<span class="str">${escape(m[2])}</span>`;
-    else if (m[3]) out += `<span class="num">${m[3]}</span>`;
-    else if (m[4]) out += KEYWORDS.has(m[4]) ? `<span class="kw">${m[4]}</span>${m[5] || ""}` : m[5] ? `<span class="fn">${m[4]}</span>${m[5]}` : m[4];
-    else out += escape(m[6] || m[0]);
-  }
-  return out;
+// The API key, for a server started with keys: kept in this tab's session
+// storage and sent as the bearer token with every request the page makes.
+const KEY_STORE = "manimd-api-key", keyField = $("api-key");
+keyField.value = sessionStorage.getItem(KEY_STORE) || "";
+const apiKey = () => keyField.value.trim();
+function withKey(headers = {}) {
+  const key = apiKey();
+  return key ? { ...headers, authorization: `Bearer ${key}` } : headers;
 }
-function render() {
-  highlight.innerHTML = code.value.split("\n").map((l, i) =>
-    `<span class="ln${i + 1 === errorLine ? " error" : ""}${i + 1 === pickedLine ? " picked" : ""}" data-line="${i + 1}">${highlightLine(l) || " "}</span>`).join("");
-  highlight.scrollTop = code.scrollTop; highlight.scrollLeft = code.scrollLeft;
-}
-code.addEventListener("input", () => { errorLine = null; pickedLine = null; render(); schedulePreview(); });
-code.addEventListener("scroll", () => { highlight.scrollTop = code.scrollTop; highlight.scrollLeft = code.scrollLeft; });
-code.addEventListener("keydown", (e) => {
-  if (e.key === "Tab") { e.preventDefault(); const s = code.selectionStart; code.setRangeText("    ", s, code.selectionEnd, "end"); render(); }
+const api = (path, init = {}) => fetch(path, { ...init, headers: withKey(init.headers) });
+keyField.addEventListener("change", () => {
+  if (apiKey()) sessionStorage.setItem(KEY_STORE, apiKey()); else sessionStorage.removeItem(KEY_STORE);
+  start();
 });
-// Ctrl+Enter (Cmd+Enter on a Mac) renders from anywhere on the page; in the
-// prompt box it generates.
+// A file shown by an element (the video, a still, the subtitles): with a
+// key it is fetched with the key and shown from a blob URL, since an element
+// cannot send the header. `held` keeps each slot's blob URL to let it go.
+const held = { video: [], subtitles: [], frames: [] };
+async function mediaUrl(url, slot) {
+  if (!apiKey()) return url;
+  const r = await api(url);
+  if (!r.ok) throw new Error(`${r.status}`);
+  const blob = URL.createObjectURL(await r.blob());
+  held[slot].push(blob);
+  return blob;
+}
+function release(slot) { for (const u of held[slot]) URL.revokeObjectURL(u); held[slot] = []; }
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+// The editor: CodeMirror (web/editor/, bundled by the setup), or the plain
+// text area it replaces when the bundle is not installed.
+const editor = makeEditor();
+function makeEditor() {
+  const area = $("code");
+  const options = { doc: area.value, label: "Scene code", onRun: () => $("render").click(), onEdit: schedulePreview, engine: () => $("engine").value };
+  if (window.ManimdEditor) {
+    const ed = ManimdEditor.createEditor(area.parentElement, options);
+    area.remove();
+    return ed;
+  }
+  area.addEventListener("input", schedulePreview);
+  const lineStart = (n) => area.value.split("\n").slice(0, n - 1).reduce((at, l) => at + l.length + 1, 0);
+  return {
+    plain: true,
+    getCode: () => area.value,
+    setCode: (text) => { area.value = text; },
+    appendCode: (text) => { area.value += text; },
+    focus: () => area.focus(),
+    setNames() {},
+    markError() {},
+    showLine(n, focus) {
+      const lines = area.value.split("\n");
+      if (!(n >= 1 && n <= lines.length)) return;
+      if (focus) area.focus({ preventScroll: true });
+      area.setSelectionRange(lineStart(n), lineStart(n) + lines[n - 1].length);
+    },
+  };
+}
+// Ctrl+Enter (Cmd+Enter on a Mac) renders from anywhere on the page (the
+// editor handles it itself); in the prompt box it generates.
 document.addEventListener("keydown", (e) => {
-  if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey)) return;
+  if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey) || e.defaultPrevented) return;
   e.preventDefault();
   $(e.target === $("prompt-text") ? "generate" : "render").click();
 });
-// Scrolls the editor so that line n (from 1) shows near its top.
-function scrollToLine(n) {
-  const row = highlight.querySelector(`[data-line="${n}"]`);
-  if (row) code.scrollTop = Math.max(0, row.offsetTop - 60);
-}
-// Shows the author's line n: marked in the highlighter, selected in the
-// editor and scrolled to. The editor takes the focus only with a mouse, so a
-// phone's keyboard does not pop up over the page.
-function showLine(n) {
-  const lines = code.value.split("\n");
-  pickedLine = n && n <= lines.length ? n : null; render();
-  if (!pickedLine) return;
-  const start = lines.slice(0, n - 1).reduce((at, l) => at + l.length + 1, 0);
-  if (matchMedia("(pointer: fine)").matches) code.focus({ preventScroll: true });
-  code.setSelectionRange(start, start + lines[n - 1].length);
-  scrollToLine(n);
-}
+// Shows the author's line n in the editor. The editor takes the focus only
+// with a mouse, so a phone's keyboard does not pop up over the page.
+function showLine(n) { editor.showLine(n, matchMedia("(pointer: fine)").matches); }
 
 function status(text) { $("status").textContent = text; }
 function progress(fraction) { $("progress").firstElementChild.style.width = `${Math.round(fraction * 100)}%`; }
 function showError(err) {
   const box = $("error");
-  if (!err) { box.style.display = "none"; errorLine = null; render(); return; }
+  if (!err) { box.style.display = "none"; editor.markError(null); return; }
   let text = `${err.code}: ${err.message}`;
   if (err.traceback && err.traceback.length) text += "\n" + err.traceback.map((f) => `  line ${f.line} in ${f.function}: ${f.code}`).join("\n");
   if (err.tex_error) text += `\nTeX: ${err.tex_error}`;
   box.textContent = text; box.style.display = "block";
-  errorLine = err.line || null; render();
-  if (errorLine) scrollToLine(errorLine);
+  // In the editor: the line marked, with the message's first line beside it.
+  editor.markError(err.line || null, (err.message || err.code).split("\n")[0]);
 }
 
 function playLive(url) {
   if (hls) { hls.destroy(); hls = null; }
   if (window.Hls && Hls.isSupported()) {
-    hls = new Hls({ liveDurationInfinity: false, startPosition: 0 });
+    // The key, if any, on each playlist and segment request.
+    const xhrSetup = (xhr) => { if (apiKey()) xhr.setRequestHeader("authorization", `Bearer ${apiKey()}`); };
+    hls = new Hls({ liveDurationInfinity: false, startPosition: 0, xhrSetup });
     hls.loadSource(url); hls.attachMedia(player);
     hls.on(Hls.Events.MANIFEST_PARSED, () => player.play().catch(() => {}));
   } else if (player.canPlayType("application/vnd.apple.mpegurl")) {
     player.src = url; player.play().catch(() => {});   // Safari plays HLS natively
   }
 }
-function playFinal(job) {
+async function playFinal(job) {
   if (hls) { hls.destroy(); hls = null; }
   showTimeline(job.result);
   for (const t of player.querySelectorAll("track")) t.remove();
-  if (job.result && job.result.still) { player.poster = job.links.video; player.removeAttribute("src"); return; }
-  // A narrated render's lines as subtitles, shown by default.
-  if (job.links.subtitles) {
-    const track = document.createElement("track");
-    Object.assign(track, { kind: "subtitles", srclang: "en", label: "Narration", src: job.links.subtitles, default: true });
-    player.appendChild(track);
-  }
-  player.src = job.links.video; player.play().catch(() => {});
+  release("subtitles");
+  try {
+    // The blob URLs of the video shown before, let go once this one is in.
+    const before = held.video.slice();
+    const video = await mediaUrl(job.links.video, "video");
+    if (job.result && job.result.still) { player.poster = video; player.removeAttribute("src"); }
+    else {
+      // A narrated render's lines as subtitles, shown by default.
+      if (job.links.subtitles) {
+        const track = document.createElement("track");
+        Object.assign(track, { kind: "subtitles", srclang: "en", label: "Narration", src: await mediaUrl(job.links.subtitles, "subtitles"), default: true });
+        player.appendChild(track);
+      }
+      player.src = video; player.play().catch(() => {});
+    }
+    for (const u of before) URL.revokeObjectURL(u);
+    held.video = held.video.filter((u) => !before.includes(u));
+  } catch (e) { status(`the video could not be fetched (${e.message})`); }
 }
 
 async function waitForSegment(job) {
-  // The playlist exists once the first animation is finished.
-  for (let i = 0; i < 600 && events; i++) {
-    const r = await fetch(job.links.live, { cache: "no-store" });
+  // The playlist exists once the first animation is finished. With a key,
+  // polls count against its request rate: once a second then.
+  const every = apiKey() ? 1000 : 250;
+  for (let i = 0; i < 150000 / every && events; i++) {
+    const r = await api(job.links.live, { cache: "no-store" });
     if (r.ok && (await r.text()).includes("#EXTINF")) { playLive(job.links.live); return; }
-    await new Promise((ok) => setTimeout(ok, 250));
+    await sleep(every);
   }
+}
+
+// Reads an event stream with fetch (an EventSource cannot send the key):
+// calls on[event](data) for each event and follows again if the stream ends
+// early (a restarted server), until closed. Returns { close }.
+function stream(url, on) {
+  const abort = new AbortController();
+  (async () => {
+    for (let tries = 0; tries < 30 && !abort.signal.aborted; tries++) {
+      try {
+        const r = await api(url, { headers: { accept: "text/event-stream" }, signal: abort.signal });
+        if (!r.ok) { const body = await r.json().catch(() => null); if (on.refused) on.refused(r.status, body); return; }
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
+            dispatch(block, on);
+          }
+        }
+      } catch { if (abort.signal.aborted) return; }
+      await sleep(1000);
+    }
+  })();
+  return { close: () => abort.abort() };
+}
+// One event's lines: `event:` names it, `data:` lines are its data.
+function dispatch(block, on) {
+  let name = "message";
+  const data = [];
+  for (const line of block.split(/\r?\n/)) {
+    const colon = line.indexOf(":");
+    if (colon === 0) continue;   // a comment (keep-alive)
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") name = value;
+    else if (field === "data") data.push(value);
+  }
+  if (data.length && on[name]) on[name](JSON.parse(data.join("\n")));
 }
 
 function follow(job) {
   if (events) events.close();
-  events = new EventSource(job.links.events);
   // A generation has no live stream (a failed attempt's pieces do not belong in it).
   let live = job.kind === "generation";
-  // A generation's stages, its code as the model writes it, each attempt's error.
-  events.addEventListener("stage", (e) => {
-    const s = JSON.parse(e.data);
-    status(s.attempt ? `attempt ${s.attempt}: ${s.stage}…` : `${s.stage}…`);
-    if (s.stage === "writing" || s.stage === "repairing") { code.value = ""; render(); }
-  });
-  events.addEventListener("delta", (e) => { code.value += JSON.parse(e.data).text; render(); });
-  // Each attempt's code as checked (fences and prose removed), its error line highlighted.
-  events.addEventListener("attempt", (e) => { const a = JSON.parse(e.data); code.value = a.code; showError(a.error || null); });
-  events.addEventListener("progress", (e) => {
-    const p = JSON.parse(e.data);
-    if (p.event === "animation") status(`${p.scene}: animation ${p.index} ${p.name}${p.line ? ` (line ${p.line})` : ""}${p.cached ? ", reused" : ""}`);
-    if (p.event === "frames") status(`${p.scene}: ${p.frames} frames`);
-    if (p.event === "partial-movie") {
-      progress(Math.min(0.95, (p.index + 1) / 12));
-      if (!live) { live = true; waitForSegment(job); }
-    }
-  });
-  events.addEventListener("status", (e) => {
-    const j = JSON.parse(e.data);
-    if (j.status === "running" && !live) status("rendering…");
-    if (["succeeded", "failed", "canceled"].includes(j.status)) {
-      events.close(); events = null; progress(1);
-      if (j.status === "succeeded") { status(`done in ${j.timings.render_secs.toFixed(2)} s${j.result.cache_hit ? " (from the cache)" : ""}`); playFinal(j); }
-      else { status(j.status); showError(j.error); }
-      listJobs();
-    }
+  const stop = () => { if (events) { events.close(); events = null; } };
+  events = stream(job.links.events, {
+    // A generation's stages, its code as the model writes it, each attempt's error.
+    stage(s) {
+      status(s.attempt ? `attempt ${s.attempt}: ${s.stage}…` : `${s.stage}…`);
+      if (s.stage === "writing" || s.stage === "repairing") editor.setCode("");
+    },
+    delta(d) { editor.appendCode(d.text); },
+    // Each attempt's code as checked (fences and prose removed), its error line marked.
+    attempt(a) { editor.setCode(a.code); showError(a.error || null); },
+    progress(p) {
+      if (p.event === "animation") status(`${p.scene}: animation ${p.index} ${p.name}${p.line ? ` (line ${p.line})` : ""}${p.cached ? ", reused" : ""}`);
+      if (p.event === "frames") status(`${p.scene}: ${p.frames} frames`);
+      if (p.event === "partial-movie") {
+        progress(Math.min(0.95, (p.index + 1) / 12));
+        if (!live) { live = true; waitForSegment(job); }
+      }
+    },
+    status(j) {
+      if (j.status === "running" && !live) status("rendering…");
+      if (["succeeded", "failed", "canceled"].includes(j.status)) {
+        stop(); progress(1);
+        if (j.status === "succeeded") { status(`done in ${j.timings.render_secs.toFixed(2)} s${j.result.cache_hit ? " (from the cache)" : ""}`); playFinal(j); }
+        else { status(j.status); showError(j.error); }
+        listJobs();
+      }
+    },
+    refused(code, body) { stop(); status(`refused (${code})`); showError(body && body.error); },
   });
 }
 
 async function submit(path, body) {
   showError(null); showTimeline(null); progress(0); status("submitting…");
-  const r = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  const data = await r.json();
+  const r = await api(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const data = await r.json().catch(() => ({}));
   if (!r.ok) { status(`refused (${r.status})`); showError(data.error); return; }
   status(data.status === "succeeded" ? "from the cache" : "queued");
   if (data.status === "succeeded") { progress(1); playFinal(data); listJobs(); return; }
@@ -149,7 +226,7 @@ async function submit(path, body) {
 }
 
 $("render").addEventListener("click", () => {
-  const body = { code: code.value, quality: $("quality").value, format: $("format").value };
+  const body = { code: editor.getCode(), quality: $("quality").value, format: $("format").value };
   if ($("engine").value) body.engine = $("engine").value;
   if ($("narration").checked) body.narration = true;
   submit("/v1/renders", body);
@@ -244,12 +321,12 @@ function storyboardNote(text) { $("storyboard-note").textContent = text; }
 async function preview() {
   const abort = previewAbort = new AbortController();
   // Low quality: the stills are thumbnails.
-  const body = { code: code.value, quality: "low", kind: "storyboard" };
+  const body = { code: editor.getCode(), quality: "low", kind: "storyboard" };
   if ($("engine").value) body.engine = $("engine").value;
   storyboardNote("updating…");
   let r, data;
   try {
-    r = await fetch("/v1/previews", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: abort.signal });
+    r = await api("/v1/previews", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: abort.signal });
     data = await r.json().catch(() => null);
   } catch { return; }   // replaced by a newer edit, or the server is gone
   if (abort !== previewAbort) return;
@@ -268,14 +345,15 @@ async function preview() {
 }
 function showStoryboard(data) {
   const strip = $("frames");
-  strip.replaceChildren(); strip.classList.remove("stale");
+  strip.replaceChildren(); strip.classList.remove("stale"); release("frames");
   const all = data.animations || [];
   for (const f of data.frames || []) {
     const a = all.find((x) => x.index === f.animation);
     const frame = document.createElement("button"), img = document.createElement("img"), name = document.createElement("span");
     frame.type = "button"; frame.className = "frame";
     frame.title = a ? `${a.index + 1}. ${a.name}${a.line ? ` · line ${a.line}` : ""}` : `${f.time.toFixed(2)} s`;
-    img.src = f.url; img.alt = a ? a.name : ""; img.decoding = "async";
+    img.alt = a ? a.name : ""; img.decoding = "async";
+    mediaUrl(f.url, "frames").then((u) => { img.src = u; }).catch(() => {});
     name.textContent = a ? a.name : `${f.time.toFixed(2)} s`;
     frame.append(img, name);
     frame.addEventListener("click", () => {
@@ -289,7 +367,8 @@ function showStoryboard(data) {
 }
 
 async function listJobs() {
-  const r = await fetch("/v1/renders?limit=10");
+  const r = await api("/v1/renders?limit=10");
+  if (r.status === 401) { status("This server needs an API key: enter it above."); return; }
   if (!r.ok) return;
   const { renders } = await r.json();
   $("jobs").replaceChildren();
@@ -304,12 +383,30 @@ async function listJobs() {
     if (j.status === "succeeded") {
       const a = document.createElement("a");
       a.href = j.links.video; a.textContent = "download"; a.setAttribute("download", "");
+      // With a key, the file is fetched with it and saved from a blob URL.
+      a.addEventListener("click", async (e) => {
+        if (!apiKey()) return;
+        e.preventDefault();
+        const r = await api(j.links.video);
+        if (!r.ok) { status(`download refused (${r.status})`); return; }
+        const save = document.createElement("a");
+        save.href = URL.createObjectURL(await r.blob()); save.download = `${j.id}.${j.format || "mp4"}`;
+        save.click();
+        setTimeout(() => URL.revokeObjectURL(save.href), 60000);
+      });
       li.appendChild(a);
     }
     $("jobs").appendChild(li);
   }
 }
 
-// The prompt box appears when the server has an LLM configured.
-fetch("/v1/capabilities").then((r) => r.json()).then((c) => { if (c.generation) $("prompt").style.display = "flex"; }).catch(() => {});
-render(); listJobs();
+// What needs the server: the prompt box (when it has a model) and the
+// recent renders, asked again when the key changes. The completion names
+// come with the setup's files (no key needed).
+function start() {
+  api("/v1/capabilities").then((r) => (r.ok ? r.json() : {})).then((c) => { $("prompt").style.display = c.generation ? "flex" : "none"; }).catch(() => {});
+  listJobs();
+}
+fetch("/assets/engine-names.json").then((r) => (r.ok ? r.json() : null)).then((names) => editor.setNames(names)).catch(() => {});
+if (editor.plain) status("The editor is not installed (run scripts/setup.sh): a plain text area stands in.");
+start();

@@ -184,6 +184,8 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .route("/assets/hls.min.js", get(system::hls_js))
         .route("/assets/studio.js", get(system::studio_js))
         .route("/assets/studio.css", get(system::studio_css))
+        .route("/assets/editor.js", get(system::editor_js))
+        .route("/assets/engine-names.json", get(system::engine_names))
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))

@@ -9,6 +9,7 @@ use utoipa::OpenApi;
 use super::error::ApiError;
 use super::AppState;
 use crate::api::{Capabilities, Health};
+use crate::runtime::StudioAsset;
 
 /// The studio's Content-Security-Policy: our own origin only, and no inline
 /// script or style (the page's script and styles are files served below).
@@ -19,7 +20,9 @@ const STUDIO_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self
 
 /// The studio's page, script and styles change with the binary, at fixed
 /// paths: a browser asks again each time, so a new page never meets an old
-/// script. hls.js changes only with its pinned version: kept an hour.
+/// script. So do the setup's editor bundle and engine names, which change
+/// with the checkout and the engines. hls.js changes only with its pinned
+/// version: kept an hour.
 const STUDIO_CACHE: &str = "no-cache";
 const HLS_JS_CACHE: &str = "public, max-age=3600";
 
@@ -60,19 +63,39 @@ pub async fn studio_css() -> impl IntoResponse {
 /// hls.js, installed from npm by the setup and served from here, so the
 /// page fetches nothing from elsewhere.
 pub async fn hls_js(State(svc): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let path = svc
-        .parts
-        .renderer
-        .runtime()
-        .root()
-        .join("web/node_modules/hls.js/dist/hls.min.js");
+    studio_asset(&svc, StudioAsset::HlsJs, JS, HLS_JS_CACHE).await
+}
+
+/// The editor: CodeMirror and `web/editor/`, bundled by the setup.
+pub async fn editor_js(State(svc): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    studio_asset(&svc, StudioAsset::Editor, JS, STUDIO_CACHE).await
+}
+
+/// What each installed engine exports, for the editor's completion (made by
+/// the setup from the engines themselves).
+pub async fn engine_names(State(svc): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    studio_asset(&svc, StudioAsset::EngineNames, JSON, STUDIO_CACHE).await
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// A file of the studio that the setup installs under the runtime: `404`
+/// when it is missing (`manimd doctor` names it).
+async fn studio_asset(
+    svc: &AppState,
+    asset: StudioAsset,
+    content_type: &'static str,
+    cache: &'static str,
+) -> Result<impl IntoResponse, ApiError> {
+    let path = svc.parts.renderer.runtime().studio_asset(asset);
     let body = tokio::fs::read(&path)
         .await
         .map_err(|_| ApiError::NotFound)?;
     Ok((
         [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, HLS_JS_CACHE),
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, cache),
         ],
         body,
     ))

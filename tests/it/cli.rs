@@ -268,6 +268,8 @@ fn doctor_checks_the_host_and_serve_refuses_a_data_dir_the_sandbox_cannot_reach(
         "job areas",
         "sandbox user's access",
         "engines",
+        // Reported only: the studio's files from the setup.
+        "studio assets",
     ] {
         assert!(
             out.lines().any(|l| l.starts_with("ok") && l.contains(name)),

@@ -802,9 +802,13 @@ async fn the_studio_generates_repairs_and_plays_in_chromium() {
     ])
     .await;
     let s = TestServer::with_mock(&mock).await;
-    let (shots, report) =
-        common::server::run_studio_script("studio_generate.mjs", &s.url, &s.config.runtime_dir)
-            .await;
+    let (shots, report) = common::server::run_studio_script(
+        "studio_generate.mjs",
+        &s.url,
+        &s.config.runtime_dir,
+        &[],
+    )
+    .await;
     assert!(
         report.contains("ok: generated, repaired and played"),
         "{report}"

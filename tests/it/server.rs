@@ -1605,8 +1605,10 @@ async fn the_studio_page_its_script_styles_and_player_library_are_served_from_ou
     let page = r.text().await.unwrap();
     for needle in [
         "<textarea id=\"code\"",
+        "<input id=\"api-key\" type=\"password\"",
         "<div id=\"timeline\"",
         "src=\"/assets/hls.min.js\"",
+        "src=\"/assets/editor.js\"",
         "src=\"/assets/studio.js\"",
         "href=\"/assets/studio.css\"",
     ] {
@@ -1635,12 +1637,13 @@ async fn the_studio_page_its_script_styles_and_player_library_are_served_from_ou
         let url = format!("{}{path}", s.url);
         async move {
             let r = client.get(url).send().await.unwrap();
-            // hls.js: scripts/setup.sh installs it.
+            // hls.js, the editor and the names: scripts/setup.sh installs them.
             assert_eq!(r.status(), StatusCode::OK, "{path}");
             let cache = if path.ends_with("hls.min.js") {
                 "public, max-age=3600"
             } else {
-                // The page's own files change with the binary.
+                // The page's own files change with the binary, the editor
+                // and the names with the checkout and the engines.
                 "no-cache"
             };
             assert_eq!(r.headers()["cache-control"], cache, "{path}");
@@ -1650,7 +1653,15 @@ async fn the_studio_page_its_script_styles_and_player_library_are_served_from_ou
     };
     let (kind, js) = asset("/assets/studio.js").await;
     assert_eq!(kind, "text/javascript; charset=utf-8");
-    for needle in ["/v1/renders", "/v1/previews", "EventSource", "live"] {
+    // The event stream is read with fetch, which can send the key.
+    for needle in [
+        "/v1/renders",
+        "/v1/previews",
+        "text/event-stream",
+        "authorization",
+        "sessionStorage",
+        "live",
+    ] {
         assert!(js.contains(needle), "the script lacks {needle}");
     }
     assert!(
@@ -1663,6 +1674,31 @@ async fn the_studio_page_its_script_styles_and_player_library_are_served_from_ou
     let (kind, hls) = asset("/assets/hls.min.js").await;
     assert!(kind.starts_with("text/javascript"), "{kind}");
     assert!(hls.contains("Hls"));
+    let (kind, editor) = asset("/assets/editor.js").await;
+    assert_eq!(kind, "text/javascript; charset=utf-8");
+    assert!(
+        editor.contains("ManimdEditor") && editor.contains("createEditor"),
+        "the bundle lacks the editor"
+    );
+    assert!(!editor.contains("https://cdn"), "nothing from a CDN");
+    // The names come from the installed engines: each has its own, and
+    // ManimGL's ShowCreation is not Manim Community's.
+    let (kind, names) = asset("/assets/engine-names.json").await;
+    assert_eq!(kind, "application/json");
+    let names: Value = serde_json::from_str(&names).unwrap();
+    let has = |engine: &str, name: &str| {
+        names[engine]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {engine} names"))
+            .iter()
+            .any(|n| n[0] == name)
+    };
+    for engine in ["manim", "manimgl"] {
+        assert!(has(engine, "Circle") && has(engine, "Scene"), "{engine}");
+        assert!(names[engine].as_array().unwrap().len() > 300, "{engine}");
+    }
+    assert!(has("manimgl", "ShowCreation") && !has("manim", "ShowCreation"));
+    assert!(has("manim", "Create") && !has("manimgl", "Create"));
     s.stop().await;
 }
 
@@ -1676,7 +1712,7 @@ async fn studio_in_chromium(script: &str, shots: &[&str]) -> String {
     })
     .await;
     let (dir, report) =
-        common::server::run_studio_script(script, &s.url, &s.config.runtime_dir).await;
+        common::server::run_studio_script(script, &s.url, &s.config.runtime_dir, &[]).await;
     for shot in shots {
         let png = std::fs::read(dir.join(shot)).unwrap();
         assert_eq!(&png[..4], b"\x89PNG", "{shot}");
@@ -1716,6 +1752,52 @@ async fn the_studio_timeline_seeks_shows_lines_and_marks_what_an_edit_changed_in
     // The storyboard's check runs once the server has previews; until then
     // the script says why it skipped it.
     println!("{report}");
+}
+
+#[tokio::test]
+async fn the_studio_editor_completes_marks_errors_and_sends_the_key_in_chromium() {
+    // A server with keys (and its default request rate): the page must send
+    // the key with every request, the event stream and the video included.
+    let key = "studio-editor-key";
+    let mut s = TestServer::start(ServeOptions {
+        api_keys: [key]
+            .into_iter()
+            .filter_map(manimd::secret::Secret::new)
+            .collect(),
+        warm_pool: 1,
+        ..opts(1)
+    })
+    .await;
+    let (dir, report) = common::server::run_studio_script(
+        "studio_editor.mjs",
+        &s.url,
+        &s.config.runtime_dir,
+        &[key],
+    )
+    .await;
+    for shot in [
+        "studio-editor-key-asked.png",
+        "studio-editor-completion.png",
+        "studio-editor-rendered.png",
+        "studio-editor-error.png",
+        "studio-editor-phone.png",
+    ] {
+        let png = std::fs::read(dir.join(shot)).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG", "{shot}");
+    }
+    assert!(report.contains("ok: typed, completed Circle"), "{report}");
+    assert!(report.contains("line 6 marked"), "{report}");
+    // It ran on the setup's pinned Node, not the machine's own.
+    let pinned = std::process::Command::new(s.config.runtime_dir.join("web/bin/node"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let pinned = String::from_utf8_lossy(&pinned.stdout).trim().to_owned();
+    assert!(
+        report.contains(&format!("node {pinned}")),
+        "{pinned}: {report}"
+    );
+    s.stop().await;
 }
 
 #[tokio::test]

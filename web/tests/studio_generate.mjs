@@ -3,7 +3,7 @@
 // show, the code streams into the editor, and the final video plays.
 //
 //   node studio_generate.mjs BASE_URL OUT_DIR
-import { fail, openStudio } from "./chromium.mjs";
+import { fail, getCode, openStudio } from "./chromium.mjs";
 
 const [base, out] = process.argv.slice(2);
 const { browser, page, clean } = await openStudio(base);
@@ -18,7 +18,7 @@ try {
   await page.click("#generate");
   await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("done"), null, { timeout: 120000 });
   await page.screenshot({ path: `${out}/studio-generated.png` });
-  const code = await page.inputValue("#code");
+  const code = await getCode(page);
   if (!code.startsWith("from manim import *") || !code.includes("self.play(Create(Circle()), run_time=1)") || code.includes("```"))
     fail(`the generated code is not in the editor: ${code}`);
   if (![...statuses].some((s) => s.startsWith("attempt 2: repairing"))) fail(`no repair stage shown: ${[...statuses].join(" | ")}`);

@@ -7,7 +7,7 @@
 // POST /v1/previews (a 404 skips it, saying so). Screenshots go to OUT_DIR.
 //
 //   node studio_timeline.mjs BASE_URL OUT_DIR
-import { fail, openStudio } from "./chromium.mjs";
+import { fail, markedLine, openStudio, setCode } from "./chromium.mjs";
 
 const [base, out] = process.argv.slice(2);
 const { browser, page, clean } = await openStudio(base);
@@ -21,15 +21,16 @@ const marks = () => page.$$eval("#marks .mark", (all) => all.map((m) => {
   const box = m.getBoundingClientRect();
   return { title: m.title, changed: m.classList.contains("changed"), x: box.x, width: box.width };
 }));
-// The editor's selected text and the line the highlighter marks.
-const picked = () => page.evaluate(() => {
-  const code = document.getElementById("code"), row = document.querySelector("#highlight .ln.picked");
-  return { text: code.value.slice(code.selectionStart, code.selectionEnd), line: row && row.dataset.line };
-});
+// The line the editor shows as picked: its number and text, and the
+// editor's selection (which the pick selects).
+const picked = async () => {
+  const row = await markedLine(page, "cm-pickedLine");
+  const selection = await page.$$eval(".cm-selectionBackground", (all) => all.length);
+  return { line: row && row.line, text: row && row.text, selection };
+};
 
 try {
-  await page.fill("#code", scene("FadeOut(sq)"));
-  await page.focus("#code");
+  await setCode(page, scene("FadeOut(sq)"));
   await page.keyboard.press("Control+Enter");
   await done();
   let shown = await marks();
@@ -55,13 +56,13 @@ try {
   await page.screenshot({ path: `${out}/studio-timeline.png` });
   if (at === null) fail(`the player did not seek to ${start} s (at ${await page.evaluate(() => document.getElementById("player").currentTime)})`);
   const sel = await picked();
-  if (sel.line !== "7" || sel.text !== "        self.play(Rotate(sq, PI / 4), run_time=0.5)") fail(`line 7 not selected: ${JSON.stringify(sel)}`);
+  if (sel.line !== "7" || sel.text !== "        self.play(Rotate(sq, PI / 4), run_time=0.5)" || sel.selection < 1) fail(`line 7 not selected: ${JSON.stringify(sel)}`);
   const now = await page.$$eval("#marks .mark", (all) => all.map((m) => m.classList.contains("now")));
   if (now.join() !== "false,true,false") fail(`the second mark is not shown as playing: ${now}`);
 
   // Edit only the last play: the render reuses the first two, and only the
   // last mark is marked as changed.
-  await page.fill("#code", scene("FadeOut(sq, shift=DOWN)"));
+  await setCode(page, scene("FadeOut(sq, shift=DOWN)"));
   await page.click("#render");
   await done();
   shown = await marks();
@@ -90,7 +91,7 @@ try {
     console.log("skip: storyboard: POST /v1/previews answers 404 on this server");
   } else {
     // A pause in typing refreshes it: one still per play, each clickable.
-    await page.fill("#code", scene("FadeOut(sq)"));
+    await setCode(page, scene("FadeOut(sq)"));
     await page.waitForFunction(() => {
       const imgs = [...document.querySelectorAll("#frames .frame img")];
       return imgs.length >= 3 && imgs.every((i) => i.complete && i.naturalWidth > 0);
@@ -102,9 +103,10 @@ try {
     if ((await picked()).line !== "7") fail("clicking the second play's still did not show line 7");
     await page.screenshot({ path: `${out}/studio-storyboard.png` });
     // A scene that fails as typed: the typed error and its line, as for a render.
-    await page.fill("#code", scene("FadeOut(sq)").replace("Rotate(sq, PI / 4)", "Rotate(sq, 1 / 0)"));
+    await setCode(page, scene("FadeOut(sq)").replace("Rotate(sq, PI / 4)", "Rotate(sq, 1 / 0)"));
     await page.waitForSelector("#error", { state: "visible", timeout: 120000 });
-    const line = await page.getAttribute(".ln.error", "data-line").catch(() => null);
+    await page.waitForSelector(".cm-errorLine", { timeout: 10000 }).catch(() => null);
+    const line = ((await markedLine(page, "cm-errorLine")) || {}).line;
     await page.screenshot({ path: `${out}/studio-storyboard-error.png` });
     if (line !== "7") fail(`the storyboard's error did not highlight line 7 (got ${line}): ${await page.textContent("#error")}`);
     storyboard = `${titles.length} stills, line 7 on click, error at line 7`;

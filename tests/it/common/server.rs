@@ -206,29 +206,40 @@ pub async fn read_sse(response: reqwest::Response) -> Vec<(String, Value)> {
 }
 
 /// Runs a Playwright script of `web/tests` against `url` in Debian's
-/// Chromium; returns where its screenshots went and what it printed, after
-/// checking that it succeeded.
+/// Chromium, with the Node the setup pins (`<runtime>/web/bin/node`, not
+/// whatever Node is on `PATH`) and `args` after the URL and the screenshot
+/// directory; returns where its screenshots went
+/// (`$CARGO_TARGET_TMPDIR/studio-screenshots`, kept as test artefacts) and
+/// what it printed, after checking that it succeeded.
 pub async fn run_studio_script(
     script: &str,
     url: &str,
     runtime_dir: &std::path::Path,
+    args: &[&str],
 ) -> (std::path::PathBuf, String) {
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("web/tests")
         .join(script);
-    let out = tokio::process::Command::new("node")
+    let node = runtime_dir.join("web/bin/node");
+    assert!(
+        node.exists(),
+        "{} is missing: scripts/setup.sh installs the pinned Node",
+        node.display()
+    );
+    let out = tokio::process::Command::new(&node)
         .arg(&script)
         .arg(url)
         .arg(&shots)
+        .args(args)
         .env(
             "PLAYWRIGHT_CORE",
             runtime_dir.join("web/node_modules/playwright-core/index.mjs"),
         )
         .output()
         .await
-        .expect("node runs (scripts/setup.sh installs it)");
+        .expect("the pinned node runs");
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
