@@ -68,6 +68,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Send a bounded burst of submissions, half of them hostile, and report the outcome.
     Load(LoadArgs),
+    /// Print the HTTP API's OpenAPI document (what `GET /openapi.json` answers), without a server.
+    Openapi,
 }
 
 #[derive(Args, Debug)]
@@ -416,6 +418,23 @@ pub async fn run() -> ExitCode {
         Command::Doctor => doctor::run(&config).await,
         Command::Bench(args) => bench(&config, args).await,
         Command::Load(args) => load(&config, args).await,
+        Command::Openapi => openapi(),
+    }
+}
+
+/// The document the server answers at `/openapi.json`, for generators
+/// (`clients/python/generate_types.py`) that should not need a running server.
+fn openapi() -> ExitCode {
+    use utoipa::OpenApi;
+    match serde_json::to_string_pretty(&manimd::server::ApiDoc::openapi()) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write the OpenAPI document: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
