@@ -425,16 +425,18 @@ pub async fn run() -> ExitCode {
 /// The document the server answers at `/openapi.json`, for generators
 /// (`clients/python/generate_types.py`) that should not need a running server.
 fn openapi() -> ExitCode {
+    use std::io::Write;
     use utoipa::OpenApi;
-    match serde_json::to_string_pretty(&manimd::server::ApiDoc::openapi()) {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
+    let written = serde_json::to_string_pretty(&manimd::server::ApiDoc::openapi())
+        .map_err(std::io::Error::other)
+        .and_then(|text| writeln!(std::io::stdout().lock(), "{text}"));
+    match written {
+        // A reader that stops early (`| head`) is not a failure of ours.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             eprintln!("error: cannot write the OpenAPI document: {e}");
             ExitCode::FAILURE
         }
+        _ => ExitCode::SUCCESS,
     }
 }
 

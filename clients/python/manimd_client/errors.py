@@ -55,13 +55,19 @@ class ManimdError(Exception):
         )
 
     def _render_traceback_(self) -> list[str]:
-        """What IPython shows instead of a traceback: the typed error."""
-        where = f"line {self.line}: " if self.line is not None else ""
-        lines = [f"{type(self).__name__}: [{self.code}] {where}{self.message}"]
-        lines += self.context
-        for key in ("exception", "tex_error", "traceback"):
-            if self.details.get(key):
-                lines.append(str(self.details[key]).rstrip())
+        """What IPython shows instead of a Python traceback: the typed
+        error, the scene's own frames and the lines around `line`."""
+        lines = [f"{type(self).__name__}: [{self.code}] {self.message}"]
+        frames = self.details.get("traceback")
+        if isinstance(frames, list):
+            for f in frames:
+                if isinstance(f, dict):
+                    lines.append(f"  {f.get('file')}, line {f.get('line')}, in {f.get('function')}: "
+                                 f"{f.get('code', '')}")
+        if self.details.get("tex_error"):
+            lines.append(str(self.details["tex_error"]).rstrip())
+        if self.context:
+            lines += [""] + self.context
         return lines
 
 

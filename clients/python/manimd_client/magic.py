@@ -152,8 +152,7 @@ class ManimdMagics(Magics):
                 vtt = job.subtitles() if args.narration else None
             except ManimdError as e:
                 e.context = source_context(cell, e.line)
-                where = f" at line {e.line}" if e.line is not None else ""
-                progress.show(f"failed{where}: [{e.code}] {e.message}", force=True)
+                progress.show(f"failed: [{e.code}] {e.message}", force=True)
                 raise
         if args.output:
             with open(args.output, "wb") as f:
