@@ -8,6 +8,7 @@ mod common;
 
 mod animcache;
 mod cli;
+mod clients;
 mod compat;
 mod generate;
 mod hls;
