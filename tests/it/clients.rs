@@ -206,3 +206,49 @@ async fn notebook_with_the_manimd_magic_against_a_real_server() {
     .await;
     server.assert_clean();
 }
+
+#[tokio::test]
+async fn manimd_openapi_prints_the_served_document_which_the_types_were_made_from() {
+    let server = TestServer::start(options()).await;
+    let (_, served) = server.get("/openapi.json").await;
+    let out = Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .arg("openapi")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, served);
+    // The event stream's data is in the document, for typed events.
+    for schema in ["Progress", "GenEvent", "JobView", "ErrorDetail"] {
+        assert!(
+            printed["components"]["schemas"][schema].is_object(),
+            "{schema}"
+        );
+    }
+
+    // The checked-in types are what the generator makes of it.
+    let tools = server.config.runtime_dir.join("venv/tools/bin/python");
+    let mut check = std::process::Command::new(tools)
+        .arg(client_dir().join("generate_types.py"))
+        .args(["--check", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "clients/python/manimd_client/_types.py is stale; regenerate it with \
+         `manimd openapi | python clients/python/generate_types.py -`:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
