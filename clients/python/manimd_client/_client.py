@@ -16,7 +16,7 @@ import httpx
 
 from . import _types as t
 from ._sse import Decoder, RawEvent
-from .errors import JobCanceled, JobFailed, ManimdError, TransportError, UnexpectedResponse, api_error
+from .errors import JobCanceled, JobFailed, TransportError, UnexpectedResponse, api_error
 
 TERMINAL = ("succeeded", "failed", "canceled")
 
@@ -473,4 +473,4 @@ class AsyncJob:
         _raise_for(await self._client._request("DELETE", f"/v1/renders/{self.id}"))
 
 
-__all__ = ["AsyncClient", "AsyncJob", "Client", "Event", "Frame", "Job", "ManimdError", "Preview"]
+__all__ = ["AsyncClient", "AsyncJob", "Client", "Event", "Frame", "Job", "Preview"]

@@ -21,7 +21,7 @@ from .errors import ManimdError
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
-# The progress line is redrawn at most this often (the last state always).
+# A frame count redraws the progress line at most this often.
 REDRAW_SECS = 0.2
 
 MEDIA_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime",
@@ -52,7 +52,6 @@ class ProgressLine:
     def __init__(self) -> None:
         self.handle = display(self._bundle("submitting"), raw=True, display_id=True)
         self.text = "submitting"
-        self.frames: int | None = None
         self.drawn = 0.0
 
     @staticmethod
@@ -69,11 +68,11 @@ class ProgressLine:
                 self.handle.update(self._bundle(text), raw=True)
 
     def on(self, event: Event) -> None:
+        """A step is drawn at once; frame counts at most every REDRAW_SECS."""
         if isinstance(event.data, t.ProgressFrames):
-            self.frames = event.data.frames
-            self.show(self.text.split(" · ")[0] + f" · {self.frames} frames")
+            self.show(self.text.split(" · ")[0] + f" · {event.data.frames} frames")
         elif (line := describe(event)) is not None:
-            self.show(line)
+            self.show(line, force=True)
 
 
 def data_url(media_type: str, data: bytes) -> str:

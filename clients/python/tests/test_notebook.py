@@ -5,6 +5,7 @@ pip-installed package) against the real server of MANIMD_TEST_URL."""
 from __future__ import annotations
 
 import base64
+import random
 import re
 import sys
 
@@ -14,7 +15,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import ffprobe, is_mp4
 
-NARRATED = """%%manimd Narrated -q low --narration
+# A seed of this run's own keeps the result cache out of it.
+NARRATED = f"""%%manimd Narrated -q low --narration --seed {random.randrange(1 << 30)}
 from manim import *
 
 
@@ -54,6 +56,20 @@ def texts(outputs: list) -> list[str]:
     return [o.get("data", {}).get("text/plain", "") for o in outputs if o.output_type == "display_data"]
 
 
+class Recorder(nbclient.NotebookClient):
+    """Keeps every display update the kernel sent, by cell."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.updates: dict[int, list[str]] = {}
+
+    def process_message(self, msg, cell, cell_index):
+        if msg["msg_type"] == "update_display_data":
+            text = msg["content"]["data"].get("text/plain", "")
+            self.updates.setdefault(cell_index, []).append(text)
+        return super().process_message(msg, cell, cell_index)
+
+
 def test_the_magic_renders_progress_video_subtitles_and_errors(url, artifacts, monkeypatch):
     monkeypatch.setenv("MANIMD_URL", url)  # the kernel inherits it
     nb = new_notebook(cells=[
@@ -61,16 +77,19 @@ def test_the_magic_renders_progress_video_subtitles_and_errors(url, artifacts, m
         new_code_cell("%load_ext manimd_client"),
         new_code_cell(NARRATED),
         new_code_cell(FAILING, metadata={"tags": ["raises-exception"]}),
-        new_code_cell(SYNTAX, metadata={"tags": ["raises-exception"]}),
+        # Nothing answers there: the next cell reaches the server by --server.
+        new_code_cell("%env MANIMD_URL=http://127.0.0.1:9"),
+        new_code_cell(SYNTAX.replace("%%manimd", f"%%manimd --server {url}"),
+                      metadata={"tags": ["raises-exception"]}),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
-                                     resources={"metadata": {"path": str(artifacts)}})
+    client = Recorder(nb, kernel_name="python3", timeout=600,
+                      resources={"metadata": {"path": str(artifacts)}})
     try:
         client.execute()
     finally:
         nbformat.write(nb, artifacts / "magic.ipynb")  # kept to look at
-    where, load, narrated, failing, syntax = nb.cells
+    where, load, narrated, failing, _, syntax = nb.cells
 
     # The kernel is this interpreter: the package under test is the installed one.
     assert where.outputs[0].text.strip() == sys.executable
@@ -80,6 +99,10 @@ def test_the_magic_renders_progress_video_subtitles_and_errors(url, artifacts, m
     progress = [o for o in narrated.outputs if "manimd:" in o.get("data", {}).get("text/plain", "")]
     assert len(progress) == 1, narrated.outputs
     assert progress[0].data["text/plain"].startswith("manimd: done in "), progress[0].data
+    # While it rendered, the line said where the render was.
+    updates = client.updates[2]
+    assert "manimd: running" in updates or "manimd: queued" in updates, updates
+    assert any(u.startswith("manimd: Narrated: animation 1, Create(Circle) (line 7)") for u in updates), updates
     # The video, embedded as a data URL, is the rendered MP4 with its speech.
     [video] = [o for o in narrated.outputs if "<video" in o.get("data", {}).get("text/html", "")]
     html = video.data["text/html"]
