@@ -84,8 +84,9 @@ pub struct ChunkRange {
     pub last: u32,
 }
 
-/// A step of a running render, for progress displays and event streams.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A step of a running render, for progress displays and event streams
+/// (the data of an SSE `progress` event, named by its `event` field).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Progress {
     /// The engine is imported and the scene file is about to run.

@@ -68,6 +68,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Send a bounded burst of submissions, half of them hostile, and report the outcome.
     Load(LoadArgs),
+    /// Print the HTTP API's OpenAPI document (what `GET /openapi.json` answers), without a server.
+    Openapi,
 }
 
 #[derive(Args, Debug)]
@@ -426,6 +428,25 @@ pub async fn run() -> ExitCode {
         Command::Doctor => doctor::run(&config).await,
         Command::Bench(args) => bench(&config, args).await,
         Command::Load(args) => load(&config, args).await,
+        Command::Openapi => openapi(),
+    }
+}
+
+/// The document the server answers at `/openapi.json`, for generators
+/// (`clients/python/generate_types.py`) that should not need a running server.
+fn openapi() -> ExitCode {
+    use std::io::Write;
+    use utoipa::OpenApi;
+    let written = serde_json::to_string_pretty(&manimd::server::ApiDoc::openapi())
+        .map_err(std::io::Error::other)
+        .and_then(|text| writeln!(std::io::stdout().lock(), "{text}"));
+    match written {
+        // A reader that stops early (`| head`) is not a failure of ours.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write the OpenAPI document: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 

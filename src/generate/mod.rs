@@ -135,18 +135,15 @@ pub struct Task {
 /// A step the event stream shows (SSE events `stage`, `delta`, `attempt`).
 // Deserialize: the bus carries these between nodes. Untagged works because
 // each variant has a field the ones before it lack (`stage`, `text`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum GenEvent {
-    Stage {
-        stage: Stage,
-        attempt: u32,
-    },
+    /// The pipeline entered a stage.
+    #[schema(title = "StageEvent")]
+    Stage { stage: Stage, attempt: u32 },
     /// Code as it streams from the model.
-    Delta {
-        attempt: u32,
-        text: String,
-    },
+    #[schema(title = "DeltaEvent")]
+    Delta { attempt: u32, text: String },
     /// An attempt ended: its record.
     Attempt(Box<Attempt>),
 }

@@ -139,7 +139,7 @@ fn sse_event(e: &JobEvent) -> Event {
 /// (`status`) and progress step (`progress`), ending with the final state.
 #[utoipa::path(get, path = "/v1/renders/{id}/events", tag = "renders",
     params(("id" = String, Path, description = "32 hex digits")),
-    responses((status = 200, description = "text/event-stream of `status` and `progress` events", content_type = "text/event-stream"),
+    responses((status = 200, description = "text/event-stream: `status` (a JobView), `progress` (a Progress) and a generation's `stage`, `delta` and `attempt` (a GenEvent)", content_type = "text/event-stream"),
               (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(svc): State<AppState>,

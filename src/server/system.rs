@@ -150,6 +150,8 @@ pub async fn metrics(State(svc): State<AppState>) -> impl IntoResponse {
         metrics,
         openapi,
     ),
+    // The data of the event stream's events, which no path's body names.
+    components(schemas(crate::protocol::Progress, crate::generate::GenEvent)),
     tags(
         (name = "renders", description = "Render jobs"),
         (name = "previews", description = "A scene's storyboard or one still, drawn without a video"),

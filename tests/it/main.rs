@@ -9,6 +9,7 @@ mod common;
 mod animcache;
 mod chunks;
 mod cli;
+mod clients;
 mod compat;
 mod generate;
 mod hls;
