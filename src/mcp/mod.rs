@@ -585,10 +585,7 @@ fn job_summary(job: &JobView, base: Option<&str>) -> String {
     let mut s = format!("job {}: {}", job.id, job.status.as_str());
     match job.status {
         crate::jobs::JobStatus::Succeeded => {
-            s.push_str(&format!(
-                "; video: {}",
-                absolute(base, &job.links.video)
-            ));
+            s.push_str(&format!("; video: {}", absolute(base, &job.links.video)));
         }
         crate::jobs::JobStatus::Queued | crate::jobs::JobStatus::Running => {
             s.push_str("; call get_job (with wait) to follow it");

@@ -110,7 +110,11 @@ impl Backend for Local {
 
     async fn submit(&self, call: &Extensions, req: RenderRequest) -> Result<JobView, ErrorDetail> {
         let owner = self.owner(call)?;
-        let job = self.svc.submit(req, owner.as_deref()).await.map_err(error)?;
+        let job = self
+            .svc
+            .submit(req, owner.as_deref())
+            .await
+            .map_err(error)?;
         Ok(JobView::from(&job))
     }
 
