@@ -367,7 +367,7 @@ impl<B: Backend> Tools<B> {
         value["job"] = to_value(&job);
         if let Some(error) = &job.error {
             let detail = detail_of(error);
-            return Err(Failure::Tool(detail, Some(value)));
+            return Err(Failure::Tool(Box::new(detail), Some(value)));
         }
         Ok(Answer::json(&summary, value))
     }
@@ -483,14 +483,15 @@ impl Answer {
 
 /// Why a tool call did not succeed: the API's error (a tool error, with
 /// what is known beside it) or a malformed call (a protocol error).
+#[derive(Debug)]
 enum Failure {
-    Tool(ErrorDetail, Option<Value>),
+    Tool(Box<ErrorDetail>, Option<Value>),
     Protocol(ErrorData),
 }
 
 impl From<ErrorDetail> for Failure {
     fn from(e: ErrorDetail) -> Failure {
-        Failure::Tool(e, None)
+        Failure::Tool(Box::new(e), None)
     }
 }
 
@@ -529,14 +530,14 @@ fn request<T: DeserializeOwned>(mut value: Value) -> Result<T, Failure> {
     }
     serde_json::from_value(value).map_err(|e| {
         Failure::Tool(
-            ErrorDetail {
+            Box::new(ErrorDetail {
                 code: "invalid-request".into(),
                 message: e.to_string(),
                 field: None,
                 line: None,
                 column: None,
                 details: Default::default(),
-            },
+            }),
             None,
         )
     })
