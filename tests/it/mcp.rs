@@ -22,6 +22,10 @@ const GOOD: &str = "from manim import *\n\n\nclass Circ(Scene):\n    def constru
 /// Fails when it runs: a NameError at line 6.
 const NAME_ERROR: &str = "from manim import *\n\n\nclass Bad(Scene):\n    def construct(self):\n        self.play(Create(undefined_circle), run_time=1)\n";
 
+/// Does not parse: refused at submission (422), the error at line 5.
+const SYNTAX_ERROR: &str =
+    "from manim import *\n\n\nclass Broken(Scene):\n    def construct(self:\n        pass\n";
+
 /// Two plays: a storyboard of two frames.
 const TWO_PLAYS: &str = "from manim import *\n\n\nclass Two(Scene):\n    def construct(self):\n        sq = Square(color=BLUE)\n        self.play(Create(sq), run_time=1)\n        self.play(sq.animate.shift(RIGHT * 2), run_time=1)\n";
 
@@ -139,6 +143,7 @@ fn full_plan(generation: bool) -> Value {
             "render",
             json!({"code": NAME_ERROR, "wait": true}),
         ),
+        step("syntax", "render", json!({"code": SYNTAX_ERROR})),
         step(
             "missing",
             "get_job",
@@ -239,6 +244,16 @@ fn check_full(report: &Value, generation: bool) -> (String, String) {
     );
     assert_eq!(failing["structured"]["error"]["code"], "scene-error");
     assert_eq!(failing["structured"]["error"]["line"], 6);
+
+    // Refused at submission (the API's 422): the same shape, no job.
+    let syntax = &report["syntax"];
+    assert_eq!(syntax["is_error"], true, "{syntax:#}");
+    assert!(
+        text(syntax).starts_with("[syntax-error] line 5: "),
+        "{syntax:#}"
+    );
+    assert_eq!(syntax["structured"]["error"]["line"], 5);
+    assert!(syntax["structured"].get("id").is_none());
 
     let missing = &report["missing"];
     assert_eq!(missing["is_error"], true, "{missing:#}");
@@ -446,6 +461,39 @@ async fn mcp_over_http_on_a_keyless_server_is_open_like_the_api() {
     }
     let job = s.wait_for(id, None).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn a_full_queue_is_a_tool_error_with_its_code_and_when_to_retry() {
+    // An API node (no workers): the first render stays queued and fills
+    // the queue; the next is the API's 429.
+    let mut s = TestServer::start(ServeOptions {
+        workers: 0,
+        queue_capacity: 1,
+        ..options(&[], None)
+    })
+    .await;
+    let report = drive(
+        Transport::Http {
+            url: format!("{}/mcp", s.url),
+        },
+        None,
+        json!([
+            {"name": "init", "tool": "initialize"},
+            step("first", "render", json!({"code": GOOD})),
+            step("second", "render", json!({"code": NAME_ERROR})),
+        ]),
+    )
+    .await;
+    assert_eq!(ok(&report, "first")["status"], "queued");
+    let second = &report["second"];
+    assert_eq!(second["is_error"], true, "{second:#}");
+    assert!(text(second).starts_with("[queue-full] "), "{second:#}");
+    let error = &second["structured"]["error"];
+    assert_eq!(error["code"], "queue-full");
+    assert!(error["retry_after_secs"].as_u64().unwrap() >= 1, "{error}");
     s.stop().await;
     s.assert_clean();
 }
