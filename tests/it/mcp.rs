@@ -99,8 +99,11 @@ async fn run_client(transport: Transport<'_>, key: Option<&str>, plan: Value) ->
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "client.py failed: {said}");
-    serde_json::from_slice(&std::fs::read(&out_path).unwrap())
-        .unwrap_or_else(|e| panic!("no report ({e}): {said}"))
+    let mut report: Value = serde_json::from_slice(&std::fs::read(&out_path).unwrap())
+        .unwrap_or_else(|e| panic!("no report ({e}): {said}"));
+    // What the client and (over stdio) `manimd mcp` printed, for failures.
+    report["_said"] = Value::String(said);
+    report
 }
 
 fn step(name: &str, tool: &str, args: Value) -> Value {
@@ -461,6 +464,10 @@ async fn mcp_over_http_on_a_keyless_server_is_open_like_the_api() {
     }
     let job = s.wait_for(id, None).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
+    // The OpenAPI document names `/mcp`, which is no REST path of its own.
+    let (_, doc) = s.get("/openapi.json").await;
+    let description = doc["info"]["description"].as_str().unwrap();
+    assert!(description.contains("`/mcp`"), "{description}");
     s.stop().await;
     s.assert_clean();
 }
