@@ -1,5 +1,5 @@
 //! A typed client of manimd's own HTTP API, for the tools that talk to a
-//! server (`manimd submit`, `generate`, `bench`, `load`) and the tests: one
+//! server (`manimd submit`, `generate`, `mcp`, `bench`, `load`) and the tests: one
 //! place that knows the paths, the bearer key, the error body and how a
 //! job's event stream is read.
 
@@ -68,6 +68,12 @@ impl Client {
     /// `GET /health`, as JSON: the tools read a few of its numbers.
     pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
         let r = self.http.get(self.url("/health")).send().await?;
+        json(r).await
+    }
+
+    /// `GET /v1/capabilities`.
+    pub async fn capabilities(&self) -> Result<crate::api::Capabilities, ClientError> {
+        let r = self.http.get(self.url("/v1/capabilities")).send().await?;
         json(r).await
     }
 
@@ -158,19 +164,26 @@ impl Client {
     /// Fetches a link the server gave (`links.video`, a path or a URL) into
     /// `dest`; returns its size.
     pub async fn download(&self, link: &str, dest: &Path) -> Result<u64, ClientError> {
+        let bytes = self.bytes(link).await?;
+        tokio::fs::write(dest, &bytes)
+            .await
+            .map_err(|e| ClientError::Transport(format!("cannot write {}: {e}", dest.display())))?;
+        Ok(bytes.len() as u64)
+    }
+
+    /// The body of a link the server gave (a preview's frame, a video), in
+    /// memory.
+    pub async fn bytes(&self, link: &str) -> Result<Vec<u8>, ClientError> {
         let url = if link.starts_with('/') {
             self.url(link)
         } else {
             link.to_owned()
         };
-        let bytes = checked(self.http.get(url).send().await?)
+        Ok(checked(self.http.get(url).send().await?)
             .await?
             .bytes()
-            .await?;
-        tokio::fs::write(dest, &bytes)
-            .await
-            .map_err(|e| ClientError::Transport(format!("cannot write {}: {e}", dest.display())))?;
-        Ok(bytes.len() as u64)
+            .await?
+            .to_vec())
     }
 
     fn url(&self, path: &str) -> String {

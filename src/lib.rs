@@ -40,6 +40,8 @@ pub mod limits;
 #[cfg(feature = "service")]
 pub mod llm;
 #[cfg(feature = "service")]
+pub mod mcp;
+#[cfg(feature = "service")]
 pub mod metrics;
 #[cfg(feature = "service")]
 pub mod narration;

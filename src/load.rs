@@ -48,9 +48,9 @@ fn scene(body: &str) -> String {
 
 /// The i-th submission: even ones are ordinary scenes, odd ones hostile.
 fn submission(i: usize) -> (Value, Option<Vec<u8>>) {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         // One in five ordinary requests repeats an earlier one (a cache hit).
-        let salt = if i % 10 == 0 { 0 } else { i };
+        let salt = if i.is_multiple_of(10) { 0 } else { i };
         let code = scene(&format!(
             "        # {salt}\n        self.play(Create(Circle()), run_time=0.5)\n        self.play(FadeOut(Circle()), run_time=0.5)"
         ));

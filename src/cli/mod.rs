@@ -2,6 +2,7 @@
 
 mod doctor;
 mod generate;
+mod mcp;
 mod preview;
 mod render;
 mod report;
@@ -61,6 +62,8 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Generate a scene from a prompt on a server (its language model), show each stage, download the video.
     Generate(GenerateArgs),
+    /// Serve the MCP tools (render, preview, generate, get_job, capabilities) on stdio, for AI assistants, over a server's API.
+    Mcp(McpArgs),
     /// Check that renders can work on this host: one line per requirement,
     /// with how to fix what fails (exit 1 when a required one does).
     Doctor,
@@ -286,6 +289,16 @@ pub struct GenerateArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct McpArgs {
+    /// The manimd server the tools call.
+    #[arg(long, env = "MANIMD_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Sent as `Authorization: Bearer` on every call, when the server has keys.
+    #[arg(long, env = "MANIMD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Runs of each scene each way; medians are reported.
     #[arg(long, default_value_t = 3)]
@@ -425,6 +438,7 @@ pub async fn run() -> ExitCode {
         Command::Worker(args) => serve::worker(&config, args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Generate(args) => generate::run(args).await,
+        Command::Mcp(args) => mcp::run(args).await,
         Command::Doctor => doctor::run(&config).await,
         Command::Bench(args) => bench(&config, args).await,
         Command::Load(args) => load(&config, args).await,

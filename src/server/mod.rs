@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod extract;
 mod generations;
+mod mcp;
 mod media;
 mod previews;
 mod renders;
@@ -174,6 +175,8 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .route("/v1/generations", post(generations::submit))
         .route("/v1/code/generations", post(generations::code))
         .route("/generate", post(generations::legacy_generate))
+        // The MCP tools over Streamable HTTP, as the key's owner.
+        .route_service("/mcp", mcp::service(Arc::clone(&state), auth.enabled()))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_key,

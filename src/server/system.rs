@@ -127,7 +127,9 @@ pub async fn metrics(State(svc): State<AppState>) -> impl IntoResponse {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "manimd", description = "Render Manim scenes to video; every scene runs in a sandbox."),
+    info(title = "manimd", description = "Render Manim scenes to video; every scene runs in a sandbox. \
+        Renders, previews, generations and job lookups are also MCP tools (render, preview, generate, get_job, capabilities) at `/mcp`, \
+        over Streamable HTTP and behind the same API keys: a JSON-RPC endpoint, not a REST route, so it has no path here."),
     paths(
         super::renders::submit,
         super::renders::list,

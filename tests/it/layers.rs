@@ -39,7 +39,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["webhooks", "control", "components", "executor", "bus"],
     ),
     ("API domain", &["service"]),
-    ("edges", &["server", "client", "cli", "bench", "load"]),
+    (
+        "edges",
+        &["server", "client", "mcp", "cli", "bench", "load"],
+    ),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -14,6 +14,7 @@ mod compat;
 mod generate;
 mod hls;
 mod layers;
+mod mcp;
 mod media;
 mod narration;
 mod previews;
