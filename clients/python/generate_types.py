@@ -52,6 +52,12 @@ def camel(tag: str) -> str:
     return "".join(part.capitalize() for part in tag.replace("_", "-").split("-"))
 
 
+def is_scalar(schema: dict) -> bool:
+    """A plain value: a string, number or boolean, not an object."""
+    return "$ref" not in schema and "properties" not in schema and schema.get("type") in (
+        "string", "integer", "number", "boolean")
+
+
 def strip_null(schema: dict) -> tuple[dict, bool]:
     """The schema without its `null` alternative, and whether it had one."""
     kind = schema.get("type")
@@ -78,6 +84,8 @@ class Generator:
         s = self.schemas[name]
         if "enum" in s:
             return "enum"
+        if "oneOf" in s and all(is_scalar(v) for v in s["oneOf"]):
+            return "scalar"
         if "oneOf" in s:
             return "union"
         return "object"
@@ -136,7 +144,7 @@ class Generator:
         return expr
 
     def _writer(self, s: dict, value: str) -> str:
-        if "$ref" in s and self.kind_of(ref_name(s["$ref"])) != "enum":
+        if "$ref" in s and self.kind_of(ref_name(s["$ref"])) not in ("enum", "scalar"):
             return f"{value}.to_json()"
         if s.get("type") == "array":
             inner = self.writer(s.get("items", {}), "x")
@@ -159,6 +167,13 @@ class Generator:
                 for line in lines[1:]:
                     self.emit(f"{indent}{line}".rstrip())
                 self.emit(f'{indent}"""')
+
+    def scalar(self, name: str, s: dict) -> None:
+        """A `oneOf` of plain values (such as `"auto"` or a number): an
+        alias of their union, read and written as it is."""
+        self.emit(f"{name} = Union[{', '.join(self._annotation(v) for v in s['oneOf'])}]")
+        self.docstring(s.get("description"), "")
+        self.emit()
 
     def enum(self, name: str, s: dict) -> None:
         values = ", ".join(json.dumps(v) for v in s["enum"])
@@ -275,6 +290,8 @@ class Generator:
         for name in sorted(self.schemas):
             if self.kind_of(name) == "enum":
                 self.enum(name, self.schemas[name])
+            elif self.kind_of(name) == "scalar":
+                self.scalar(name, self.schemas[name])
         self.emit()
         for name in sorted(self.schemas):
             kind = self.kind_of(name)

@@ -24,6 +24,9 @@ Format = Literal["mp4", "webm", "gif", "mov", "png"]
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
+Parallel = Union[Literal["auto"], int]
+"""`auto` (default): split a long render over the free workers; a number: at most that many chunks (`1`: never split)"""
+
 PreviewMode = Literal["storyboard", "still"]
 """What a preview draws."""
 
@@ -165,6 +168,44 @@ class Capabilities:
             d['narration'] = self.narration.to_json()
         if self.generation is not None:
             d['generation'] = self.generation
+        return d
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """One chunk of a split render."""
+    index: int
+    first_animation: int
+    last_animation: int
+    seconds: float
+    node: str
+    render_secs: float
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ChunkInfo:
+        return cls(
+            index=d['index'],
+            first_animation=d['first_animation'],
+            last_animation=d['last_animation'],
+            seconds=float(d['seconds']),
+            node=d['node'],
+            render_secs=float(d['render_secs']),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.index is not None:
+            d['index'] = self.index
+        if self.first_animation is not None:
+            d['first_animation'] = self.first_animation
+        if self.last_animation is not None:
+            d['last_animation'] = self.last_animation
+        if self.seconds is not None:
+            d['seconds'] = self.seconds
+        if self.node is not None:
+            d['node'] = self.node
+        if self.render_secs is not None:
+            d['render_secs'] = self.render_secs
         return d
 
 
@@ -618,6 +659,7 @@ class JobResult:
     has_thumbnail: bool
     animations: list[AnimationInfo] | None = None
     cache_hit: bool | None = None
+    chunks: list[ChunkInfo] | None = None
     codec: str | None = None
     engine_secs: float | None = None
     fps: float | None = None
@@ -626,6 +668,8 @@ class JobResult:
     narration: NarrationResult | None = None
     notice: Notice | None = None
     peak_rss_bytes: int | None = None
+    seed: int | None = None
+    split: Notice | None = None
     warm_start: bool | None = None
     width: int | None = None
 
@@ -643,6 +687,7 @@ class JobResult:
             has_thumbnail=d['has_thumbnail'],
             animations=_opt(d.get('animations'), lambda v: [AnimationInfo.from_json(x) for x in v]),
             cache_hit=d.get('cache_hit'),
+            chunks=_opt(d.get('chunks'), lambda v: [ChunkInfo.from_json(x) for x in v]),
             codec=d.get('codec'),
             engine_secs=_opt(d.get('engine_secs'), lambda v: float(v)),
             fps=_opt(d.get('fps'), lambda v: float(v)),
@@ -651,6 +696,8 @@ class JobResult:
             narration=_opt(d.get('narration'), lambda v: NarrationResult.from_json(v)),
             notice=_opt(d.get('notice'), lambda v: Notice.from_json(v)),
             peak_rss_bytes=d.get('peak_rss_bytes'),
+            seed=d.get('seed'),
+            split=_opt(d.get('split'), lambda v: Notice.from_json(v)),
             warm_start=d.get('warm_start'),
             width=d.get('width'),
         )
@@ -679,6 +726,8 @@ class JobResult:
             d['animations'] = [x.to_json() for x in self.animations]
         if self.cache_hit is not None:
             d['cache_hit'] = self.cache_hit
+        if self.chunks is not None:
+            d['chunks'] = [x.to_json() for x in self.chunks]
         if self.codec is not None:
             d['codec'] = self.codec
         if self.engine_secs is not None:
@@ -695,6 +744,10 @@ class JobResult:
             d['notice'] = None if self.notice is None else self.notice.to_json()
         if self.peak_rss_bytes is not None:
             d['peak_rss_bytes'] = self.peak_rss_bytes
+        if self.seed is not None:
+            d['seed'] = self.seed
+        if self.split is not None:
+            d['split'] = None if self.split is None else self.split.to_json()
         if self.warm_start is not None:
             d['warm_start'] = self.warm_start
         if self.width is not None:
@@ -1424,6 +1477,7 @@ class RenderRequest:
     format: Format | None = None
     fps: int | None = None
     narration: bool | None = None
+    parallel: Parallel | None = None
     quality: Quality | None = None
     scene: str | None = None
     scenes: list[str] | None = None
@@ -1440,6 +1494,7 @@ class RenderRequest:
             format=d.get('format'),
             fps=d.get('fps'),
             narration=d.get('narration'),
+            parallel=d.get('parallel'),
             quality=d.get('quality'),
             scene=d.get('scene'),
             scenes=d.get('scenes'),
@@ -1463,6 +1518,8 @@ class RenderRequest:
             d['fps'] = self.fps
         if self.narration is not None:
             d['narration'] = self.narration
+        if self.parallel is not None:
+            d['parallel'] = self.parallel
         if self.quality is not None:
             d['quality'] = self.quality
         if self.scene is not None:
