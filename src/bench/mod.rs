@@ -15,7 +15,9 @@ use manimd::spec::{Engine, Quality};
 
 mod service;
 
+mod chunked;
 mod iteration;
+pub use chunked::table as chunked_table;
 pub use iteration::table as iteration_table;
 pub use service::service_table;
 

@@ -59,6 +59,14 @@ impl Server {
         bail!("the warm pool did not fill")
     }
 
+    /// A finished job's video.
+    pub async fn video(&self, id: &str) -> anyhow::Result<Vec<u8>> {
+        Ok(self
+            .client
+            .bytes(&format!("/v1/renders/{id}/video"))
+            .await?)
+    }
+
     /// `POST /v1/previews`: seconds to the answer, with the answer.
     pub async fn preview(&self, body: &Value) -> anyhow::Result<(f64, manimd::api::PreviewView)> {
         let t = Instant::now();

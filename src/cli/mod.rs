@@ -304,7 +304,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// Only one part: `iteration`, the edit-and-look loop (animation cache,
-    /// previews) beside its anchors.
+    /// previews) beside its anchors; `chunked`, one long render on one
+    /// worker against two (split), each limited to one CPU.
     #[arg(long, value_enum)]
     pub only: Option<BenchPart>,
 }
@@ -312,6 +313,7 @@ pub struct BenchArgs {
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchPart {
     Iteration,
+    Chunked,
 }
 
 #[derive(Args, Debug)]
@@ -491,8 +493,12 @@ async fn bench(config: &Config, args: BenchArgs) -> ExitCode {
         opts.runs,
         benchmark::machine()
     );
-    if args.only == Some(BenchPart::Iteration) {
-        return match benchmark::iteration_table(&opts).await {
+    if let Some(part) = args.only {
+        let table = match part {
+            BenchPart::Iteration => benchmark::iteration_table(&opts).await,
+            BenchPart::Chunked => benchmark::chunked_table(&opts).await,
+        };
+        return match table {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -104,6 +104,7 @@ impl Executor {
             result: Some(JobResult {
                 chunks: split.chunks,
                 split: split.reason,
+                plan_secs: split.plan_secs,
                 ..result_of(job, attempt, &r, warm_start)
             }),
             secs,
@@ -279,6 +280,7 @@ fn result_of(job: &Job, attempt: u32, r: &Rendered, warm_start: bool) -> JobResu
         seed: Some(job.spec.seed()),
         chunks: Vec::new(),
         split: None,
+        plan_secs: None,
     }
 }
 

@@ -42,6 +42,8 @@ pub(super) struct Split {
     /// Pieces already sent to the live stream, in play order: the last
     /// pass's first pieces are these and are not sent again.
     pub live_sent: usize,
+    /// Seconds of the plan pass, when one ran.
+    pub plan_secs: Option<f64>,
 }
 
 impl Split {
@@ -102,6 +104,7 @@ impl Executor {
             .renderer
             .plan(&job.spec, warm, &self.cfg.limits, scratch, run.stopped())
             .await;
+        let plan_secs = Some(plan.as_ref().map_or(0.0, |p| p.wall.as_secs_f64()));
         let plan = match plan {
             Ok(plan) => plan,
             // The last pass meets the same error and reports it as a
@@ -158,8 +161,12 @@ impl Executor {
             })
             .collect();
         tracing::info!(chunks = planned.len(), secs = plan.duration, "render split");
-        self.draw_chunks(job, attempt, run, shelf, &planned, feed)
-            .await
+        Split {
+            plan_secs,
+            ..self
+                .draw_chunks(job, attempt, run, shelf, &planned, feed)
+                .await
+        }
     }
 
     /// Queues the chunks, draws those no other worker took, waits for the
@@ -188,30 +195,35 @@ impl Executor {
             shelf.clone(),
             feed.clone(),
         ));
-        // Draw what nobody else took yet, then wait.
-        while run.reason().is_none() {
-            match store
+        // Draw what nobody else took, until every chunk has ended: one
+        // whose worker died is queued again and may be this runner's.
+        let mut watch = watch;
+        let watched = loop {
+            if run.reason().is_some() {
+                break None;
+            }
+            let claimed = store
                 .claim_chunk(&self.owner, self.cfg.lease, Some((&job.id, attempt)))
-                .await
-            {
+                .await;
+            match claimed {
                 Ok(Some(chunk)) => {
                     let beat = ChunkBeat::new(self, &chunk, run.stopper());
                     let ending = self
                         .draw_chunk(&chunk, job, shelf, &beat.frames, run.stopped())
                         .await;
                     beat.end(self, &chunk, ending, run.reason()).await;
+                    continue;
                 }
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::warn!(%err, "cannot claim a chunk");
-                    break;
-                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(%err, "cannot claim a chunk"),
             }
-        }
-        let watched = tokio::select! {
-            w = watch => w.ok(),
-            _ = run.stopped() => None,
+            tokio::select! {
+                w = &mut watch => break w.ok(),
+                _ = run.stopped() => break None,
+                _ = tokio::time::sleep(POLL) => {}
+            }
         };
+        watch.abort();
         let Some((chunks, live_sent)) = watched.filter(|_| run.reason().is_none()) else {
             // Stopped (canceled, shutdown, lease lost): this attempt's
             // chunks stop with it, here and on every node.
@@ -235,8 +247,8 @@ impl Executor {
         }
         Split {
             chunks: chunks.iter().map(chunk_info).collect(),
-            reason: None,
             live_sent,
+            ..Split::default()
         }
     }
 

@@ -192,6 +192,9 @@ pub struct JobResult {
     /// Why the render was not split, when it was not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<Notice>,
+    /// Seconds of the quick pass that planned the split, when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_secs: Option<f64>,
 }
 
 /// One chunk of a split render.

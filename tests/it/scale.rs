@@ -116,6 +116,7 @@ impl Node {
         cmd.env("MANIMD_LLM_BASE_URL", &cluster.llm.base_url);
         cmd.env("MANIMD_LLM_MODEL", "mock-model");
         cmd.env("MANIMD_LLM_API_KEY", SERVER_KEY);
+        cmd.envs(cluster.env.iter().copied());
         match role {
             "serve" => cmd.args([
                 "--addr",
@@ -257,6 +258,8 @@ struct Cluster {
     pg: Postgres,
     s3: S3Server,
     llm: MockLlm,
+    /// Set on every node.
+    env: Vec<(&'static str, &'static str)>,
 }
 
 /// The model provider key every node is configured with.
@@ -268,6 +271,7 @@ async fn two_api_nodes_and_two_workers_share_jobs_events_cancels_and_survive_a_k
         pg: Postgres::start(),
         s3: S3Server::start("cluster").await,
         llm: MockLlm::start(vec![]).await,
+        env: vec![],
     };
     let dir = tempfile::Builder::new()
         .prefix("manimd-scale-")
@@ -537,4 +541,75 @@ async fn every_store_statement_runs_on_postgres() {
     assert_eq!(store.expired(i64::MAX).await.unwrap().len(), 4);
     store.notify("manimd_test", "payload").await.unwrap();
     store.close().await;
+}
+
+/// One render split across two `manimd worker` nodes (PostgreSQL, the
+/// bucket between them), then one whose worker is killed mid-chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_render_is_split_across_two_worker_nodes_and_survives_a_killed_one() {
+    let shared = Cluster {
+        pg: Postgres::start(),
+        s3: S3Server::start("chunks").await,
+        llm: MockLlm::start(vec![]).await,
+        // A few seconds of low quality are worth splitting.
+        env: vec![("MANIMD_CHUNK_MIN_SECS", "0.05")],
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("manimd-chunks-")
+        .tempdir()
+        .unwrap();
+    let data: Vec<_> = ["api", "w1", "w2"].map(|n| dir.path().join(n)).into();
+    let (api, w1, w2) = tokio::join!(
+        Node::spawn("serve", &data[0], &shared),
+        Node::spawn("worker", &data[1], &shared),
+        Node::spawn("worker", &data[2], &shared),
+    );
+    let client = reqwest::Client::new();
+    let code = crate::chunks::EVERYTHING.replace("range(8)", "range(12)");
+    let id = submit(&client, &api, &code).await;
+    let job = wait_for(&client, &api, &id, &["succeeded", "failed", "canceled"]).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let chunks = job["result"]["chunks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(chunks.len(), 2, "{job}");
+    assert_ne!(
+        chunks[0]["node"], chunks[1]["node"],
+        "one chunk a node: {job}"
+    );
+    let video = client
+        .get(format!("{}/v1/renders/{id}/video", api.url()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let file = dir.path().join("split.mp4");
+    std::fs::write(&file, &video).unwrap();
+    let frames = crate::chunks::checksums(&file, "v:0").await;
+    assert_eq!(frames.len(), 12 * 12, "{job}");
+    assert!(!crate::chunks::checksums(&file, "a:0").await.is_empty());
+
+    // Killed while both draw: whichever it ran (a chunk, or the job with
+    // its first chunk), the other worker finishes the job.
+    let id = submit(&client, &api, &format!("# kill\n{code}")).await;
+    for _ in 0..600 {
+        if !w1.sandboxes().is_empty() && !w2.sandboxes().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!w2.sandboxes().is_empty(), "both workers draw");
+    let mut victim = w2;
+    victim.child.kill().await.unwrap();
+    let job = wait_for(&client, &api, &id, &["succeeded", "failed", "canceled"]).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["frames"], 12 * 12, "{job}");
+    let restarted = Node::spawn("worker", &victim.data.clone(), &shared).await;
+    drop(victim);
+    for node in [api, w1, restarted] {
+        node.stop().await;
+    }
 }

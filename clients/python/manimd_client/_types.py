@@ -668,6 +668,7 @@ class JobResult:
     narration: NarrationResult | None = None
     notice: Notice | None = None
     peak_rss_bytes: int | None = None
+    plan_secs: float | None = None
     seed: int | None = None
     split: Notice | None = None
     warm_start: bool | None = None
@@ -696,6 +697,7 @@ class JobResult:
             narration=_opt(d.get('narration'), lambda v: NarrationResult.from_json(v)),
             notice=_opt(d.get('notice'), lambda v: Notice.from_json(v)),
             peak_rss_bytes=d.get('peak_rss_bytes'),
+            plan_secs=_opt(d.get('plan_secs'), lambda v: float(v)),
             seed=d.get('seed'),
             split=_opt(d.get('split'), lambda v: Notice.from_json(v)),
             warm_start=d.get('warm_start'),
@@ -744,6 +746,8 @@ class JobResult:
             d['notice'] = None if self.notice is None else self.notice.to_json()
         if self.peak_rss_bytes is not None:
             d['peak_rss_bytes'] = self.peak_rss_bytes
+        if self.plan_secs is not None:
+            d['plan_secs'] = self.plan_secs
         if self.seed is not None:
             d['seed'] = self.seed
         if self.split is not None:
