@@ -43,6 +43,10 @@ pub enum WorkerJob<'a> {
         /// render): the plays before are simulated, the scene stops after.
         #[serde(skip_serializing_if = "Option::is_none")]
         chunk: Option<ChunkRange>,
+        /// A project's scene file, relative to `/project` (laid out by the
+        /// host); absent: a single file, the code alone.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        main: Option<&'a str>,
     },
     /// Run one scene with the engine's own skipping (one time step a play,
     /// nothing drawn) to learn its plays' lengths and whether it reads the
@@ -67,6 +71,9 @@ pub enum WorkerJob<'a> {
         fps: u32,
         seed: Option<u32>,
         preview: &'a PreviewKind,
+        /// As a render's: the project's scene file under `/project`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        main: Option<&'a str>,
     },
     /// Mix narration clips at their times and mux them into a video
     /// (the video stream copied). Runs no user code.

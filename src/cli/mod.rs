@@ -4,6 +4,7 @@ mod doctor;
 mod generate;
 mod mcp;
 mod preview;
+mod project;
 mod render;
 mod report;
 mod serve;

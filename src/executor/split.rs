@@ -379,6 +379,12 @@ fn cannot_split(job: &Job, max_chunks: u32) -> Option<Split> {
             "only a render of one scene is split",
         ));
     }
+    if spec.project.is_some() {
+        return Some(Split::not(
+            "project",
+            "a project's render is not split: its chunks would each need the project laid out",
+        ));
+    }
     if spec.narration {
         return Some(Split::not(
             "narration",

@@ -25,6 +25,8 @@ impl Service {
             return Err(ServiceError::ShuttingDown);
         }
         let checked = validate(&req)?;
+        let (code, project) =
+            self.project_of(req.code, req.files.as_ref(), req.main.as_deref(), owner)?;
         let webhook_url = req.webhook_url.as_deref();
         if let Some(url) = webhook_url {
             self.parts
@@ -33,7 +35,7 @@ impl Service {
                 .await
                 .map_err(|e| invalid("webhook_url", e.to_string()))?;
         }
-        let key = self.cache_key(&req.code, &checked, owner);
+        let key = self.cache_key(&code, project.as_ref(), &checked, owner);
         if let Some(job) = self.cached(&key, owner, webhook_url).await? {
             return Ok(job);
         }
@@ -41,7 +43,7 @@ impl Service {
         if let Some(job) = self.follow_in_flight(&key, owner, webhook_url).await? {
             return Ok(job);
         }
-        let inspection = self.inspect_scenes(&req.code, &checked.scenes).await?;
+        let inspection = self.inspect_scenes(&code, &checked.scenes).await?;
         let spec = RenderSpec {
             // As requested: an empty list stays empty (the file's one
             // scene), as the cache key and the job's record say.
@@ -58,7 +60,8 @@ impl Service {
             narration: checked.narration,
             cache: checked.cache,
             parallel: checked.parallel,
-            code: req.code,
+            code,
+            project,
         };
         let new = NewJob {
             id: &JobId::new(),
@@ -75,10 +78,17 @@ impl Service {
 
     /// What makes two requests the same render. The engine is the one
     /// requested (not yet detected) and narration counts with its voice.
-    fn cache_key(&self, code: &str, checked: &Validated, owner: Option<&str>) -> String {
+    fn cache_key(
+        &self,
+        code: &str,
+        project: Option<&crate::project::Project>,
+        checked: &Validated,
+        owner: Option<&str>,
+    ) -> String {
         cache::key(&KeyParts {
             owner,
             code,
+            project,
             scenes: &checked.scenes,
             engine: checked.engine,
             quality: checked.quality,

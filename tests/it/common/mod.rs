@@ -114,6 +114,7 @@ pub fn spec(engine: Engine, code: &str) -> RenderSpec {
         narration: false,
         cache: true,
         parallel: Default::default(),
+        project: None,
     }
 }
 
