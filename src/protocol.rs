@@ -248,6 +248,9 @@ pub struct UserError {
     /// How many animations the scene plays, for `no-such-animation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plays: Option<u32>,
+    /// The project file `line` is in, when it is not the scene file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// The codes a worker may report. Anything else it says is reported as

@@ -173,11 +173,15 @@ def _load(job):
     by name and the names to render."""
     started = time.monotonic()
     code = job["code"]
+    if job.get("main"):
+        # A project, laid out by the host at /project (the scene file too).
+        usercode.use_project(job["main"])
     tree = usercode.parse(code)
     code_obj = usercode.compile_code(code)
-    with open(usercode.USER_FILE, "w", encoding="utf-8") as f:
-        # Written out so that tracebacks and `inspect` can show source lines.
-        f.write(code)
+    if not job.get("main"):
+        with open(usercode.USER_FILE, "w", encoding="utf-8") as f:
+            # Written out so that tracebacks and `inspect` can show source lines.
+            f.write(code)
     os.makedirs(OUT_DIR, exist_ok=True)
     os.makedirs(WORK_DIR, exist_ok=True)
 
@@ -191,6 +195,10 @@ def _load(job):
         import_secs=round(time.monotonic() - started, 3),
     )
 
+    if job.get("main"):
+        from manimd_worker import project
+
+        project.register_fonts()
     narration.configure(job.get("speech"))
     seed = job.get("seed")
     if seed is not None:
