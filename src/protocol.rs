@@ -16,7 +16,14 @@ use crate::spec::{Encoding, Engine, Format, SceneName};
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum WorkerJob<'a> {
     /// Parse only: syntax, engine imports, scene classes. Runs no user code.
-    Inspect { code: &'a str },
+    Inspect {
+        code: &'a str,
+        /// A project's other Python files: where the engine is imported
+        /// when the scene file imports it through one of them (3b1b's
+        /// `from manim_imports_ext import *`).
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        modules: &'a [&'a str],
+    },
     /// Run the file and render scenes.
     Render {
         code: &'a str,

@@ -78,9 +78,19 @@ def _job_secs():
 def inspect(job):
     """Static facts about the file, without running it: engine and scenes."""
     tree = usercode.parse(job["code"])
+    engine = usercode.detect_engine(tree)
+    for module in job.get("modules") or []:
+        # A project's scene file may import its engine through a module of
+        # its own (3b1b's manim_imports_ext); one that does not parse says nothing.
+        if engine is not None:
+            break
+        try:
+            engine = usercode.detect_engine(usercode.parse(module))
+        except UserError:
+            pass
     protocol.emit(
         "inspected",
-        engine=usercode.detect_engine(tree),
+        engine=engine,
         scenes=usercode.static_scenes(tree),
         narrations=narration.literals(tree),
     )

@@ -120,6 +120,19 @@ pub struct NodeArgs {
     /// node and stitched without re-encoding.
     #[arg(long, env = "MANIMD_CHUNK_MIN_SECS", default_value_t = defaults::CHUNK_MIN_SECS, value_name = "SECS")]
     pub chunk_min_secs: f64,
+    /// Each API key's uploaded blobs (a project's files) together may hold
+    /// this much; unused blobs are collected a day after their last use.
+    #[arg(long, env = "MANIMD_BLOB_QUOTA_MIB", default_value_t = manimd::blobs::DEFAULT_QUOTA_MIB, value_name = "MIB")]
+    pub blob_quota_mib: u64,
+    /// The most files one project may have.
+    #[arg(long, env = "MANIMD_MAX_PROJECT_FILES", default_value_t = manimd::project::DEFAULT_MAX_FILES, value_name = "N")]
+    pub max_project_files: usize,
+    /// The most one project may hold, all its files together.
+    #[arg(long, env = "MANIMD_MAX_PROJECT_MIB", default_value_t = manimd::project::DEFAULT_MAX_PROJECT_MIB, value_name = "MIB")]
+    pub max_project_mib: u64,
+    /// The most one file of a project (one blob) may hold.
+    #[arg(long, env = "MANIMD_MAX_FILE_MIB", default_value_t = manimd::project::DEFAULT_MAX_FILE_MIB, value_name = "MIB")]
+    pub max_file_mib: u64,
     /// CPUs each render may use (cgroup `cpu.max` on v2, the CFS quota on
     /// v1); unset: no CPU limit.
     #[arg(long, env = "MANIMD_CPUS", value_name = "N")]

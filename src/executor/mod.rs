@@ -268,6 +268,21 @@ impl Executor {
             }
             let _ = progress_tx.try_send(p);
         };
+        if let Some(project) = &job.spec.project {
+            // With a bucket: the blobs another node received. One that
+            // cannot be brought fails the render as `missing-blob`.
+            for (_, digest) in project.blobs() {
+                let owner = job.owner.as_deref();
+                if let Err(err) = self
+                    .parts
+                    .storage
+                    .pull_blob(&self.parts.blobs, owner, &digest)
+                    .await
+                {
+                    tracing::warn!(%err, %digest, "cannot bring a project's blob");
+                }
+            }
+        }
         if let Some(shelf) = &shelf {
             // With a bucket: what other nodes drew for this owner. A store
             // that cannot be reached costs the reuse, not the render.

@@ -68,6 +68,6 @@ pub async fn missing(
     caller: Caller,
     ApiJson(req): ApiJson<MissingBlobsRequest>,
 ) -> Result<Json<MissingBlobs>, ApiError> {
-    let missing = svc.missing_blobs(caller.owner(), &req.digests)?;
+    let missing = svc.missing_blobs(caller.owner(), &req.digests).await?;
     Ok(Json(MissingBlobs { missing }))
 }

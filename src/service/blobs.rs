@@ -32,11 +32,20 @@ impl Service {
         if self.is_draining() {
             return Err(ServiceError::ShuttingDown);
         }
-        Ok(self.parts.blobs.put(owner, digest, length, body).await?)
+        let stored = self.parts.blobs.put(owner, digest, length, body).await?;
+        if stored == Stored::Created {
+            // With a bucket, every node can bring it from there.
+            self.parts
+                .storage
+                .push_blob(&self.parts.blobs, owner, digest)
+                .await?;
+        }
+        Ok(stored)
     }
 
-    /// The digests of `wanted` the caller has not uploaded.
-    pub fn missing_blobs(
+    /// The digests of `wanted` the caller has not uploaded (to this node,
+    /// or, with a bucket, to any).
+    pub async fn missing_blobs(
         &self,
         owner: Option<&str>,
         wanted: &[Digest],
@@ -47,14 +56,34 @@ impl Service {
                 format!("ask about at most {MAX_MISSING_QUERY} digests at once"),
             ));
         }
-        Ok(self.parts.blobs.missing(owner, wanted))
+        let mut missing = Vec::new();
+        for digest in self.parts.blobs.missing(owner, wanted) {
+            if !self.bring_blob(owner, &digest).await? {
+                missing.push(digest);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Whether this node has the owner's blob, once brought from the
+    /// bucket when another node received it.
+    pub(super) async fn bring_blob(
+        &self,
+        owner: Option<&str>,
+        digest: &Digest,
+    ) -> Result<bool, ServiceError> {
+        Ok(self
+            .parts
+            .storage
+            .pull_blob(&self.parts.blobs, owner, digest)
+            .await?)
     }
 
     /// A request's `code`, `files` and `main` as a scene file's text and
     /// its project (none for a single file): the path rules and limits
     /// first, with nothing looked up, then each blob among the caller's
     /// (`missing-blob`), the sizes, and each blob marked used.
-    pub(super) fn project_of(
+    pub(super) async fn project_of(
         &self,
         code: String,
         files: Option<&FileMap>,
@@ -78,6 +107,7 @@ impl Service {
             let bytes = match file {
                 FileRef::Text(text) => text.len() as u64,
                 FileRef::Blob(digest) => {
+                    self.bring_blob(owner, digest).await?;
                     blobs
                         .size(owner, digest)
                         .ok_or_else(|| ProjectError::MissingBlob {

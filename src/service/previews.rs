@@ -97,12 +97,14 @@ impl Service {
         }
         let (spec_files, spec_main) = (req.files.clone(), req.main.clone());
         let (mut spec, detect) = preview_spec(req)?;
-        let (code, project) = self.project_of(
-            std::mem::take(&mut spec.code),
-            spec_files.as_ref(),
-            spec_main.as_deref(),
-            owner,
-        )?;
+        let (code, project) = self
+            .project_of(
+                std::mem::take(&mut spec.code),
+                spec_files.as_ref(),
+                spec_main.as_deref(),
+                owner,
+            )
+            .await?;
         spec.code = code;
         spec.project = project;
         spec.owner = Some(crate::blobs::owner_name(owner));
@@ -113,7 +115,7 @@ impl Service {
         previews.sweep();
         let spec = if detect {
             let inspection = self
-                .inspect_scenes(&spec.code, spec.scene.as_slice())
+                .inspect_scenes(&spec.code, spec.project.as_ref(), spec.scene.as_slice())
                 .await?;
             PreviewSpec {
                 engine: inspection.engine.unwrap_or(Engine::Manim),

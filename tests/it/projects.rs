@@ -150,7 +150,7 @@ class Project(Scene):
                 raise AssertionError("the project is writable")
         # The project's manim.cfg is read; its video_dir is not.
         assert config.background_color.to_hex().lower() == "#123456", config.background_color
-        assert not str(config.get_dir("video_dir")).startswith("/elsewhere"), config.get_dir("video_dir")
+        assert not str(config._d["video_dir"]).startswith("/elsewhere"), config._d["video_dir"]
         assert "cmr10" in manimpango.list_fonts(), "the project's font is not registered"
         data = np.loadtxt("data/points.csv", delimiter=",")
         assert data.shape == (3, 2), data.shape
@@ -206,6 +206,8 @@ async fn a_project_renders_with_helpers_assets_sound_and_font_in_manim_community
     let job = s.wait_for(&other, None).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_ne!(job["result"]["cache_hit"], true, "{job}");
+    let mut s = s;
+    s.stop().await;
     s.assert_clean();
 }
 
@@ -252,6 +254,8 @@ class Project(Scene):
     let video = video_of(&s, &id).await;
     assert!(common::probe(&video).await.frames > 0);
     let _ = std::fs::remove_file(&video);
+    let mut s = s;
+    s.stop().await;
     s.assert_clean();
 }
 
@@ -284,6 +288,8 @@ async fn an_error_in_a_helper_module_names_its_file_and_line() {
     assert_eq!(job["error"]["code"], "syntax-error", "{job}");
     assert_eq!(job["error"]["file"], "helpers.py", "{job}");
     assert_eq!(job["error"]["line"], 1, "{job}");
+    let mut s = s;
+    s.stop().await;
     s.assert_clean();
 }
 
@@ -408,15 +414,6 @@ async fn hostile_projects_get_typed_errors_and_leave_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(list["renders"], json!([]), "{list}");
-    let areas = s.config.sandbox_config().areas_dir;
-    let left: Vec<_> = std::fs::read_dir(&areas)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(
-        left.iter()
-            .all(|n| !n.to_string_lossy().ends_with(".project")),
-        "{left:?}"
-    );
     let blobs = s.config.data_dir.join("blobs");
     let stray: Vec<_> = walk(&blobs)
         .into_iter()
@@ -429,7 +426,18 @@ async fn hostile_projects_get_typed_errors_and_leave_nothing_behind() {
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
     assert_eq!(walk(&blobs).len(), 1, "only the one good upload");
+    let mut s = s;
+    s.stop().await;
     s.assert_clean();
+    let areas = s.config.sandbox_config().areas_dir;
+    let left: Vec<_> = std::fs::read_dir(&areas)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().ends_with(".project")),
+        "{left:?}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -503,5 +511,7 @@ async fn submit_uploads_only_the_blobs_the_server_lacks_and_render_lays_the_fold
         .output()
         .expect("manimd runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut s = s;
+    s.stop().await;
     s.assert_clean();
 }
