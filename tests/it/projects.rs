@@ -17,7 +17,7 @@ use manimd::server::ServeOptions;
 fn opts() -> ServeOptions {
     ServeOptions {
         workers: 1,
-        warm_pool: 1,
+        warm_pool: 0,
         ..ServeOptions::default()
     }
 }

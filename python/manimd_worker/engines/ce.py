@@ -57,6 +57,9 @@ TARGETS = (
     call("manim.utils.tex_file_writing:compile_tex", "tex_file, tex_compiler, output_format"),
     # A setting of Manim Community's own encoder (no ffmpeg process to wrap).
     attr("manim._config.utils:ManimConfig.video_encoder_options"),
+    # SVGMobject writes its restyled copy beside the file it reads: a
+    # project's file is read-only, so the copy goes to /tmp (see _patch).
+    call("manim.mobject.svg.svg_mobject:SVGMobject.get_file_path", "self"),
     # A project's manim.cfg, read after the engine was imported elsewhere.
     call("manim._config.utils:ManimConfig.digest_file", "self, filename"),
 )
@@ -225,6 +228,26 @@ class Driver:
                 raise TexFailure(message or str(err), expression) from None
 
         tex_file_writing.compile_tex = typed_compile_tex
+
+        from manim.mobject.svg.svg_mobject import SVGMobject
+
+        get_file_path = SVGMobject.get_file_path
+
+        def writable_file_path(mobject):
+            # generate_mobject writes `<stem>_.svg` beside the file it reads;
+            # a file in a read-only folder (a project's) is read from a copy.
+            import os
+            import shutil
+            import tempfile
+
+            path = get_file_path(mobject)
+            if os.access(path.parent, os.W_OK):
+                return path
+            copy = Path(tempfile.mkdtemp(prefix="svg-")) / path.name
+            shutil.copyfile(path, copy)
+            return copy
+
+        SVGMobject.get_file_path = writable_file_path
 
     def render_scene(self, name, cls, index):
         from PIL import Image
