@@ -22,6 +22,7 @@ pub struct RenderRequest {
     /// the file's UTF-8 text or `sha256:<64 hex>` for an uploaded blob
     /// (`PUT /v1/blobs/{digest}`). The scene file is `main`, inline text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub files: Option<FileMap>,
     /// With `files`: the scene file's path among them (`scene.py`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +78,7 @@ pub struct PreviewRequest {
     pub code: String,
     /// A project, as in a render request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub files: Option<FileMap>,
     /// With `files`: the scene file's path among them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,6 +247,7 @@ pub struct LegacyRenderRequest {
     pub code: String,
     /// A project, as in `POST /v1/renders`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub files: Option<FileMap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main: Option<String>,

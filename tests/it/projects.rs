@@ -515,3 +515,31 @@ async fn submit_uploads_only_the_blobs_the_server_lacks_and_render_lays_the_fold
     s.stop().await;
     s.assert_clean();
 }
+
+#[tokio::test]
+async fn a_project_previews_and_renders_through_the_replaced_systems_call() {
+    let s = TestServer::start(opts()).await;
+    let scene = "from manim import *\nfrom helpers import shape\n\nclass A(Scene):\n    def construct(self):\n        self.play(Create(shape()), run_time=0.3)\n";
+    let files = json!({"scene.py": scene, "helpers.py": "from manim import *\n\ndef shape():\n    return Square()\n"});
+    let (status, body) = post(
+        &s,
+        None,
+        "/v1/previews",
+        &json!({"main": "scene.py", "files": files, "kind": "storyboard"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["frames"].as_array().unwrap().len(), 1, "{body}");
+    let r = s
+        .client
+        .post(format!("{}/render", s.url))
+        .json(&json!({"main": "scene.py", "files": files}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!r.bytes().await.unwrap().is_empty());
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
