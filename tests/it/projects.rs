@@ -543,3 +543,43 @@ async fn a_project_previews_and_renders_through_the_replaced_systems_call() {
     s.stop().await;
     s.assert_clean();
 }
+
+#[tokio::test]
+async fn a_projects_font_is_the_one_text_is_drawn_in() {
+    let s = TestServer::start(opts()).await;
+    let font = upload(&s, vec![font()]).await.remove(0);
+    let scene = "from manim import *\n\nclass A(Scene):\n    def construct(self):\n        self.add(Text(\"Agq 123\", font=\"cmr10\").scale(2))\n";
+    let still = |files: Value| json!({"main": "scene.py", "files": files, "format": "png"});
+    let with = s
+        .submit(still(json!({"scene.py": scene, "fonts/cmr10.ttf": font})))
+        .await;
+    // Without the file, Pango falls back to another family: other pixels.
+    let without = s
+        .submit(still(
+            json!({"scene.py": scene, "notes.txt": "no font here"}),
+        ))
+        .await;
+    let mut frames = Vec::new();
+    for id in [&with, &without] {
+        let job = s.wait_for(id, None).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let png = s
+            .client
+            .get(format!("{}/v1/renders/{id}/video", s.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+        frames.push(png);
+    }
+    assert_ne!(
+        frames[0], frames[1],
+        "the text looks the same with and without the font"
+    );
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
