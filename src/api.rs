@@ -534,6 +534,13 @@ pub struct LimitsInfo {
     pub max_body_bytes: u64,
     pub max_fps: u32,
     pub network: bool,
+    /// A project's most files, bytes in all, and bytes in one file (blob).
+    #[serde(default)]
+    pub max_project_files: u64,
+    #[serde(default)]
+    pub max_project_bytes: u64,
+    #[serde(default)]
+    pub max_file_bytes: u64,
 }
 
 /// `GET /v1/capabilities`.

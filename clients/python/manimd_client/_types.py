@@ -977,6 +977,9 @@ class LimitsInfo:
     max_body_bytes: int
     max_fps: int
     network: bool
+    max_file_bytes: int | None = None
+    max_project_bytes: int | None = None
+    max_project_files: int | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LimitsInfo:
@@ -988,6 +991,9 @@ class LimitsInfo:
             max_body_bytes=d['max_body_bytes'],
             max_fps=d['max_fps'],
             network=d['network'],
+            max_file_bytes=d.get('max_file_bytes'),
+            max_project_bytes=d.get('max_project_bytes'),
+            max_project_files=d.get('max_project_files'),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -1006,6 +1012,12 @@ class LimitsInfo:
             d['max_fps'] = self.max_fps
         if self.network is not None:
             d['network'] = self.network
+        if self.max_file_bytes is not None:
+            d['max_file_bytes'] = self.max_file_bytes
+        if self.max_project_bytes is not None:
+            d['max_project_bytes'] = self.max_project_bytes
+        if self.max_project_files is not None:
+            d['max_project_files'] = self.max_project_files
         return d
 
 
