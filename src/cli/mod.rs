@@ -246,6 +246,10 @@ pub struct SubmitArgs {
     /// `GET /v1/renders/{id}/subtitles` for the WebVTT).
     #[arg(long)]
     pub narration: bool,
+    /// `auto` (default): the server may split a long render over its free
+    /// workers; a number: at most that many chunks (`1`: never split).
+    #[arg(long, value_parser = parse_parallel)]
+    pub parallel: Option<manimd::spec::Parallel>,
     /// Where to write the result. Default: the file's name with the format's extension.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -254,6 +258,16 @@ pub struct SubmitArgs {
     /// The API key, when the server needs one.
     #[arg(long, env = "MANIMD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+}
+
+/// `auto` or a number of chunks, as the API takes it.
+fn parse_parallel(s: &str) -> Result<manimd::spec::Parallel, String> {
+    let json = if s == "auto" {
+        "\"auto\"".to_owned()
+    } else {
+        s.to_owned()
+    };
+    serde_json::from_str(&json).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]

@@ -49,6 +49,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
         seed: args.seed,
         encoding: Some(args.encoding),
         narration: args.narration.then_some(true),
+        parallel: args.parallel,
         ..Default::default()
     };
     let client = Client::new(&args.server, args.api_key.as_deref()).map_err(fail)?;
@@ -90,6 +91,15 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
                 .map_err(|e| fail(went_away(&client, &fin.id, &e.to_string())))?;
             if let Some(n) = &result.notice {
                 eprintln!("note[{}]: {}", n.code, n.message);
+            }
+            if !args.quiet && !result.chunks.is_empty() {
+                let nodes: std::collections::BTreeSet<&str> =
+                    result.chunks.iter().map(|c| c.node.as_str()).collect();
+                eprintln!(
+                    "split into {} chunks over {} worker(s)",
+                    result.chunks.len(),
+                    nodes.len()
+                );
             }
             println!("{}", out.display());
             Ok(())
