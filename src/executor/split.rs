@@ -379,12 +379,6 @@ fn cannot_split(job: &Job, max_chunks: u32) -> Option<Split> {
             "only a render of one scene is split",
         ));
     }
-    if spec.narration {
-        return Some(Split::not(
-            "narration",
-            "a narrated render is not split: its timing comes from the speech",
-        ));
-    }
     if max_chunks < 2 {
         return Some(Split::not(
             "one-worker",

@@ -235,3 +235,48 @@ async fn canceling_a_split_render_stops_every_chunk() {
     s.stop().await;
     s.assert_clean();
 }
+
+#[tokio::test]
+async fn a_narrated_render_is_split_and_sounds_as_the_single_workers() {
+    let s = TestServer::start(opts()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The lines are spoken before the render; each play waits for its own.
+    let code = r#"from manim import *
+
+class Told(Scene):
+    def construct(self):
+        square = Square()
+        for i, words in enumerate(["One square.", "It turns.", "It turns again.", "And stops."]):
+            narrate(words)
+            self.play(Rotate(square, PI / 4), run_time=0.5)
+"#;
+    let single = render(
+        &s,
+        json!({"code": code, "narration": true, "parallel": 1, "cache": false}),
+    )
+    .await;
+    let split = render(
+        &s,
+        json!({"code": format!("# split\n{code}"), "narration": true}),
+    )
+    .await;
+    let chunks = split["result"]["chunks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(chunks.len(), 2, "{split}");
+    assert!(cached_flags(&split).iter().all(|c| *c), "{split}");
+    let (a, b) = (
+        download(&s, &single, dir.path()).await,
+        download(&s, &split, dir.path()).await,
+    );
+    assert_eq!(checksums(&a, "v:0").await, checksums(&b, "v:0").await);
+    assert_eq!(checksums(&a, "a:0").await, checksums(&b, "a:0").await);
+    assert_eq!(
+        single["result"]["narration"]["cues"], split["result"]["narration"]["cues"],
+        "the same lines at the same times"
+    );
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
