@@ -113,12 +113,20 @@ pub struct NodeArgs {
     /// any node re-queues the job (a worker that died).
     #[arg(long, env = "MANIMD_LEASE_SECS", default_value_t = defaults::LEASE_SECS)]
     pub lease_secs: u64,
-    /// Split a render over several workers when its video costs at least
-    /// this many seconds of 1080p60 video (a lower quality weighs less by
-    /// its pixel rate): chunks are drawn at once by free workers of every
-    /// node and stitched without re-encoding.
+    /// Split a render over several workers when its video is at least this
+    /// long (and of `--chunk-min-quality` or above): chunks are drawn at
+    /// once by free workers of every node and stitched without re-encoding.
     #[arg(long, env = "MANIMD_CHUNK_MIN_SECS", default_value_t = defaults::CHUNK_MIN_SECS, value_name = "SECS")]
     pub chunk_min_secs: f64,
+    /// The lowest quality a render is split at (below it, a render is cheap
+    /// enough for one worker, and is not even planned).
+    #[arg(
+        long,
+        env = "MANIMD_CHUNK_MIN_QUALITY",
+        value_enum,
+        default_value = "high"
+    )]
+    pub chunk_min_quality: Quality,
     /// CPUs each render may use (cgroup `cpu.max` on v2, the CFS quota on
     /// v1); unset: no CPU limit.
     #[arg(long, env = "MANIMD_CPUS", value_name = "N")]

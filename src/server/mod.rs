@@ -116,8 +116,10 @@ pub struct ServeOptions {
     pub legacy_llm: LlmConfig,
     /// Answer `/health` as a replaced system did (`--compat`).
     pub compat: Option<Compat>,
-    /// Split renders that cost at least this many seconds of 1080p60 video.
+    /// Split renders of at least this many seconds of video...
     pub chunk_min_secs: f64,
+    /// ... at this quality or above.
+    pub chunk_min_quality: crate::spec::Quality,
 }
 
 impl Default for ServeOptions {
@@ -149,6 +151,7 @@ impl Default for ServeOptions {
             legacy_llm: LlmConfig::legacy(),
             compat: None,
             chunk_min_secs: defaults::CHUNK_MIN_SECS,
+            chunk_min_quality: crate::spec::Quality::High,
         }
     }
 }
@@ -282,6 +285,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
             limits: config.limits.clone(),
             work_dir,
             chunk_min_secs: opts.chunk_min_secs,
+            chunk_min_quality: opts.chunk_min_quality,
         },
         parts.clone(),
     );

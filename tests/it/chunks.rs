@@ -1,6 +1,7 @@
 //! Split renders on one node with two workers: the split video is the
 //! single worker's, frame for frame and sample for sample; a scene that
-//! reads the wall clock stays whole and says why; a cancel stops every
+//! reads the wall clock (or is one animation) stays whole and says why; a
+//! narrated one is split too; a cancel stops every
 //! chunk. The cluster form (two `manimd worker` nodes, one killed) is in
 //! `scale.rs`.
 
@@ -47,6 +48,7 @@ pub fn opts() -> ServeOptions {
         workers: 2,
         warm_pool: 1,
         chunk_min_secs: 0.05,
+        chunk_min_quality: manimd::spec::Quality::Low,
         ..ServeOptions::default()
     }
 }
@@ -181,13 +183,13 @@ class Clock(Scene):
         "{split}"
     );
     assert!(job["result"].get("chunks").is_none(), "{job}");
-    // Too short to be worth it: also said.
-    let short = render(
+    // One animation is never cut: also said.
+    let one = render(
         &s,
-        json!({"code": "from manim import *\nclass S(Scene):\n    def construct(self):\n        self.play(FadeIn(Dot()), run_time=0.2)\n        self.wait(0.2)\n"}),
+        json!({"code": "from manim import *\nclass S(Scene):\n    def construct(self):\n        self.play(FadeIn(Dot()), run_time=0.5)\n"}),
     )
     .await;
-    assert_eq!(short["result"]["split"]["code"], "short", "{short}");
+    assert_eq!(one["result"]["split"]["code"], "one-animation", "{one}");
     let mut s = s;
     s.stop().await;
     s.assert_clean();
