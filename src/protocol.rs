@@ -55,9 +55,9 @@ pub enum WorkerJob<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         main: Option<&'a str>,
     },
-    /// Run one scene with the engine's own skipping (one time step a play,
-    /// nothing drawn) to learn its plays' lengths and whether it reads the
-    /// wall clock or fresh entropy: the plan of a split render.
+    /// Run one scene with every play simulated (nothing drawn) to learn its
+    /// plays' lengths and whether it reads the wall clock or fresh entropy:
+    /// the plan of a split render.
     Plan {
         code: &'a str,
         engine: Engine,
@@ -66,6 +66,9 @@ pub enum WorkerJob<'a> {
         height: u32,
         fps: u32,
         seed: Option<u32>,
+        /// As a render's: narration's waits are plays too.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        speech: Option<&'a std::collections::BTreeMap<String, f64>>,
     },
     /// Run one scene with every play simulated (no video) and save the
     /// frames `preview` asks for as PNG under `out/frames`.

@@ -33,6 +33,7 @@ fn node_options(config: &Config, args: &NodeArgs) -> Result<(Config, ServeOption
         max_bytes: args.max_project_mib.saturating_mul(1024 * 1024),
         max_file_bytes: args.max_file_mib.saturating_mul(1024 * 1024),
     };
+    opts.chunk_min_quality = args.chunk_min_quality;
     if let Some(cpus) = args.cpus {
         if !(0.01..=1024.0).contains(&cpus) {
             return Err(format!("--cpus must be between 0.01 and 1024, not {cpus}"));

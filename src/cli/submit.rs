@@ -66,6 +66,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
         seed: args.seed,
         encoding: Some(args.encoding),
         narration: args.narration.then_some(true),
+        parallel: args.parallel,
         ..Default::default()
     };
     let job = match client.submit(&req).await {
@@ -106,6 +107,15 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
                 .map_err(|e| fail(went_away(&client, &fin.id, &e.to_string())))?;
             if let Some(n) = &result.notice {
                 eprintln!("note[{}]: {}", n.code, n.message);
+            }
+            if !args.quiet && !result.chunks.is_empty() {
+                let nodes: std::collections::BTreeSet<&str> =
+                    result.chunks.iter().map(|c| c.node.as_str()).collect();
+                eprintln!(
+                    "split into {} chunks over {} worker(s)",
+                    result.chunks.len(),
+                    nodes.len()
+                );
             }
             println!("{}", out.display());
             Ok(())

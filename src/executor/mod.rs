@@ -39,9 +39,11 @@ pub struct ExecutorConfig {
     pub limits: Limits,
     /// Scratch space for renders in progress (same filesystem as storage).
     pub work_dir: PathBuf,
-    /// A render is split over several workers when its planned video costs
-    /// at least this many seconds of 1080p60 video (see `split`).
+    /// A render is split over several workers when its planned video is at
+    /// least this many seconds long (see `split`)...
     pub chunk_min_secs: f64,
+    /// ... and of this quality or above.
+    pub chunk_min_quality: crate::spec::Quality,
 }
 
 pub struct Executor {

@@ -117,13 +117,15 @@ pub struct ServeOptions {
     pub legacy_llm: LlmConfig,
     /// Answer `/health` as a replaced system did (`--compat`).
     pub compat: Option<Compat>,
-    /// Split renders that cost at least this many seconds of 1080p60 video.
+    /// Split renders of at least this many seconds of video...
     pub chunk_min_secs: f64,
     /// Each owner's uploaded blobs together (`--blob-quota-mib`).
     pub blob_quota_mib: u64,
     /// How big a project may be (`--max-project-files`, `--max-project-mib`,
     /// `--max-file-mib`).
     pub project_limits: crate::project::ProjectLimits,
+    /// ... at this quality or above.
+    pub chunk_min_quality: crate::spec::Quality,
 }
 
 impl Default for ServeOptions {
@@ -157,6 +159,7 @@ impl Default for ServeOptions {
             chunk_min_secs: defaults::CHUNK_MIN_SECS,
             blob_quota_mib: crate::blobs::DEFAULT_QUOTA_MIB,
             project_limits: Default::default(),
+            chunk_min_quality: crate::spec::Quality::High,
         }
     }
 }
@@ -298,6 +301,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
             limits: config.limits.clone(),
             work_dir,
             chunk_min_secs: opts.chunk_min_secs,
+            chunk_min_quality: opts.chunk_min_quality,
         },
         parts.clone(),
     );

@@ -258,9 +258,6 @@ class Driver:
         self._keys = {}
         scene = cls()
         narration.wrap(scene, name, index, lambda: float(scene.renderer.time), self.fps)
-        if self.plan.planning:
-            # Manim's own skipping: every play one time step, nothing drawn.
-            scene.renderer._original_skipping_status = True
         try:
             scene.render()
         except timeline.PreviewDone:
