@@ -118,7 +118,7 @@ unit_is_bare() {
 # is stopped by the unit's: its job group is inside the unit's. While it
 # runs, manimd is in the supervisor leaf and the job group under jobs/.
 delegated_bound_by_the_unit() {
-  in_unit "$BIN" render --data-dir "$DATA" --quiet "$SCENES/memory.py" -o "$OUT/unit.mp4" --memory 2048 >"$OUT/unit-render.log" 2>&1 &
+  in_unit setpriv --no-new-privs "$BIN" render --data-dir "$DATA" --quiet "$SCENES/memory.py" -o "$OUT/unit.mp4" --memory 2048 >"$OUT/unit-render.log" 2>&1 &
   local pid=$! seen_job=0 seen_leaf=0
   for _ in $(seq 1 1200); do
     if ls -d "$UNIT"/jobs/*-* >/dev/null 2>&1; then seen_job=1; fi
@@ -140,7 +140,7 @@ delegated_bound_by_the_unit() {
 # graceful stop (SIGTERM, as `systemctl stop` sends) leaves the unit bare.
 serve_in_unit() {
   local port=18080 pid ok=0
-  in_unit "$BIN" serve --data-dir "$DATA/serve" --addr "127.0.0.1:$port" --workers 1 --warm-pool 0 >"$OUT/serve.log" 2>&1 &
+  in_unit setpriv --no-new-privs "$BIN" serve --data-dir "$DATA/serve" --addr "127.0.0.1:$port" --workers 1 --warm-pool 0 >"$OUT/serve.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 600); do
     curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && ok=1 && break
@@ -184,15 +184,19 @@ class Memory(Scene):
         for _ in range(4096):
             held.append(b"\x01" * (1 << 20))
 EOF
+# Each child only sleeps: a loop where every child forks too churns for many
+# minutes under software emulation before the first process's own fork fails.
 cat >"$SCENES/forks.py" <<'EOF'
-import os
+import os, time
 from manim import *
 
 
 class Forks(Scene):
     def construct(self):
         while True:
-            os.fork()
+            if os.fork() == 0:
+                time.sleep(600)
+                os._exit(0)
 EOF
 cat >"$SCENES/sleeps.py" <<'EOF'
 import time

@@ -50,7 +50,12 @@ pub struct GlobalArgs {
     /// (`/sys/fs/cgroup`). Default: on cgroup v2, `jobs` in manimd's own
     /// group when that is delegated to it (systemd's Delegate=yes, a
     /// container's cgroup namespace), else `manimd` at the root.
-    #[arg(long, global = true, env = "MANIMD_CGROUP_PARENT", value_name = "GROUP")]
+    #[arg(
+        long,
+        global = true,
+        env = "MANIMD_CGROUP_PARENT",
+        value_name = "GROUP"
+    )]
     pub cgroup_parent: Option<String>,
 }
 
@@ -554,20 +559,19 @@ async fn load(config: &Config, args: LoadArgs) -> ExitCode {
             // Leftovers are visible when the server runs here on --data-dir.
             let sc = config.sandbox_config();
             let leftovers = sc.placement().ok().map(|p| {
-                    let groups = p.children(&format!("{}-", sc.instance)).len();
-                    let warm =
-                        report.health_after["workers"]["warm"].as_u64().unwrap_or(0) as usize;
-                    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
-                        .unwrap_or_default()
-                        .lines()
-                        .filter(|l| l.contains(&*sc.areas_dir.to_string_lossy()))
-                        .count();
-                    // A ready inspector and the warm sandboxes are expected.
-                    (
-                        groups.saturating_sub(warm + 1),
-                        mounts.saturating_sub(warm + 1),
-                    )
-                });
+                let groups = p.children(&format!("{}-", sc.instance)).len();
+                let warm = report.health_after["workers"]["warm"].as_u64().unwrap_or(0) as usize;
+                let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains(&*sc.areas_dir.to_string_lossy()))
+                    .count();
+                // A ready inspector and the warm sandboxes are expected.
+                (
+                    groups.saturating_sub(warm + 1),
+                    mounts.saturating_sub(warm + 1),
+                )
+            });
             crate::load::print(&report, leftovers);
             if report.lost == 0 {
                 ExitCode::SUCCESS

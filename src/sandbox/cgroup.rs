@@ -202,8 +202,7 @@ impl Placement {
             (Some(parent), _) => {
                 let parent = parent.trim_matches('/').to_owned();
                 // A parent inside our own (non-root) group needs the leaf too.
-                let leaf_of =
-                    own.filter(|o| o.is_empty() || parent.starts_with(&format!("{o}/")));
+                let leaf_of = own.filter(|o| o.is_empty() || parent.starts_with(&format!("{o}/")));
                 (parent, Scheme::Configured, leaf_of)
             }
             (None, Hierarchy::V1 { .. }) => (
@@ -444,8 +443,7 @@ fn delegated(root: &Path, own: &str) -> Result<(), String> {
             "its own group {shown} is read-only (ProtectControlGroups=, or a container's read-only cgroup mount)"
         ));
     }
-    if own.is_empty() || has_xattr(&dir, "trusted.delegate") || has_xattr(&dir, "user.delegate")
-    {
+    if own.is_empty() || has_xattr(&dir, "trusted.delegate") || has_xattr(&dir, "user.delegate") {
         return Ok(());
     }
     Err(format!(

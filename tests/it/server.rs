@@ -682,8 +682,7 @@ async fn sigkill_mid_render_then_restart_finishes_the_job_and_leaves_nothing() {
             .await
             .unwrap();
         if j["progress"]["animations_done"].as_u64() >= Some(1) {
-            group = placement.children(&prefix).into_iter()
-                .next();
+            group = placement.children(&prefix).into_iter().next();
             if group.is_some() {
                 break;
             }
