@@ -93,14 +93,23 @@ make_unit_group() {
     echo 1000 >"$UNIT/pids.max"
 }
 
-# in_unit COMMAND...: runs COMMAND as the unit's main process.
-in_unit() {
-  sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$UNIT" "$@"
+# sh -c "$IN_UNIT" "$UNIT" COMMAND...: runs COMMAND (in the same process)
+# as the unit's main process.
+# shellcheck disable=SC2016
+IN_UNIT='echo $$ >"$0/cgroup.procs" && exec "$@"'
+
+# manimd runs in the unit's supervisor leaf.
+in_supervisor() {
+  local p
+  while read -r p; do
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = manimd ] && return 0
+  done <"$UNIT/supervisor/cgroup.procs"
+  return 1
 }
 
 doctor_delegated() {
   local out
-  out=$(in_unit "$BIN" doctor --data-dir "$DATA")
+  out=$(sh -c "$IN_UNIT" "$UNIT" "$BIN" doctor --data-dir "$DATA")
   echo "$out"
   grep -q 'cgroups .*v2, job groups under /test.slice/manimd.service/jobs (delegated' <<<"$out" &&
     unit_is_bare
@@ -118,11 +127,12 @@ unit_is_bare() {
 # is stopped by the unit's: its job group is inside the unit's. While it
 # runs, manimd is in the supervisor leaf and the job group under jobs/.
 delegated_bound_by_the_unit() {
-  in_unit setpriv --no-new-privs "$BIN" render --data-dir "$DATA" --quiet "$SCENES/memory.py" -o "$OUT/unit.mp4" --memory 2048 >"$OUT/unit-render.log" 2>&1 &
+  sh -c "$IN_UNIT" "$UNIT" setpriv --no-new-privs "$BIN" render --data-dir "$DATA" --quiet \
+    "$SCENES/memory.py" -o "$OUT/unit.mp4" --memory 2048 >"$OUT/unit-render.log" 2>&1 &
   local pid=$! seen_job=0 seen_leaf=0
   for _ in $(seq 1 1200); do
     if ls -d "$UNIT"/jobs/*-* >/dev/null 2>&1; then seen_job=1; fi
-    if grep -qx "$pid" "$UNIT/supervisor/cgroup.procs" 2>/dev/null; then seen_leaf=1; fi
+    if in_supervisor; then seen_leaf=1; fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.5
   done
@@ -140,7 +150,8 @@ delegated_bound_by_the_unit() {
 # graceful stop (SIGTERM, as `systemctl stop` sends) leaves the unit bare.
 serve_in_unit() {
   local port=18080 pid ok=0
-  in_unit setpriv --no-new-privs "$BIN" serve --data-dir "$DATA/serve" --addr "127.0.0.1:$port" --workers 1 --warm-pool 0 >"$OUT/serve.log" 2>&1 &
+  sh -c "$IN_UNIT" "$UNIT" setpriv --no-new-privs "$BIN" serve --data-dir "$DATA/serve" \
+    --addr "127.0.0.1:$port" --workers 1 --warm-pool 0 >"$OUT/serve.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 600); do
     curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && ok=1 && break
@@ -148,6 +159,7 @@ serve_in_unit() {
   done
   [ "$ok" = 1 ] || { cat "$OUT/serve.log"; return 1; }
   grep -qx "$pid" "$UNIT/supervisor/cgroup.procs" || { echo "serve is not in supervisor/"; return 1; }
+  ls -d "$UNIT/jobs" || return 1
   "$BIN" submit --quiet --server "http://127.0.0.1:$port" "$SCENES/ok.py" -o "$OUT/served.mp4" || return 1
   [ -s "$OUT/served.mp4" ] || return 1
   kill -TERM "$pid"
