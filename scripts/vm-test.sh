@@ -46,12 +46,14 @@ start=$(date +%s)
 # virtme-ng's initramfs needs busybox; the guest sees this machine's / and
 # $RUNTIME read-only, and $WORK read-write. 3 GiB: the memory checks stay
 # under it, so the cgroups stop them, not the guest's own OOM.
+# Through a pipe: QEMU opens our stdout anew for each of the guest's streams,
+# and on a file each would write at its own offset, over the others.
 status=0
 PATH="$RUNTIME/venv/vm/bin:$PATH" timeout 3000 vng \
   --run "$KERNEL" "${accel[@]}" --cpus 2 --memory 3G \
   --append "cgroup_no_v1=all" --rwdir "$WORK" \
   --exec "MANIMD_RUNTIME=$RUNTIME bash $ROOT/scripts/vm-guest.sh $MODE $BIN $WORK" \
-  </dev/null || status=$?
+  </dev/null 2>&1 | cat || status=$?
 echo "vm-test: the VM ran $(($(date +%s) - start)) s (exit $status)"
 
 if [ ! -s "$WORK/result" ]; then
