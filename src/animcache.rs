@@ -47,6 +47,9 @@ pub struct Profile {
     pub height: u32,
     pub fps: u32,
     pub encoding: Encoding,
+    /// A project's files but the scene file (`Project::files_digest`):
+    /// another helper module or asset is another shelf.
+    pub project: Option<[u8; 16]>,
 }
 
 /// One owner's entries of one profile.
@@ -104,14 +107,19 @@ impl AnimationCache {
 
 impl Profile {
     fn dir_name(&self) -> String {
-        format!(
+        let mut name = format!(
             "{}-{}x{}-{}-{}",
             self.engine.as_str(),
             self.width,
             self.height,
             self.fps,
             self.encoding.as_str()
-        )
+        );
+        if let Some(files) = self.project {
+            name.push_str("-p");
+            name.extend(files.iter().map(|b| format!("{b:02x}")));
+        }
+        name
     }
 }
 
@@ -393,6 +401,7 @@ mod tests {
             height: 1,
             fps: 1,
             encoding: Encoding::Final,
+            project: None,
         };
         let shelf = cache.shelf("o", p).unwrap();
         let other = cache.shelf("o", Profile { fps: 2, ..p }).unwrap();
@@ -432,6 +441,7 @@ mod tests {
             height: 1,
             fps: 1,
             encoding: Encoding::Final,
+            project: None,
         };
         assert!(cache.shelf("local", p).is_some());
         assert!(cache.shelf("../y", p).is_none());

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use crate::generate::{Attempt, Generation};
 use crate::job_error::JobError;
 use crate::jobs::{Job, JobId, JobProgress, JobResult, JobStatus};
+use crate::project::{Digest, FileMap};
 use crate::render::{AnimationInfo, Preview};
 use crate::spec::{Encoding, Engine, Format, Parallel, Quality};
 
@@ -14,8 +15,18 @@ use crate::spec::{Encoding, Engine, Format, Parallel, Quality};
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenderRequest {
-    /// The scene file's Python source.
+    /// The scene file's Python source. Leave it out when sending `files`.
+    #[serde(default)]
     pub code: String,
+    /// A project: the files beside the scene file by relative path, each
+    /// the file's UTF-8 text or `sha256:<64 hex>` for an uploaded blob
+    /// (`PUT /v1/blobs/{digest}`). The scene file is `main`, inline text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    pub files: Option<FileMap>,
+    /// With `files`: the scene file's path among them (`scene.py`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main: Option<String>,
     /// One scene to render. Give `scene` or `scenes`, or neither when the file has one scene.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scene: Option<String>,
@@ -62,8 +73,16 @@ pub struct RenderRequest {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
-    /// The scene file's Python source.
+    /// The scene file's Python source. Leave it out when sending `files`.
+    #[serde(default)]
     pub code: String,
+    /// A project, as in a render request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    pub files: Option<FileMap>,
+    /// With `files`: the scene file's path among them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main: Option<String>,
     /// The scene to preview; may be left out when the file has one scene.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scene: Option<String>,
@@ -224,13 +243,48 @@ pub struct CodeGeneration {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegacyRenderRequest {
+    #[serde(default)]
     pub code: String,
+    /// A project, as in `POST /v1/renders`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    pub files: Option<FileMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main: Option<String>,
     #[serde(default)]
     pub scene_name: Option<String>,
     #[serde(default)]
     pub quality: Option<Quality>,
     #[serde(default)]
     pub format: Option<Format>,
+}
+
+/// `POST /v1/blobs/missing`: which of these blobs the caller has not uploaded.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MissingBlobsRequest {
+    /// `sha256:<64 hex>` each; at most as many as a project has files.
+    #[schema(value_type = Vec<String>)]
+    pub digests: Vec<Digest>,
+}
+
+/// The answer of `POST /v1/blobs/missing`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct MissingBlobs {
+    /// The digests asked about that this caller has not uploaded, in order.
+    #[schema(value_type = Vec<String>)]
+    pub missing: Vec<Digest>,
+}
+
+/// The answer of `PUT /v1/blobs/{digest}`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BlobView {
+    /// `sha256:<64 hex>`.
+    #[schema(value_type = String)]
+    pub digest: Digest,
+    /// `true` when these bytes were new (`201`), `false` when the caller
+    /// had them already (`200`).
+    pub created: bool,
 }
 
 /// Where a job's resources are.
@@ -480,6 +534,13 @@ pub struct LimitsInfo {
     pub max_body_bytes: u64,
     pub max_fps: u32,
     pub network: bool,
+    /// A project's most files, bytes in all, and bytes in one file (blob).
+    #[serde(default)]
+    pub max_project_files: u64,
+    #[serde(default)]
+    pub max_project_bytes: u64,
+    #[serde(default)]
+    pub max_file_bytes: u64,
 }
 
 /// `GET /v1/capabilities`.

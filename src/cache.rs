@@ -26,6 +26,9 @@ pub struct KeyParts<'a> {
     /// With narration, the speech provider's identity (provider, endpoint,
     /// model, voice; never its key): another voice is another result.
     pub narration: Option<String>,
+    /// A project's scene file path and every other file's digest: an
+    /// edited helper or asset is another result.
+    pub project: Option<&'a crate::project::Project>,
 }
 
 pub fn key(p: &KeyParts) -> String {
@@ -41,6 +44,14 @@ pub fn key(p: &KeyParts) -> String {
         "seed": p.seed,
         "encoding": p.encoding,
         "narration": p.narration,
+        "project": p.project.map(|project| serde_json::json!({
+            "main": project.main,
+            "files": project
+                .files
+                .iter()
+                .map(|(path, f)| (path.clone(), f.digest().to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        })),
         // A new engine or worker may render the same request differently.
         "manim": runtime::engine_version(Engine::Manim),
         "manimgl": runtime::engine_version(Engine::Manimgl),
@@ -111,6 +122,7 @@ mod tests {
             seed: None,
             encoding: Encoding::Final,
             narration: None,
+            project: None,
         }
     }
 
@@ -144,6 +156,30 @@ mod tests {
         let mut p = parts("a");
         p.owner = Some("tenant");
         assert_ne!(key(&p), base);
+        // A project's files count: each one's path and content.
+        use crate::project::{FileRef, Project};
+        let project = |files: &[(&str, &str)]| Project {
+            main: "scene.py".into(),
+            files: files
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), FileRef::Text((*v).to_owned())))
+                .collect(),
+        };
+        let keys: Vec<String> = [
+            project(&[]),
+            project(&[("h.py", "1")]),
+            project(&[("h.py", "2")]),
+            project(&[("g.py", "1")]),
+        ]
+        .iter()
+        .map(|pr| {
+            let mut p = parts("a");
+            p.project = Some(pr);
+            key(&p)
+        })
+        .collect();
+        let unique: std::collections::BTreeSet<_> = keys.iter().chain([&base]).collect();
+        assert_eq!(unique.len(), 5);
         let scenes = ["A".parse().unwrap()];
         let mut p = parts("a");
         p.scenes = &scenes;

@@ -105,6 +105,49 @@ impl Client {
         Ok((status, Some(json(r).await?)))
     }
 
+    /// `POST /v1/blobs/missing`: which of `digests` this key has not uploaded.
+    pub async fn missing_blobs(
+        &self,
+        digests: &[crate::project::Digest],
+    ) -> Result<Vec<crate::project::Digest>, ClientError> {
+        let r = self
+            .http
+            .post(self.url("/v1/blobs/missing"))
+            .json(&crate::api::MissingBlobsRequest {
+                digests: digests.to_vec(),
+            })
+            .send()
+            .await?;
+        Ok(json::<crate::api::MissingBlobs>(r).await?.missing)
+    }
+
+    /// `PUT /v1/blobs/{digest}` with the file at `path`, streamed; whether
+    /// the server had it already.
+    pub async fn put_blob(
+        &self,
+        digest: &crate::project::Digest,
+        path: &Path,
+    ) -> Result<crate::api::BlobView, ClientError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Transport(format!("{}: {e}", path.display())))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| ClientError::Transport(format!("{}: {e}", path.display())))?
+            .len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let r = self
+            .http
+            .put(self.url(&format!("/v1/blobs/{digest}")))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await?;
+        json(r).await
+    }
+
     /// `POST /v1/generations`: a generation job, queued.
     pub async fn generate(&self, request: &impl Serialize) -> Result<JobView, ClientError> {
         let r = self

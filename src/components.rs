@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::blobs::Blobs;
 use crate::control::Control;
 use crate::events::Hub;
 use crate::jobs::{Keys, Store};
@@ -25,6 +26,8 @@ pub struct Components {
     pub llm: Arc<Llm>,
     /// This node's runs and the signals that reach them.
     pub control: Arc<Control>,
+    /// Projects' uploaded files, per owner.
+    pub blobs: Arc<Blobs>,
 }
 
 /// The configured model provider, the replaced system's, and the keys that

@@ -104,6 +104,9 @@ error_codes! {
     WrongEngineApi = "wrong-engine-api" => Unprocessable,
     SeveralScenes = "several-scenes" => Unprocessable,
     GenerationFailed = "generation-failed" => Unprocessable,
+    // Projects: files beside the scene file.
+    /// A blob the project refers to is not among the owner's uploads.
+    MissingBlob = "missing-blob" => Unprocessable,
     // Providers we call.
     LlmNotConfigured = "llm-not-configured" => Unavailable,
     LlmUnavailable = "llm-unavailable" => Unavailable,
@@ -124,6 +127,19 @@ error_codes! {
     /// The job has no such file (yet).
     NotReady = "not-ready" => Conflict,
     PayloadTooLarge = "payload-too-large" => TooLarge,
+    /// A project path that is absolute, has `..`, NUL, control characters
+    /// or backslashes, or a blob reference that is not `sha256:<hex>`.
+    InvalidPath = "invalid-path" => Invalid,
+    /// Two project paths that are the same after normalisation, or a file
+    /// where another path needs a folder.
+    DuplicatePath = "duplicate-path" => Invalid,
+    /// An uploaded blob's bytes do not have the digest it was sent under.
+    DigestMismatch = "digest-mismatch" => Invalid,
+    TooManyFiles = "too-many-files" => TooLarge,
+    FileTooLarge = "file-too-large" => TooLarge,
+    ProjectTooLarge = "project-too-large" => TooLarge,
+    /// The owner's blobs would pass `--blob-quota-mib`.
+    BlobQuotaExceeded = "blob-quota-exceeded" => TooLarge,
     RangeNotSatisfiable = "range-not-satisfiable" => RangeNotSatisfiable,
     QueueFull = "queue-full" => Busy,
     RateLimited = "rate-limited" => Busy,

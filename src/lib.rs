@@ -12,6 +12,8 @@ pub mod animcache;
 #[cfg(feature = "service")]
 pub mod api;
 #[cfg(feature = "service")]
+pub mod blobs;
+#[cfg(feature = "service")]
 pub mod bus;
 #[cfg(feature = "service")]
 pub mod cache;
@@ -49,6 +51,7 @@ pub mod narration;
 pub mod pool;
 #[cfg(feature = "service")]
 pub mod process;
+pub mod project;
 pub mod protocol;
 #[cfg(feature = "service")]
 pub mod render;

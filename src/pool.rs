@@ -147,12 +147,6 @@ impl Pool {
             let pool = Arc::clone(self);
             tokio::spawn(async move {
                 let result = pool.renderer.start_warm(engine, &pool.cfg.limits).await;
-                *pool
-                    .starting
-                    .lock()
-                    .expect("pool lock")
-                    .entry(engine)
-                    .or_default() -= 1;
                 match result {
                     Ok(warm) if !pool.closed.load(Ordering::SeqCst) => {
                         pool.ready.lock().expect("pool lock").push(warm)
@@ -160,6 +154,14 @@ impl Pool {
                     Ok(warm) => pool.renderer.discard(warm).await,
                     Err(err) => tracing::warn!(%engine, %err, "cannot start a warm sandbox"),
                 }
+                // Only now: `close` waits for this count, so a sandbox that
+                // started after it is gone (not on its way out) when it ends.
+                *pool
+                    .starting
+                    .lock()
+                    .expect("pool lock")
+                    .entry(engine)
+                    .or_default() -= 1;
             });
         }
     }

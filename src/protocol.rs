@@ -16,7 +16,14 @@ use crate::spec::{Encoding, Engine, Format, SceneName};
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum WorkerJob<'a> {
     /// Parse only: syntax, engine imports, scene classes. Runs no user code.
-    Inspect { code: &'a str },
+    Inspect {
+        code: &'a str,
+        /// A project's other Python files: where the engine is imported
+        /// when the scene file imports it through one of them (3b1b's
+        /// `from manim_imports_ext import *`).
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        modules: &'a [&'a str],
+    },
     /// Run the file and render scenes.
     Render {
         code: &'a str,
@@ -43,10 +50,14 @@ pub enum WorkerJob<'a> {
         /// render): the plays before are simulated, the scene stops after.
         #[serde(skip_serializing_if = "Option::is_none")]
         chunk: Option<ChunkRange>,
+        /// A project's scene file, relative to `/project` (laid out by the
+        /// host); absent: a single file, the code alone.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        main: Option<&'a str>,
     },
-    /// Run one scene with the engine's own skipping (one time step a play,
-    /// nothing drawn) to learn its plays' lengths and whether it reads the
-    /// wall clock or fresh entropy: the plan of a split render.
+    /// Run one scene with every play simulated (nothing drawn) to learn its
+    /// plays' lengths and whether it reads the wall clock or fresh entropy:
+    /// the plan of a split render.
     Plan {
         code: &'a str,
         engine: Engine,
@@ -55,6 +66,9 @@ pub enum WorkerJob<'a> {
         height: u32,
         fps: u32,
         seed: Option<u32>,
+        /// As a render's: narration's waits are plays too.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        speech: Option<&'a std::collections::BTreeMap<String, f64>>,
     },
     /// Run one scene with every play simulated (no video) and save the
     /// frames `preview` asks for as PNG under `out/frames`.
@@ -67,6 +81,9 @@ pub enum WorkerJob<'a> {
         fps: u32,
         seed: Option<u32>,
         preview: &'a PreviewKind,
+        /// As a render's: the project's scene file under `/project`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        main: Option<&'a str>,
     },
     /// Mix narration clips at their times and mux them into a video
     /// (the video stream copied). Runs no user code.
@@ -241,6 +258,9 @@ pub struct UserError {
     /// How many animations the scene plays, for `no-such-animation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plays: Option<u32>,
+    /// The project file `line` is in, when it is not the scene file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// The codes a worker may report. Anything else it says is reported as

@@ -63,6 +63,10 @@ const WORKER_FILES: &[(&str, &str)] = &[
         include_str!("../python/manimd_worker/protocol.py"),
     ),
     (
+        "manimd_worker/project.py",
+        include_str!("../python/manimd_worker/project.py"),
+    ),
+    (
         "manimd_worker/usercode.py",
         include_str!("../python/manimd_worker/usercode.py"),
     ),

@@ -94,6 +94,7 @@ impl NoChoice {
             expression: None,
             traceback: vec![],
             plays: None,
+            file: None,
         }
     }
 }

@@ -283,6 +283,10 @@ pub struct RenderSpec {
     /// How many workers may draw this render at once (see `Parallel`).
     #[serde(default)]
     pub parallel: Parallel,
+    /// The files beside the scene file, when the request sent a project
+    /// (`code` is then the text of `project.main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<crate::project::Project>,
 }
 
 /// The seed of a request that names none: every render is seeded, so that

@@ -78,9 +78,19 @@ def _job_secs():
 def inspect(job):
     """Static facts about the file, without running it: engine and scenes."""
     tree = usercode.parse(job["code"])
+    engine = usercode.detect_engine(tree)
+    for module in job.get("modules") or []:
+        # A project's scene file may import its engine through a module of
+        # its own (3b1b's manim_imports_ext); one that does not parse says nothing.
+        if engine is not None:
+            break
+        try:
+            engine = usercode.detect_engine(usercode.parse(module))
+        except UserError:
+            pass
     protocol.emit(
         "inspected",
-        engine=usercode.detect_engine(tree),
+        engine=engine,
         scenes=usercode.static_scenes(tree),
         narrations=narration.literals(tree),
     )
@@ -173,11 +183,15 @@ def _load(job):
     by name and the names to render."""
     started = time.monotonic()
     code = job["code"]
+    if job.get("main"):
+        # A project, laid out by the host at /project (the scene file too).
+        usercode.use_project(job["main"])
     tree = usercode.parse(code)
     code_obj = usercode.compile_code(code)
-    with open(usercode.USER_FILE, "w", encoding="utf-8") as f:
-        # Written out so that tracebacks and `inspect` can show source lines.
-        f.write(code)
+    if not job.get("main"):
+        with open(usercode.USER_FILE, "w", encoding="utf-8") as f:
+            # Written out so that tracebacks and `inspect` can show source lines.
+            f.write(code)
     os.makedirs(OUT_DIR, exist_ok=True)
     os.makedirs(WORK_DIR, exist_ok=True)
 
@@ -191,6 +205,10 @@ def _load(job):
         import_secs=round(time.monotonic() - started, 3),
     )
 
+    if job.get("main"):
+        from manimd_worker import project
+
+        project.register_fonts()
     narration.configure(job.get("speech"))
     seed = job.get("seed")
     if seed is not None:

@@ -44,9 +44,11 @@ class Plan:
 
     def __init__(self, job, profile):
         self.preview = job.get("preview")
-        # A plan (mode "plan") runs the scene with Manim's own skipping: each
-        # play one time step, nothing drawn. It only measures: how long each
-        # play is, and whether the scene reads the clock or fresh entropy.
+        # A plan (mode "plan") simulates every play, as a preview does, and
+        # draws nothing: it measures how long each play is and whether the
+        # scene reads the clock or fresh entropy. Not Manim's skipping: a
+        # scene whose course depends on exact time (narration's waits round
+        # to frames) would plan other plays than it renders.
         self.planning = job.get("mode") == "plan"
         # A chunk (`{"first": i, "last": j}`) draws plays i..j of its scene;
         # the plays before i are simulated and the scene stops after j.
@@ -60,8 +62,8 @@ class Plan:
 
     @property
     def simulating(self):
-        """A preview draws no video: every play is passed over."""
-        return self.preview is not None
+        """A preview or a plan draws no video: every play is passed over."""
+        return self.preview is not None or self.planning
 
     def before_chunk(self, index):
         """Whether play `index` comes before this chunk's range."""

@@ -6,6 +6,7 @@ USER_FILE and tracebacks are trimmed to the frames of that file.
 
 import ast
 import errno
+import os
 import sys
 import traceback
 import types
@@ -15,6 +16,8 @@ from manimd_worker.protocol import clip
 USER_FILE = "/job/scene.py"
 DISPLAY_NAME = "scene.py"
 MODULE_NAME = "scene"
+# With a project, its files' frames are the author's too (see use_project).
+_PROJECT = False
 
 ENGINE_MODULES = {"manim": "manim", "manimlib": "manimgl"}
 
@@ -26,6 +29,31 @@ class UserError(Exception):
         super().__init__(message)
         self.code = code
         self.fields = {"message": clip(message), **fields}
+
+
+def use_project(main):
+    """The scene file is `main` in the laid out project: compiled under its
+    own path, so that tracebacks and `__file__` point into the project,
+    and every project file's frames are the author's."""
+    global USER_FILE, DISPLAY_NAME, MODULE_NAME, _PROJECT
+    from manimd_worker import project
+
+    USER_FILE = project.enter(main)
+    DISPLAY_NAME = main
+    stem = os.path.splitext(os.path.basename(main))[0]
+    MODULE_NAME = stem if stem.isidentifier() else "scene"
+    _PROJECT = True
+
+
+def _display(filename):
+    """How the author knows a frame's file, or None for a frame not theirs."""
+    if filename == USER_FILE:
+        return DISPLAY_NAME
+    if _PROJECT:
+        from manimd_worker import project
+
+        return project.relative(filename)
+    return None
 
 
 def syntax_error(err):
@@ -141,13 +169,14 @@ def find_scenes(module, scene_base, tree):
 
 
 def user_frames(tb):
-    """The traceback's frames that belong to the author's file."""
+    """The traceback's frames that belong to the author's files."""
     frames = []
     for summary in traceback.extract_tb(tb):
-        if summary.filename == USER_FILE:
+        shown = _display(summary.filename)
+        if shown is not None:
             frames.append(
                 {
-                    "file": DISPLAY_NAME,
+                    "file": shown,
                     "line": summary.lineno,
                     "function": summary.name,
                     "code": clip(summary.line or "", 300),
@@ -161,6 +190,12 @@ _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 def scene_error(err, scene):
+    if isinstance(err, SyntaxError) and _display(err.filename) not in (None, DISPLAY_NAME):
+        # A helper module of the project that does not parse: its own line.
+        error = syntax_error(err)
+        error.fields["file"] = _display(err.filename)
+        error.fields["message"] = clip(f"{_display(err.filename)}: {error.fields['message']}")
+        return error
     frames = user_frames(err.__traceback__)
     if isinstance(err, OSError) and err.errno in _FULL:
         # The supervisor fills in the limits; the worker does not know them.
@@ -171,6 +206,11 @@ def scene_error(err, scene):
     message = f"{kind}: {text}" if text else kind
     if line:
         message += f" (line {line})"
+    fields = {}
+    if frames and frames[-1]["file"] != DISPLAY_NAME:
+        # The line is in another file of the project: say which.
+        fields["file"] = frames[-1]["file"]
+        message = message.replace(f"(line {line})", f"({frames[-1]['file']}, line {line})")
     return UserError(
         "scene-error",
         message,
@@ -178,6 +218,7 @@ def scene_error(err, scene):
         exception=kind,
         line=line,
         traceback=frames,
+        **fields,
     )
 
 

@@ -4,6 +4,7 @@ mod doctor;
 mod generate;
 mod mcp;
 mod preview;
+mod project;
 mod render;
 mod report;
 mod serve;
@@ -124,12 +125,33 @@ pub struct NodeArgs {
     /// any node re-queues the job (a worker that died).
     #[arg(long, env = "MANIMD_LEASE_SECS", default_value_t = defaults::LEASE_SECS)]
     pub lease_secs: u64,
-    /// Split a render over several workers when its video costs at least
-    /// this many seconds of 1080p60 video (a lower quality weighs less by
-    /// its pixel rate): chunks are drawn at once by free workers of every
-    /// node and stitched without re-encoding.
+    /// Split a render over several workers when its video is at least this
+    /// long (and of `--chunk-min-quality` or above): chunks are drawn at
+    /// once by free workers of every node and stitched without re-encoding.
     #[arg(long, env = "MANIMD_CHUNK_MIN_SECS", default_value_t = defaults::CHUNK_MIN_SECS, value_name = "SECS")]
     pub chunk_min_secs: f64,
+    /// Each API key's uploaded blobs (a project's files) together may hold
+    /// this much; unused blobs are collected a day after their last use.
+    #[arg(long, env = "MANIMD_BLOB_QUOTA_MIB", default_value_t = manimd::blobs::DEFAULT_QUOTA_MIB, value_name = "MIB")]
+    pub blob_quota_mib: u64,
+    /// The most files one project may have.
+    #[arg(long, env = "MANIMD_MAX_PROJECT_FILES", default_value_t = manimd::project::DEFAULT_MAX_FILES, value_name = "N")]
+    pub max_project_files: usize,
+    /// The most one project may hold, all its files together.
+    #[arg(long, env = "MANIMD_MAX_PROJECT_MIB", default_value_t = manimd::project::DEFAULT_MAX_PROJECT_MIB, value_name = "MIB")]
+    pub max_project_mib: u64,
+    /// The most one file of a project (one blob) may hold.
+    #[arg(long, env = "MANIMD_MAX_FILE_MIB", default_value_t = manimd::project::DEFAULT_MAX_FILE_MIB, value_name = "MIB")]
+    pub max_file_mib: u64,
+    /// The lowest quality a render is split at (below it, a render is cheap
+    /// enough for one worker, and is not even planned).
+    #[arg(
+        long,
+        env = "MANIMD_CHUNK_MIN_QUALITY",
+        value_enum,
+        default_value = "high"
+    )]
+    pub chunk_min_quality: Quality,
     /// CPUs each render may use (cgroup `cpu.max` on v2, the CFS quota on
     /// v1); unset: no CPU limit.
     #[arg(long, env = "MANIMD_CPUS", value_name = "N")]
@@ -257,6 +279,10 @@ pub struct SubmitArgs {
     /// `GET /v1/renders/{id}/subtitles` for the WebVTT).
     #[arg(long)]
     pub narration: bool,
+    /// `auto` (default): the server may split a long render over its free
+    /// workers; a number: at most that many chunks (`1`: never split).
+    #[arg(long, value_parser = parse_parallel)]
+    pub parallel: Option<manimd::spec::Parallel>,
     /// Where to write the result. Default: the file's name with the format's extension.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -265,6 +291,16 @@ pub struct SubmitArgs {
     /// The API key, when the server needs one.
     #[arg(long, env = "MANIMD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+}
+
+/// `auto` or a number of chunks, as the API takes it.
+fn parse_parallel(s: &str) -> Result<manimd::spec::Parallel, String> {
+    let json = if s == "auto" {
+        "\"auto\"".to_owned()
+    } else {
+        s.to_owned()
+    };
+    serde_json::from_str(&json).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]

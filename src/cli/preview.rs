@@ -33,7 +33,12 @@ async fn preview(config: &Config, args: PreviewArgs) -> Result<(), u8> {
     if let Some(secs) = args.timeout {
         limits.wall_secs = secs;
     }
-    let renderer = Renderer::new(config).map_err(|e| fail(&e, &args.file, &code))?;
+    let folder = super::project::scan(&args.file, &Default::default()).map_err(usage)?;
+    let local = folder.as_ref().map(|f| f.local());
+    let mut renderer = Renderer::new(config).map_err(|e| fail(&e, &args.file, &code))?;
+    if let Some((_, blobs)) = &local {
+        renderer = renderer.with_blobs(blobs.clone());
+    }
     let inspection = renderer
         .inspect(&code)
         .await
@@ -49,6 +54,8 @@ async fn preview(config: &Config, args: PreviewArgs) -> Result<(), u8> {
         fps: args.fps,
         seed: args.seed,
         kind,
+        project: local.map(|(project, _)| project),
+        owner: None,
     };
     let staging = staging_dir(&args.output)?;
     let result = renderer

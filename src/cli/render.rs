@@ -48,8 +48,14 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         .map_err(usage)?;
     let format = output_format(&args)?;
     let limits = limits(config, &args);
+    // The scene's folder is its project, laid out from the user's own files.
+    let folder = super::project::scan(&args.file, &Default::default()).map_err(usage)?;
+    let local = folder.as_ref().map(|f| f.local());
 
-    let renderer = Renderer::new(config).map_err(|e| fail(&e, &args.file, &code))?;
+    let mut renderer = Renderer::new(config).map_err(|e| fail(&e, &args.file, &code))?;
+    if let Some((_, blobs)) = &local {
+        renderer = renderer.with_blobs(blobs.clone());
+    }
     let inspection = renderer
         .inspect(&code)
         .await
@@ -74,6 +80,7 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         cache: !args.no_cache,
         // One process, one sandbox: a split needs the service's workers.
         parallel: manimd::spec::Parallel::AtMost(1),
+        project: local.map(|(project, _)| project),
     };
     let first = render_and_deliver(&renderer, &spec, &limits, &output, &args).await;
     if !args.watch {

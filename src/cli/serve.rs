@@ -27,6 +27,13 @@ fn node_options(config: &Config, args: &NodeArgs) -> Result<(Config, ServeOption
     opts.max_attempts = args.max_attempts.max(1);
     opts.lease = std::time::Duration::from_secs(args.lease_secs.max(2));
     opts.chunk_min_secs = args.chunk_min_secs.max(0.0);
+    opts.blob_quota_mib = args.blob_quota_mib;
+    opts.project_limits = manimd::project::ProjectLimits {
+        max_files: args.max_project_files,
+        max_bytes: args.max_project_mib.saturating_mul(1024 * 1024),
+        max_file_bytes: args.max_file_mib.saturating_mul(1024 * 1024),
+    };
+    opts.chunk_min_quality = args.chunk_min_quality;
     if let Some(cpus) = args.cpus {
         if !(0.01..=1024.0).contains(&cpus) {
             return Err(format!("--cpus must be between 0.01 and 1024, not {cpus}"));

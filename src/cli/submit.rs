@@ -39,8 +39,25 @@ fn print_api_error(body: &serde_json::Value, file: &Path, code: &str) {
 async fn submit(args: SubmitArgs) -> Result<(), u8> {
     let code = super::render::read_scene_file(&args.file).map_err(fail)?;
     let format = args.format.unwrap_or(Format::Mp4);
+    let client = Client::new(&args.server, args.api_key.as_deref()).map_err(fail)?;
+    // The scene's folder is its project: only the blobs the server lacks go.
+    let folder = super::project::scan(&args.file, &Default::default()).map_err(fail)?;
+    let (files, main) = match &folder {
+        Some(folder) => {
+            let (files, blobs) = folder.request(&code);
+            upload_missing(&client, &blobs).await?;
+            (Some(files), Some(folder.main.clone()))
+        }
+        None => (None, None),
+    };
     let req = RenderRequest {
-        code: code.clone(),
+        code: if files.is_some() {
+            String::new()
+        } else {
+            code.clone()
+        },
+        files,
+        main,
         scenes: (!args.scenes.is_empty()).then(|| args.scenes.clone()),
         engine: args.engine,
         quality: Some(args.quality),
@@ -49,9 +66,9 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
         seed: args.seed,
         encoding: Some(args.encoding),
         narration: args.narration.then_some(true),
+        parallel: args.parallel,
         ..Default::default()
     };
-    let client = Client::new(&args.server, args.api_key.as_deref()).map_err(fail)?;
     let job = match client.submit(&req).await {
         Ok(job) => job,
         Err(ClientError::Api { status, error }) => {
@@ -91,6 +108,15 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
             if let Some(n) = &result.notice {
                 eprintln!("note[{}]: {}", n.code, n.message);
             }
+            if !args.quiet && !result.chunks.is_empty() {
+                let nodes: std::collections::BTreeSet<&str> =
+                    result.chunks.iter().map(|c| c.node.as_str()).collect();
+                eprintln!(
+                    "split into {} chunks over {} worker(s)",
+                    result.chunks.len(),
+                    nodes.len()
+                );
+            }
             println!("{}", out.display());
             Ok(())
         }
@@ -103,6 +129,39 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
             Err(1)
         }
     }
+}
+
+/// Uploads the project's blobs that the server does not have for this
+/// key, and says which went (nothing when it had them all).
+async fn upload_missing(client: &Client, blobs: &[&super::project::LocalFile]) -> Result<(), u8> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    let digests: Vec<_> = blobs.iter().map(|f| f.digest).collect();
+    let missing = client
+        .missing_blobs(&digests)
+        .await
+        .map_err(|e| fail(format!("{}: {e}", client.base())))?;
+    let mut sent = 0u64;
+    let mut count = 0;
+    for digest in &missing {
+        let Some(file) = blobs.iter().find(|f| f.digest == *digest) else {
+            continue;
+        };
+        client
+            .put_blob(digest, &file.host)
+            .await
+            .map_err(|e| fail(format!("uploading {}: {e}", file.path)))?;
+        eprintln!("uploaded {} ({} bytes)", file.path, file.size);
+        sent += file.size;
+        count += 1;
+    }
+    eprintln!(
+        "project: {} blobs, {count} uploaded ({sent} bytes), {} already on the server",
+        blobs.len(),
+        blobs.len() - count
+    );
+    Ok(())
 }
 
 /// What to say when the server stops answering while a job is followed:

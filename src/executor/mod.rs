@@ -39,9 +39,11 @@ pub struct ExecutorConfig {
     pub limits: Limits,
     /// Scratch space for renders in progress (same filesystem as storage).
     pub work_dir: PathBuf,
-    /// A render is split over several workers when its planned video costs
-    /// at least this many seconds of 1080p60 video (see `split`).
+    /// A render is split over several workers when its planned video is at
+    /// least this many seconds long (see `split`)...
     pub chunk_min_secs: f64,
+    /// ... and of this quality or above.
+    pub chunk_min_quality: crate::spec::Quality,
 }
 
 pub struct Executor {
@@ -268,6 +270,21 @@ impl Executor {
             }
             let _ = progress_tx.try_send(p);
         };
+        if let Some(project) = &job.spec.project {
+            // With a bucket: the blobs another node received. One that
+            // cannot be brought fails the render as `missing-blob`.
+            for (_, digest) in project.blobs() {
+                let owner = job.owner.as_deref();
+                if let Err(err) = self
+                    .parts
+                    .storage
+                    .pull_blob(&self.parts.blobs, owner, &digest)
+                    .await
+                {
+                    tracing::warn!(%err, %digest, "cannot bring a project's blob");
+                }
+            }
+        }
         if let Some(shelf) = &shelf {
             // With a bucket: what other nodes drew for this owner. A store
             // that cannot be reached costs the reuse, not the render.

@@ -20,21 +20,17 @@ use super::Executor;
 use crate::animcache::Shelf;
 use crate::control::{Run, Slot, Stop, Stopper};
 use crate::jobs::{Chunk, ChunkEnding, ChunkInfo, ChunkStatus, Job, Store};
-use crate::protocol::{Notice, Progress};
-use crate::render::RenderError;
-use crate::spec::{Engine, Format, Parallel};
+use crate::protocol::{ChunkRange, Notice, Progress};
+use crate::render::{RenderError, ScenePlan};
+use crate::spec::{Engine, Format, Parallel, Quality};
 
 /// How often the job's runner looks at its chunks, and a chunk's lease is
 /// renewed with its frames.
 const POLL: Duration = Duration::from_millis(250);
 const CHUNK_BEAT: Duration = Duration::from_secs(1);
 
-/// The cost of one second of 1080p60 video: a render's planned seconds are
-/// weighed by its pixel rate against it before `chunk_min_secs` applies.
-const HIGH_PIXEL_RATE: f64 = 1920.0 * 1080.0 * 60.0;
-
 /// What splitting did for a job.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(super) struct Split {
     pub chunks: Vec<ChunkInfo>,
     /// Why the job was not split.
@@ -88,7 +84,7 @@ impl Executor {
             }
         };
         let max_chunks = job.spec.parallel.chunks(workers);
-        let shelf = match (shelf, cannot_split(job, max_chunks)) {
+        let shelf = match (shelf, self.cannot_split(job, max_chunks)) {
             (_, Some(split)) => return split,
             (None, None) => {
                 return Split::not(
@@ -105,68 +101,70 @@ impl Executor {
             .plan(&job.spec, warm, &self.cfg.limits, scratch, run.stopped())
             .await;
         let plan_secs = Some(plan.as_ref().map_or(0.0, |p| p.wall.as_secs_f64()));
-        let plan = match plan {
-            Ok(plan) => plan,
+        let chunks = match plan {
+            Ok(plan) => chunks_of(&plan, max_chunks, self.cfg.chunk_min_secs),
             // The last pass meets the same error and reports it as a
             // single render would.
-            Err(err) => {
-                return Split::not(
-                    "plan-failed",
-                    format!("the scene could not be planned ({})", err.code()),
-                )
-            }
+            Err(err) => Err(Split::not(
+                "plan-failed",
+                format!("the scene could not be planned ({})", err.code()),
+            )),
         };
-        if let Some(&line) = plan.clock.first() {
-            return Split::not(
-                "wall-clock",
-                format!("the scene reads the wall clock (line {line}), so separate workers would draw different frames"),
+        let split = match chunks {
+            Ok(chunks) => {
+                tracing::info!(chunks = chunks.len(), "render split");
+                self.draw_chunks(job, attempt, run, shelf, &chunks, feed)
+                    .await
+            }
+            Err(not) => not,
+        };
+        Split { plan_secs, ..split }
+    }
+
+    /// The whole-job reasons not to split, known before any plan.
+    fn cannot_split(&self, job: &Job, max_chunks: u32) -> Option<Split> {
+        let spec = &job.spec;
+        let not = |code, message: &str| Some(Split::not(code, message));
+        if spec.parallel == Parallel::AtMost(1) {
+            return not(
+                "parallel-1",
+                "the request asked for one worker (\"parallel\": 1)",
             );
         }
-        if let Some(&line) = plan.entropy.first() {
-            return Split::not(
-                "entropy",
-                format!("the scene draws unseeded randomness (line {line}), so separate workers would draw different frames"),
+        if spec.engine != Engine::Manim {
+            return not(
+                "engine",
+                "ManimGL renders are not split: its plays have no hash to check a chunk's pieces by",
             );
         }
-        let (width, height) = job.spec.quality.resolution();
-        let weight =
-            f64::from(width) * f64::from(height) * f64::from(job.spec.fps()) / HIGH_PIXEL_RATE;
-        let cost = plan.duration * weight;
-        if cost < self.cfg.chunk_min_secs {
-            return Split::not(
-                "short",
+        if spec.format == Format::Png {
+            return not("still", "a still has nothing to split");
+        }
+        if spec.scenes.len() > 1 {
+            return not("several-scenes", "only a render of one scene is split");
+        }
+        if spec.project.is_some() {
+            return not(
+                "project",
+                "a project's render is not split: its chunks would each need the project laid out",
+            );
+        }
+        if rank(spec.quality) < rank(self.cfg.chunk_min_quality) {
+            return Some(Split::not(
+                "quality",
                 format!(
-                    "{:.1} s of video at this quality is under the {} s of 1080p60 video worth splitting (--chunk-min-secs)",
-                    plan.duration, self.cfg.chunk_min_secs
+                    "renders below {} quality are not split (--chunk-min-quality)",
+                    self.cfg.chunk_min_quality.as_str()
                 ),
+            ));
+        }
+        if max_chunks < 2 {
+            return not(
+                "one-worker",
+                "one worker is all this cluster has free for it",
             );
         }
-        let worth = ((cost / (self.cfg.chunk_min_secs / 2.0).max(1e-3)) as u32).max(2);
-        let ranges = crate::render::split(&plan.plays, max_chunks.min(worth) as usize);
-        if ranges.len() < 2 {
-            return Split::not(
-                "one-animation",
-                "the scene is one animation, which is never cut",
-            );
-        }
-        let planned: Vec<_> = ranges
-            .iter()
-            .map(|r| {
-                (
-                    *r,
-                    plan.plays[r.first as usize..=r.last as usize]
-                        .iter()
-                        .sum::<f64>(),
-                )
-            })
-            .collect();
-        tracing::info!(chunks = planned.len(), secs = plan.duration, "render split");
-        Split {
-            plan_secs,
-            ..self
-                .draw_chunks(job, attempt, run, shelf, &planned, feed)
-                .await
-        }
+        None
     }
 
     /// Queues the chunks, draws those no other worker took, waits for the
@@ -178,7 +176,7 @@ impl Executor {
         attempt: u32,
         run: &Run,
         shelf: &Shelf,
-        planned: &[(crate::protocol::ChunkRange, f64)],
+        planned: &[(ChunkRange, f64)],
         feed: &Feed,
     ) -> Split {
         let store = &self.parts.store;
@@ -355,43 +353,62 @@ impl Executor {
     }
 }
 
-/// The whole-job reasons not to split, known before any plan.
-fn cannot_split(job: &Job, max_chunks: u32) -> Option<Split> {
-    let spec = &job.spec;
-    if spec.parallel == Parallel::AtMost(1) {
-        return Some(Split::not(
-            "parallel-1",
-            "the request asked for one worker (\"parallel\": 1)",
+/// The chunks a plan makes: at most `max_chunks`, each at least half of
+/// `min_secs` long, balanced by duration; or why there are none.
+fn chunks_of(
+    plan: &ScenePlan,
+    max_chunks: u32,
+    min_secs: f64,
+) -> Result<Vec<(ChunkRange, f64)>, Split> {
+    if let Some(&line) = plan.clock.first() {
+        return Err(Split::not(
+            "wall-clock",
+            format!("the scene reads the wall clock (line {line}), so separate workers would draw different frames"),
         ));
     }
-    if spec.engine != Engine::Manim {
-        return Some(Split::not(
-            "engine",
-            "ManimGL renders are not split: its plays have no hash to check a chunk's pieces by",
+    if let Some(&line) = plan.entropy.first() {
+        return Err(Split::not(
+            "entropy",
+            format!("the scene draws unseeded randomness (line {line}), so separate workers would draw different frames"),
         ));
     }
-    if spec.format == Format::Png {
-        return Some(Split::not("still", "a still has nothing to split"));
-    }
-    if spec.scenes.len() > 1 {
-        return Some(Split::not(
-            "several-scenes",
-            "only a render of one scene is split",
+    if plan.duration < min_secs {
+        return Err(Split::not(
+            "short",
+            format!(
+                "{:.1} s of video is under the {min_secs} s worth splitting (--chunk-min-secs)",
+                plan.duration
+            ),
         ));
     }
-    if spec.narration {
-        return Some(Split::not(
-            "narration",
-            "a narrated render is not split: its timing comes from the speech",
+    let worth = ((plan.duration / (min_secs / 2.0).max(1e-3)) as u32).max(2);
+    let ranges = crate::render::split(&plan.plays, max_chunks.min(worth) as usize);
+    if ranges.len() < 2 {
+        return Err(Split::not(
+            "one-animation",
+            "the scene is one animation, which is never cut",
         ));
     }
-    if max_chunks < 2 {
-        return Some(Split::not(
-            "one-worker",
-            "one worker is all this cluster has free for it",
-        ));
+    Ok(ranges
+        .iter()
+        .map(|r| {
+            (
+                *r,
+                plan.plays[r.first as usize..=r.last as usize].iter().sum(),
+            )
+        })
+        .collect())
+}
+
+/// Qualities in order of cost.
+fn rank(q: Quality) -> u8 {
+    match q {
+        Quality::Low => 0,
+        Quality::Medium => 1,
+        Quality::High => 2,
+        Quality::Production => 3,
+        Quality::FourK => 4,
     }
-    None
 }
 
 fn owner_of(job: &Job) -> &str {
@@ -574,4 +591,56 @@ fn link_for_live(shelf: &Shelf, key: &str, dir: &Path, n: usize) -> Option<PathB
     let _ = std::fs::remove_file(&link);
     std::fs::hard_link(entry, &link).ok()?;
     Some(link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(plays: Vec<f64>) -> ScenePlan {
+        ScenePlan {
+            duration: plays.iter().sum(),
+            plays,
+            clock: vec![],
+            entropy: vec![],
+            wall: std::time::Duration::ZERO,
+        }
+    }
+
+    fn code(r: Result<Vec<(ChunkRange, f64)>, Split>) -> String {
+        r.err()
+            .and_then(|s| s.reason)
+            .map(|n| n.code)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_long_plan_is_cut_into_balanced_chunks_up_to_the_workers() {
+        let long = plan(vec![1.0; 24]);
+        let chunks = chunks_of(&long, 2, 20.0).unwrap();
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[0], (ChunkRange { first: 0, last: 11 }, 12.0));
+        // More workers, but each chunk at least half the minimum: 24 s / 10.
+        assert_eq!(chunks_of(&long, 50, 20.0).unwrap().len(), 2);
+        assert_eq!(chunks_of(&long, 50, 4.0).unwrap().len(), 12);
+    }
+
+    #[test]
+    fn what_keeps_a_plan_whole_is_said() {
+        assert_eq!(code(chunks_of(&plan(vec![1.0; 5]), 4, 20.0)), "short");
+        assert_eq!(code(chunks_of(&plan(vec![30.0]), 4, 20.0)), "one-animation");
+        let clock = ScenePlan {
+            clock: vec![7],
+            ..plan(vec![1.0; 40])
+        };
+        let split = chunks_of(&clock, 4, 20.0).err().unwrap();
+        let reason = split.reason.unwrap();
+        assert_eq!(reason.code, "wall-clock");
+        assert!(reason.message.contains("line 7"), "{}", reason.message);
+        let entropy = ScenePlan {
+            entropy: vec![3],
+            ..plan(vec![1.0; 40])
+        };
+        assert_eq!(code(chunks_of(&entropy, 4, 20.0)), "entropy");
+    }
 }

@@ -1,5 +1,6 @@
-//! Split renders, the sandbox's part: the *plan* of a scene (each play's
-//! length, and whether the scene reads the wall clock or fresh entropy) and
+//! Split renders, the sandbox's part: the *plan* of a scene (every play
+//! simulated, nothing drawn: each play's length, and whether the scene
+//! reads the wall clock or fresh entropy) and
 //! one *chunk* (a range of plays drawn into the owner's animation cache).
 //!
 //! A chunk simulates the plays before its range frame by frame ("simulate,
@@ -66,6 +67,20 @@ impl Renderer {
         scratch: &Path,
         cancel: impl Future<Output = ()>,
     ) -> Result<ScenePlan, RenderError> {
+        let mut cancel = std::pin::pin!(cancel);
+        let speech = match self
+            .prepare_speech(spec, limits, scratch, cancel.as_mut())
+            .await
+        {
+            Ok(speech) => speech,
+            Err(e) => {
+                if let Some(warm) = warm {
+                    self.discard(warm).await;
+                }
+                return Err(e);
+            }
+        };
+        let durations = speech.as_ref().map(crate::narration::Speech::durations);
         let started = self.start_or_take(spec.engine, warm, limits).await?;
         let (width, height) = spec.quality.resolution();
         let job = WorkerJob::Plan {
@@ -76,6 +91,7 @@ impl Renderer {
             height,
             fps: spec.fps(),
             seed: Some(spec.seed()),
+            speech: durations.as_ref(),
         };
         let stdin = serde_json::to_vec(&job).expect("serializable");
         let mut collector = Collector::new(limits, scratch.join("pieces"), None, |_| {});
@@ -146,9 +162,24 @@ impl Renderer {
         progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
     ) -> Result<ChunkRendered, RenderError> {
+        let mut cancel = std::pin::pin!(cancel);
+        // A narrated scene waits for its lines' speech: spoken here too (on
+        // this node), so that its plays are timed as in the last pass.
+        let speech = match self
+            .prepare_speech(spec, limits, dest_dir, cancel.as_mut())
+            .await
+        {
+            Ok(speech) => speech,
+            Err(e) => {
+                if let Some(warm) = warm {
+                    self.discard(warm).await;
+                }
+                return Err(e);
+            }
+        };
         let started = self.start_or_take(spec.engine, warm, limits).await?;
         self.show_shelf(shelf, &started).await;
-        let stdin = super::render_job(spec, None, true, Some(range));
+        let stdin = super::render_job(spec, speech.as_ref(), true, Some(range));
         let mut collector = Collector::new(limits, dest_dir.join("pieces"), Some(shelf), progress);
         let mut keys = Vec::new();
         let mut done = None;

@@ -47,6 +47,15 @@ pub enum RenderError {
     /// worker before any user code ran. The message names what differs.
     #[error("the installed engine does not fit the worker: {0}")]
     EngineMismatch(String),
+    /// A project's blob is gone from this node's blob store (collected, or
+    /// never brought from the bucket).
+    #[error(
+        "{file:?} refers to the blob {digest}, which this server does not have (upload it again)"
+    )]
+    MissingBlob {
+        file: String,
+        digest: crate::project::Digest,
+    },
 }
 
 /// An error line of a worker that has started running user code: the scene
@@ -80,6 +89,7 @@ impl RenderError {
             }
             RenderError::Narration(e) => e.code(),
             RenderError::EngineMismatch(_) => ErrorCode::EngineMismatch,
+            RenderError::MissingBlob { .. } => ErrorCode::MissingBlob,
         }
     }
 
@@ -108,6 +118,9 @@ impl RenderError {
             RenderError::Stopped(s) => serde_json::to_value(s).unwrap_or_default(),
             RenderError::Crashed { exit_code, stderr } => {
                 serde_json::json!({ "exit_code": exit_code, "log": stderr })
+            }
+            RenderError::MissingBlob { file, digest } => {
+                serde_json::json!({ "file": file, "digest": digest })
             }
             // Ours: the code, and nothing of the host.
             _ if code.kind() == ErrorKind::Internal => {

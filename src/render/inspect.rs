@@ -76,7 +76,20 @@ impl Renderer {
         inspector: Inspector,
         code: &str,
     ) -> Result<Inspection, RenderError> {
-        let stdin = serde_json::to_vec(&WorkerJob::Inspect { code }).expect("serializable");
+        self.inspect_project_with(inspector, code, &[]).await
+    }
+
+    /// As `inspect_with`, for a project's scene file: when it imports no
+    /// engine itself, the engine is the first one `modules` (the project's
+    /// other Python files) import.
+    pub async fn inspect_project_with(
+        &self,
+        inspector: Inspector,
+        code: &str,
+        modules: &[&str],
+    ) -> Result<Inspection, RenderError> {
+        let stdin =
+            serde_json::to_vec(&WorkerJob::Inspect { code, modules }).expect("serializable");
         let mut found = None;
         let mut error = None;
         let mut finished = self

@@ -16,6 +16,7 @@ mod error;
 mod inspect;
 mod narrate;
 mod preview;
+mod project;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub use chunk::{split, ChunkRendered, ScenePlan};
 pub use error::RenderError;
 pub use inspect::{Inspection, Inspector};
 pub use preview::{Preview, PreviewFrame, PreviewSpec, MAX_FRAMES};
+pub use project::BlobSource;
 
 /// A finished render.
 #[derive(Debug)]
@@ -101,6 +103,8 @@ pub struct Renderer {
     tts: Tts,
     /// Each owner's cached animations.
     animations: AnimationCache,
+    /// Where projects' blobs are (none: a project may not use blobs).
+    blobs: Option<std::sync::Arc<dyn BlobSource>>,
 }
 
 impl Renderer {
@@ -116,7 +120,14 @@ impl Renderer {
                 config.data_dir.join("animations"),
                 config.cache_quota_mib,
             ),
+            blobs: None,
         })
+    }
+
+    /// Finds projects' blobs in `blobs`.
+    pub fn with_blobs(mut self, blobs: std::sync::Arc<dyn BlobSource>) -> Renderer {
+        self.blobs = Some(blobs);
+        self
     }
 
     pub fn sandbox(&self) -> &Sandbox {
@@ -206,7 +217,7 @@ impl Renderer {
             .await?;
         let shelf = self.shelf(spec, owner);
         self.render_in(
-            started, spec, shelf, limits, dest_dir, speech, progress, cancel,
+            started, spec, owner, shelf, limits, dest_dir, speech, progress, cancel,
         )
         .await
     }
@@ -238,7 +249,7 @@ impl Renderer {
         };
         let shelf = self.shelf(spec, owner);
         self.render_in(
-            started, spec, shelf, &limits, dest_dir, speech, progress, cancel,
+            started, spec, owner, shelf, &limits, dest_dir, speech, progress, cancel,
         )
         .await
     }
@@ -257,6 +268,7 @@ impl Renderer {
             height,
             fps: spec.fps(),
             encoding: spec.encoding,
+            project: spec.project.as_ref().map(|p| p.files_digest()),
         };
         self.animations.shelf(owner?, profile)
     }
@@ -268,6 +280,7 @@ impl Renderer {
         &self,
         started: sandbox::Started,
         spec: &RenderSpec,
+        owner: Option<&str>,
         shelf: Option<Shelf>,
         limits: &Limits,
         dest_dir: &Path,
@@ -281,6 +294,7 @@ impl Renderer {
             .render_once(
                 started,
                 spec,
+                owner,
                 shelf.as_ref(),
                 limits,
                 dest_dir,
@@ -303,6 +317,7 @@ impl Renderer {
         self.render_once(
             started,
             spec,
+            owner,
             shelf.as_ref(),
             limits,
             dest_dir,
@@ -319,6 +334,7 @@ impl Renderer {
         &self,
         started: sandbox::Started,
         spec: &RenderSpec,
+        owner: Option<&str>,
         shelf: Option<&Shelf>,
         limits: &Limits,
         dest_dir: &Path,
@@ -329,6 +345,13 @@ impl Renderer {
     ) -> Result<Rendered, RenderError> {
         // One stop signal for rendering and muxing.
         let mut cancel = std::pin::pin!(cancel);
+        if let Err(e) = self
+            .lay_out(&started, &spec.code, spec.project.as_ref(), owner)
+            .await
+        {
+            self.sandbox.discard(started).await;
+            return Err(e);
+        }
         if let Some(shelf) = shelf {
             self.show_shelf(shelf, &started).await;
         }
@@ -450,6 +473,7 @@ fn render_job(
         cache,
         environment: runtime::environment(spec.engine),
         chunk,
+        main: spec.project.as_ref().map(|p| p.main.as_str()),
     };
     serde_json::to_vec(&job).expect("serializable")
 }

@@ -33,6 +33,10 @@ pub struct PreviewSpec {
     pub fps: Option<u32>,
     pub seed: Option<u32>,
     pub kind: PreviewKind,
+    /// The files beside the scene file (`code` is `project.main`'s text).
+    pub project: Option<crate::project::Project>,
+    /// Whose blobs the project's files refer to.
+    pub owner: Option<String>,
 }
 
 /// A finished preview: the scene's animations and the frames, in order.
@@ -76,6 +80,18 @@ impl Renderer {
         cancel: impl Future<Output = ()>,
     ) -> Result<Preview, RenderError> {
         let started = self.start_or_take(spec.engine, warm, limits).await?;
+        if let Err(e) = self
+            .lay_out(
+                &started,
+                &spec.code,
+                spec.project.as_ref(),
+                spec.owner.as_deref(),
+            )
+            .await
+        {
+            self.sandbox.discard(started).await;
+            return Err(e);
+        }
         std::fs::create_dir_all(dest_dir)
             .map_err(|e| sandbox::SandboxError::Area(dest_dir.to_owned(), e))?;
         let stdin = preview_job(spec);
@@ -136,6 +152,7 @@ fn preview_job(spec: &PreviewSpec) -> Vec<u8> {
         fps: spec.fps.unwrap_or(spec.quality.fps()),
         seed: Some(spec.seed.unwrap_or(crate::spec::DEFAULT_SEED)),
         preview: &spec.kind,
+        main: spec.project.as_ref().map(|p| p.main.as_str()),
     };
     serde_json::to_vec(&job).expect("serializable")
 }

@@ -31,6 +31,13 @@ pub const VIEW_MOUNT: &str = "/cache";
 /// The name suffix of an area's view directory, beside the area.
 pub const VIEW_SUFFIX: &str = ".view";
 
+/// Where the area's project appears inside the sandbox, read-only: the
+/// scene's working directory and the first entry of `sys.path`.
+pub const PROJECT_MOUNT: &str = "/project";
+
+/// The name suffix of an area's project directory, beside the area.
+pub const PROJECT_SUFFIX: &str = ".project";
+
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     #[error("{0} is missing")]
@@ -83,9 +90,10 @@ impl Area {
         }
         let shm = area.root.join("shm");
         fs::set_permissions(&shm, fs::Permissions::from_mode(0o700))?;
-        let view = area.view();
-        let _ = fs::remove_dir_all(&view);
-        fs::DirBuilder::new().mode(0o755).create(&view)?;
+        for dir in [area.view(), area.project()] {
+            let _ = fs::remove_dir_all(&dir);
+            fs::DirBuilder::new().mode(0o755).create(&dir)?;
+        }
         Ok(area)
     }
 
@@ -100,6 +108,14 @@ impl Area {
     /// by walking it.
     pub fn view(&self) -> PathBuf {
         view_of(&self.root)
+    }
+
+    /// The area's project: like the view, a root-owned directory on the
+    /// host's disk beside the area, bound read-only at [`PROJECT_MOUNT`],
+    /// that the host fills at handover (the scene file, its other files,
+    /// blobs as hard links) and the sandbox can never write.
+    pub fn project(&self) -> PathBuf {
+        beside(&self.root, PROJECT_SUFFIX)
     }
 
     /// Bytes and inodes still free: the area is full when either runs out.
@@ -214,16 +230,25 @@ impl Area {
 }
 
 fn view_of(root: &Path) -> PathBuf {
+    beside(root, VIEW_SUFFIX)
+}
+
+fn beside(root: &Path, suffix: &str) -> PathBuf {
     let mut name = root.as_os_str().to_owned();
-    name.push(VIEW_SUFFIX);
+    name.push(suffix);
     PathBuf::from(name)
 }
 
+/// Removes the view and the project beside an area (both root-owned and
+/// never writable by the sandbox, so walking them is safe).
 fn remove_view(root: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(view_of(root)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+    for dir in [view_of(root), beside(root, PROJECT_SUFFIX)] {
+        match fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 impl Drop for Area {

@@ -147,6 +147,11 @@ impl Started {
     pub fn view(&self) -> Option<PathBuf> {
         self.area.as_ref().map(Area::view)
     }
+
+    /// The host side of the sandbox's read-only project (`Area::project`).
+    pub fn project(&self) -> Option<PathBuf> {
+        self.area.as_ref().map(Area::project)
+    }
 }
 
 impl Drop for Started {
@@ -540,6 +545,7 @@ impl Sandbox {
             push(&[&"--bind", &host, &inside]);
         }
         push(&[&"--ro-bind", &area.view(), &area::VIEW_MOUNT]);
+        push(&[&"--ro-bind", &area.project(), &area::PROJECT_MOUNT]);
         let seccomp_fd = seccomp_fd.to_string();
         push(&[&"--seccomp", &seccomp_fd]);
         push(&[&"--chdir", &"/job"]);
@@ -569,10 +575,11 @@ impl Sandbox {
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 // A view goes with its area.
-                if name
-                    .to_str()
-                    .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(area::VIEW_SUFFIX))
-                {
+                if name.to_str().is_some_and(|n| {
+                    n.starts_with(&prefix)
+                        && !n.ends_with(area::VIEW_SUFFIX)
+                        && !n.ends_with(area::PROJECT_SUFFIX)
+                }) {
                     match Area::reap(&entry.path()) {
                         Ok(()) => reaped.areas += 1,
                         Err(err) => {

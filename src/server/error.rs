@@ -225,12 +225,30 @@ mod tests {
 
     /// Every code and its status, as the README's table documents them.
     const DOCUMENTED: &[(u16, &[&str])] = &[
-        (400, &["invalid-request", "invalid-id"]),
+        (
+            400,
+            &[
+                "invalid-request",
+                "invalid-id",
+                "invalid-path",
+                "duplicate-path",
+                "digest-mismatch",
+            ],
+        ),
         (401, &["unauthorized"]),
         (404, &["not-found", "no-subtitles"]),
         (405, &["method-not-allowed"]),
         (409, &["not-ready"]),
-        (413, &["payload-too-large"]),
+        (
+            413,
+            &[
+                "payload-too-large",
+                "too-many-files",
+                "file-too-large",
+                "project-too-large",
+                "blob-quota-exceeded",
+            ],
+        ),
         (416, &["range-not-satisfiable"]),
         (
             422,
@@ -258,6 +276,7 @@ mod tests {
                 "wrong-engine-api",
                 "several-scenes",
                 "generation-failed",
+                "missing-blob",
             ],
         ),
         (

@@ -2,6 +2,7 @@
 //! and the start-up and shutdown sequence of the whole service.
 
 mod auth;
+mod blobs;
 mod error;
 mod extract;
 mod generations;
@@ -116,8 +117,15 @@ pub struct ServeOptions {
     pub legacy_llm: LlmConfig,
     /// Answer `/health` as a replaced system did (`--compat`).
     pub compat: Option<Compat>,
-    /// Split renders that cost at least this many seconds of 1080p60 video.
+    /// Split renders of at least this many seconds of video...
     pub chunk_min_secs: f64,
+    /// Each owner's uploaded blobs together (`--blob-quota-mib`).
+    pub blob_quota_mib: u64,
+    /// How big a project may be (`--max-project-files`, `--max-project-mib`,
+    /// `--max-file-mib`).
+    pub project_limits: crate::project::ProjectLimits,
+    /// ... at this quality or above.
+    pub chunk_min_quality: crate::spec::Quality,
 }
 
 impl Default for ServeOptions {
@@ -149,6 +157,9 @@ impl Default for ServeOptions {
             legacy_llm: LlmConfig::legacy(),
             compat: None,
             chunk_min_secs: defaults::CHUNK_MIN_SECS,
+            blob_quota_mib: crate::blobs::DEFAULT_QUOTA_MIB,
+            project_limits: Default::default(),
+            chunk_min_quality: crate::spec::Quality::High,
         }
     }
 }
@@ -170,6 +181,8 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .route("/v1/renders/{id}/live/{name}", get(renders::live_file))
         .route("/v1/previews", post(previews::create))
         .route("/v1/previews/{id}/frames/{name}", get(previews::frame))
+        .route("/v1/blobs/missing", post(blobs::missing))
+        .route("/v1/blobs/{digest}", axum::routing::put(blobs::put))
         .route("/v1/capabilities", get(system::capabilities))
         .route("/render", post(renders::legacy_render))
         .route("/v1/generations", post(generations::submit))
@@ -252,7 +265,12 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
     let lock = lock_data_dir(&config.data_dir)?;
     // A host that cannot render is said once, here, not in every job.
     crate::doctor::preflight(config).await?;
-    let renderer = Arc::new(Renderer::new(config)?);
+    let blobs = Arc::new(crate::blobs::Blobs::new(
+        config.data_dir.join("blobs"),
+        opts.blob_quota_mib,
+        opts.project_limits.max_file_bytes,
+    ));
+    let renderer = Arc::new(Renderer::new(config)?.with_blobs(blobs.clone()));
     tracing::info!(cgroups = %renderer.sandbox().placement().describe(), "sandbox job groups");
     let work_dir = reap_renders(&renderer, config).await?;
     let (store, storage) = open_state(config, opts).await?;
@@ -276,6 +294,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
         metrics: Arc::new(Metrics::default()),
         llm: Arc::new(Llm::new(opts.llm.clone(), opts.legacy_llm.clone())),
         control: Control::new(store.clone()),
+        blobs,
     };
     let executor = Executor::new(
         ExecutorConfig {
@@ -285,6 +304,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
             limits: config.limits.clone(),
             work_dir,
             chunk_min_secs: opts.chunk_min_secs,
+            chunk_min_quality: opts.chunk_min_quality,
         },
         parts.clone(),
     );
@@ -302,12 +322,14 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
             storage_serve: opts.storage_serve,
             compat: opts.compat,
             preview_dir: config.data_dir.join("previews"),
+            project_limits: opts.project_limits,
         },
         parts,
         Arc::clone(&executor),
     ));
     tasks.push(spawn_expiry(Arc::clone(&service), opts.retention));
     tasks.push(spawn_preview_sweeper(Arc::clone(&service)));
+    tasks.push(spawn_blob_sweeper(Arc::clone(&service)));
     Ok(Node {
         service,
         tasks,
@@ -383,6 +405,21 @@ fn spawn_preview_sweeper(service: Arc<Service>) -> tokio::task::JoinHandle<()> {
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
             service.sweep_previews();
+        }
+    })
+}
+
+/// Collects blobs no queued or running job names, once their grace
+/// period has passed (see `blobs`), every ten minutes.
+fn spawn_blob_sweeper(service: Arc<Service>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match service.sweep_blobs(crate::blobs::DEFAULT_GRACE).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, "collected unused blobs"),
+                Err(err) => tracing::warn!(%err, "cannot collect unused blobs"),
+            }
+            tokio::time::sleep(Duration::from_secs(600)).await;
         }
     })
 }

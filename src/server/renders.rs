@@ -354,6 +354,8 @@ pub async fn legacy_render(
         .submit(
             RenderRequest {
                 code: req.code,
+                files: req.files,
+                main: req.main,
                 scene: req.scene_name,
                 quality: req.quality,
                 format: req.format,

@@ -144,6 +144,8 @@ pub async fn metrics(State(svc): State<AppState>) -> impl IntoResponse {
         super::renders::legacy_render,
         super::previews::create,
         super::previews::frame,
+        super::blobs::put,
+        super::blobs::missing,
         super::generations::submit,
         super::generations::code,
         super::generations::legacy_generate,
@@ -156,6 +158,7 @@ pub async fn metrics(State(svc): State<AppState>) -> impl IntoResponse {
     components(schemas(crate::protocol::Progress, crate::generate::GenEvent)),
     tags(
         (name = "renders", description = "Render jobs"),
+        (name = "blobs", description = "A project's files, uploaded once by digest"),
         (name = "previews", description = "A scene's storyboard or one still, drawn without a video"),
         (name = "generations", description = "Scenes generated from a prompt by a language model"),
         (name = "compatibility", description = "Calls kept for the replaced system's clients"),

@@ -53,6 +53,12 @@ pub enum ServiceError {
     /// last attempt's error).
     #[error("{}", .0.message)]
     GenerationFailed(JobError),
+    /// A project's files break a rule or a limit (names the file).
+    #[error(transparent)]
+    Project(#[from] crate::project::ProjectError),
+    /// An upload was refused (digest, size, quota).
+    #[error(transparent)]
+    Blob(#[from] crate::blobs::BlobError),
 }
 
 impl ServiceError {
@@ -73,6 +79,8 @@ impl ServiceError {
             ServiceError::Storage(e) => e.code(),
             ServiceError::Llm(e) => e.code(),
             ServiceError::GenerationFailed(e) => e.code,
+            ServiceError::Project(e) => e.code(),
+            ServiceError::Blob(e) => e.code(),
         }
     }
 
@@ -99,6 +107,8 @@ impl ServiceError {
             ServiceError::Render(e) => e.to_error(),
             ServiceError::Llm(e) => e.to_error(),
             ServiceError::GenerationFailed(e) => e.clone(),
+            ServiceError::Project(e) => e.to_error(),
+            ServiceError::Blob(e) => e.to_error(),
             _ if code.kind() == ErrorKind::Internal => JobError::internal(),
             ServiceError::Invalid { field, message } => {
                 JobError::new(code, message.clone()).with("field", field)

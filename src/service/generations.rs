@@ -120,6 +120,7 @@ impl Service {
             narration: task.narration,
             cache: true,
             parallel: Default::default(),
+            project: None,
         };
         let generation = Generation::new(
             task.prompt,

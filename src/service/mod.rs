@@ -7,6 +7,7 @@
 //! pure checks in `validate`), `lookup`, `files`, `generations`,
 //! `previews`, `status`, and their one error type in `error`.
 
+mod blobs;
 mod error;
 mod files;
 mod generations;
@@ -43,6 +44,8 @@ pub struct ServiceConfig {
     pub compat: Option<Compat>,
     /// Where previews' frames are kept for a while (emptied at start).
     pub preview_dir: std::path::PathBuf,
+    /// How big a project may be.
+    pub project_limits: crate::project::ProjectLimits,
 }
 
 pub struct Service {

@@ -95,7 +95,19 @@ impl Service {
         if self.is_draining() {
             return Err(ServiceError::ShuttingDown);
         }
-        let (spec, detect) = preview_spec(req)?;
+        let (spec_files, spec_main) = (req.files.clone(), req.main.clone());
+        let (mut spec, detect) = preview_spec(req)?;
+        let (code, project) = self
+            .project_of(
+                std::mem::take(&mut spec.code),
+                spec_files.as_ref(),
+                spec_main.as_deref(),
+                owner,
+            )
+            .await?;
+        spec.code = code;
+        spec.project = project;
+        spec.owner = Some(crate::blobs::owner_name(owner));
         let previews = &self.previews;
         let permit = Arc::clone(&previews.slots)
             .try_acquire_owned()
@@ -103,7 +115,7 @@ impl Service {
         previews.sweep();
         let spec = if detect {
             let inspection = self
-                .inspect_scenes(&spec.code, spec.scene.as_slice())
+                .inspect_scenes(&spec.code, spec.project.as_ref(), spec.scene.as_slice())
                 .await?;
             PreviewSpec {
                 engine: inspection.engine.unwrap_or(Engine::Manim),
@@ -179,6 +191,8 @@ impl Service {
 fn preview_spec(req: PreviewRequest) -> Result<(PreviewSpec, bool), ServiceError> {
     let render = RenderRequest {
         code: req.code,
+        files: req.files,
+        main: req.main,
         scene: req.scene,
         quality: req.quality,
         fps: req.fps,
@@ -188,13 +202,19 @@ fn preview_spec(req: PreviewRequest) -> Result<(PreviewSpec, bool), ServiceError
     let checked = validate(&render)?;
     let kind = preview_kind(req.kind, req.at, req.animation)?;
     let spec = PreviewSpec {
-        code: render.code,
+        code: if render.files.is_some() {
+            String::new()
+        } else {
+            render.code
+        },
         scene: checked.scenes.into_iter().next(),
         engine: req.engine.unwrap_or(Engine::Manim),
         quality: checked.quality,
         fps: checked.fps,
         seed: checked.seed,
         kind,
+        project: None,
+        owner: None,
     };
     Ok((spec, req.engine.is_none()))
 }

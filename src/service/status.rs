@@ -109,6 +109,9 @@ impl Service {
                 max_body_bytes: self.cfg.max_body_bytes,
                 max_fps: MAX_FPS,
                 network: l.network,
+                max_project_files: self.cfg.project_limits.max_files as u64,
+                max_project_bytes: self.cfg.project_limits.max_bytes,
+                max_file_bytes: self.cfg.project_limits.max_file_bytes,
             },
             tex: crate::runtime::tex_available(),
             sandbox: api::SandboxInfo {

@@ -25,6 +25,9 @@ impl Service {
             return Err(ServiceError::ShuttingDown);
         }
         let checked = validate(&req)?;
+        let (code, project) = self
+            .project_of(req.code, req.files.as_ref(), req.main.as_deref(), owner)
+            .await?;
         let webhook_url = req.webhook_url.as_deref();
         if let Some(url) = webhook_url {
             self.parts
@@ -33,7 +36,7 @@ impl Service {
                 .await
                 .map_err(|e| invalid("webhook_url", e.to_string()))?;
         }
-        let key = self.cache_key(&req.code, &checked, owner);
+        let key = self.cache_key(&code, project.as_ref(), &checked, owner);
         if let Some(job) = self.cached(&key, owner, webhook_url).await? {
             return Ok(job);
         }
@@ -41,7 +44,9 @@ impl Service {
         if let Some(job) = self.follow_in_flight(&key, owner, webhook_url).await? {
             return Ok(job);
         }
-        let inspection = self.inspect_scenes(&req.code, &checked.scenes).await?;
+        let inspection = self
+            .inspect_scenes(&code, project.as_ref(), &checked.scenes)
+            .await?;
         let spec = RenderSpec {
             // As requested: an empty list stays empty (the file's one
             // scene), as the cache key and the job's record say.
@@ -58,7 +63,8 @@ impl Service {
             narration: checked.narration,
             cache: checked.cache,
             parallel: checked.parallel,
-            code: req.code,
+            code,
+            project,
         };
         let new = NewJob {
             id: &JobId::new(),
@@ -75,10 +81,17 @@ impl Service {
 
     /// What makes two requests the same render. The engine is the one
     /// requested (not yet detected) and narration counts with its voice.
-    fn cache_key(&self, code: &str, checked: &Validated, owner: Option<&str>) -> String {
+    fn cache_key(
+        &self,
+        code: &str,
+        project: Option<&crate::project::Project>,
+        checked: &Validated,
+        owner: Option<&str>,
+    ) -> String {
         cache::key(&KeyParts {
             owner,
             code,
+            project,
             scenes: &checked.scenes,
             engine: checked.engine,
             quality: checked.quality,
@@ -98,12 +111,29 @@ impl Service {
     pub(super) async fn inspect_scenes(
         &self,
         code: &str,
+        project: Option<&crate::project::Project>,
         named: &[SceneName],
     ) -> Result<Inspection, ServiceError> {
-        let inspection = match self.parts.pool.take_inspector() {
-            Some(inspector) => self.parts.renderer.inspect_with(inspector, code).await?,
-            None => self.parts.renderer.inspect(code).await?,
+        // A project's other Python files, inline, say the engine when the
+        // scene file imports it through one of them.
+        let modules: Vec<&str> = project
+            .into_iter()
+            .flat_map(|p| p.files.iter())
+            .filter(|(path, _)| path.ends_with(".py"))
+            .filter_map(|(_, f)| match f {
+                crate::project::FileRef::Text(text) => Some(text.as_str()),
+                crate::project::FileRef::Blob(_) => None,
+            })
+            .take(200)
+            .collect();
+        let renderer = &self.parts.renderer;
+        let inspector = match self.parts.pool.take_inspector() {
+            Some(inspector) => inspector,
+            None => renderer.start_inspector().await?,
         };
+        let inspection = renderer
+            .inspect_project_with(inspector, code, &modules)
+            .await?;
         scenes::choose(&inspection.scenes, named).map_err(RenderError::from)?;
         Ok(inspection)
     }

@@ -28,12 +28,7 @@ pub(super) struct Validated {
 /// Checks a render request in the order clients have always seen its
 /// errors: the code, the scenes, the frame rate, narration.
 pub(super) fn validate(req: &RenderRequest) -> Result<Validated, ServiceError> {
-    if req.code.trim().is_empty() {
-        return Err(invalid("code", "code is empty"));
-    }
-    if req.code.contains('\0') {
-        return Err(invalid("code", "code contains a NUL byte"));
-    }
+    check_code(&req.code, req.files.is_some())?;
     let scenes = scene_names(req)?;
     if let Some(fps) = req.fps {
         if fps == 0 || fps > MAX_FPS {
@@ -59,6 +54,27 @@ pub(super) fn validate(req: &RenderRequest) -> Result<Validated, ServiceError> {
         cache: req.cache.unwrap_or(true),
         parallel: req.parallel.unwrap_or_default(),
     })
+}
+
+/// A single file's code is not empty and has no NUL; a project's scene
+/// file is one of its `files` (checked with them), so `code` stays out.
+pub(super) fn check_code(code: &str, project: bool) -> Result<(), ServiceError> {
+    if project {
+        if !code.is_empty() {
+            return Err(invalid(
+                "code",
+                "give `code` or `files` with `main`, not both: the scene file is one of the files",
+            ));
+        }
+        return Ok(());
+    }
+    if code.trim().is_empty() {
+        return Err(invalid("code", "code is empty"));
+    }
+    if code.contains('\0') {
+        return Err(invalid("code", "code contains a NUL byte"));
+    }
+    Ok(())
 }
 
 /// `scene` or `scenes` (not both), each a valid class name.
@@ -134,6 +150,13 @@ mod tests {
             (
                 r#"{"code": "a\u0000b"}"#,
                 ("code", "code contains a NUL byte"),
+            ),
+            (
+                r#"{"code": "x", "files": {"s.py": "x"}, "main": "s.py"}"#,
+                (
+                    "code",
+                    "give `code` or `files` with `main`, not both: the scene file is one of the files",
+                ),
             ),
             (
                 r#"{"code": "x", "scene": "A", "scenes": ["B"]}"#,
@@ -235,6 +258,8 @@ mod tests {
             r#"{"code": "x", "engine": "manimgl", "encoding": "preview"}"#,
             // Checked by `submit`, against the network: not here.
             r#"{"code": "x", "webhook_url": "not a url"}"#,
+            // A project's files are checked with the blob store, by `submit`.
+            r#"{"files": {"s.py": "x"}, "main": "s.py"}"#,
         ] {
             check(json, Ok(()));
         }

@@ -23,6 +23,7 @@ use crate::job_error::ErrorCode;
 use crate::jobs::JobId;
 
 mod animations;
+mod blobs;
 mod local;
 mod s3;
 mod url;

@@ -242,6 +242,41 @@ impl Bucket {
         }
     }
 
+    /// Whether the bucket holds the owner's blob `hex`.
+    pub(super) async fn has_blob(&self, owner: &str, hex: &str) -> Result<bool, StorageError> {
+        match self
+            .store
+            .head(&object_key(&self.prefix, &["blobs", owner, hex]))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn get_blob(
+        &self,
+        owner: &str,
+        hex: &str,
+    ) -> Result<bytes::Bytes, StorageError> {
+        let got = self
+            .store
+            .get(&object_key(&self.prefix, &["blobs", owner, hex]))
+            .await?;
+        Ok(got.bytes().await?)
+    }
+
+    pub(super) async fn put_blob(
+        &self,
+        owner: &str,
+        hex: &str,
+        src: &Path,
+    ) -> Result<(), StorageError> {
+        self.upload(src, object_key(&self.prefix, &["blobs", owner, hex]))
+            .await
+    }
+
     /// `prefix/animations/<rel>[/<name>]`.
     fn animation_key(&self, rel: &str, name: Option<&str>) -> Key {
         let mut parts: Vec<&str> = vec!["animations"];

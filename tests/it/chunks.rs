@@ -1,6 +1,7 @@
 //! Split renders on one node with two workers: the split video is the
 //! single worker's, frame for frame and sample for sample; a scene that
-//! reads the wall clock stays whole and says why; a cancel stops every
+//! reads the wall clock (or is one animation) stays whole and says why; a
+//! narrated one is split too; a cancel stops every
 //! chunk. The cluster form (two `manimd worker` nodes, one killed) is in
 //! `scale.rs`.
 
@@ -47,6 +48,7 @@ pub fn opts() -> ServeOptions {
         workers: 2,
         warm_pool: 1,
         chunk_min_secs: 0.05,
+        chunk_min_quality: manimd::spec::Quality::Low,
         ..ServeOptions::default()
     }
 }
@@ -181,13 +183,13 @@ class Clock(Scene):
         "{split}"
     );
     assert!(job["result"].get("chunks").is_none(), "{job}");
-    // Too short to be worth it: also said.
-    let short = render(
+    // One animation is never cut: also said.
+    let one = render(
         &s,
-        json!({"code": "from manim import *\nclass S(Scene):\n    def construct(self):\n        self.play(FadeIn(Dot()), run_time=0.2)\n        self.wait(0.2)\n"}),
+        json!({"code": "from manim import *\nclass S(Scene):\n    def construct(self):\n        self.play(FadeIn(Dot()), run_time=0.5)\n"}),
     )
     .await;
-    assert_eq!(short["result"]["split"]["code"], "short", "{short}");
+    assert_eq!(one["result"]["split"]["code"], "one-animation", "{one}");
     let mut s = s;
     s.stop().await;
     s.assert_clean();
@@ -231,6 +233,51 @@ async fn canceling_a_split_render_stops_every_chunk() {
     }
     let (_, health) = s.get("/health").await;
     assert_eq!(health["workers"]["busy"], 0, "{health}");
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn a_narrated_render_is_split_and_sounds_as_the_single_workers() {
+    let s = TestServer::start(opts()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The lines are spoken before the render; each play waits for its own.
+    let code = r#"from manim import *
+
+class Told(Scene):
+    def construct(self):
+        square = Square()
+        for i, words in enumerate(["One square.", "It turns.", "It turns again.", "And stops."]):
+            narrate(words)
+            self.play(Rotate(square, PI / 4), run_time=0.5)
+"#;
+    let single = render(
+        &s,
+        json!({"code": code, "narration": true, "parallel": 1, "cache": false}),
+    )
+    .await;
+    let split = render(
+        &s,
+        json!({"code": format!("# split\n{code}"), "narration": true}),
+    )
+    .await;
+    let chunks = split["result"]["chunks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(chunks.len(), 2, "{split}");
+    assert!(cached_flags(&split).iter().all(|c| *c), "{split}");
+    let (a, b) = (
+        download(&s, &single, dir.path()).await,
+        download(&s, &split, dir.path()).await,
+    );
+    assert_eq!(checksums(&a, "v:0").await, checksums(&b, "v:0").await);
+    assert_eq!(checksums(&a, "a:0").await, checksums(&b, "a:0").await);
+    assert_eq!(
+        single["result"]["narration"]["cues"], split["result"]["narration"]["cues"],
+        "the same lines at the same times"
+    );
     let mut s = s;
     s.stop().await;
     s.assert_clean();

@@ -12,7 +12,15 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "wire types",
-        &["spec", "limits", "protocol", "secret", "job_error", "sse"],
+        &[
+            "spec",
+            "limits",
+            "protocol",
+            "secret",
+            "job_error",
+            "sse",
+            "project",
+        ],
     ),
     ("confinement", &["process", "sandbox", "runtime"]),
     (
@@ -32,7 +40,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "state",
-        &["jobs", "storage", "events", "metrics", "cache", "api"],
+        &[
+            "jobs", "storage", "events", "metrics", "cache", "api", "blobs",
+        ],
     ),
     (
         "orchestration",

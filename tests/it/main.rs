@@ -18,6 +18,7 @@ mod mcp;
 mod media;
 mod narration;
 mod previews;
+mod projects;
 mod render;
 mod scale;
 mod security;

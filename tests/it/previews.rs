@@ -34,6 +34,8 @@ fn preview_spec(engine: Engine, code: &str, kind: PreviewKind) -> PreviewSpec {
         fps: None,
         seed: None,
         kind,
+        project: None,
+        owner: None,
     }
 }
 

@@ -551,7 +551,10 @@ async fn one_render_is_split_across_two_worker_nodes_and_survives_a_killed_one()
         s3: S3Server::start("chunks").await,
         llm: MockLlm::start(vec![]).await,
         // A few seconds of low quality are worth splitting.
-        env: vec![("MANIMD_CHUNK_MIN_SECS", "0.05")],
+        env: vec![
+            ("MANIMD_CHUNK_MIN_SECS", "0.05"),
+            ("MANIMD_CHUNK_MIN_QUALITY", "low"),
+        ],
     };
     let dir = tempfile::Builder::new()
         .prefix("manimd-chunks-")

@@ -126,6 +126,28 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class BlobView:
+    """The answer of `PUT /v1/blobs/{digest}`."""
+    digest: str
+    created: bool
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> BlobView:
+        return cls(
+            digest=d['digest'],
+            created=d['created'],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.digest is not None:
+            d['digest'] = self.digest
+        if self.created is not None:
+            d['created'] = self.created
+        return d
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """`GET /v1/capabilities`."""
     engines: list[EngineInfo]
@@ -911,16 +933,20 @@ class LegacyGenerateRequest:
 @dataclass(frozen=True)
 class LegacyRenderRequest:
     """`POST /render`: the replaced system's synchronous call."""
-    code: str
+    code: str | None = None
+    files: dict[str, Any] | None = None
     format: Format | None = None
+    main: str | None = None
     quality: Quality | None = None
     scene_name: str | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LegacyRenderRequest:
         return cls(
-            code=d['code'],
+            code=d.get('code'),
+            files=d.get('files'),
             format=d.get('format'),
+            main=d.get('main'),
             quality=d.get('quality'),
             scene_name=d.get('scene_name'),
         )
@@ -929,8 +955,12 @@ class LegacyRenderRequest:
         d: dict[str, Any] = {}
         if self.code is not None:
             d['code'] = self.code
+        if self.files is not None:
+            d['files'] = self.files
         if self.format is not None:
             d['format'] = self.format
+        if self.main is not None:
+            d['main'] = self.main
         if self.quality is not None:
             d['quality'] = self.quality
         if self.scene_name is not None:
@@ -947,6 +977,9 @@ class LimitsInfo:
     max_body_bytes: int
     max_fps: int
     network: bool
+    max_file_bytes: int | None = None
+    max_project_bytes: int | None = None
+    max_project_files: int | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LimitsInfo:
@@ -958,6 +991,9 @@ class LimitsInfo:
             max_body_bytes=d['max_body_bytes'],
             max_fps=d['max_fps'],
             network=d['network'],
+            max_file_bytes=d.get('max_file_bytes'),
+            max_project_bytes=d.get('max_project_bytes'),
+            max_project_files=d.get('max_project_files'),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -976,6 +1012,12 @@ class LimitsInfo:
             d['max_fps'] = self.max_fps
         if self.network is not None:
             d['network'] = self.network
+        if self.max_file_bytes is not None:
+            d['max_file_bytes'] = self.max_file_bytes
+        if self.max_project_bytes is not None:
+            d['max_project_bytes'] = self.max_project_bytes
+        if self.max_project_files is not None:
+            d['max_project_files'] = self.max_project_files
         return d
 
 
@@ -1039,6 +1081,42 @@ class Memory:
             d['vms_bytes'] = self.vms_bytes
         if self.percent is not None:
             d['percent'] = self.percent
+        return d
+
+
+@dataclass(frozen=True)
+class MissingBlobs:
+    """The answer of `POST /v1/blobs/missing`."""
+    missing: list[str]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MissingBlobs:
+        return cls(
+            missing=d['missing'],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.missing is not None:
+            d['missing'] = self.missing
+        return d
+
+
+@dataclass(frozen=True)
+class MissingBlobsRequest:
+    """`POST /v1/blobs/missing`: which of these blobs the caller has not uploaded."""
+    digests: list[str]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MissingBlobsRequest:
+        return cls(
+            digests=d['digests'],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.digests is not None:
+            d['digests'] = self.digests
         return d
 
 
@@ -1145,12 +1223,14 @@ class PreviewFrameView:
 @dataclass(frozen=True)
 class PreviewRequest:
     """`POST /v1/previews`: frames of one scene without a video, answered at once."""
-    code: str
     kind: PreviewMode
     animation: int | None = None
     at: float | None = None
+    code: str | None = None
     engine: Engine | None = None
+    files: dict[str, Any] | None = None
     fps: int | None = None
+    main: str | None = None
     quality: Quality | None = None
     scene: str | None = None
     seed: int | None = None
@@ -1158,12 +1238,14 @@ class PreviewRequest:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> PreviewRequest:
         return cls(
-            code=d['code'],
             kind=d['kind'],
             animation=d.get('animation'),
             at=_opt(d.get('at'), lambda v: float(v)),
+            code=d.get('code'),
             engine=d.get('engine'),
+            files=d.get('files'),
             fps=d.get('fps'),
+            main=d.get('main'),
             quality=d.get('quality'),
             scene=d.get('scene'),
             seed=d.get('seed'),
@@ -1171,18 +1253,22 @@ class PreviewRequest:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
-        if self.code is not None:
-            d['code'] = self.code
         if self.kind is not None:
             d['kind'] = self.kind
         if self.animation is not None:
             d['animation'] = self.animation
         if self.at is not None:
             d['at'] = self.at
+        if self.code is not None:
+            d['code'] = self.code
         if self.engine is not None:
             d['engine'] = self.engine
+        if self.files is not None:
+            d['files'] = self.files
         if self.fps is not None:
             d['fps'] = self.fps
+        if self.main is not None:
+            d['main'] = self.main
         if self.quality is not None:
             d['quality'] = self.quality
         if self.scene is not None:
@@ -1474,12 +1560,14 @@ class Queue:
 @dataclass(frozen=True)
 class RenderRequest:
     """`POST /v1/renders`."""
-    code: str
     cache: bool | None = None
+    code: str | None = None
     encoding: Encoding | None = None
     engine: Engine | None = None
+    files: dict[str, Any] | None = None
     format: Format | None = None
     fps: int | None = None
+    main: str | None = None
     narration: bool | None = None
     parallel: Parallel | None = None
     quality: Quality | None = None
@@ -1491,12 +1579,14 @@ class RenderRequest:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RenderRequest:
         return cls(
-            code=d['code'],
             cache=d.get('cache'),
+            code=d.get('code'),
             encoding=d.get('encoding'),
             engine=d.get('engine'),
+            files=d.get('files'),
             format=d.get('format'),
             fps=d.get('fps'),
+            main=d.get('main'),
             narration=d.get('narration'),
             parallel=d.get('parallel'),
             quality=d.get('quality'),
@@ -1508,18 +1598,22 @@ class RenderRequest:
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
-        if self.code is not None:
-            d['code'] = self.code
         if self.cache is not None:
             d['cache'] = self.cache
+        if self.code is not None:
+            d['code'] = self.code
         if self.encoding is not None:
             d['encoding'] = self.encoding
         if self.engine is not None:
             d['engine'] = self.engine
+        if self.files is not None:
+            d['files'] = self.files
         if self.format is not None:
             d['format'] = self.format
         if self.fps is not None:
             d['fps'] = self.fps
+        if self.main is not None:
+            d['main'] = self.main
         if self.narration is not None:
             d['narration'] = self.narration
         if self.parallel is not None:

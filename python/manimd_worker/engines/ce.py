@@ -57,7 +57,44 @@ TARGETS = (
     call("manim.utils.tex_file_writing:compile_tex", "tex_file, tex_compiler, output_format"),
     # A setting of Manim Community's own encoder (no ffmpeg process to wrap).
     attr("manim._config.utils:ManimConfig.video_encoder_options"),
+    # SVGMobject writes its restyled copy beside the file it reads: a
+    # project's file is read-only, so the copy goes to /tmp (see _patch).
+    call("manim.mobject.svg.svg_mobject:SVGMobject.get_file_path", "self"),
+    # A project's manim.cfg, read after the engine was imported elsewhere.
+    call("manim._config.utils:ManimConfig.digest_file", "self, filename"),
 )
+
+# What a project's manim.cfg may not change: where files are written, how
+# the sandbox renders (the renderer its patches are for, the format, the
+# cache, what runs and shows), the log. The worker sets the rest of what it
+# needs (size, rate, encoder, seed) after the file is read.
+SANDBOX_KEYS = (
+    "media_dir", "video_dir", "images_dir", "partial_movie_dir", "tex_dir", "text_dir", "log_dir",
+    "output_file", "input_file", "renderer", "format", "save_sections", "write_all",
+    "from_animation_number", "upto_animation_number", "preview", "show_in_file_browser",
+    "log_to_file", "disable_caching", "dry_run", "zero_pad", "scene_names", "media_embed",
+    "progress_bar", "verbosity", "max_files_cached", "enable_gui",
+)
+
+
+def project_config(config):
+    """Honours the project's manim.cfg (the engine was imported before the
+    project was known, elsewhere), except the keys the sandbox decides."""
+    import os
+
+    from manimd_worker import project
+    from manimd_worker.usercode import UserError
+
+    path = os.path.join(project.ROOT, "manim.cfg")
+    if not os.path.isfile(path):
+        return
+    kept = {key: copy.deepcopy(config._d[key]) for key in SANDBOX_KEYS if key in config._d}
+    try:
+        config.digest_file(path)
+    except Exception as err:  # noqa: BLE001 - any fault of the file is the author's
+        raise UserError("scene-error", protocol.clip(f"manim.cfg: {err}"), file="manim.cfg") from None
+    for key, value in kept.items():
+        setattr(config, key, value)
 
 
 def installed_version():
@@ -77,6 +114,8 @@ class Driver:
         self.scene_base = Scene
         self.still = job.get("format") == "png"
         self.fps = job["fps"]
+        if job.get("main"):
+            project_config(config)
         config.media_dir = MEDIA_DIR
         config.pixel_width = job["width"]
         config.pixel_height = job["height"]
@@ -190,6 +229,26 @@ class Driver:
 
         tex_file_writing.compile_tex = typed_compile_tex
 
+        from manim.mobject.svg.svg_mobject import SVGMobject
+
+        get_file_path = SVGMobject.get_file_path
+
+        def writable_file_path(mobject):
+            # generate_mobject writes `<stem>_.svg` beside the file it reads;
+            # a file in a read-only folder (a project's) is read from a copy.
+            import os
+            import shutil
+            import tempfile
+
+            path = get_file_path(mobject)
+            if os.access(path.parent, os.W_OK):
+                return path
+            copy = Path(tempfile.mkdtemp(prefix="svg-")) / path.name
+            shutil.copyfile(path, copy)
+            return copy
+
+        SVGMobject.get_file_path = writable_file_path
+
     def render_scene(self, name, cls, index):
         from PIL import Image
 
@@ -199,9 +258,6 @@ class Driver:
         self._keys = {}
         scene = cls()
         narration.wrap(scene, name, index, lambda: float(scene.renderer.time), self.fps)
-        if self.plan.planning:
-            # Manim's own skipping: every play one time step, nothing drawn.
-            scene.renderer._original_skipping_status = True
         try:
             scene.render()
         except timeline.PreviewDone:

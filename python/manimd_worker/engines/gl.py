@@ -44,7 +44,65 @@ TARGETS = (
     sets("manimlib.scene.scene_file_writer:SceneFileWriter.open_movie_pipe", "final_file_path"),
     # The module's `subprocess`, replaced by _EncoderArgs.
     attr("manimlib.scene.scene_file_writer:sp"),
+    # A project's custom_config.yml, merged after the engine was imported.
+    attr("manimlib.config:manim_config"),
+    call("manimlib.config:load_yaml", "file_path"),
+    call("manimlib.config:update_directory_config", "config"),
 )
+
+
+def _merge_into(target, extra):
+    """Merges `extra` into `target` in place, dictionaries recursively:
+    modules hold `manim_config` itself, so it must stay the same object."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        else:
+            target[key] = value
+
+
+def project_config():
+    """Honours the project's custom_config.yml (ManimGL read the one of the
+    directory it was imported in, before the project was known): its
+    directories (relative to the project; an absolute `base`, which names
+    the author's machine, becomes the project), styles and settings, but
+    not where files are written (output, downloads, cache, temporary
+    storage) nor what the worker sets itself (size, rate, file writer)."""
+    import os
+
+    from manimlib import config as gl_config
+
+    from manimd_worker import project
+    from manimd_worker.usercode import UserError
+
+    path = os.path.join(project.ROOT, "custom_config.yml")
+    if not os.path.isfile(path):
+        return
+    try:
+        custom = gl_config.load_yaml(path)
+    except Exception as err:  # noqa: BLE001 - any fault of the file is the author's
+        raise UserError("scene-error", protocol.clip(f"custom_config.yml: {err}"),
+                        file="custom_config.yml") from None
+    if not isinstance(custom, dict):
+        raise UserError("scene-error", "custom_config.yml: not a mapping", file="custom_config.yml")
+    dirs = custom.get("directories")
+    if isinstance(dirs, dict):
+        if isinstance(dirs.get("base"), str) and os.path.isabs(dirs["base"]):
+            dirs["base"] = ""
+        for key in ("output", "downloads", "cache", "temporary_storage", "removed_mirror_prefix"):
+            dirs.pop(key, None)
+        dirs["mirror_module_path"] = False
+        if isinstance(dirs.get("subdirs"), dict):
+            for key in ("output", "downloads"):
+                dirs["subdirs"].pop(key, None)
+    for key in ("file_writer", "window", "run", "embed"):
+        custom.pop(key, None)
+    config = gl_config.manim_config
+    saved = {key: config.directories.get(key) for key in ("output", "downloads", "cache", "temporary_storage")}
+    _merge_into(config, custom)
+    gl_config.update_directory_config(config)
+    for key, value in saved.items():
+        config.directories[key] = value
 
 
 def installed_version():
@@ -143,6 +201,8 @@ class Driver:
 
         self.version = version("manimgl")
         self.scene_base = Scene
+        if job.get("main"):
+            project_config()
         self.still = job.get("format") == "png"
         self.width = job["width"]
         self.height = job["height"]

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor as _};
+use sqlx::{AnyPool, Executor as _, Row as _};
 
 use self::rows::{from_row, ids, COLUMNS};
 use super::{now_ms, Job, JobId, JobStatus};
@@ -302,6 +302,25 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(ids(&rows))
+    }
+
+    /// The owner and spec of every queued or running job: what the blob
+    /// store keeps (a spec names its project's blobs).
+    pub async fn active_specs(&self) -> Result<Vec<(Option<String>, RenderSpec)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT owner, spec FROM jobs WHERE status IN ('queued', 'running')")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let owner: Option<String> = r.try_get("owner")?;
+            let spec: String = r.try_get("spec")?;
+            // A row this version cannot read names no blob it knows.
+            if let Ok(spec) = serde_json::from_str(&spec) {
+                out.push((owner, spec));
+            }
+        }
+        Ok(out)
     }
 
     pub async fn close(&self) {

@@ -8,6 +8,7 @@ use crate::spec::{Encoding, Engine, Format, Quality};
 fn spec() -> RenderSpec {
     RenderSpec {
         parallel: Default::default(),
+        project: None,
         code: "x".into(),
         scenes: vec![],
         engine: Engine::Manim,

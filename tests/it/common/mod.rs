@@ -112,6 +112,7 @@ pub fn spec(engine: Engine, code: &str) -> RenderSpec {
         narration: false,
         cache: true,
         parallel: Default::default(),
+        project: None,
     }
 }
 

@@ -1,0 +1,400 @@
+//! Uploaded blobs: the bytes of a project's files that are sent once and
+//! named by their SHA-256 (`PUT /v1/blobs/sha256:<hex>`), so that a
+//! resubmitted project sends only its digests.
+//!
+//! Blobs belong to an owner (an API key's fingerprint, or the local owner
+//! without keys): one owner's upload never serves another's project, so a
+//! digest cannot be used to learn what someone else uploaded.
+//!
+//! Layout: `<root>/<owner>/<64 hex>`, written once (a temporary file in the
+//! owner's folder, hashed while it streams, renamed after its digest
+//! matched), root-owned, `0644` so a sandbox can read the hard link the
+//! renderer makes to it, never writable there. The modification time is
+//! the blob's last use: set at upload and by every submission that names
+//! it. Each owner's blobs together stay under a quota.
+//!
+//! Collection (`sweep`): a blob is removed when no queued or running job
+//! names it and its last use is older than the grace period (a day by
+//! default), so a project's blobs survive between a client's upload and
+//! its submission, and between edits of the scene; a finished job no
+//! longer needs them (its video is made).
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use futures::{Stream, StreamExt};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::animcache::LOCAL_OWNER;
+use crate::job_error::{ErrorCode, JobError};
+use crate::project::Digest;
+
+/// The default of `--blob-quota-mib`: each owner's blobs together.
+pub const DEFAULT_QUOTA_MIB: u64 = 1024;
+
+/// How long an unreferenced blob is kept after its last use.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// Where the owners' blobs live and how much each may keep.
+#[derive(Clone, Debug)]
+pub struct Blobs {
+    root: PathBuf,
+    quota_bytes: u64,
+    /// One blob's cap: a project's per-file cap.
+    max_blob_bytes: u64,
+}
+
+/// What an upload did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// New bytes were kept (`201`).
+    Created,
+    /// The owner had them already (`200`); the body was not read.
+    Known,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("the bytes sent have the digest {actual}, not {expected}")]
+    Mismatch { expected: Digest, actual: Digest },
+    #[error("a blob may hold at most {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("this key's blobs would pass the quota of {quota} bytes ({used} used); submit the projects that use them, or wait for unused ones to be collected")]
+    Quota { quota: u64, used: u64 },
+    #[error("the upload was cut: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl BlobError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BlobError::Mismatch { .. } => ErrorCode::DigestMismatch,
+            BlobError::TooLarge { .. } => ErrorCode::FileTooLarge,
+            BlobError::Quota { .. } => ErrorCode::BlobQuotaExceeded,
+            BlobError::Body(_) => ErrorCode::InvalidRequest,
+            BlobError::Io(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn to_error(&self) -> JobError {
+        let e = JobError::new(self.code(), self.to_string());
+        match self {
+            BlobError::Mismatch { expected, actual } => {
+                e.with("digest", expected).with("actual", actual)
+            }
+            BlobError::TooLarge { max } => e.with("max", max),
+            BlobError::Quota { quota, used } => e.with("quota", quota).with("used", used),
+            BlobError::Io(_) => JobError::internal(),
+            BlobError::Body(_) => e,
+        }
+    }
+}
+
+impl Blobs {
+    pub fn new(root: PathBuf, quota_mib: u64, max_blob_bytes: u64) -> Blobs {
+        Blobs {
+            root,
+            quota_bytes: quota_mib.saturating_mul(1024 * 1024),
+            max_blob_bytes,
+        }
+    }
+
+    pub fn max_blob_bytes(&self) -> u64 {
+        self.max_blob_bytes
+    }
+
+    /// The owner's folder; `None` for a name the host did not make
+    /// (anything but letters, digits, `-` and `_`).
+    fn owner_dir(&self, owner: Option<&str>) -> Option<PathBuf> {
+        let owner = owner.unwrap_or(LOCAL_OWNER);
+        let valid = !owner.is_empty()
+            && owner.len() <= 128
+            && owner
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid.then(|| self.root.join(owner))
+    }
+
+    /// The owner's blob with this digest: a regular file, never a link.
+    pub fn path(&self, owner: Option<&str>, digest: &Digest) -> Option<PathBuf> {
+        let path = self.owner_dir(owner)?.join(digest.hex());
+        let meta = fs::symlink_metadata(&path).ok()?;
+        meta.file_type().is_file().then_some(path)
+    }
+
+    /// The blob's size, when the owner has it.
+    pub fn size(&self, owner: Option<&str>, digest: &Digest) -> Option<u64> {
+        let path = self.path(owner, digest)?;
+        fs::symlink_metadata(path).ok().map(|m| m.len())
+    }
+
+    /// Marks the blob used now: it is kept at least the grace period longer.
+    pub fn touch(&self, owner: Option<&str>, digest: &Digest) {
+        if let Some(path) = self.path(owner, digest) {
+            if let Ok(f) = fs::File::options().append(true).open(&path) {
+                let _ = f.set_modified(SystemTime::now());
+            }
+        }
+    }
+
+    /// The digests of `wanted` the owner has not uploaded, in order, once each.
+    pub fn missing(&self, owner: Option<&str>, wanted: &[Digest]) -> Vec<Digest> {
+        let mut seen = HashSet::new();
+        wanted
+            .iter()
+            .filter(|d| seen.insert(**d) && self.path(owner, d).is_none())
+            .copied()
+            .collect()
+    }
+
+    /// Bytes the owner's blobs hold.
+    pub fn usage(&self, owner: Option<&str>) -> u64 {
+        let Some(dir) = self.owner_dir(owner) else {
+            return 0;
+        };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Stores `body` as the owner's blob `digest`, hashing it as it
+    /// streams: refused past the blob cap or the owner's quota, and unless
+    /// its digest matches. A blob the owner has is not read again.
+    pub async fn put<S, B, E>(
+        &self,
+        owner: Option<&str>,
+        digest: &Digest,
+        length: Option<u64>,
+        mut body: S,
+    ) -> Result<Stored, BlobError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        let dir = self
+            .owner_dir(owner)
+            .ok_or_else(|| io::Error::other("not an owner name"))?;
+        if let Some(path) = self.path(owner, digest) {
+            if let Ok(f) = fs::File::options().append(true).open(&path) {
+                let _ = f.set_modified(SystemTime::now());
+            }
+            return Ok(Stored::Known);
+        }
+        if length.is_some_and(|n| n > self.max_blob_bytes) {
+            return Err(BlobError::TooLarge {
+                max: self.max_blob_bytes,
+            });
+        }
+        let used = self.usage(owner);
+        let room = self.quota_bytes.saturating_sub(used);
+        if length.is_some_and(|n| n > room) {
+            return Err(BlobError::Quota {
+                quota: self.quota_bytes,
+                used,
+            });
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&dir)?;
+        let tmp = dir.join(format!(".upload-{}", uuid::Uuid::now_v7().simple()));
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            let mut hasher = Sha256::new();
+            let mut n: u64 = 0;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+                let chunk = chunk.as_ref();
+                n += chunk.len() as u64;
+                if n > self.max_blob_bytes {
+                    return Err(BlobError::TooLarge {
+                        max: self.max_blob_bytes,
+                    });
+                }
+                if n > room {
+                    return Err(BlobError::Quota {
+                        quota: self.quota_bytes,
+                        used,
+                    });
+                }
+                hasher.update(chunk);
+                file.write_all(chunk).await?;
+            }
+            let actual = Digest::from_bytes(hasher.finalize().into());
+            if actual != *digest {
+                return Err(BlobError::Mismatch {
+                    expected: *digest,
+                    actual,
+                });
+            }
+            file.sync_all().await?;
+            drop(file);
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+            fs::rename(&tmp, dir.join(digest.hex()))?;
+            Ok(Stored::Created)
+        }
+        .await;
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Removes every blob that `keep` does not name (owner, digest) and
+    /// that was last used more than `grace` ago, and uploads cut off that
+    /// long ago. Returns how many files went.
+    pub fn sweep(&self, keep: &HashSet<(String, Digest)>, grace: Duration) -> io::Result<usize> {
+        let Ok(owners) = fs::read_dir(&self.root) else {
+            return Ok(0);
+        };
+        let now = SystemTime::now();
+        let old = |path: &Path| {
+            fs::symlink_metadata(path)
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() > grace)
+                .unwrap_or(false)
+        };
+        let mut removed = 0;
+        for owner in owners.flatten() {
+            let owner_name = owner.file_name().to_string_lossy().into_owned();
+            let Ok(entries) = fs::read_dir(owner.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let kept = Digest::from_hex(&name)
+                    .map(|d| keep.contains(&(owner_name.clone(), d)))
+                    .unwrap_or(false);
+                if !kept && old(&entry.path()) && fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+            // An owner with nothing left leaves no folder.
+            let _ = fs::remove_dir(owner.path());
+        }
+        Ok(removed)
+    }
+}
+
+/// The owner's name in the blob store: the caller's, or the local owner.
+pub fn owner_name(owner: Option<&str>) -> String {
+    owner.unwrap_or(LOCAL_OWNER).to_owned()
+}
+
+impl crate::render::BlobSource for Blobs {
+    fn blob_path(&self, owner: Option<&str>, digest: &Digest) -> Option<PathBuf> {
+        self.path(owner, digest)
+    }
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(parts: &[&'static [u8]]) -> impl Stream<Item = Result<&'static [u8], String>> + Unpin {
+        futures::stream::iter(parts.iter().map(|p| Ok(*p)).collect::<Vec<_>>())
+    }
+
+    #[tokio::test]
+    async fn uploads_are_checked_kept_per_owner_and_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::new(dir.path().join("blobs"), 1, 1000);
+        let d = Digest::of(b"hello world");
+        assert_eq!(
+            blobs
+                .put(Some("a"), &d, None, body(&[b"hello ", b"world"]))
+                .await
+                .unwrap(),
+            Stored::Created
+        );
+        assert_eq!(
+            blobs
+                .put(Some("a"), &d, None, body(&[b"ignored"]))
+                .await
+                .unwrap(),
+            Stored::Known
+        );
+        // Another owner does not have it.
+        assert!(blobs.path(Some("b"), &d).is_none());
+        assert_eq!(blobs.missing(Some("b"), &[d, d]), vec![d]);
+        assert!(blobs.missing(Some("a"), &[d]).is_empty());
+        let wrong = Digest::of(b"other");
+        let err = blobs
+            .put(Some("a"), &wrong, None, body(&[b"hello"]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DigestMismatch);
+        let big = Digest::of(&[0u8; 1001]);
+        let err = blobs
+            .put(Some("a"), &big, None, body(&[&[0u8; 1001]]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::FileTooLarge);
+        // Nothing of the refused uploads is left.
+        let names: Vec<_> = fs::read_dir(dir.path().join("blobs/a"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(blobs
+            .put(Some("../x"), &d, None, body(&[b"hello world"]))
+            .await
+            .is_err());
+
+        // Kept while named or recent; then collected.
+        let keep: HashSet<_> = [("a".to_owned(), d)].into();
+        assert_eq!(blobs.sweep(&keep, Duration::ZERO).unwrap(), 0);
+        assert_eq!(
+            blobs
+                .sweep(&HashSet::new(), Duration::from_secs(60))
+                .unwrap(),
+            0
+        );
+        assert_eq!(blobs.sweep(&HashSet::new(), Duration::ZERO).unwrap(), 1);
+        assert!(blobs.path(Some("a"), &d).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_quota_counts_an_owners_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs {
+            root: dir.path().to_owned(),
+            quota_bytes: 10,
+            max_blob_bytes: 100,
+        };
+        let a = Digest::of(b"12345678");
+        blobs
+            .put(None, &a, Some(8), body(&[b"12345678"]))
+            .await
+            .unwrap();
+        let b = Digest::of(b"abcdef");
+        let err = blobs
+            .put(None, &b, Some(6), body(&[b"abcdef"]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BlobQuotaExceeded);
+        // Without a length, the stream is stopped at the quota.
+        let err = blobs
+            .put(None, &b, None, body(&[b"abcdef"]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BlobQuotaExceeded);
+        assert_eq!(blobs.usage(None), 8);
+    }
+}

@@ -1,0 +1,333 @@
+//! The scene file's folder as a project, for `manimd render` and
+//! `manimd submit`: every file under it but `media/`, `__pycache__`,
+//! hidden files and folders (`.git` among them), rendered videos
+//! (`.mp4`, `.webm`, `.mov`: no Manim asset) and what `.manimdignore`
+//! lists (one glob a line, `#` comments; `*` and `?` stay within a path
+//! component, `**` crosses them; a pattern without `/` matches a name at
+//! any depth, one ending in `/` only folders).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use manimd::project::{Digest, FileRef, Project, ProjectLimits};
+use manimd::render::BlobSource;
+
+/// Text files up to this size go inline in a submission; larger files
+/// and binary ones go as blobs.
+const INLINE_MAX: u64 = 64 * 1024;
+/// Inline text of one submission, all files together, stays under this
+/// (the server's body limit is 1 MiB by default).
+const INLINE_TOTAL: u64 = 512 * 1024;
+
+/// A file of the project on this machine.
+#[derive(Clone, Debug)]
+pub struct LocalFile {
+    /// Relative to the folder, `/`-separated.
+    pub path: String,
+    pub host: PathBuf,
+    pub size: u64,
+    pub digest: Digest,
+}
+
+/// The scene's folder as a project.
+#[derive(Debug)]
+pub struct Folder {
+    /// The scene file's path in the folder (its name).
+    pub main: String,
+    /// Every other file, by path.
+    pub files: Vec<LocalFile>,
+}
+
+/// The folder of `scene_file` as a project, or `None` when the scene file
+/// is alone in it (then it renders as a single file, as always).
+pub fn scan(scene_file: &Path, limits: &ProjectLimits) -> Result<Option<Folder>, String> {
+    let root = match scene_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let main = scene_file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{}: not a file name", scene_file.display()))?
+        .to_owned();
+    let ignore = Ignore::read(&root.join(".manimdignore"));
+    let mut found = Vec::new();
+    walk(&root, "", &ignore, limits, &mut found)?;
+    found.retain(|(rel, _)| rel != &main);
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let mut total = 0u64;
+    let mut files = Vec::with_capacity(found.len());
+    for (path, host) in found {
+        let size = fs::metadata(&host)
+            .map_err(|e| format!("{}: {e}", host.display()))?
+            .len();
+        if size > limits.max_file_bytes {
+            return Err(format!(
+                "{path} is {size} bytes; a project's file may hold at most {} (list it in .manimdignore to leave it out)",
+                limits.max_file_bytes
+            ));
+        }
+        total += size;
+        if total > limits.max_bytes {
+            return Err(format!(
+                "the folder holds more than {} bytes; list what the scene does not need in .manimdignore",
+                limits.max_bytes
+            ));
+        }
+        let digest = digest_of(&host)?;
+        files.push(LocalFile {
+            path,
+            host,
+            size,
+            digest,
+        });
+    }
+    Ok(Some(Folder { main, files }))
+}
+
+fn walk(
+    dir: &Path,
+    rel: &str,
+    ignore: &Ignore,
+    limits: &ProjectLimits,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), String> {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if name.starts_with('.') || name == "__pycache__" || (rel.is_empty() && name == "media") {
+            continue;
+        }
+        let path = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        // A linked folder is not followed (no loops); a linked file is read.
+        if kind.is_dir() {
+            if !ignore.matches(&path, true) {
+                walk(&entry.path(), &path, ignore, limits, out)?;
+            }
+        } else if fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+            && !ignore.matches(&path, false)
+            && !is_video(&name)
+        {
+            out.push((path, entry.path()));
+            if out.len() > limits.max_files {
+                return Err(format!(
+                    "the folder has more than {} files; list what the scene does not need in .manimdignore",
+                    limits.max_files
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_video(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".mp4", ".webm", ".mov"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
+fn digest_of(path: &Path) -> Result<Digest, String> {
+    use sha2::Digest as _;
+    let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(Digest::from_bytes(h.finalize().into()))
+}
+
+impl Folder {
+    /// The project as `manimd render` gives it to the renderer: every
+    /// file a blob, found on this machine by [`LocalBlobs`].
+    pub fn local(&self) -> (Project, Arc<LocalBlobs>) {
+        let files = self
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), FileRef::Blob(f.digest)))
+            .collect();
+        let blobs = self
+            .files
+            .iter()
+            .map(|f| (f.digest, f.host.clone()))
+            .collect();
+        (
+            Project {
+                main: self.main.clone(),
+                files,
+            },
+            Arc::new(LocalBlobs(blobs)),
+        )
+    }
+
+    /// The request's `files` for a server: small text files inline (up to
+    /// a total), the rest by digest; and the files sent as blobs.
+    pub fn request(&self, code: &str) -> (manimd::project::FileMap, Vec<&LocalFile>) {
+        let mut map = vec![(self.main.clone(), code.to_owned())];
+        let mut blobs = Vec::new();
+        let mut inline = code.len() as u64;
+        for f in &self.files {
+            let text = (f.size <= INLINE_MAX && inline + f.size <= INLINE_TOTAL)
+                .then(|| fs::read(&f.host).ok())
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|t| !t.starts_with(Digest::PREFIX) && !t.contains('\0'));
+            match text {
+                Some(text) => {
+                    inline += f.size;
+                    map.push((f.path.clone(), text));
+                }
+                None => {
+                    map.push((f.path.clone(), f.digest.to_string()));
+                    blobs.push(f);
+                }
+            }
+        }
+        (manimd::project::FileMap(map), blobs)
+    }
+}
+
+/// A local render's blobs: the user's own files, by digest.
+pub struct LocalBlobs(BTreeMap<Digest, PathBuf>);
+
+impl BlobSource for LocalBlobs {
+    fn blob_path(&self, _owner: Option<&str>, digest: &Digest) -> Option<PathBuf> {
+        self.0.get(digest).cloned()
+    }
+}
+
+/// The globs of `.manimdignore`.
+struct Ignore(Vec<(String, bool)>);
+
+impl Ignore {
+    fn read(path: &Path) -> Ignore {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        Ignore(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| {
+                    let dir_only = l.ends_with('/');
+                    (l.trim_matches('/').to_owned(), dir_only)
+                })
+                .collect(),
+        )
+    }
+
+    fn matches(&self, path: &str, is_dir: bool) -> bool {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        self.0.iter().any(|(glob, dir_only)| {
+            if *dir_only && !is_dir {
+                return false;
+            }
+            if glob.contains('/') {
+                glob_match(glob.as_bytes(), path.as_bytes())
+            } else {
+                glob_match(glob.as_bytes(), name.as_bytes())
+            }
+        })
+    }
+}
+
+/// `*` and `?` within a component, `**` across components.
+fn glob_match(glob: &[u8], text: &[u8]) -> bool {
+    match glob {
+        [] => text.is_empty(),
+        [b'*', b'*', rest @ ..] => {
+            let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+            (0..=text.len()).any(|i| glob_match(rest, &text[i..]))
+        }
+        [b'*', rest @ ..] => (0..=text.len())
+            .take_while(|&i| i == 0 || text[i - 1] != b'/')
+            .any(|i| glob_match(rest, &text[i..])),
+        [b'?', rest @ ..] => matches!(text, [c, t @ ..] if *c != b'/' && glob_match(rest, t)),
+        [g, rest @ ..] => matches!(text, [c, t @ ..] if c == g && glob_match(rest, t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignore_globs_match_names_and_paths() {
+        let ig = Ignore(vec![
+            ("*.log".into(), false),
+            ("build".into(), true),
+            ("data/**/*.tmp".into(), false),
+        ]);
+        assert!(ig.matches("a.log", false));
+        assert!(ig.matches("x/y/a.log", false));
+        assert!(!ig.matches("a.logs", false));
+        assert!(ig.matches("build", true));
+        assert!(!ig.matches("build", false));
+        assert!(ig.matches("data/a/b/c.tmp", false));
+        assert!(ig.matches("data/c.tmp", false));
+        assert!(!ig.matches("other/c.tmp", false));
+        assert!(glob_match(b"a?c", b"abc"));
+        assert!(!glob_match(b"a*c", b"a/c"));
+    }
+
+    #[test]
+    fn a_folder_is_scanned_with_its_ignores() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("scene.py"), "x").unwrap();
+        assert!(scan(&root.join("scene.py"), &ProjectLimits::default())
+            .unwrap()
+            .is_none());
+        for (path, text) in [
+            ("helpers.py", "h"),
+            ("assets/logo.svg", "<svg/>"),
+            ("media/videos/a.mp4", "v"),
+            ("__pycache__/h.pyc", "c"),
+            (".git/HEAD", "ref"),
+            (".hidden", "h"),
+            ("out.mp4", "v"),
+            ("notes.txt", "n"),
+            ("custom/__init__.py", ""),
+        ] {
+            let p = root.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        fs::write(root.join(".manimdignore"), "# comment\n*.txt\n").unwrap();
+        let folder = scan(&root.join("scene.py"), &ProjectLimits::default())
+            .unwrap()
+            .unwrap();
+        let paths: Vec<&str> = folder.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["assets/logo.svg", "custom/__init__.py", "helpers.py"]
+        );
+        assert_eq!(folder.main, "scene.py");
+        let (map, blobs) = folder.request("code");
+        assert_eq!(map.0.len(), 4);
+        assert!(blobs.is_empty(), "small text goes inline");
+    }
+}

@@ -1,0 +1,161 @@
+//! Blobs and projects: uploads (`PUT /v1/blobs/{digest}`), which of a
+//! list the caller lacks, a request's project checked against the
+//! caller's blobs, and the collection of blobs no job names.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::Stream;
+
+use super::error::{invalid, ServiceError};
+use super::Service;
+use crate::blobs::{owner_name, Stored};
+use crate::project::{self, Digest, FileMap, FileRef, Project, ProjectError};
+
+/// The most digests one `missing` question may ask about.
+pub const MAX_MISSING_QUERY: usize = 10_000;
+
+impl Service {
+    /// Stores an upload as the caller's blob `digest` (see `Blobs::put`).
+    pub async fn put_blob<S, B, E>(
+        &self,
+        owner: Option<&str>,
+        digest: &Digest,
+        length: Option<u64>,
+        body: S,
+    ) -> Result<Stored, ServiceError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        if self.is_draining() {
+            return Err(ServiceError::ShuttingDown);
+        }
+        let stored = self.parts.blobs.put(owner, digest, length, body).await?;
+        if stored == Stored::Created {
+            // With a bucket, every node can bring it from there.
+            self.parts
+                .storage
+                .push_blob(&self.parts.blobs, owner, digest)
+                .await?;
+        }
+        Ok(stored)
+    }
+
+    /// The digests of `wanted` the caller has not uploaded (to this node,
+    /// or, with a bucket, to any).
+    pub async fn missing_blobs(
+        &self,
+        owner: Option<&str>,
+        wanted: &[Digest],
+    ) -> Result<Vec<Digest>, ServiceError> {
+        if wanted.len() > MAX_MISSING_QUERY {
+            return Err(invalid(
+                "digests",
+                format!("ask about at most {MAX_MISSING_QUERY} digests at once"),
+            ));
+        }
+        let mut missing = Vec::new();
+        for digest in self.parts.blobs.missing(owner, wanted) {
+            if !self.bring_blob(owner, &digest).await? {
+                missing.push(digest);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Whether this node has the owner's blob, once brought from the
+    /// bucket when another node received it.
+    pub(super) async fn bring_blob(
+        &self,
+        owner: Option<&str>,
+        digest: &Digest,
+    ) -> Result<bool, ServiceError> {
+        Ok(self
+            .parts
+            .storage
+            .pull_blob(&self.parts.blobs, owner, digest)
+            .await?)
+    }
+
+    /// A request's `code`, `files` and `main` as a scene file's text and
+    /// its project (none for a single file): the path rules and limits
+    /// first, with nothing looked up, then each blob among the caller's
+    /// (`missing-blob`), the sizes, and each blob marked used.
+    pub(super) async fn project_of(
+        &self,
+        code: String,
+        files: Option<&FileMap>,
+        main: Option<&str>,
+        owner: Option<&str>,
+    ) -> Result<(String, Option<Project>), ServiceError> {
+        let Some(files) = files else {
+            if main.is_some() {
+                return Err(invalid("main", "`main` names a file of `files`; send both"));
+            }
+            return Ok((code, None));
+        };
+        let Some(main) = main else {
+            return Err(invalid("main", "with `files`, `main` names the scene file"));
+        };
+        let limits = &self.cfg.project_limits;
+        let (code, project) = project::check(files, main, limits)?;
+        let blobs = &self.parts.blobs;
+        let mut total = code.len() as u64;
+        for (path, file) in &project.files {
+            let bytes = match file {
+                FileRef::Text(text) => text.len() as u64,
+                FileRef::Blob(digest) => {
+                    self.bring_blob(owner, digest).await?;
+                    blobs
+                        .size(owner, digest)
+                        .ok_or_else(|| ProjectError::MissingBlob {
+                            file: path.clone(),
+                            digest: *digest,
+                        })?
+                }
+            };
+            if bytes > limits.max_file_bytes {
+                return Err(ProjectError::FileTooLarge {
+                    file: path.clone(),
+                    bytes,
+                    max: limits.max_file_bytes,
+                }
+                .into());
+            }
+            total += bytes;
+        }
+        if total > limits.max_bytes {
+            return Err(ProjectError::ProjectTooLarge {
+                bytes: total,
+                max: limits.max_bytes,
+            }
+            .into());
+        }
+        for (_, digest) in project.blobs() {
+            blobs.touch(owner, &digest);
+        }
+        Ok((code, Some(project)))
+    }
+
+    /// Removes the blobs that no queued or running job names and that
+    /// were last used more than `grace` ago; returns how many.
+    pub async fn sweep_blobs(&self, grace: Duration) -> Result<usize, ServiceError> {
+        let mut keep = HashSet::new();
+        for (owner, spec) in self.parts.store.active_specs().await? {
+            if let Some(project) = &spec.project {
+                for (_, digest) in project.blobs() {
+                    keep.insert((owner_name(owner.as_deref()), digest));
+                }
+            }
+        }
+        let blobs = std::sync::Arc::clone(&self.parts.blobs);
+        let removed = tokio::task::spawn_blocking(move || blobs.sweep(&keep, grace))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(crate::blobs::BlobError::from)?;
+        Ok(removed)
+    }
+}

@@ -1,0 +1,585 @@
+//! Projects: a scene file with helper modules, images, an SVG, a CSV, a
+//! sound and a font, sent as inline files and uploaded blobs, rendered in
+//! both engines; hostile projects refused with their typed errors; the
+//! CLI's folder upload sending only what the server lacks.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::common::{self, server::TestServer};
+use manimd::server::ServeOptions;
+
+fn opts() -> ServeOptions {
+    ServeOptions {
+        workers: 1,
+        warm_pool: 0,
+        ..ServeOptions::default()
+    }
+}
+
+fn digest(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    format!(
+        "sha256:{}",
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// A file made by ffmpeg on the host (a test's own fixture, trusted).
+async fn made(args: &[&str], name: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(name);
+    let mut all: Vec<&OsStr> = ["-v", "error", "-f", "lavfi", "-i"]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+    all.extend(args.iter().map(OsStr::new));
+    all.push(out.as_os_str());
+    let o = manimd::process::run_tool("ffmpeg", &all, dir.path(), &[])
+        .await
+        .expect("ffmpeg runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read(out).unwrap()
+}
+
+async fn png() -> Vec<u8> {
+    made(&["color=c=red:s=32x32", "-frames:v", "1"], "photo.png").await
+}
+
+async fn wav() -> Vec<u8> {
+    made(&["sine=frequency=440:duration=0.5"], "click.wav").await
+}
+
+/// A font that no system font directory holds (matplotlib's Computer
+/// Modern in the ManimGL venv): found by Pango only when registered.
+fn font() -> Vec<u8> {
+    let runtime = std::env::var("MANIMD_RUNTIME").unwrap_or_else(|_| "/opt/manimd".into());
+    let path = Path::new(&runtime).join(
+        "venv/manimgl-1.7.2/lib/python3.11/site-packages/matplotlib/mpl-data/fonts/ttf/cmr10.ttf",
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+const LOGO: &str = r#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10" fill="blue"/></svg>"#;
+
+async fn put(
+    s: &TestServer,
+    key: Option<&str>,
+    digest: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut r = s
+        .client
+        .put(format!("{}/v1/blobs/{digest}", s.url))
+        .body(bytes);
+    if let Some(key) = key {
+        r = r.bearer_auth(key);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(s: &TestServer, key: Option<&str>, path: &str, body: &Value) -> (StatusCode, Value) {
+    let mut r = s.client.post(format!("{}{path}", s.url)).json(body);
+    if let Some(key) = key {
+        r = r.bearer_auth(key);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Uploads `blobs` (after asking which are missing) and returns their digests.
+async fn upload(s: &TestServer, blobs: Vec<Vec<u8>>) -> Vec<String> {
+    let digests: Vec<String> = blobs.iter().map(|b| digest(b)).collect();
+    let (status, body) = post(s, None, "/v1/blobs/missing", &json!({ "digests": digests })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["missing"].as_array().unwrap().len(), digests.len());
+    for (bytes, d) in blobs.into_iter().zip(&digests) {
+        let (status, body) = put(s, None, d, bytes.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        // Sent again: known, not stored twice.
+        let (status, body) = put(s, None, d, bytes).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["created"], false);
+    }
+    let (_, body) = post(s, None, "/v1/blobs/missing", &json!({ "digests": digests })).await;
+    assert_eq!(body["missing"], json!([]));
+    digests
+}
+
+async fn video_of(s: &TestServer, id: &str) -> PathBuf {
+    let bytes = s
+        .client
+        .get(format!("{}/v1/renders/{id}/video", s.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("manimd-project-{id}.mp4"));
+    std::fs::write(&path, &bytes).unwrap();
+    path
+}
+
+const CE_SCENE: &str = r##"from manim import *
+import os
+import numpy as np
+import manimpango
+from helpers import make_dot, LABEL
+
+class Project(Scene):
+    def construct(self):
+        assert os.getcwd() == "/project", os.getcwd()
+        assert __file__ == "/project/scene.py", __file__
+        # Read-only: the sandbox cannot change its project.
+        for attempt in (lambda: open("new.txt", "w"), lambda: os.symlink("/etc/passwd", "link"),
+                        lambda: open("helpers.py", "a")):
+            try:
+                attempt()
+            except OSError:
+                pass
+            else:
+                raise AssertionError("the project is writable")
+        # The project's manim.cfg is read; its video_dir is not.
+        assert config.background_color.to_hex().lower() == "#123456", config.background_color
+        assert not str(config._d["video_dir"]).startswith("/elsewhere"), config._d["video_dir"]
+        assert "cmr10" in manimpango.list_fonts(), "the project's font is not registered"
+        data = np.loadtxt("data/points.csv", delimiter=",")
+        assert data.shape == (3, 2), data.shape
+        img = ImageMobject("photo.png").scale(2)
+        logo = SVGMobject("logo.svg").to_edge(LEFT)
+        label = Text(LABEL, font="cmr10").to_edge(DOWN)
+        self.add_sound("click.wav")
+        self.play(FadeIn(img), Create(logo), Write(label), run_time=0.5)
+        self.add(make_dot(data))
+        self.wait(0.5)
+"##;
+
+const HELPERS: &str = "from manim import *\n\nLABEL = \"projects\"\n\ndef make_dot(data):\n    return VGroup(*[Dot([x, y, 0]) for x, y in data])\n";
+
+const CFG: &str = "[CLI]\nbackground_color = #123456\nvideo_dir = /elsewhere/videos\n";
+
+#[tokio::test]
+async fn a_project_renders_with_helpers_assets_sound_and_font_in_manim_community() {
+    let s = TestServer::start(opts()).await;
+    let blobs = upload(&s, vec![png().await, wav().await, font()]).await;
+    let body = json!({
+        "main": "scene.py",
+        "files": {
+            "scene.py": CE_SCENE,
+            "helpers.py": HELPERS,
+            "manim.cfg": CFG,
+            "data/points.csv": "0,0\n1,1\n2,0\n",
+            "logo.svg": LOGO,
+            "photo.png": blobs[0],
+            "click.wav": blobs[1],
+            "fonts/cmr10.ttf": blobs[2],
+        },
+    });
+    let id = s.submit(body.clone()).await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let video = video_of(&s, &id).await;
+    let (codec, secs) = common::probe_audio(&video)
+        .await
+        .expect("add_sound gives the video a sound track");
+    assert_eq!(codec, "aac");
+    assert!(secs > 0.4, "{secs} s of sound");
+    assert!(common::probe(&video).await.frames > 0);
+    let _ = std::fs::remove_file(&video);
+
+    // The same project again is the cached result; another asset is not.
+    let again = s.submit(body.clone()).await;
+    let job = s.wait_for(&again, None).await;
+    assert_eq!(job["result"]["cache_hit"], true, "{job}");
+    let mut edited = body.clone();
+    edited["files"]["data/points.csv"] = json!("0,0\n1,1\n2,1\n");
+    let other = s.submit(edited).await;
+    let job = s.wait_for(&other, None).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_ne!(job["result"]["cache_hit"], true, "{job}");
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn a_3b1b_style_project_renders_in_manimgl() {
+    let s = TestServer::start(opts()).await;
+    let blobs = upload(&s, vec![png().await, font()]).await;
+    let scene = r#"from manim_imports_ext import *
+import os
+import numpy as np
+import manimpango
+
+class Project(Scene):
+    def construct(self):
+        assert os.getcwd() == "/project"
+        assert "cmr10" in manimpango.list_fonts()
+        data = np.loadtxt("data/points.csv", delimiter=",")
+        photo = ImageMobject("photo")   # images/raster, from custom_config.yml
+        logo = SVGMobject("logo")       # images/vector
+        text = Text("projects", font="cmr10")
+        self.play(FadeIn(photo), ShowCreation(logo), badge().animate.shift(UP), run_time=0.5)
+        self.add(text, *[Dot([x, y, 0]) for x, y in data])
+        self.wait(0.3)
+"#;
+    let config = "directories:\n  base: \"/Users/someone/Dropbox/3b1b/\"\n  subdirs:\n    output: \"/elsewhere\"\n    raster_images: \"images/raster\"\n    vector_images: \"images/vector\"\n";
+    let body = json!({
+        "main": "_2026/intro/scene.py",
+        "files": {
+            "_2026/intro/scene.py": scene,
+            "manim_imports_ext.py": "from manimlib import *\nfrom custom.shapes import *\n",
+            "custom/__init__.py": "",
+            "custom/shapes.py": "from manimlib import *\n\ndef badge():\n    return Square().set_fill(BLUE, 0.5)\n",
+            "custom_config.yml": config,
+            "data/points.csv": "0,0\n1,1\n",
+            "images/raster/photo.png": blobs[0],
+            "images/vector/logo.svg": LOGO,
+            "fonts/cmr10.ttf": blobs[1],
+        },
+    });
+    let id = s.submit(body).await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["engine"], "manimgl");
+    let video = video_of(&s, &id).await;
+    assert!(common::probe(&video).await.frames > 0);
+    let _ = std::fs::remove_file(&video);
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn an_error_in_a_helper_module_names_its_file_and_line() {
+    let s = TestServer::start(opts()).await;
+    let scene = "from manim import *\nfrom helpers import broken\n\nclass A(Scene):\n    def construct(self):\n        broken()\n";
+    let helpers = "from manim import *\n\ndef broken():\n    return 1 / 0\n";
+    let id = s
+        .submit(json!({"main": "scene.py", "files": {"scene.py": scene, "helpers.py": helpers}}))
+        .await;
+    let job = s.wait_for(&id, None).await;
+    let error = &job["error"];
+    assert_eq!(error["code"], "scene-error", "{job}");
+    assert_eq!(error["file"], "helpers.py", "{error}");
+    assert_eq!(error["line"], 4, "{error}");
+    let files: Vec<&str> = error["traceback"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["scene.py", "helpers.py"], "{error}");
+
+    // A helper that does not parse: a syntax error with its own line.
+    let id = s
+        .submit(json!({"main": "scene.py", "files": {"scene.py": scene, "helpers.py": "def broken(:\n"}}))
+        .await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["error"]["code"], "syntax-error", "{job}");
+    assert_eq!(job["error"]["file"], "helpers.py", "{job}");
+    assert_eq!(job["error"]["line"], 1, "{job}");
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn hostile_projects_get_typed_errors_and_leave_nothing_behind() {
+    let keys = ["key-a", "key-b"];
+    let s = TestServer::start(ServeOptions {
+        api_keys: keys
+            .iter()
+            .map(|k| manimd::secret::Secret::new(*k).unwrap())
+            .collect(),
+        max_body_bytes: 32 << 20,
+        blob_quota_mib: 1,
+        ..opts()
+    })
+    .await;
+    let a = Some(keys[0]);
+    let b = Some(keys[1]);
+    let scene = "from manim import *\n\nclass A(Scene):\n    def construct(self):\n        self.wait(0.1)\n";
+    let refused = |files: Value| json!({"main": "scene.py", "files": files});
+    let with = |path: &str, value: &str| {
+        let mut files = serde_json::Map::new();
+        files.insert("scene.py".into(), json!(scene));
+        files.insert(path.into(), json!(value));
+        refused(Value::Object(files))
+    };
+    for (body, status, code, file) in [
+        (with("../x.py", "x"), 400, "invalid-path", "../x.py"),
+        (with("/etc/passwd", "x"), 400, "invalid-path", "/etc/passwd"),
+        (with("a/../../x", "x"), 400, "invalid-path", "a/../../x"),
+        (with("a\\b", "x"), 400, "invalid-path", "a\\b"),
+        (with("a\u{0}b", "x"), 400, "invalid-path", "a\u{0}b"),
+        (with("a\nb", "x"), 400, "invalid-path", "a\nb"),
+        (with("x.png", "sha256:00"), 400, "invalid-path", "x.png"),
+    ] {
+        let (got, err) = post(&s, a, "/v1/renders", &body).await;
+        assert_eq!(got.as_u16(), status, "{body}: {err}");
+        assert_eq!(err["error"]["code"], code, "{err}");
+        assert_eq!(err["error"]["file"], file, "{err}");
+    }
+    // The same path twice after normalisation (either may be named first).
+    let (got, err) = post(&s, a, "/v1/renders", &with("./scene.py", "x")).await;
+    assert_eq!(got.as_u16(), 400, "{err}");
+    assert_eq!(err["error"]["code"], "duplicate-path", "{err}");
+    assert!(err["error"]["other"].is_string(), "{err}");
+    // `code` and `files` together, and `main` not among the files.
+    let (got, err) = post(
+        &s,
+        a,
+        "/v1/renders",
+        &json!({"code": scene, "files": {"scene.py": scene}, "main": "scene.py"}),
+    )
+    .await;
+    assert_eq!(
+        (got.as_u16(), err["error"]["field"].as_str()),
+        (400, Some("code")),
+        "{err}"
+    );
+    let (got, err) = post(&s, a, "/v1/renders", &refused(json!({"other.py": scene}))).await;
+    assert_eq!(
+        (got.as_u16(), err["error"]["field"].as_str()),
+        (400, Some("main")),
+        "{err}"
+    );
+
+    // A digest that does not match its bytes is refused and not kept.
+    let bytes = b"the real bytes".to_vec();
+    let wrong = digest(b"other bytes");
+    let (got, err) = put(&s, a, &wrong, bytes.clone()).await;
+    assert_eq!(got.as_u16(), 400, "{err}");
+    assert_eq!(err["error"]["code"], "digest-mismatch", "{err}");
+    let (got, _) = put(&s, a, "sha256:nothex", bytes.clone()).await;
+    assert_eq!(got.as_u16(), 400);
+    let (_, body) = post(&s, a, "/v1/blobs/missing", &json!({"digests": [wrong]})).await;
+    assert_eq!(body["missing"], json!([wrong]));
+
+    // Another key's blob is missing for this key.
+    let mine = digest(&bytes);
+    assert_eq!(
+        put(&s, a, &mine, bytes.clone()).await.0,
+        StatusCode::CREATED
+    );
+    let (got, err) = post(&s, b, "/v1/renders", &with("data.bin", &mine)).await;
+    assert_eq!(got.as_u16(), 422, "{err}");
+    assert_eq!(err["error"]["code"], "missing-blob");
+    assert_eq!(err["error"]["digest"], mine.as_str());
+    assert_eq!(err["error"]["file"], "data.bin");
+    let (_, body) = post(&s, b, "/v1/blobs/missing", &json!({"digests": [mine]})).await;
+    assert_eq!(body["missing"], json!([mine]));
+
+    // Past the key's quota (1 MiB here).
+    let big = vec![7u8; 2 << 20];
+    let (got, err) = put(&s, a, &digest(&big), big).await;
+    assert_eq!(got.as_u16(), 413, "{err}");
+    assert_eq!(err["error"]["code"], "blob-quota-exceeded");
+
+    // 100,000 files: refused at once, before anything is looked up or written.
+    let mut files = serde_json::Map::new();
+    files.insert("scene.py".into(), json!(scene));
+    for i in 0..100_000 {
+        files.insert(format!("f/{i}.txt"), json!("x"));
+    }
+    let started = Instant::now();
+    let (got, err) = post(&s, a, "/v1/renders", &refused(Value::Object(files))).await;
+    assert_eq!(got.as_u16(), 413, "{err}");
+    assert_eq!(err["error"]["code"], "too-many-files");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Nothing was queued, nothing is left: no area, no project, no upload.
+    let list: Value = s
+        .client
+        .get(format!("{}/v1/renders", s.url))
+        .bearer_auth(keys[0])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["renders"], json!([]), "{list}");
+    let blobs = s.config.data_dir.join("blobs");
+    let stray: Vec<_> = walk(&blobs)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".upload-")
+        })
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    assert_eq!(walk(&blobs).len(), 1, "only the one good upload");
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+    let areas = s.config.sandbox_config().areas_dir;
+    let left: Vec<_> = std::fs::read_dir(&areas)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().ends_with(".project")),
+        "{left:?}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn submit_uploads_only_the_blobs_the_server_lacks_and_render_lays_the_folder_out() {
+    let s = TestServer::start(opts()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("proj");
+    std::fs::create_dir_all(root.join("media/videos")).unwrap();
+    std::fs::create_dir_all(root.join("assets")).unwrap();
+    std::fs::write(
+        root.join("scene.py"),
+        "from manim import *\nfrom helpers import SIDE\n\nclass A(Scene):\n    def construct(self):\n        self.add(ImageMobject(\"assets/photo.png\"), Square(SIDE))\n        self.play(FadeIn(Circle()), run_time=0.3)\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("helpers.py"), "SIDE = 1.5\n").unwrap();
+    std::fs::write(root.join("assets/photo.png"), png().await).unwrap();
+    std::fs::write(root.join("media/videos/old.bin"), vec![0u8; 4096]).unwrap();
+    std::fs::write(root.join("big.log"), vec![b'x'; 100_000]).unwrap();
+    std::fs::write(root.join(".manimdignore"), "*.log\n").unwrap();
+    let scene = root.join("scene.py");
+    let (scene_arg, cwd, url) = (
+        scene.to_str().unwrap().to_owned(),
+        dir.path().to_owned(),
+        s.url.clone(),
+    );
+    let submit = move || {
+        let (scene_arg, cwd, url) = (scene_arg.clone(), cwd.clone(), url.clone());
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+                .args(["submit", &scene_arg, "--server", &url, "--quiet"])
+                .current_dir(cwd)
+                .output()
+                .await
+                .expect("manimd runs")
+        }
+    };
+    let first = submit().await;
+    let err = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert!(first.status.success(), "{err}");
+    assert!(err.contains("uploaded assets/photo.png"), "{err}");
+    assert!(err.contains("1 uploaded"), "{err}");
+    assert!(
+        !err.contains("old.bin") && !err.contains("big.log"),
+        "{err}"
+    );
+    let second = submit().await;
+    let err = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert!(second.status.success(), "{err}");
+    assert!(err.contains("0 uploaded"), "{err}");
+    assert!(!err.contains("uploaded assets/photo.png"), "{err}");
+
+    // `manimd render` lays the same folder out from the user's own files.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .args(["render", scene.to_str().unwrap(), "--quiet", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .current_dir(dir.path())
+        .output()
+        .expect("manimd runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn a_project_previews_and_renders_through_the_replaced_systems_call() {
+    let s = TestServer::start(opts()).await;
+    let scene = "from manim import *\nfrom helpers import shape\n\nclass A(Scene):\n    def construct(self):\n        self.play(Create(shape()), run_time=0.3)\n";
+    let files = json!({"scene.py": scene, "helpers.py": "from manim import *\n\ndef shape():\n    return Square()\n"});
+    let (status, body) = post(
+        &s,
+        None,
+        "/v1/previews",
+        &json!({"main": "scene.py", "files": files, "kind": "storyboard"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["frames"].as_array().unwrap().len(), 1, "{body}");
+    let r = s
+        .client
+        .post(format!("{}/render", s.url))
+        .json(&json!({"main": "scene.py", "files": files}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!r.bytes().await.unwrap().is_empty());
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn a_projects_font_is_the_one_text_is_drawn_in() {
+    let s = TestServer::start(opts()).await;
+    let font = upload(&s, vec![font()]).await.remove(0);
+    let scene = "from manim import *\n\nclass A(Scene):\n    def construct(self):\n        self.add(Text(\"Agq 123\", font=\"cmr10\").scale(2))\n";
+    let still = |files: Value| json!({"main": "scene.py", "files": files, "format": "png"});
+    let with = s
+        .submit(still(json!({"scene.py": scene, "fonts/cmr10.ttf": font})))
+        .await;
+    // Without the file, Pango falls back to another family: other pixels.
+    let without = s
+        .submit(still(
+            json!({"scene.py": scene, "notes.txt": "no font here"}),
+        ))
+        .await;
+    let mut frames = Vec::new();
+    for id in [&with, &without] {
+        let job = s.wait_for(id, None).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let png = s
+            .client
+            .get(format!("{}/v1/renders/{id}/video", s.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+        frames.push(png);
+    }
+    assert_ne!(
+        frames[0], frames[1],
+        "the text looks the same with and without the font"
+    );
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
