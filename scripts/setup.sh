@@ -124,6 +124,19 @@ install_rust() {
   exit 1
 }
 
+# Opt-in, and only this: `scripts/setup.sh vm` installs what scripts/vm-test.sh
+# needs to boot Debian's own kernel on this machine's filesystem (QEMU, the
+# kernel package, the busybox of the VM's initramfs, and virtme-ng, locked in
+# python/locks/vm.txt). Some 400 MB that renders never use, so not by default.
+if [ "${1:-}" = vm ]; then
+  APT_PACKAGES=(qemu-system-x86 linux-image-amd64 busybox-static)
+  install_apt
+  mkdir -p "$RUNTIME/venv"
+  make_venv vm
+  log "done (vm)"
+  exit 0
+fi
+
 install_apt
 mkdir -p "$RUNTIME/venv"
 # Each venv is its lock, python/locks/NAME.txt; its top-level constraints are

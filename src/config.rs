@@ -20,9 +20,11 @@ pub struct Config {
     /// The unprivileged host uid/gid that scene code runs as.
     pub sandbox_uid: u32,
     pub sandbox_gid: u32,
-    /// The cgroup mount point and the group that job groups go under.
+    /// The cgroup mount point.
     pub cgroup_mount: PathBuf,
-    pub cgroup_parent: String,
+    /// `--cgroup-parent`: `None` lets the sandbox choose (its own delegated
+    /// group on cgroup v2, else `manimd` at the root).
+    pub cgroup_parent: Option<String>,
     /// Default limits of one render.
     pub limits: Limits,
     /// Text to speech for narrated renders.
@@ -49,7 +51,7 @@ impl Default for Config {
             sandbox_uid: DEFAULT_SANDBOX_ID,
             sandbox_gid: DEFAULT_SANDBOX_ID,
             cgroup_mount: "/sys/fs/cgroup".into(),
-            cgroup_parent: "manimd".into(),
+            cgroup_parent: None,
             limits: Limits::default(),
             tts: TtsConfig::default(),
             cache_quota_mib: DEFAULT_CACHE_QUOTA_MIB,

@@ -16,7 +16,6 @@ use crate::limits::Limits;
 use crate::process::run_tool;
 use crate::runtime::{self, Runtime, StudioAsset};
 use crate::sandbox::area::Area;
-use crate::sandbox::cgroup::{Cgroup, Hierarchy};
 use crate::spec::Engine;
 
 /// One check's outcome.
@@ -142,30 +141,31 @@ async fn bubblewrap(bwrap: &Path) -> Result<String, Fault> {
 
 async fn cgroups(config: &Config) -> Result<String, Fault> {
     let sc = config.sandbox_config();
-    let fix = "mount cgroup v2 with the memory and pids controllers available to manimd \
-               (or cgroup v1 with memory and pids mounted)";
-    let hierarchy = Hierarchy::detect(&sc.cgroup_mount)
+    let fix = "on cgroup v2, run manimd in a group delegated to it (systemd: Delegate=yes, \
+               as deploy/manimd.service does; a container: a private cgroup namespace with \
+               a writable /sys/fs/cgroup), or give --cgroup-parent a group it may divide; \
+               on v1, mount the memory and pids controllers";
+    let placement = sc
+        .placement()
         .map_err(|e| fault(format!("no usable cgroup hierarchy: {e}"), fix))?;
-    hierarchy
-        .prepare_parent(&sc.cgroup_parent)
-        .map_err(|e| fault(format!("cannot prepare the job groups' parent: {e}"), fix))?;
-    let name = probe_name(config);
-    let group =
-        Cgroup::create(&hierarchy, &sc.cgroup_parent, &name, &Limits::default()).map_err(|e| {
-            fault(
-                format!("cannot create a job group with memory and pids limits: {e}"),
-                fix,
-            )
-        })?;
-    group
-        .destroy()
-        .await
-        .map_err(|e| fault(format!("cannot remove a job group: {e}"), fix))?;
-    Ok(format!(
-        "v{}: job groups with memory and pids limits under {}",
-        hierarchy.version(),
-        sc.cgroup_parent
-    ))
+    let shown = placement.describe();
+    let probe = async {
+        placement
+            .prepare()
+            .map_err(|e| format!("cannot prepare the job groups' parent: {e}"))?;
+        let group = placement
+            .create(&probe_name(config), &Limits::default())
+            .map_err(|e| format!("cannot create a job group with memory and pids limits: {e}"))?;
+        group
+            .destroy()
+            .await
+            .map_err(|e| format!("cannot remove a job group: {e}"))
+    };
+    let probed = probe.await;
+    // What the probe set up is undone, as a graceful stop undoes it.
+    placement.release();
+    probed.map_err(|problem| fault(format!("{problem} ({shown})"), fix))?;
+    Ok(shown)
 }
 
 fn areas(config: &Config) -> Result<String, Fault> {

@@ -47,6 +47,17 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "MANIMD_CACHE_QUOTA_MIB", value_name = "MIB",
           default_value_t = manimd::config::DEFAULT_CACHE_QUOTA_MIB)]
     pub cache_quota_mib: u64,
+    /// The cgroup that job groups go under, relative to the cgroup mount
+    /// (`/sys/fs/cgroup`). Default: on cgroup v2, `jobs` in manimd's own
+    /// group when that is delegated to it (systemd's Delegate=yes, a
+    /// container's cgroup namespace), else `manimd` at the root.
+    #[arg(
+        long,
+        global = true,
+        env = "MANIMD_CGROUP_PARENT",
+        value_name = "GROUP"
+    )]
+    pub cgroup_parent: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -454,6 +465,7 @@ impl GlobalArgs {
             runtime_dir: self.runtime_dir.clone(),
             tts,
             cache_quota_mib: self.cache_quota_mib,
+            cgroup_parent: self.cgroup_parent.clone(),
             ..Config::default()
         }
     }
@@ -582,25 +594,20 @@ async fn load(config: &Config, args: LoadArgs) -> ExitCode {
         Ok(report) => {
             // Leftovers are visible when the server runs here on --data-dir.
             let sc = config.sandbox_config();
-            let leftovers = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount)
-                .ok()
-                .map(|h| {
-                    let groups = h
-                        .children(&sc.cgroup_parent, &format!("{}-", sc.instance))
-                        .len();
-                    let warm =
-                        report.health_after["workers"]["warm"].as_u64().unwrap_or(0) as usize;
-                    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
-                        .unwrap_or_default()
-                        .lines()
-                        .filter(|l| l.contains(&*sc.areas_dir.to_string_lossy()))
-                        .count();
-                    // A ready inspector and the warm sandboxes are expected.
-                    (
-                        groups.saturating_sub(warm + 1),
-                        mounts.saturating_sub(warm + 1),
-                    )
-                });
+            let leftovers = sc.placement().ok().map(|p| {
+                let groups = p.children(&format!("{}-", sc.instance)).len();
+                let warm = report.health_after["workers"]["warm"].as_u64().unwrap_or(0) as usize;
+                let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains(&*sc.areas_dir.to_string_lossy()))
+                    .count();
+                // A ready inspector and the warm sandboxes are expected.
+                (
+                    groups.saturating_sub(warm + 1),
+                    mounts.saturating_sub(warm + 1),
+                )
+            });
             crate::load::print(&report, leftovers);
             if report.lost == 0 {
                 ExitCode::SUCCESS

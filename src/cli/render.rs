@@ -84,13 +84,18 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
     };
     let first = render_and_deliver(&renderer, &spec, &limits, &output, &args).await;
     if !args.watch {
+        // Like a server's stop: no job group, nor the parent made for them, stays.
+        renderer.sandbox().close().await;
         return first.map(|_| ());
     }
     eprintln!("watching {} for changes (Ctrl-C ends)", args.file.display());
     let mut seen = watch::modified(&args.file);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => {
+                renderer.sandbox().close().await;
+                return Ok(());
+            }
             _ = watch::next_save(&args.file, &mut seen) => {}
         }
         let code = match read_scene_file(&args.file) {

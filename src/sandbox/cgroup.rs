@@ -3,12 +3,24 @@
 //!
 //! Both hierarchies are supported: cgroup v2 (most production hosts) and v1
 //! with separate `memory` and `pids` controllers (older hosts, and ours).
+//!
+//! Where job groups go is a [`Placement`]. On v2 manimd works inside its own
+//! group when that group is delegated to it (systemd's `Delegate=yes`, or the
+//! root of a container's cgroup namespace): its processes move to the leaf
+//! `<own>/supervisor` (a group with controllers enabled for its children may
+//! hold no process), `<own>` enables the controllers, and job groups live in
+//! `<own>/jobs`, so the unit's or container's limits bound every render and
+//! stopping the unit reaches them. Elsewhere (v1, the host's root cgroup, an
+//! undelegated group) they live in `manimd` at the hierarchy's root, and
+//! `--cgroup-parent` puts them anywhere. [`Placement::release`] undoes it all
+//! on a graceful stop.
 
 use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -22,6 +34,13 @@ pub enum CgroupError {
     NotFound(PathBuf),
     #[error("cannot set up cgroup {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+}
+
+impl CgroupError {
+    /// A group or file that is not there (a parent removed meanwhile).
+    fn is_not_found(&self) -> bool {
+        matches!(self, CgroupError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
@@ -71,44 +90,21 @@ impl Hierarchy {
         }
     }
 
-    /// The directories of a group named `rel` (one per controller tree).
-    fn dirs(&self, rel: &str) -> Vec<PathBuf> {
+    /// The mount of each controller tree (one on v2).
+    fn bases(&self) -> Vec<PathBuf> {
         match self {
-            Hierarchy::V2 { root } => vec![root.join(rel)],
+            Hierarchy::V2 { root } => vec![root.clone()],
             Hierarchy::V1 { memory, pids, cpu } => {
-                let mut dirs = vec![memory.join(rel), pids.join(rel)];
-                dirs.extend(cpu.iter().map(|c| c.join(rel)));
-                dirs
+                let mut bases = vec![memory.clone(), pids.clone()];
+                bases.extend(cpu.iter().cloned());
+                bases
             }
         }
     }
 
-    /// Creates the parent group under which job groups live.
-    pub fn prepare_parent(&self, parent: &str) -> Result<(), CgroupError> {
-        for dir in self.dirs(parent) {
-            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        }
-        if let Hierarchy::V2 { root } = self {
-            // v2 hands controllers down one level at a time; a job group can
-            // only have memory and pids limits if every ancestor enables them.
-            let mut level = root.clone();
-            for part in Path::new(parent).components() {
-                let control = level.join("cgroup.subtree_control");
-                fs::write(&control, "+memory +pids").map_err(io_err(&control))?;
-                level.push(part);
-            }
-            let control = level.join("cgroup.subtree_control");
-            fs::write(&control, "+memory +pids").map_err(io_err(&control))?;
-            // The CPU controller only where the host offers it: without it
-            // renders run, but `--cpus` cannot be applied (see `create`).
-            let mut level = root.clone();
-            for part in Path::new(parent).components() {
-                let _ = fs::write(level.join("cgroup.subtree_control"), "+cpu");
-                level.push(part);
-            }
-            let _ = fs::write(level.join("cgroup.subtree_control"), "+cpu");
-        }
-        Ok(())
+    /// The directories of a group named `rel` (one per controller tree).
+    fn dirs(&self, rel: &str) -> Vec<PathBuf> {
+        self.bases().iter().map(|b| b.join(rel)).collect()
     }
 
     /// Job groups under `parent` whose names start with `prefix`.
@@ -129,6 +125,424 @@ impl Hierarchy {
     }
 }
 
+/// The group that job groups go in when manimd works at the hierarchy's root.
+pub const ROOT_PARENT: &str = "manimd";
+/// In a delegated group: the leaf that manimd's own processes move to.
+pub const SUPERVISOR_LEAF: &str = "supervisor";
+/// In a delegated group: the parent of the job groups.
+pub const JOBS_GROUP: &str = "jobs";
+/// Controllers that every job group needs (`cpu` is enabled where offered).
+const REQUIRED: [&str; 2] = ["memory", "pids"];
+
+/// Why job groups are where they are, for `doctor` and the logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Inside this process's own v2 group, delegated to it; `own` is
+    /// relative to the mount ("" at the root of a cgroup namespace).
+    Delegated { own: String },
+    /// Where `--cgroup-parent` says.
+    Configured,
+    /// At the hierarchy's root, in [`ROOT_PARENT`]; `why` says why not in
+    /// a delegated group.
+    RootLevel { why: String },
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scheme::Delegated { own } => write!(
+                f,
+                "delegated: inside its own group /{own} (manimd itself in /{})",
+                join(own, SUPERVISOR_LEAF)
+            ),
+            Scheme::Configured => write!(f, "set by --cgroup-parent"),
+            Scheme::RootLevel { why } => write!(f, "root-level fallback: {why}"),
+        }
+    }
+}
+
+/// Where this process's job groups live, and what setting that up changed
+/// (so that a graceful stop can undo it).
+#[derive(Debug)]
+pub struct Placement {
+    pub hierarchy: Hierarchy,
+    /// The job groups' parent, relative to the mount (to each controller's
+    /// mount on v1).
+    pub parent: String,
+    pub scheme: Scheme,
+    /// A v2 group (relative to the mount) whose processes move to its
+    /// supervisor leaf before it enables controllers for its children.
+    leaf_of: Option<String>,
+    /// What [`Placement::prepare`] changed, for [`Placement::release`].
+    changes: Mutex<Changes>,
+}
+
+#[derive(Debug, Default)]
+struct Changes {
+    /// Groups made, in the order they were made.
+    created: Vec<PathBuf>,
+    /// Controllers enabled in `leaf_of` after it was emptied.
+    enabled_in_own: Vec<String>,
+    /// Whether processes were moved to the supervisor leaf.
+    moved: bool,
+}
+
+impl Placement {
+    /// Decides where job groups go, changing nothing: `configured` (the
+    /// `--cgroup-parent`) wins; else on v2 this process's own group when it
+    /// is delegated to it; else [`ROOT_PARENT`] at the hierarchy's root.
+    pub fn resolve(mount: &Path, configured: Option<&str>) -> Result<Placement, CgroupError> {
+        let hierarchy = Hierarchy::detect(mount)?;
+        let own = match &hierarchy {
+            Hierarchy::V2 { root } => own_group(&read_self_cgroup())
+                .filter(|own| root.join(own).join("cgroup.type").exists()),
+            Hierarchy::V1 { .. } => None,
+        };
+        let (parent, scheme, leaf_of) = match (configured, &hierarchy) {
+            (Some(parent), _) => {
+                let parent = parent.trim_matches('/').to_owned();
+                // A parent inside our own (non-root) group needs the leaf too.
+                let leaf_of = own.filter(|o| o.is_empty() || parent.starts_with(&format!("{o}/")));
+                (parent, Scheme::Configured, leaf_of)
+            }
+            (None, Hierarchy::V1 { .. }) => (
+                ROOT_PARENT.to_owned(),
+                Scheme::RootLevel {
+                    why: "cgroup v1".into(),
+                },
+                None,
+            ),
+            (None, Hierarchy::V2 { root }) => match own.as_deref().map(|o| delegated(root, o)) {
+                Some(Ok(())) => {
+                    let own = own.expect("checked");
+                    (
+                        join(&own, JOBS_GROUP),
+                        Scheme::Delegated { own: own.clone() },
+                        Some(own),
+                    )
+                }
+                Some(Err(why)) => (ROOT_PARENT.to_owned(), Scheme::RootLevel { why }, None),
+                None => (
+                    ROOT_PARENT.to_owned(),
+                    Scheme::RootLevel {
+                        why: "this process runs in the root cgroup".into(),
+                    },
+                    None,
+                ),
+            },
+        };
+        Ok(Placement {
+            hierarchy,
+            parent,
+            scheme,
+            leaf_of,
+            changes: Mutex::default(),
+        })
+    }
+
+    /// One line for `doctor` and the logs.
+    pub fn describe(&self) -> String {
+        format!(
+            "v{}, job groups under /{} ({})",
+            self.hierarchy.version(),
+            self.parent,
+            self.scheme
+        )
+    }
+
+    /// Makes the job groups' parent with the memory and pids controllers
+    /// (and cpu where offered) enabled down to it. Idempotent.
+    pub fn prepare(&self) -> Result<(), CgroupError> {
+        let mut changes = self.changes.lock().expect("cgroup lock");
+        if let (Some(own), Hierarchy::V2 { root }) = (&self.leaf_of, &self.hierarchy) {
+            // No internal processes: a group that enables controllers for
+            // its children may hold none itself, so ours go to a leaf.
+            let own_dir = root.join(own);
+            let leaf = own_dir.join(SUPERVISOR_LEAF);
+            make_dirs(root, &join(own, SUPERVISOR_LEAF), &mut changes.created)?;
+            move_all(&own_dir, &leaf)?;
+            changes.moved = true;
+        }
+        for base in self.hierarchy.bases() {
+            make_dirs(&base, &self.parent, &mut changes.created)?;
+        }
+        if let Hierarchy::V2 { root } = &self.hierarchy {
+            // v2 hands controllers down one level at a time: every level
+            // from where we may write down to the parent enables them. In a
+            // delegated group that starts at the group; levels above it
+            // belong to systemd (or the container's host) and are only read.
+            let start = match &self.scheme {
+                Scheme::Delegated { own } => own.clone(),
+                _ => String::new(),
+            };
+            for level in levels(&start, &self.parent) {
+                let dir = root.join(&level);
+                let mut enabled = enable(&dir, &REQUIRED)?;
+                if offers(&dir, "cpu") {
+                    // Without it renders run, but `--cpus` cannot apply.
+                    enabled.extend(enable(&dir, &["cpu"]).unwrap_or_default());
+                }
+                if self.leaf_of.as_deref() == Some(level.as_str()) {
+                    changes.enabled_in_own.extend(enabled);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a job group `name` with `limits`, making the parent again
+    /// where another process removed it meanwhile (each process removes an
+    /// empty parent when it stops; see [`Placement::release`]).
+    pub fn create(&self, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
+        let mut tries = 0;
+        loop {
+            match Cgroup::create(&self.hierarchy, &self.parent, name, limits) {
+                Err(e) if e.is_not_found() && tries < 5 => {
+                    tries += 1;
+                    self.prepare()?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Reopens an existing job group, to reap it.
+    pub fn open(&self, name: &str) -> Cgroup {
+        Cgroup::open(&self.hierarchy, &self.parent, name)
+    }
+
+    /// Job groups whose names start with `prefix`.
+    pub fn children(&self, prefix: &str) -> Vec<String> {
+        self.hierarchy.children(&self.parent, prefix)
+    }
+
+    /// Undoes [`Placement::prepare`] as far as nothing else uses it: removes
+    /// the job groups' parent when empty (at the root level whoever made it:
+    /// the last instance to stop removes it), then, in a delegated group,
+    /// disables what it enabled and moves the processes back out of the
+    /// supervisor leaf. Call it once the job groups are gone.
+    pub fn release(&self) {
+        let mut changes = self.changes.lock().expect("cgroup lock");
+        let leaf = match (&self.leaf_of, &self.hierarchy) {
+            (Some(own), Hierarchy::V2 { root }) => Some(root.join(join(own, SUPERVISOR_LEAF))),
+            _ => None,
+        };
+        let mut removable: Vec<PathBuf> = changes
+            .created
+            .iter()
+            .filter(|d| Some(*d) != leaf.as_ref())
+            .cloned()
+            .collect();
+        if let Scheme::RootLevel { .. } = self.scheme {
+            removable.extend(self.hierarchy.dirs(&self.parent));
+        }
+        // Deepest first; a parent still holding another process's job groups stays.
+        removable.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        removable.dedup();
+        for dir in &removable {
+            match fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => return,
+            }
+        }
+        changes.created.retain(|d| Some(d) == leaf.as_ref());
+        let Some(leaf) = leaf else { return };
+        let Some(own) = leaf.parent() else { return };
+        if !changes.moved {
+            return;
+        }
+        if !changes.enabled_in_own.is_empty() {
+            let off: Vec<String> = changes
+                .enabled_in_own
+                .iter()
+                .map(|c| format!("-{c}"))
+                .collect();
+            if fs::write(own.join("cgroup.subtree_control"), off.join(" ")).is_err() {
+                return;
+            }
+            changes.enabled_in_own.clear();
+        }
+        if move_all(&leaf, own).is_ok() && fs::remove_dir(&leaf).is_ok() {
+            changes.moved = false;
+            changes.created.clear();
+        }
+    }
+}
+
+/// `a/b`, or `b` when `a` is the root ("").
+fn join(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_owned()
+    } else {
+        format!("{a}/{b}")
+    }
+}
+
+/// `start`, then each deeper level down to `parent` (which is below it).
+fn levels(start: &str, parent: &str) -> Vec<String> {
+    let rest = parent
+        .strip_prefix(start)
+        .unwrap_or(parent)
+        .trim_start_matches('/');
+    let mut level = start.to_owned();
+    let mut all = vec![level.clone()];
+    for part in rest.split('/').filter(|p| !p.is_empty()) {
+        level = join(&level, part);
+        all.push(level.clone());
+    }
+    // The parent itself enables them for the job groups.
+    all
+}
+
+fn read_self_cgroup() -> String {
+    fs::read_to_string("/proc/self/cgroup").unwrap_or_default()
+}
+
+/// This process's v2 group from `/proc/self/cgroup` (its `0::/path` line),
+/// relative to the mount; a process already in its supervisor leaf (moved
+/// there by this process or a former one) names the group above it.
+fn own_group(proc_self_cgroup: &str) -> Option<String> {
+    let path = proc_self_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim()
+        .trim_matches('/');
+    if path.split('/').any(|p| p == "..") {
+        // Outside our cgroup namespace: not ours to touch.
+        return None;
+    }
+    let own = match path.rsplit_once('/') {
+        Some((above, SUPERVISOR_LEAF)) => above,
+        None if path == SUPERVISOR_LEAF => "",
+        _ => path,
+    };
+    Some(own.to_owned())
+}
+
+/// Whether the v2 group `own` (not the host's root) is ours to divide:
+/// the root of a cgroup namespace, or marked delegated by systemd, with
+/// the needed controllers, and writable.
+fn delegated(root: &Path, own: &str) -> Result<(), String> {
+    let dir = root.join(own);
+    let shown = format!("/{own}");
+    if !REQUIRED.iter().all(|c| offers(&dir, c)) {
+        return Err(format!(
+            "its own group {shown} does not offer the memory and pids controllers"
+        ));
+    }
+    let writable = [
+        dir.clone(),
+        dir.join("cgroup.procs"),
+        dir.join("cgroup.subtree_control"),
+    ]
+    .iter()
+    .all(|p| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok());
+    if !writable {
+        return Err(format!(
+            "its own group {shown} is read-only (ProtectControlGroups=, or a container's read-only cgroup mount)"
+        ));
+    }
+    if own.is_empty() || has_xattr(&dir, "trusted.delegate") || has_xattr(&dir, "user.delegate") {
+        return Ok(());
+    }
+    Err(format!(
+        "its own group {shown} is not delegated to it (systemd: Delegate=yes)"
+    ))
+}
+
+/// Whether an extended attribute of `path` says "1" (systemd's markers).
+fn has_xattr(path: &Path, name: &str) -> bool {
+    let (Ok(path), Ok(name)) = (
+        CString::new(path.as_os_str().as_bytes()),
+        CString::new(name),
+    ) else {
+        return false;
+    };
+    let mut value = [0u8; 8];
+    // SAFETY: both strings are NUL-terminated and outlive the call; the
+    // kernel writes at most `value.len()` bytes into `value`.
+    let len = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    len > 0 && value[0] == b'1'
+}
+
+/// Whether a controller is available in `dir` (its `cgroup.controllers`),
+/// so that `dir` can enable it for its children.
+fn offers(dir: &Path, controller: &str) -> bool {
+    fs::read_to_string(dir.join("cgroup.controllers"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|c| c == controller)
+}
+
+/// Enables in `dir`'s children the `wanted` controllers not enabled yet
+/// (writing nothing when all are: a level we may only read is left
+/// alone); returns those it enabled.
+fn enable(dir: &Path, wanted: &[&str]) -> Result<Vec<String>, CgroupError> {
+    let control = dir.join("cgroup.subtree_control");
+    let present = fs::read_to_string(&control).map_err(io_err(&control))?;
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|c| !present.split_whitespace().any(|p| p == **c))
+        .map(|c| c.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    let line: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
+    fs::write(&control, line.join(" ")).map_err(io_err(&control))?;
+    Ok(missing)
+}
+
+/// Makes each missing level of `rel` under `base`, recording those made.
+fn make_dirs(base: &Path, rel: &str, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+    let mut dir = base.to_owned();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        dir.push(part);
+        match fs::create_dir(&dir) {
+            Ok(()) => created.push(dir.clone()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(&dir)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Moves every process of the v2 group `from` to `to`, including any that
+/// appear meanwhile; one that exits first is no error.
+fn move_all(from: &Path, to: &Path) -> Result<(), CgroupError> {
+    let target = to.join("cgroup.procs");
+    for _ in 0..50 {
+        let procs = from.join("cgroup.procs");
+        let pids: Vec<String> = fs::read_to_string(&procs)
+            .map_err(io_err(&procs))?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if pids.is_empty() {
+            return Ok(());
+        }
+        for pid in pids {
+            match fs::write(&target, &pid) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => return Err(io_err(&target)(e)),
+            }
+        }
+    }
+    Err(CgroupError::Io {
+        path: from.to_owned(),
+        source: io::Error::other("processes keep appearing in it"),
+    })
+}
+
 /// One job's group. Dropping it does not remove it: call [`Cgroup::destroy`].
 #[derive(Debug)]
 pub struct Cgroup {
@@ -147,8 +561,14 @@ impl Cgroup {
     ) -> Result<Cgroup, CgroupError> {
         let rel = format!("{parent}/{name}");
         let dirs = hierarchy.dirs(&rel);
-        for dir in &dirs {
-            fs::create_dir(dir).map_err(io_err(dir))?;
+        for (i, dir) in dirs.iter().enumerate() {
+            if let Err(e) = fs::create_dir(dir) {
+                // v1: none of the trees may keep a half-made group.
+                for made in &dirs[..i] {
+                    let _ = fs::remove_dir(made);
+                }
+                return Err(io_err(dir)(e));
+            }
         }
         let group = Cgroup {
             hierarchy: hierarchy.clone(),
@@ -391,6 +811,88 @@ mod tests {
         fs::write(dir.path().join("memory/memory.limit_in_bytes"), "").unwrap();
         fs::write(dir.path().join("pids/cgroup.procs"), "").unwrap();
         assert_eq!(Hierarchy::detect(dir.path()).unwrap().version(), 1);
+    }
+
+    #[test]
+    fn finds_its_own_group_and_looks_past_its_supervisor_leaf() {
+        let v1_hybrid = "4:memory:/x\n1:cpu:/\n0::/\n";
+        assert_eq!(own_group(v1_hybrid).as_deref(), Some(""));
+        let unit = "0::/system.slice/manimd.service\n";
+        assert_eq!(
+            own_group(unit).as_deref(),
+            Some("system.slice/manimd.service")
+        );
+        let moved = "0::/system.slice/manimd.service/supervisor\n";
+        assert_eq!(
+            own_group(moved).as_deref(),
+            Some("system.slice/manimd.service")
+        );
+        assert_eq!(own_group("0::/supervisor\n").as_deref(), Some(""));
+        assert_eq!(own_group("0::/../outside\n"), None);
+        assert_eq!(own_group("4:memory:/x\n"), None);
+    }
+
+    #[test]
+    fn controllers_are_enabled_from_the_first_writable_level_down() {
+        assert_eq!(levels("", "manimd"), ["", "manimd"]);
+        assert_eq!(
+            levels("a.slice/m.service", "a.slice/m.service/jobs"),
+            ["a.slice/m.service", "a.slice/m.service/jobs"]
+        );
+        assert_eq!(levels("", "jobs"), ["", "jobs"]);
+    }
+
+    /// A v2 group as the kernel shows it to its delegatee.
+    fn fake_group(dir: &Path, controllers: &str) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("cgroup.controllers"), controllers).unwrap();
+        fs::write(dir.join("cgroup.procs"), "").unwrap();
+        fs::write(dir.join("cgroup.subtree_control"), "").unwrap();
+        fs::write(dir.join("cgroup.type"), "domain\n").unwrap();
+    }
+
+    #[test]
+    fn a_group_is_divided_only_when_delegated_with_the_controllers() {
+        let root = tempfile::tempdir().unwrap();
+        let unit = "system.slice/manimd.service";
+        let dir = root.path().join(unit);
+        fake_group(&dir, "cpu memory pids\n");
+        let why = delegated(root.path(), unit).unwrap_err();
+        assert!(why.contains("Delegate=yes"), "{why}");
+        // systemd marks a Delegate=yes unit's group (user.delegate is the
+        // one a test may set).
+        let marked = CString::new(dir.as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated strings and a 1-byte value that outlive the call.
+        let set = unsafe {
+            libc::setxattr(
+                marked.as_ptr(),
+                c"user.delegate".as_ptr(),
+                b"1".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        if set == 0 {
+            assert_eq!(delegated(root.path(), unit), Ok(()));
+        }
+        // A namespace's root needs no mark, but the controllers.
+        fake_group(root.path(), "cpu io\n");
+        let why = delegated(root.path(), "").unwrap_err();
+        assert!(why.contains("memory and pids"), "{why}");
+        fs::write(root.path().join("cgroup.controllers"), "memory pids\n").unwrap();
+        assert_eq!(delegated(root.path(), ""), Ok(()));
+    }
+
+    #[test]
+    fn enabling_writes_only_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("cgroup.subtree_control");
+        fs::write(&control, "memory pids\n").unwrap();
+        assert!(enable(dir.path(), &REQUIRED).unwrap().is_empty());
+        assert_eq!(fs::read_to_string(&control).unwrap(), "memory pids\n");
+        fs::write(&control, "pids\n").unwrap();
+        assert_eq!(enable(dir.path(), &REQUIRED).unwrap(), ["memory"]);
+        assert_eq!(fs::read_to_string(&control).unwrap(), "+memory");
     }
 
     #[test]

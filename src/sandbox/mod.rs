@@ -26,7 +26,7 @@ use crate::limits::Limits;
 use crate::process::{self, Confinement};
 use area::Area;
 use capture::Captured;
-use cgroup::{Cgroup, CgroupError, Hierarchy};
+use cgroup::{Cgroup, CgroupError, Placement};
 
 /// Longest line of a sandbox's stdout that is delivered; a longer line is
 /// dropped whole, so nothing downstream parses an unbounded line.
@@ -47,8 +47,9 @@ pub struct SandboxConfig {
     pub gid: u32,
     /// The cgroup mount point, normally `/sys/fs/cgroup`.
     pub cgroup_mount: PathBuf,
-    /// The group under which job groups are created.
-    pub cgroup_parent: String,
+    /// The group under which job groups are created (`--cgroup-parent`);
+    /// `None` chooses (see [`Placement::resolve`]).
+    pub cgroup_parent: Option<String>,
     /// Where job areas are mounted.
     pub areas_dir: PathBuf,
     /// Prefix of this installation's job groups and areas, so that reaping
@@ -197,9 +198,24 @@ const SYSTEM_RO: &[&str] = &[
     "/var/cache/fontconfig",
 ];
 
+impl SandboxConfig {
+    /// Where job groups go, without changing anything.
+    pub fn placement(&self) -> Result<Placement, CgroupError> {
+        Placement::resolve(&self.cgroup_mount, self.cgroup_parent.as_deref())
+    }
+
+    /// This instance's job groups that exist now.
+    pub fn job_groups(&self) -> Vec<String> {
+        self.placement()
+            .map(|p| p.children(&format!("{}-", self.instance)))
+            .unwrap_or_default()
+    }
+}
+
 pub struct Sandbox {
     cfg: SandboxConfig,
-    hierarchy: Hierarchy,
+    /// Where job groups go (and what was set up for them).
+    placement: Placement,
     /// Names of the job groups that exist now, for memory reporting.
     active: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Sandboxes started since this process began.
@@ -217,20 +233,26 @@ impl Sandbox {
         if !nix::unistd::geteuid().is_root() {
             return Err(SandboxError::NotRoot(cfg.uid));
         }
-        let hierarchy = Hierarchy::detect(&cfg.cgroup_mount)?;
-        hierarchy.prepare_parent(&cfg.cgroup_parent)?;
+        let placement = cfg.placement()?;
+        placement.prepare()?;
+        tracing::debug!(cgroups = %placement.describe(), "job groups");
         std::fs::create_dir_all(&cfg.areas_dir)
             .map_err(|e| SandboxError::Area(cfg.areas_dir.clone(), e))?;
         Ok(Sandbox {
             cfg,
-            hierarchy,
+            placement,
             active: Default::default(),
             started_total: Default::default(),
         })
     }
 
     pub fn cgroup_version(&self) -> u8 {
-        self.hierarchy.version()
+        self.placement.hierarchy.version()
+    }
+
+    /// Where job groups go, for the logs.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
     }
 
     /// Sandboxes started since this process began.
@@ -250,9 +272,7 @@ impl Sandbox {
             .collect();
         names
             .iter()
-            .map(|n| {
-                Cgroup::open(&self.hierarchy, &self.cfg.cgroup_parent, n).current_memory_bytes()
-            })
+            .map(|n| self.placement.open(n).current_memory_bytes())
             .sum()
     }
 
@@ -288,7 +308,7 @@ impl Sandbox {
         let root = self.cfg.areas_dir.join(&name);
         let area = Area::create(root.clone(), limits, self.cfg.uid, self.cfg.gid)
             .map_err(|e| SandboxError::Area(root, e))?;
-        let group = Cgroup::create(&self.hierarchy, &self.cfg.cgroup_parent, &name, limits)?;
+        let group = self.placement.create(&name, limits)?;
         self.active
             .lock()
             .expect("active lock")
@@ -544,8 +564,8 @@ impl Sandbox {
     pub async fn reap(&self) -> Reaped {
         let mut reaped = Reaped::default();
         let prefix = format!("{}-", self.cfg.instance);
-        for name in self.hierarchy.children(&self.cfg.cgroup_parent, &prefix) {
-            let group = Cgroup::open(&self.hierarchy, &self.cfg.cgroup_parent, &name);
+        for name in self.placement.children(&prefix) {
+            let group = self.placement.open(&name);
             match group.destroy().await {
                 Ok(()) => reaped.cgroups += 1,
                 Err(err) => tracing::warn!(%name, %err, "cannot reap a job cgroup"),
@@ -570,6 +590,19 @@ impl Sandbox {
             }
         }
         reaped
+    }
+
+    /// At a graceful stop, once no render runs: removes any job group of
+    /// this instance still there (a render whose task ended before its
+    /// sandbox was taken down, whose removal was left to a task that the
+    /// ending runtime never runs), then the job groups' parent and, in a
+    /// delegated group, the supervisor leaf ([`Placement::release`]).
+    pub async fn close(&self) {
+        let left = self.reap().await;
+        if left.cgroups > 0 {
+            tracing::debug!(cgroups = left.cgroups, "removed job groups at stop");
+        }
+        self.placement.release();
     }
 }
 

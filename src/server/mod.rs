@@ -239,6 +239,8 @@ pub struct Node {
     executor: Arc<Executor>,
     pool: Arc<Pool>,
     store: Store,
+    /// Its sandbox's job groups are cleaned up at stop.
+    renderer: Arc<Renderer>,
     /// Held while the node runs (see `lock_data_dir`).
     _lock: std::fs::File,
 }
@@ -269,6 +271,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
         opts.project_limits.max_file_bytes,
     ));
     let renderer = Arc::new(Renderer::new(config)?.with_blobs(blobs.clone()));
+    tracing::info!(cgroups = %renderer.sandbox().placement().describe(), "sandbox job groups");
     let work_dir = reap_renders(&renderer, config).await?;
     let (store, storage) = open_state(config, opts).await?;
     let pool = Pool::new(
@@ -283,7 +286,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
     let mut tasks = vec![pool.spawn()];
     let parts = Components {
         store: store.clone(),
-        renderer,
+        renderer: Arc::clone(&renderer),
         pool: Arc::clone(&pool),
         webhooks: Webhooks::new(opts.webhooks.clone()),
         hub: Arc::new(Hub::default()),
@@ -333,6 +336,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
         executor,
         pool,
         store,
+        renderer,
         _lock: lock,
     })
 }
@@ -456,6 +460,8 @@ impl Node {
             t.abort();
         }
         self.pool.close().await;
+        // No render runs now: nothing of the sandboxes may outlive the node.
+        self.renderer.sandbox().close().await;
         self.store.close().await;
         tracing::info!("stopped");
     }

@@ -163,8 +163,7 @@ impl Node {
     /// The sandboxes (cgroups) this node's jobs run in now.
     fn sandboxes(&self) -> Vec<String> {
         let sc = manimd::config::Config::for_tests(&self.data).sandbox_config();
-        let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
-        hierarchy.children(&sc.cgroup_parent, &format!("{}-", sc.instance))
+        sc.job_groups()
     }
 
     /// Stops gracefully and checks that nothing of its sandboxes is left.

@@ -655,7 +655,7 @@ async fn sigkill_mid_render_then_restart_finishes_the_job_and_leaves_nothing() {
     let data = dir.path().join("data");
     let config = Config::for_tests(&data);
     let sc = config.sandbox_config();
-    let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
+    let placement = sc.placement().unwrap();
     let prefix = format!("{}-", sc.instance);
 
     let (mut first, url) = spawn_binary(&data, &[]).await;
@@ -682,10 +682,7 @@ async fn sigkill_mid_render_then_restart_finishes_the_job_and_leaves_nothing() {
             .await
             .unwrap();
         if j["progress"]["animations_done"].as_u64() >= Some(1) {
-            group = hierarchy
-                .children(&sc.cgroup_parent, &prefix)
-                .into_iter()
-                .next();
+            group = placement.children(&prefix).into_iter().next();
             if group.is_some() {
                 break;
             }
@@ -696,7 +693,7 @@ async fn sigkill_mid_render_then_restart_finishes_the_job_and_leaves_nothing() {
     first.kill().await.unwrap();
 
     // The sandbox dies with the server.
-    let cg = manimd::sandbox::cgroup::Cgroup::open(&hierarchy, &sc.cgroup_parent, &group);
+    let cg = placement.open(&group);
     let mut alive = cg.pids();
     for _ in 0..100 {
         if alive.is_empty() {
@@ -736,7 +733,7 @@ async fn sigkill_mid_render_then_restart_finishes_the_job_and_leaves_nothing() {
     assert_eq!(video.status(), StatusCode::OK);
 
     // Nothing of the first process is left: its job group and area were reaped.
-    assert!(hierarchy.children(&sc.cgroup_parent, &prefix).is_empty());
+    assert!(placement.children(&prefix).is_empty());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(data.to_str().unwrap()));
     assert_eq!(std::fs::read_dir(&sc.areas_dir).unwrap().count(), 0);
@@ -997,11 +994,10 @@ async fn warm_sandboxes_serve_jobs_share_nothing_and_go_when_idle() {
     // are gone, with their cgroups.
     warm().await;
     let sc = s.config.sandbox_config();
-    let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
     let mut gone = false;
     for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let groups = hierarchy.children(&sc.cgroup_parent, &format!("{}-", sc.instance));
+        let groups = sc.job_groups();
         if s.get("/health").await.1["workers"]["warm"] == 0 && groups.is_empty() {
             gone = true;
             break;

@@ -14,7 +14,6 @@ use manimd::limits::Limits;
 use manimd::process::run_tool;
 use manimd::protocol::Progress;
 use manimd::render::{RenderError, Rendered, Renderer};
-use manimd::sandbox::cgroup::Hierarchy;
 use manimd::spec::{Engine, Format, Quality, RenderSpec};
 
 pub mod s3;
@@ -89,8 +88,7 @@ impl Harness {
     pub fn assert_clean(&self) {
         let sc = self.config.sandbox_config();
         let prefix = format!("{}-", sc.instance);
-        let hierarchy = Hierarchy::detect(&sc.cgroup_mount).unwrap();
-        let groups = hierarchy.children(&sc.cgroup_parent, &prefix);
+        let groups = sc.placement().unwrap().children(&prefix);
         assert!(groups.is_empty(), "cgroups left behind: {groups:?}");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let data = self.config.data_dir.to_str().unwrap();

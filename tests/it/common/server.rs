@@ -123,8 +123,7 @@ impl TestServer {
 
     pub fn assert_clean(&self) {
         let sc = self.config.sandbox_config();
-        let hierarchy = manimd::sandbox::cgroup::Hierarchy::detect(&sc.cgroup_mount).unwrap();
-        let groups = hierarchy.children(&sc.cgroup_parent, &format!("{}-", sc.instance));
+        let groups = sc.job_groups();
         assert!(groups.is_empty(), "cgroups left: {groups:?}");
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let data = self.config.data_dir.to_str().unwrap();
