@@ -207,13 +207,9 @@ impl Blobs {
                 used,
             });
         }
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(&dir)?;
         let tmp = dir.join(format!(".upload-{}", uuid::Uuid::now_v7().simple()));
         let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await?;
+            let mut file = create_in(&dir, &tmp).await?;
             let mut hasher = Sha256::new();
             let mut n: u64 = 0;
             while let Some(chunk) = body.next().await {
@@ -287,6 +283,23 @@ impl Blobs {
             let _ = fs::remove_dir(owner.path());
         }
         Ok(removed)
+    }
+}
+
+/// Creates `file` in the owner's folder `dir`, making the folder. The
+/// sweep removes an owner's folder once it is empty, and may do so between
+/// the two steps: the folder is then made again.
+async fn create_in(dir: &Path, file: &Path) -> io::Result<tokio::fs::File> {
+    let mut tries = 0;
+    loop {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)?;
+        match tokio::fs::File::create(file).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            other => return other,
+        }
     }
 }
 
