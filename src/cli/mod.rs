@@ -183,6 +183,12 @@ pub struct NodeArgs {
     /// Let webhooks reach loopback, private and link-local addresses.
     #[arg(long, env = "MANIMD_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// Attempts per webhook delivery before it is given up.
+    #[arg(long, env = "MANIMD_WEBHOOK_ATTEMPTS", default_value_t = manimd::webhooks::DEFAULT_ATTEMPTS, value_name = "N")]
+    pub webhook_attempts: u32,
+    /// Seconds before a failed delivery's first retry; each next wait doubles (at most an hour).
+    #[arg(long, env = "MANIMD_WEBHOOK_BACKOFF_SECS", default_value_t = manimd::webhooks::DEFAULT_BACKOFF_SECS, value_name = "SECS")]
+    pub webhook_backoff_secs: u64,
     /// A model provider preset: groq, openai, openrouter, ollama, llamacpp, vllm.
     #[arg(long, env = "MANIMD_LLM_PROVIDER")]
     pub llm_provider: Option<String>,

@@ -46,6 +46,8 @@ fn node_options(config: &Config, args: &NodeArgs) -> Result<(Config, ServeOption
     opts.warm_idle = std::time::Duration::from_secs(args.warm_idle_secs);
     opts.webhooks.secret = args.webhook_secret.clone().and_then(Secret::new);
     opts.webhooks.allow_private = args.webhook_allow_private;
+    opts.webhooks.attempts = args.webhook_attempts.max(1);
+    opts.webhooks.backoff = std::time::Duration::from_secs(args.webhook_backoff_secs.max(1));
     opts.storage = args.storage.clone().filter(|s| !s.trim().is_empty());
     let llm = manimd::llm::LlmConfig::resolve(
         args.llm_provider.as_deref(),

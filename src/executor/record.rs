@@ -325,6 +325,7 @@ mod tests {
             started_ms: None,
             finished_ms: None,
             generation: None,
+            webhook: None,
         }
     }
 
