@@ -78,13 +78,21 @@ pub enum Command {
     Mcp(McpArgs),
     /// Check that renders can work on this host: one line per requirement,
     /// with how to fix what fails (exit 1 when a required one does).
-    Doctor,
+    Doctor(DoctorArgs),
     /// Compare `manimd render` with the plain `manim` CLI on a fixed scene set.
     Bench(BenchArgs),
     /// Send a bounded burst of submissions, half of them hostile, and report the outcome.
     Load(LoadArgs),
     /// Print the HTTP API's OpenAPI document (what `GET /openapi.json` answers), without a server.
     Openapi,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// The file storage `serve` would use: a bucket is checked as at
+    /// `serve`'s start (a write, a read and a delete).
+    #[arg(long, env = "MANIMD_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -495,7 +503,7 @@ pub async fn run() -> ExitCode {
         Command::Submit(args) => submit::run(args).await,
         Command::Generate(args) => generate::run(args).await,
         Command::Mcp(args) => mcp::run(args).await,
-        Command::Doctor => doctor::run(&config).await,
+        Command::Doctor(args) => doctor::run(&config, args.storage.as_deref()).await,
         Command::Bench(args) => bench(&config, args).await,
         Command::Load(args) => load(&config, args).await,
         Command::Openapi => openapi(),

@@ -393,6 +393,10 @@ async fn open_state(config: &Config, opts: &ServeOptions) -> anyhow::Result<(Sto
     // that process was the only holder, so they are due again at once.
     store.release_webhooks().await?;
     let storage = Storage::open(opts.storage.as_deref(), &config.data_dir)?;
+    // A bucket that cannot be used is said once, here, not as every job's
+    // failed upload.
+    let checked = storage.check().await?;
+    tracing::info!(storage = %checked, "file storage checked");
     // Like the scratch files: live streams of renders that were running.
     storage.reap_spool().await?;
     tracing::info!(storage = storage.kind(), serve = ?opts.storage_serve, "file storage");

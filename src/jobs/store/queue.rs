@@ -122,6 +122,23 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Gives a running job back to the queue with its attempt counted: the
+    /// run ended without a fault of the job's (its files could not be
+    /// stored), and another run may succeed.
+    pub async fn requeue(&self, id: &JobId, owner: &str, attempt: u32) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_ms = NULL, \
+             started_ms = NULL, progress = NULL \
+             WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND attempts = $3",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Cancels a queued job at once, or asks for a running one to be stopped.
     /// Returns the job's status before the call, or `None` if there is no such job.
     pub async fn cancel(&self, id: &JobId) -> Result<Option<JobStatus>, StoreError> {
