@@ -68,8 +68,9 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Run the HTTP service (SQLite and local files under --data-dir by default).
     Serve(ServeArgs),
-    /// Render jobs from a shared PostgreSQL store, without serving HTTP.
-    Worker(NodeArgs),
+    /// Render jobs from a shared PostgreSQL store, without serving the API
+    /// (`--listen` serves its health and metrics).
+    Worker(WorkerArgs),
     /// Send a file to a server, follow its progress, download the result.
     Submit(SubmitArgs),
     /// Generate a scene from a prompt on a server (its language model), show each stage, download the video.
@@ -85,6 +86,17 @@ pub enum Command {
     Load(LoadArgs),
     /// Print the HTTP API's OpenAPI document (what `GET /openapi.json` answers), without a server.
     Openapi,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Serve `GET /healthz` (the JSON of `serve`'s `/health`) and `GET
+    /// /metrics` (the same Prometheus text as `serve`'s) on this address;
+    /// port 0 picks a free one (printed at start). Off by default.
+    #[arg(long, env = "MANIMD_WORKER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Args, Debug)]

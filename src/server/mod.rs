@@ -225,6 +225,18 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// What `manimd worker --listen` serves: the node's health (as `/health`,
+/// at `/healthz`) and its metrics (as `serve`'s `/metrics`), nothing else.
+/// Neither says anything a key would protect, as on `serve`.
+pub fn status_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(system::health))
+        .route("/metrics", get(system::metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
 /// A running service.
 pub struct Server {
     pub addr: SocketAddr,

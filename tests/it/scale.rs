@@ -615,3 +615,81 @@ async fn one_render_is_split_across_two_worker_nodes_and_survives_a_killed_one()
         node.stop().await;
     }
 }
+
+/// `manimd worker --listen`: its health and metrics, before and after a job
+/// it rendered (put straight into the shared store, as an API node would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_its_health_and_metrics_when_asked_to_listen() {
+    use tokio::io::AsyncBufReadExt;
+    let pg = Postgres::start();
+    let dir = tempfile::Builder::new()
+        .prefix("manimd-wstatus-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("w");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .args(["worker", "--database", &pg.url, "--workers", "1"])
+        .args(["--warm-pool", "0", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("MANIMD_STORAGE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log_file(&data))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut status = None;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(url) = line.strip_prefix("manimd worker status on ") {
+            status = Some(url.to_owned());
+        }
+        if line == "manimd worker ready" {
+            break;
+        }
+    }
+    let status = status.expect("the worker says where it listens");
+    let client = reqwest::Client::new();
+    let health = get(&client, &format!("{status}/healthz")).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["database"], "postgres", "{health}");
+    assert_eq!(health["workers"]["idle"], 1, "{health}");
+    let r = client
+        .get(format!("{status}/v1/renders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND, "no API here");
+
+    let store = Store::open(&pg.url).await.unwrap();
+    let (id, s) = (JobId::new(), spec(&scene("status", 0)));
+    store.insert(&new_job(&id, &s)).await.unwrap();
+    let mut ended = None;
+    for _ in 0..1800 {
+        let job = store.get(&id).await.unwrap().unwrap();
+        if job.status.is_terminal() {
+            ended = Some(job.status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ended, Some(JobStatus::Succeeded));
+    let r = client
+        .get(format!("{status}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE manimd_jobs_total counter")
+            && text.contains("manimd_jobs_total{outcome=\"succeeded\"} 1")
+            && text.contains("manimd_render_seconds_count 1"),
+        "{text}"
+    );
+    store.close().await;
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+}
