@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use crate::generate::{Attempt, Generation};
 use crate::job_error::JobError;
-use crate::jobs::{Job, JobId, JobProgress, JobResult, JobStatus};
+use crate::jobs::{Job, JobId, JobProgress, JobResult, JobStatus, WebhookDelivery};
 use crate::project::{Digest, FileMap};
 use crate::render::{AnimationInfo, Preview};
 use crate::spec::{Encoding, Engine, Format, Parallel, Quality};
@@ -343,6 +343,55 @@ pub struct JobView {
     /// tokens, render seconds) with their totals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<Generation>,
+    /// The delivery of the job's `webhook_url`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookView>,
+}
+
+/// Where a job's webhook delivery stands. Deliveries are kept in the job
+/// store, so they survive a restart and are retried by whichever node runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookView {
+    /// `pending` (the job has not ended, or an attempt is due),
+    /// `delivered` (the receiver answered 2xx) or `failed` (every attempt failed).
+    pub state: WebhookState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The receiver's HTTP status at the last attempt, when it answered.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the next attempt is due (RFC 3339), after a failed one.
+    pub next_attempt_at: Option<String>,
+    /// When the receiver took it (RFC 3339).
+    pub delivered_at: Option<String>,
+}
+
+/// See `WebhookView::state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl From<&WebhookDelivery> for WebhookView {
+    fn from(d: &WebhookDelivery) -> WebhookView {
+        let state = match (d.delivered_ms, d.gave_up_ms) {
+            (Some(_), _) => WebhookState::Delivered,
+            (None, Some(_)) => WebhookState::Failed,
+            (None, None) => WebhookState::Pending,
+        };
+        WebhookView {
+            state,
+            attempts: d.attempts,
+            last_status: d.last_status,
+            last_error: d.last_error.clone(),
+            next_attempt_at: d.next_ms.map(rfc3339),
+            delivered_at: d.delivered_ms.map(rfc3339),
+        }
+    }
 }
 
 fn render_kind() -> String {
@@ -387,6 +436,7 @@ impl From<&Job> for JobView {
                 render_kind()
             },
             generation: job.generation.clone(),
+            webhook: job.webhook.as_ref().map(WebhookView::from),
             links: Links {
                 events: format!("{base}/events"),
                 video: format!("{base}/video"),

@@ -68,8 +68,9 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Run the HTTP service (SQLite and local files under --data-dir by default).
     Serve(ServeArgs),
-    /// Render jobs from a shared PostgreSQL store, without serving HTTP.
-    Worker(NodeArgs),
+    /// Render jobs from a shared PostgreSQL store, without serving the API
+    /// (`--listen` serves its health and metrics).
+    Worker(WorkerArgs),
     /// Send a file to a server, follow its progress, download the result.
     Submit(SubmitArgs),
     /// Generate a scene from a prompt on a server (its language model), show each stage, download the video.
@@ -78,13 +79,32 @@ pub enum Command {
     Mcp(McpArgs),
     /// Check that renders can work on this host: one line per requirement,
     /// with how to fix what fails (exit 1 when a required one does).
-    Doctor,
+    Doctor(DoctorArgs),
     /// Compare `manimd render` with the plain `manim` CLI on a fixed scene set.
     Bench(BenchArgs),
     /// Send a bounded burst of submissions, half of them hostile, and report the outcome.
     Load(LoadArgs),
     /// Print the HTTP API's OpenAPI document (what `GET /openapi.json` answers), without a server.
     Openapi,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Serve `GET /healthz` (the JSON of `serve`'s `/health`) and `GET
+    /// /metrics` (the same Prometheus text as `serve`'s) on this address;
+    /// port 0 picks a free one (printed at start). Off by default.
+    #[arg(long, env = "MANIMD_WORKER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// The file storage `serve` would use: a bucket is checked as at
+    /// `serve`'s start (a write, a read and a delete).
+    #[arg(long, env = "MANIMD_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -183,6 +203,12 @@ pub struct NodeArgs {
     /// Let webhooks reach loopback, private and link-local addresses.
     #[arg(long, env = "MANIMD_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+    /// Attempts per webhook delivery before it is given up.
+    #[arg(long, env = "MANIMD_WEBHOOK_ATTEMPTS", default_value_t = manimd::webhooks::DEFAULT_ATTEMPTS, value_name = "N")]
+    pub webhook_attempts: u32,
+    /// Seconds before a failed delivery's first retry; each next wait doubles (at most an hour).
+    #[arg(long, env = "MANIMD_WEBHOOK_BACKOFF_SECS", default_value_t = manimd::webhooks::DEFAULT_BACKOFF_SECS, value_name = "SECS")]
+    pub webhook_backoff_secs: u64,
     /// A model provider preset: groq, openai, openrouter, ollama, llamacpp, vllm.
     #[arg(long, env = "MANIMD_LLM_PROVIDER")]
     pub llm_provider: Option<String>,
@@ -489,7 +515,7 @@ pub async fn run() -> ExitCode {
         Command::Submit(args) => submit::run(args).await,
         Command::Generate(args) => generate::run(args).await,
         Command::Mcp(args) => mcp::run(args).await,
-        Command::Doctor => doctor::run(&config).await,
+        Command::Doctor(args) => doctor::run(&config, args.storage.as_deref()).await,
         Command::Bench(args) => bench(&config, args).await,
         Command::Load(args) => load(&config, args).await,
         Command::Openapi => openapi(),

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use super::{NodeArgs, ServeArgs};
+use super::{NodeArgs, ServeArgs, WorkerArgs};
 use manimd::config::Config;
 use manimd::secret::Secret;
 use manimd::server::{self, ServeOptions};
@@ -46,6 +46,8 @@ fn node_options(config: &Config, args: &NodeArgs) -> Result<(Config, ServeOption
     opts.warm_idle = std::time::Duration::from_secs(args.warm_idle_secs);
     opts.webhooks.secret = args.webhook_secret.clone().and_then(Secret::new);
     opts.webhooks.allow_private = args.webhook_allow_private;
+    opts.webhooks.attempts = args.webhook_attempts.max(1);
+    opts.webhooks.backoff = std::time::Duration::from_secs(args.webhook_backoff_secs.max(1));
     opts.storage = args.storage.clone().filter(|s| !s.trim().is_empty());
     let llm = manimd::llm::LlmConfig::resolve(
         args.llm_provider.as_deref(),
@@ -155,7 +157,8 @@ async fn serve(
     Ok(())
 }
 
-pub async fn worker(config: &Config, args: NodeArgs) -> ExitCode {
+pub async fn worker(config: &Config, worker: WorkerArgs) -> ExitCode {
+    let args = worker.node;
     let (config, mut opts) = match node_options(config, &args) {
         Ok(o) => o,
         Err(e) => {
@@ -175,6 +178,17 @@ pub async fn worker(config: &Config, args: NodeArgs) -> ExitCode {
     }
     opts.workers = opts.workers.max(1);
     opts.warm_pool = args.warm_pool.unwrap_or(opts.workers);
+    // Bound before the node starts: a taken address is said at once.
+    let status = match &worker.listen {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                eprintln!("error: cannot listen on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let node = match server::start_node(&config, &opts).await {
         Ok(node) => node,
         Err(e) => {
@@ -182,6 +196,20 @@ pub async fn worker(config: &Config, args: NodeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(listener) = status {
+        let local = listener.local_addr().ok();
+        let app = server::status_router(std::sync::Arc::clone(&node.service));
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(%err, "the status endpoint stopped");
+            }
+        });
+        if let Some(local) = local {
+            tracing::info!(%local, "worker health and metrics");
+            // Scripts and tests read the address from this line.
+            println!("manimd worker status on http://{local}");
+        }
+    }
     tracing::info!(data_dir = %config.data_dir.display(), workers = opts.workers, "manimd worker running");
     // Scripts and tests wait for this line.
     println!("manimd worker ready");

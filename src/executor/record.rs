@@ -48,7 +48,10 @@ impl Executor {
         split: super::split::Split,
     ) {
         let ending = match outcome {
-            Ok(r) => self.publish(job, attempt, r, warm_start, split).await,
+            Ok(r) => match self.publish(job, attempt, r, warm_start, split).await {
+                Ok(ending) => ending,
+                Err(err) => return self.publish_failed(&job.id, attempt, err).await,
+            },
             Err(RenderError::Stopped(Stopped::Canceled)) if reason == Some(Stop::Shutdown) => {
                 return self.release(&job.id, attempt).await;
             }
@@ -71,7 +74,7 @@ impl Executor {
     }
 
     /// Publishes a render's files under the attempt: the job succeeds with
-    /// them, or fails (internal) if they cannot be stored.
+    /// them; if they cannot be stored, the storage's error.
     async fn publish(
         &self,
         job: &Job,
@@ -79,7 +82,7 @@ impl Executor {
         r: Rendered,
         warm_start: bool,
         split: super::split::Split,
-    ) -> Ending {
+    ) -> Result<Ending, crate::storage::StorageError> {
         let secs = r.wall.as_secs_f64();
         let ext = r
             .output
@@ -94,11 +97,8 @@ impl Executor {
         if let Some(n) = &r.narration {
             files.push((n.subtitles.as_path(), crate::narration::SUBTITLES_FILE));
         }
-        if let Err(err) = self.parts.storage.publish(&job.id, attempt, &files).await {
-            tracing::error!(%err, "cannot publish the render");
-            return Ending::failed(JobError::internal(), secs);
-        }
-        Ending {
+        self.parts.storage.publish(&job.id, attempt, &files).await?;
+        Ok(Ending {
             status: JobStatus::Succeeded,
             error: None,
             result: Some(JobResult {
@@ -108,7 +108,29 @@ impl Executor {
                 ..result_of(job, attempt, &r, warm_start)
             }),
             secs,
+        })
+    }
+
+    /// The render's files could not be stored (the bucket failed or could
+    /// not be reached): the scene is not at fault, so the job goes back to
+    /// the queue with this attempt counted, to be rendered again by any
+    /// node; out of attempts it fails as `storage-unavailable`.
+    async fn publish_failed(&self, id: &JobId, attempt: u32, err: crate::storage::StorageError) {
+        if attempt < self.cfg.max_attempts {
+            tracing::warn!(%err, attempt, "cannot store the render's files; the job is queued again");
+            match self.parts.store.requeue(id, &self.owner, attempt).await {
+                Ok(true) => self.parts.control.wake(),
+                Ok(false) => tracing::warn!("lease lost before the job could be queued again"),
+                Err(err) => tracing::error!(%err, "cannot queue the job again"),
+            }
+            return;
         }
+        tracing::error!(%err, attempt, "cannot store the render's files; out of attempts");
+        let error = JobError::new(
+            ErrorCode::StorageUnavailable,
+            format!("the render's files could not be stored in {attempt} attempts (the file storage failed)"),
+        );
+        self.finish(id, attempt, Ending::failed(error, 0.0)).await
     }
 
     /// Gives a job stopped for shutdown back to the queue, without counting
@@ -325,6 +347,7 @@ mod tests {
             started_ms: None,
             finished_ms: None,
             generation: None,
+            webhook: None,
         }
     }
 

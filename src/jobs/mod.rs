@@ -14,7 +14,8 @@ use crate::spec::{Format, RenderSpec};
 
 pub use keys::Keys;
 pub use store::{
-    Chunk, ChunkEnding, ChunkStatus, Claimed, Dialect, NewJob, Page, Store, StoreError,
+    Chunk, ChunkEnding, ChunkStatus, Claimed, ClaimedWebhook, Dialect, NewJob, Page, Store,
+    StoreError, WebhookAttempt,
 };
 
 /// A job's id: a UUIDv7 as 32 lowercase hex digits (time-ordered).
@@ -246,6 +247,25 @@ pub struct Job {
     pub finished_ms: Option<i64>,
     /// A generation job's record (prompt, attempts, cost); `None` for a render.
     pub generation: Option<crate::generate::Generation>,
+    /// The delivery of its webhook, when it has one (the outbox's row).
+    pub webhook: Option<WebhookDelivery>,
+}
+
+/// Where a job's webhook delivery stands, as the outbox keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The receiver's HTTP status at the last attempt, if it answered.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the next attempt is due; `None` before the first (it follows
+    /// the job's end) and once delivered or given up.
+    pub next_ms: Option<i64>,
+    pub delivered_ms: Option<i64>,
+    /// Set when the last allowed attempt failed.
+    pub gave_up_ms: Option<i64>,
 }
 
 pub fn now_ms() -> i64 {

@@ -4,12 +4,18 @@
 //! bucket), so both backends answer ranges the same way.
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
 use super::error::ApiError;
 use crate::service::ServiceError;
 use crate::storage::Object;
+
+/// What `serve` reads of the request: its method and headers.
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+}
 
 /// A single requested byte range, resolved against the file size.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,15 +79,18 @@ fn etag_matches(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
         .any(|t| t == "*" || t == etag)
 }
 
-/// Answers a GET for a published file.
+/// Answers a GET (or HEAD) for a published file. A HEAD gets the GET's
+/// headers from the object's size alone: its bytes are never asked for, so
+/// with a bucket a HEAD costs no GET against it.
 pub async fn serve(
     object: Object,
     content_type: &str,
     etag: String,
     download_name: &str,
     cache_control: &str,
-    headers: &HeaderMap,
+    request: &RequestHead<'_>,
 ) -> Result<Response, ApiError> {
+    let headers = request.headers;
     let size = object.size();
     let base = |status: StatusCode| {
         Response::builder()
@@ -117,11 +126,15 @@ pub async fn serve(
             return Ok(r);
         }
     };
-    let stream = object
-        .read(start, len)
-        .await
-        .map_err(|e| ApiError::Service(ServiceError::Storage(e)))?;
-    let body = Body::from_stream(stream);
+    let body = if request.method == Method::HEAD {
+        Body::empty()
+    } else {
+        let stream = object
+            .read(start, len)
+            .await
+            .map_err(|e| ApiError::Service(ServiceError::Storage(e)))?;
+        Body::from_stream(stream)
+    };
     let mut builder = base(status).header(header::CONTENT_LENGTH, len);
     if status == StatusCode::PARTIAL_CONTENT {
         builder = builder.header(

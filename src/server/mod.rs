@@ -225,6 +225,18 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// What `manimd worker --listen` serves: the node's health (as `/health`,
+/// at `/healthz`) and its metrics (as `serve`'s `/metrics`), nothing else.
+/// Neither says anything a key would protect, as on `serve`.
+pub fn status_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(system::health))
+        .route("/metrics", get(system::metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
 /// A running service.
 pub struct Server {
     pub addr: SocketAddr,
@@ -236,6 +248,9 @@ pub struct Server {
 pub struct Node {
     pub service: AppState,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The webhook outbox's loop, awaited at stop: an attempt in flight is
+    /// recorded before the store closes.
+    outbox: Option<tokio::task::JoinHandle<()>>,
     executor: Arc<Executor>,
     pool: Arc<Pool>,
     store: Store,
@@ -313,6 +328,15 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
         tasks.extend(bus::start(store.clone(), Arc::clone(&parts.hub), control).await?);
     }
     tasks.extend(executor.start());
+    // Only a node that can sign delivers; the others leave the outbox to
+    // those that can.
+    let outbox = parts.webhooks.enabled().then(|| {
+        tokio::spawn(Arc::clone(&parts.webhooks).run_outbox(
+            store.clone(),
+            executor.owner().to_owned(),
+            parts.control.stopping(),
+        ))
+    });
     let service = Arc::new(Service::new(
         ServiceConfig {
             queue_capacity: opts.queue_capacity,
@@ -333,6 +357,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
     Ok(Node {
         service,
         tasks,
+        outbox,
         executor,
         pool,
         store,
@@ -376,7 +401,14 @@ async fn open_state(config: &Config, opts: &ServeOptions) -> anyhow::Result<(Sto
             "jobs interrupted by the previous process"
         );
     }
+    // Webhook deliveries the previous process was attempting: on SQLite
+    // that process was the only holder, so they are due again at once.
+    store.release_webhooks().await?;
     let storage = Storage::open(opts.storage.as_deref(), &config.data_dir)?;
+    // A bucket that cannot be used is said once, here, not as every job's
+    // failed upload.
+    let checked = storage.check().await?;
+    tracing::info!(storage = %checked, "file storage checked");
     // Like the scratch files: live streams of renders that were running.
     storage.reap_spool().await?;
     tracing::info!(storage = storage.kind(), serve = ?opts.storage_serve, "file storage");
@@ -456,6 +488,12 @@ impl Node {
             "shutting down: letting running renders finish"
         );
         self.executor.shutdown(grace).await;
+        if let Some(outbox) = self.outbox {
+            // It saw the stop with the executor; its attempts end within
+            // their own timeout.
+            let bound = crate::webhooks::ATTEMPT_TIMEOUT + Duration::from_secs(5);
+            let _ = tokio::time::timeout(bound, outbox).await;
+        }
         for t in self.tasks {
             t.abort();
         }

@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::auth::Caller;
 use super::error::{ApiError, LegacyError};
 use super::extract::{ApiJson, Id};
-use super::{media, AppState};
+use super::media::{self, RequestHead};
+use super::AppState;
 use crate::api::{
     ErrorBody, JobList, JobView, LegacyErrorBody, LegacyRenderRequest, RenderRequest,
 };
@@ -191,7 +192,7 @@ pub(super) async fn file(
     id: &JobId,
     thumbnail: bool,
     caller: &Caller,
-    headers: &HeaderMap,
+    request: &RequestHead<'_>,
     may_redirect: bool,
 ) -> Result<Response, ApiError> {
     let (delivery, content_type, job) = svc
@@ -225,7 +226,7 @@ pub(super) async fn file(
         etag,
         &name,
         "private, max-age=86400",
-        headers,
+        request,
     )
     .await
 }
@@ -242,9 +243,14 @@ pub async fn video(
     State(svc): State<AppState>,
     caller: Caller,
     Id(id): Id,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    file(&svc, &id, false, &caller, &headers, true).await
+    let request = RequestHead {
+        method: &method,
+        headers: &headers,
+    };
+    file(&svc, &id, false, &caller, &request, true).await
 }
 
 /// A PNG of the last frame.
@@ -257,9 +263,14 @@ pub async fn thumbnail(
     State(svc): State<AppState>,
     caller: Caller,
     Id(id): Id,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    file(&svc, &id, true, &caller, &headers, true).await
+    let request = RequestHead {
+        method: &method,
+        headers: &headers,
+    };
+    file(&svc, &id, true, &caller, &request, true).await
 }
 
 /// WebVTT subtitles of a narrated render: one cue per `narrate()` line.
@@ -271,6 +282,7 @@ pub async fn subtitles(
     State(svc): State<AppState>,
     caller: Caller,
     Id(id): Id,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (object, job) = svc.subtitles(&id, caller.owner()).await?;
@@ -283,7 +295,10 @@ pub async fn subtitles(
         etag,
         &name,
         "private, max-age=86400",
-        &headers,
+        &RequestHead {
+            method: &method,
+            headers: &headers,
+        },
     )
     .await
 }
@@ -298,9 +313,14 @@ pub async fn live_playlist(
     State(svc): State<AppState>,
     caller: Caller,
     Id(id): Id,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    live(&svc, &id, "live.m3u8", &caller, &headers).await
+    let request = RequestHead {
+        method: &method,
+        headers: &headers,
+    };
+    live(&svc, &id, "live.m3u8", &caller, &request).await
 }
 
 /// A file of the live stream: `init.mp4` or `seg-N.m4s` (immutable).
@@ -311,10 +331,15 @@ pub async fn live_file(
     State(svc): State<AppState>,
     caller: Caller,
     axum::extract::Path((raw_id, name)): axum::extract::Path<(String, String)>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = JobId::parse(&raw_id).ok_or(ApiError::InvalidId)?;
-    live(&svc, &id, &name, &caller, &headers).await
+    let request = RequestHead {
+        method: &method,
+        headers: &headers,
+    };
+    live(&svc, &id, &name, &caller, &request).await
 }
 
 async fn live(
@@ -322,7 +347,7 @@ async fn live(
     id: &JobId,
     name: &str,
     caller: &Caller,
-    headers: &HeaderMap,
+    request: &RequestHead<'_>,
 ) -> Result<Response, ApiError> {
     let (object, content_type, _) = svc.live_file(id, name, caller.owner()).await?;
     // Segments never change once written; the playlist changes until the end.
@@ -334,7 +359,7 @@ async fn live(
             format!("\"{id}-{name}\""),
         )
     };
-    media::serve(object, content_type, etag, name, cache, headers).await
+    media::serve(object, content_type, etag, name, cache, request).await
 }
 
 /// The replaced system's synchronous call: the video bytes as the response.
@@ -378,7 +403,14 @@ pub(super) async fn legacy_video(
     let job = svc.wait(id, caller.owner()).await?;
     match job.status {
         // The synchronous call's clients expect the bytes in the response.
-        JobStatus::Succeeded => file(svc, &job.id, false, caller, headers, false).await,
+        JobStatus::Succeeded => {
+            // A POST: the bytes are the answer.
+            let request = RequestHead {
+                method: &Method::GET,
+                headers,
+            };
+            file(svc, &job.id, false, caller, &request, false).await
+        }
         _ => Err(ApiError::JobFailed(job.error.unwrap_or_else(|| {
             JobError::new(ErrorCode::Canceled, "the job was canceled")
         }))),

@@ -42,6 +42,9 @@ pub enum StorageError {
     /// The object store failed or could not be reached.
     #[error("object storage: {0}")]
     Remote(object_store::Error),
+    /// The configured bucket failed its check at start; says which and why.
+    #[error("{0}")]
+    Unusable(String),
 }
 
 impl From<object_store::Error> for StorageError {
@@ -61,6 +64,7 @@ impl StorageError {
         match self {
             StorageError::NotFound => ErrorCode::NotFound,
             StorageError::Url(_) | StorageError::Io(_) => ErrorCode::Internal,
+            StorageError::Unusable(_) => ErrorCode::StorageUnavailable,
             StorageError::Remote(_) => ErrorCode::StorageUnavailable,
         }
     }
@@ -171,6 +175,24 @@ impl Storage {
             spool: root,
             backend: Backend::Local,
         })
+    }
+
+    /// Checks at start that the storage can keep files: the local root is
+    /// there (made at open), a bucket answers a write, a read and a
+    /// delete. The error names the bucket and where it was looked for.
+    pub async fn check(&self) -> Result<String, StorageError> {
+        match &self.backend {
+            Backend::Local => Ok(format!("local files under {}", self.spool.display())),
+            Backend::S3(bucket) => match bucket.check().await {
+                Ok(()) => Ok(format!("the bucket {} answers", bucket.describe())),
+                Err(err) => Err(StorageError::Unusable(format!(
+                    "the bucket {} cannot be used ({err}): check that it exists, the \
+                     endpoint and region in --storage (MANIMD_STORAGE), and the \
+                     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY credentials",
+                    bucket.describe()
+                ))),
+            },
+        }
     }
 
     /// `local` or `s3`, for health reports (never an address or a secret).

@@ -21,6 +21,10 @@ pub(super) struct Bucket {
     store: Arc<AmazonS3>,
     /// Key prefix without trailing `/`; may be empty.
     prefix: String,
+    /// The bucket's name and where it is, for messages: `renders at
+    /// http://host:port` (an endpoint URL holds no credentials: the
+    /// parser refuses them).
+    describe: String,
 }
 
 impl Bucket {
@@ -49,6 +53,10 @@ impl Bucket {
                     .with_connect_timeout(Duration::from_secs(5))
                     .with_timeout(Duration::from_secs(600)),
             );
+        let describe = match &endpoint {
+            Some(e) => format!("{bucket} at {e}"),
+            None => format!("{bucket} on AWS"),
+        };
         if let Some(endpoint) = endpoint {
             // Custom endpoints (MinIO, moto) expect path-style
             // requests; plain HTTP is for an endpoint on the LAN.
@@ -63,7 +71,34 @@ impl Bucket {
         Ok(Bucket {
             store: Arc::new(store),
             prefix,
+            describe,
         })
+    }
+
+    /// `renders at http://host:port`.
+    pub(super) fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    /// Writes, reads back and deletes a small object under the prefix:
+    /// the bucket exists, is reachable, and these credentials may do what
+    /// renders need. Each start writes its own key, so nodes never race.
+    pub(super) async fn check(&self) -> Result<(), StorageError> {
+        let name = format!("manimd-check-{}", uuid::Uuid::now_v7().simple());
+        let key = object_key(&self.prefix, &[".manimd", &name]);
+        self.store
+            .put(&key, bytes::Bytes::from_static(b"ok").into())
+            .await?;
+        let read = self.store.get(&key).await?.bytes().await?;
+        self.store.delete(&key).await?;
+        if read.as_ref() == b"ok" {
+            Ok(())
+        } else {
+            Err(StorageError::Remote(object_store::Error::Generic {
+                store: "S3",
+                source: "the check object read back different bytes".into(),
+            }))
+        }
     }
 
     fn key_prefix(&self, id: &JobId) -> Key {
@@ -358,6 +393,7 @@ mod tests {
                     .unwrap(),
             ),
             prefix: prefix.into(),
+            describe: "b on AWS".into(),
         };
         assert_eq!(
             bucket("").key(&id, 2, "output.mp4").as_ref(),

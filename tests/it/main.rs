@@ -24,3 +24,4 @@ mod scale;
 mod security;
 mod server;
 mod storage;
+mod webhooks;

@@ -615,3 +615,176 @@ async fn one_render_is_split_across_two_worker_nodes_and_survives_a_killed_one()
         node.stop().await;
     }
 }
+
+/// `manimd worker --listen`: its health and metrics, before and after a job
+/// it rendered (put straight into the shared store, as an API node would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_its_health_and_metrics_when_asked_to_listen() {
+    use tokio::io::AsyncBufReadExt;
+    let pg = Postgres::start();
+    let dir = tempfile::Builder::new()
+        .prefix("manimd-wstatus-")
+        .tempdir()
+        .unwrap();
+    let data = dir.path().join("w");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+        .args(["worker", "--database", &pg.url, "--workers", "1"])
+        .args(["--warm-pool", "0", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("MANIMD_STORAGE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log_file(&data))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut status = None;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(url) = line.strip_prefix("manimd worker status on ") {
+            status = Some(url.to_owned());
+        }
+        if line == "manimd worker ready" {
+            break;
+        }
+    }
+    let status = status.expect("the worker says where it listens");
+    let client = reqwest::Client::new();
+    let health = get(&client, &format!("{status}/healthz")).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["database"], "postgres", "{health}");
+    assert_eq!(health["workers"]["idle"], 1, "{health}");
+    let r = client
+        .get(format!("{status}/v1/renders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND, "no API here");
+
+    let store = Store::open(&pg.url).await.unwrap();
+    let (id, s) = (JobId::new(), spec(&scene("status", 0)));
+    store.insert(&new_job(&id, &s)).await.unwrap();
+    let mut ended = None;
+    for _ in 0..1800 {
+        let job = store.get(&id).await.unwrap().unwrap();
+        if job.status.is_terminal() {
+            ended = Some(job.status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ended, Some(JobStatus::Succeeded));
+    let r = client
+        .get(format!("{status}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("# TYPE manimd_jobs_total counter")
+            && text.contains("manimd_jobs_total{outcome=\"succeeded\"} 1")
+            && text.contains("manimd_render_seconds_count 1"),
+        "{text}"
+    );
+    store.close().await;
+    unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) };
+    let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+}
+
+/// Cancels racing claims (and re-queues) over the same jobs: whatever a
+/// cancel reports is what happened. A cancel used to read the status and
+/// then write with a condition on it; a job claimed in between was
+/// reported canceled while it ran on, its cancel recorded nowhere: the
+/// occasional cross-node cancel that did not take effect.
+async fn cancel_racing_claims_is_never_lost(store: Store) {
+    const JOBS: usize = 120;
+    let s = spec("race");
+    let mut ids = Vec::new();
+    for _ in 0..JOBS {
+        let id = JobId::new();
+        store.insert(&new_job(&id, &s)).await.unwrap();
+        ids.push(id);
+    }
+    let lease = Duration::from_secs(30);
+    let claimed = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let mut claimers = Vec::new();
+    for n in 0..3 {
+        let (store, claimed) = (store.clone(), Arc::clone(&claimed));
+        claimers.push(tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 20 {
+                match store.claim(&format!("w{n}"), lease).await.unwrap() {
+                    Some(c) => {
+                        // Some runs are handed back (a reaper, a graceful
+                        // stop): the same job is queued, then claimed again.
+                        // (A release does not count the attempt, so each
+                        // job is handed back once, by the first claimer.)
+                        let first = claimed.lock().unwrap().insert(c.job.id.clone());
+                        if first && c.job.id.as_str().ends_with(['0', '1', '2']) {
+                            store
+                                .release(&c.job.id, &format!("w{n}"), c.attempt)
+                                .await
+                                .unwrap();
+                        }
+                        idle = 0;
+                    }
+                    None => {
+                        idle += 1;
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        }));
+    }
+    let mut cancelers = Vec::new();
+    for part in ids.chunks(JOBS / 3) {
+        let (store, part) = (store.clone(), part.to_vec());
+        cancelers.push(tokio::spawn(async move {
+            let mut said = Vec::new();
+            for id in part {
+                said.push((id.clone(), store.cancel(&id).await.unwrap()));
+            }
+            said
+        }));
+    }
+    let mut said = Vec::new();
+    for c in cancelers {
+        said.extend(c.await.unwrap());
+    }
+    for c in claimers {
+        c.await.unwrap();
+    }
+    let claimed = claimed.lock().unwrap().clone();
+    for (id, before) in said {
+        let job = store.get(&id).await.unwrap().unwrap();
+        match before {
+            Some(JobStatus::Queued) => assert_eq!(
+                job.status,
+                JobStatus::Canceled,
+                "reported canceled while queued, yet {:?} (claimed: {})",
+                job.status,
+                claimed.contains(&id)
+            ),
+            Some(JobStatus::Running) => {
+                assert!(claimed.contains(&id), "{id} was running");
+                assert!(job.cancel_requested, "{id}: the cancel was not recorded");
+            }
+            other => panic!("{id}: a cancel of a live job said {other:?}"),
+        }
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_racing_claims_is_never_lost_on_postgres_or_sqlite() {
+    let pg = Postgres::start();
+    cancel_racing_claims_is_never_lost(Store::open(&pg.url).await.unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open_sqlite(&dir.path().join("jobs.db"))
+        .await
+        .unwrap();
+    cancel_racing_claims_is_never_lost(sqlite).await;
+}

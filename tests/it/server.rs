@@ -1373,6 +1373,11 @@ async fn webhooks_are_signed_retried_and_never_aimed_at_private_addresses() {
         "http://169.254.169.254/latest/meta-data",
         "http://10.0.0.1/",
         "http://[::1]/",
+        // IPv4 loopback and private addresses inside NAT64, 6to4 and Teredo.
+        "http://[64:ff9b::7f00:1]:9/",
+        "http://[64:ff9b:1::a00:1]:9/",
+        "http://[2002:c0a8:101::1]:9/",
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]:9/",
         "http://localhost:9/",
         "ftp://example.com/",
         "not a url",

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::s3::S3Server;
 use common::server::cached_flags;
+use common::tap::Tap;
 use reqwest::header::{CONTENT_RANGE, IF_NONE_MATCH, LOCATION, RANGE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -24,6 +25,12 @@ struct Node {
 
 impl Node {
     async fn start(s3: &S3Server, prefix: &str, serve: &str) -> Node {
+        Node::start_url(s3, &s3.url(prefix), serve).await
+    }
+
+    /// With `storage` as the `--storage` URL (another endpoint before
+    /// the same bucket: a `Tap`).
+    async fn start_url(s3: &S3Server, storage: &str, serve: &str) -> Node {
         use tokio::io::AsyncBufReadExt;
         let dir = tempfile::Builder::new()
             .prefix("manimd-s3-")
@@ -32,7 +39,7 @@ impl Node {
         let data = dir.path().join("data");
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
             .args(["serve", "--addr", "127.0.0.1:0", "--workers", "1"])
-            .args(["--warm-pool", "0", "--storage", &s3.url(prefix)])
+            .args(["--warm-pool", "0", "--storage", storage])
             .args(["--storage-serve", serve, "--data-dir"])
             .arg(&data)
             .env_remove("MANIMD_STORAGE")
@@ -390,4 +397,132 @@ async fn animations_drawn_on_one_node_serve_the_next_render_on_another() {
         .count();
     assert_eq!(local, 3);
     second.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_upload_queues_the_job_again_and_a_head_asks_the_bucket_for_no_bytes() {
+    let s3 = S3Server::start("flaky").await;
+    // The store refuses the first attempt's video, every time it is tried.
+    let tap = Tap::start(&s3.endpoint, |method, path| {
+        method == "PUT" && path.contains("/1/output.")
+    })
+    .await;
+    let url = format!(
+        "s3://flaky/p?endpoint={}&region={}",
+        tap.endpoint,
+        common::s3::REGION
+    );
+    let node = Node::start_url(&s3, &url, "proxy").await;
+    let id = node.submit(ONE_STEP).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = node.wait(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "queued again and rendered again: {job}");
+    assert_eq!(job["result"]["attempt"], 2, "{job}");
+    let refused: Vec<_> = tap
+        .requests()
+        .into_iter()
+        .filter(|(m, p)| m == "PUT" && p.contains(&format!("{id}/1/output.")))
+        .collect();
+    assert!(!refused.is_empty(), "the first upload was tried");
+    let keys = s3.keys(&format!("p/{id}")).await;
+    assert!(keys.contains(&format!("p/{id}/2/output.mp4")), "{keys:?}");
+    assert!(!keys.contains(&format!("p/{id}/1/output.mp4")), "{keys:?}");
+
+    // A HEAD answers the GET's headers from the object's size: the bucket
+    // sees a HEAD, never a GET of its bytes.
+    let video = format!("{}/v1/renders/{id}/video", node.url);
+    let before = tap.requests().len();
+    let r = node.client.head(&video).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let size = job["result"]["bytes"].as_u64().unwrap();
+    assert_eq!(r.headers()["content-length"], size.to_string().as_str());
+    let asked: Vec<_> = tap.requests().split_off(before);
+    assert!(asked.iter().any(|(m, _)| m == "HEAD"), "{asked:?}");
+    assert!(asked.iter().all(|(m, _)| m != "GET"), "{asked:?}");
+    let r = node
+        .client
+        .head(&video)
+        .header(RANGE, "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers()["content-length"], "10");
+    assert!(tap
+        .requests()
+        .split_off(before)
+        .iter()
+        .all(|(m, _)| m != "GET"));
+    // A GET does read it.
+    let body = node.get(&format!("/v1/renders/{id}/video")).await;
+    assert_eq!(body.bytes().await.unwrap().len() as u64, size);
+    assert!(tap
+        .requests()
+        .split_off(before)
+        .iter()
+        .any(|(m, _)| m == "GET"));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_on_a_bucket_it_cannot_use_and_doctor_names_it() {
+    let s3 = S3Server::start("present").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let absent = format!("s3://absent/p?endpoint={}&region=us-east-1", s3.endpoint);
+    let nowhere = format!("s3://present?endpoint=http://127.0.0.1:{closed}&region=us-east-1");
+    for (url, named) in [
+        (&absent, format!("the bucket absent at {}", s3.endpoint)),
+        (
+            &nowhere,
+            format!("the bucket present at http://127.0.0.1:{closed}"),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_manimd"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--warm-pool", "0"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("MANIMD_STORAGE", url)
+            .envs(s3.env())
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "{url}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&named) && stderr.contains("cannot be used"),
+            "{url}: {stderr}"
+        );
+        assert!(!stderr.contains(common::s3::SECRET_KEY));
+    }
+    let doctor = |url: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_manimd"));
+        cmd.arg("doctor").env("MANIMD_STORAGE", url).envs(s3.env());
+        cmd.output().unwrap()
+    };
+    let out = doctor(&absent);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("storage"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.starts_with("FAIL") && line.contains("absent"),
+        "{stdout}"
+    );
+    assert!(!out.status.success());
+    let out = doctor(&s3.url("p"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find(|l| l.contains("storage")).unwrap();
+    assert!(
+        line.starts_with("ok") && line.contains("present"),
+        "{stdout}"
+    );
 }

@@ -36,6 +36,9 @@ Quality = Literal["low", "medium", "high", "production", "4k"]
 Stage = Literal["planning", "writing", "checking", "rendering", "repairing"]
 """A step of the pipeline, as the event stream shows it."""
 
+WebhookState = Literal["pending", "delivered", "failed"]
+"""See `WebhookView::state`."""
+
 
 @dataclass(frozen=True)
 class AnimationInfo:
@@ -804,6 +807,7 @@ class JobView:
     result: JobResult | None = None
     seed: int | None = None
     started_at: str | None = None
+    webhook: WebhookView | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> JobView:
@@ -828,6 +832,7 @@ class JobView:
             result=_opt(d.get('result'), lambda v: JobResult.from_json(v)),
             seed=d.get('seed'),
             started_at=d.get('started_at'),
+            webhook=_opt(d.get('webhook'), lambda v: WebhookView.from_json(v)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -872,6 +877,8 @@ class JobView:
             d['seed'] = self.seed
         if self.started_at is not None:
             d['started_at'] = self.started_at
+        if self.webhook is not None:
+            d['webhook'] = None if self.webhook is None else self.webhook.to_json()
         return d
 
 
@@ -1715,6 +1722,46 @@ class Totals:
             d['completion_tokens'] = self.completion_tokens
         if self.render_secs is not None:
             d['render_secs'] = self.render_secs
+        return d
+
+
+@dataclass(frozen=True)
+class WebhookView:
+    """Where a job's webhook delivery stands. Deliveries are kept in the job
+    store, so they survive a restart and are retried by whichever node runs.
+    """
+    state: WebhookState
+    attempts: int
+    delivered_at: str | None = None
+    last_error: str | None = None
+    last_status: int | None = None
+    next_attempt_at: str | None = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> WebhookView:
+        return cls(
+            state=d['state'],
+            attempts=d['attempts'],
+            delivered_at=d.get('delivered_at'),
+            last_error=d.get('last_error'),
+            last_status=d.get('last_status'),
+            next_attempt_at=d.get('next_attempt_at'),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.state is not None:
+            d['state'] = self.state
+        if self.attempts is not None:
+            d['attempts'] = self.attempts
+        if self.delivered_at is not None:
+            d['delivered_at'] = self.delivered_at
+        if self.last_error is not None:
+            d['last_error'] = self.last_error
+        if self.last_status is not None:
+            d['last_status'] = self.last_status
+        if self.next_attempt_at is not None:
+            d['next_attempt_at'] = self.next_attempt_at
         return d
 
 

@@ -15,6 +15,7 @@ impl Store {
         result: &JobResult,
     ) -> Result<Job, StoreError> {
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, status, spec, cache_key, owner, webhook_url, result, created_ms, started_ms, finished_ms) \
              VALUES ($1, 'succeeded', $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -28,8 +29,10 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        super::outbox_row(&mut tx, new).await?;
+        tx.commit().await?;
         self.get(new.id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))

@@ -7,11 +7,12 @@
 //!
 //! This module owns the store itself (opening, the dialect, signals) and a
 //! job's record (insert, read, list, count, delete); `queue` owns the lease
-//! and its fenced writes, `cache` the cached results and followers, `rows`
-//! the row mapping.
+//! and its fenced writes, `cache` the cached results and followers,
+//! `outbox` the webhook deliveries, `rows` the row mapping.
 
 mod cache;
 mod chunks;
+mod outbox;
 mod queue;
 mod rows;
 
@@ -25,6 +26,7 @@ use self::rows::{from_row, ids, COLUMNS};
 use super::{now_ms, Job, JobId, JobStatus};
 use crate::spec::RenderSpec;
 pub use chunks::{Chunk, ChunkEnding, ChunkStatus};
+pub use outbox::{ClaimedWebhook, WebhookAttempt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -193,6 +195,7 @@ impl Store {
     /// Stores a queued job; with `follows`, it waits for that identical job
     /// instead of being claimed.
     pub async fn insert(&self, new: &NewJob<'_>) -> Result<Job, StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, status, spec, cache_key, follows, owner, webhook_url, created_ms) \
              VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7)",
@@ -204,8 +207,10 @@ impl Store {
         .bind(new.owner)
         .bind(new.webhook_url)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        outbox_row(&mut tx, new).await?;
+        tx.commit().await?;
         self.get(new.id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))
@@ -220,6 +225,7 @@ impl Store {
             return Ok(None);
         };
         self.attach_generation(&mut job).await?;
+        self.attach_webhook(&mut job).await?;
         Ok(Some(job))
     }
 
@@ -254,6 +260,7 @@ impl Store {
         let mut jobs = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
         for job in &mut jobs {
             self.attach_generation(job).await?;
+            self.attach_webhook(job).await?;
         }
         let next_cursor = if jobs.len() > limit as usize {
             jobs.truncate(limit as usize);
@@ -267,6 +274,7 @@ impl Store {
     pub async fn delete(&self, id: &JobId) -> Result<bool, StoreError> {
         self.delete_generation(id).await?;
         self.delete_chunks(id).await?;
+        self.delete_webhook(id).await?;
         let done = sqlx::query("DELETE FROM jobs WHERE id = $1")
             .bind(id.as_str())
             .execute(&self.pool)
@@ -326,6 +334,21 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A new job's outbox row when it has a webhook, in the transaction that
+/// stores the job: a job that ends is never without its delivery.
+async fn outbox_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewJob<'_>,
+) -> Result<(), StoreError> {
+    if new.webhook_url.is_some() {
+        sqlx::query("INSERT INTO webhook_deliveries (job_id) VALUES ($1)")
+            .bind(new.id.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -122,31 +122,49 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Gives a running job back to the queue with its attempt counted: the
+    /// run ended without a fault of the job's (its files could not be
+    /// stored), and another run may succeed.
+    pub async fn requeue(&self, id: &JobId, owner: &str, attempt: u32) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_ms = NULL, \
+             started_ms = NULL, progress = NULL \
+             WHERE id = $1 AND status = 'running' AND lease_owner = $2 AND attempts = $3",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(i64::from(attempt))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Cancels a queued job at once, or asks for a running one to be stopped.
     /// Returns the job's status before the call, or `None` if there is no such job.
+    ///
+    /// One statement, so the status it reports is the one it acted on: a
+    /// job claimed, or put back in the queue by a reaper, between a read
+    /// and a write could otherwise be reported canceled while its cancel
+    /// was recorded nowhere (see `cancel_racing_claims_is_never_lost`).
     pub async fn cancel(&self, id: &JobId) -> Result<Option<JobStatus>, StoreError> {
-        let Some(job) = self.get(id).await? else {
-            return Ok(None);
-        };
-        match job.status {
-            JobStatus::Queued => {
-                sqlx::query("UPDATE jobs SET status = 'canceled', finished_ms = $1 WHERE id = $2 AND status = 'queued'")
-                    .bind(now_ms())
-                    .bind(id.as_str())
-                    .execute(&self.pool)
-                    .await?;
-            }
-            JobStatus::Running => {
-                sqlx::query(
-                    "UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND status = 'running'",
-                )
-                .bind(id.as_str())
-                .execute(&self.pool)
-                .await?;
-            }
-            _ => {}
+        // SET expressions read the row as it was: a queued job ends here,
+        // a running one keeps running with the flag its heartbeat reads.
+        let after: Option<String> = sqlx::query_scalar(
+            "UPDATE jobs SET cancel_requested = 1, \
+             finished_ms = CASE WHEN status = 'queued' THEN $1 ELSE finished_ms END, \
+             status = CASE WHEN status = 'queued' THEN 'canceled' ELSE status END \
+             WHERE id = $2 AND status IN ('queued', 'running') RETURNING status",
+        )
+        .bind(now_ms())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match after.as_deref() {
+            Some("canceled") => Ok(Some(JobStatus::Queued)),
+            Some(_) => Ok(Some(JobStatus::Running)),
+            // Ended or absent: neither changes back, so a read is exact.
+            None => Ok(self.get(id).await?.map(|job| job.status)),
         }
-        Ok(Some(job.status))
     }
 
     /// Re-queues running jobs whose lease has expired (all of them when

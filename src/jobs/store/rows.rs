@@ -49,6 +49,7 @@ pub(super) fn from_row(r: &AnyRow) -> Result<Job, StoreError> {
         started_ms: r.try_get("started_ms")?,
         finished_ms: r.try_get("finished_ms")?,
         generation: None,
+        webhook: None,
     })
 }
 

@@ -17,6 +17,7 @@ use manimd::render::{RenderError, Rendered, Renderer};
 use manimd::spec::{Engine, Format, Quality, RenderSpec};
 
 pub mod s3;
+pub mod tap;
 
 pub struct Harness {
     pub dir: tempfile::TempDir,
