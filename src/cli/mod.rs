@@ -94,7 +94,8 @@ pub struct LoadArgs {
     /// Submissions to send (default 500; with --chaos, jobs: 200).
     #[arg(long)]
     pub count: Option<usize>,
-    /// Submissions per second (default 25; with --chaos, 2).
+    /// Submissions per second (default 25; with --chaos, 0.5: about what two
+    /// workers render, so that the faults meet a queue that is not idle).
     #[arg(long)]
     pub rate: Option<f64>,
     /// Seconds to wait for accepted jobs to end (default 900; with --chaos, 3600).
@@ -644,7 +645,7 @@ async fn chaos(config: &Config, args: LoadArgs) -> ExitCode {
     use crate::load::chaos;
     let opts = chaos::ChaosOptions {
         count: args.count.unwrap_or(200),
-        rate: args.rate.unwrap_or(2.0),
+        rate: args.rate.unwrap_or(0.5),
         seed: args.seed,
         fault_every: std::time::Duration::from_secs_f64(args.fault_every_secs.max(1.0)),
         deadline: std::time::Duration::from_secs(args.deadline_secs.unwrap_or(3600)),

@@ -135,7 +135,10 @@ async fn reap_once(store: &Store, control: &Control, max_attempts: u32) {
     match store.unfollow_ended().await {
         Ok(0) => {}
         Ok(n) => {
-            tracing::warn!(jobs = n, "released the followers of jobs that ended without them");
+            tracing::warn!(
+                jobs = n,
+                "released the followers of jobs that ended without them"
+            );
             control.wake();
         }
         Err(err) => tracing::error!(%err, "cannot release orphaned followers"),

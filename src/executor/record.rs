@@ -51,7 +51,10 @@ impl Executor {
             Ok(r) => {
                 // A run whose job went to a newer attempt (its lease ran out
                 // unrenewed) uploads nothing: that attempt renders it.
-                let held = self.parts.store.heartbeat(&job.id, &self.owner, attempt, self.cfg.lease);
+                let held =
+                    self.parts
+                        .store
+                        .heartbeat(&job.id, &self.owner, attempt, self.cfg.lease);
                 if let Ok(false) = held.await {
                     tracing::warn!("lease lost before publishing: this render is dropped");
                     return;
@@ -135,8 +138,9 @@ impl Executor {
     async fn finish(&self, id: &JobId, attempt: u32, e: Ending) {
         let (status, error) = (e.status, e.error.as_ref());
         let store = &self.parts.store;
-        let done = retried(|| store.finish(id, &self.owner, attempt, status, error, e.result.as_ref()))
-            .await;
+        let done =
+            retried(|| store.finish(id, &self.owner, attempt, status, error, e.result.as_ref()))
+                .await;
         match done {
             Ok(true) => {
                 self.complete_followers(id, status, error).await;

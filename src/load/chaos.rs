@@ -135,7 +135,11 @@ fn request(i: usize) -> serde_json::Value {
 
 /// The job number a stored job's code carries.
 fn job_number(job: &Job) -> Option<usize> {
-    let line = job.spec.code.lines().find(|l| l.starts_with("# chaos job "))?;
+    let line = job
+        .spec
+        .code
+        .lines()
+        .find(|l| l.starts_with("# chaos job "))?;
     line["# chaos job ".len()..].trim().parse().ok()
 }
 
@@ -289,9 +293,11 @@ async fn submit(
         let body = request(i).to_string().into_bytes();
         let mut node = i % clients.len();
         loop {
-            let answer =
-                tokio::time::timeout(Duration::from_secs(30), clients[node].submit_raw(body.clone()))
-                    .await;
+            let answer = tokio::time::timeout(
+                Duration::from_secs(30),
+                clients[node].submit_raw(body.clone()),
+            )
+            .await;
             let settled = {
                 let mut sent = sent.lock().unwrap();
                 match answer {
@@ -319,7 +325,7 @@ async fn submit(
                 break;
             }
             node = (node + 1) % clients.len();
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }
@@ -401,7 +407,10 @@ async fn faults(
         }
         let at = started.elapsed().as_secs_f64();
         cluster.kill(part).await?;
-        let mut line = format!("{at:7.1} s  killed {part}, down {:.1} s", down.as_secs_f64());
+        let mut line = format!(
+            "{at:7.1} s  killed {part}, down {:.1} s",
+            down.as_secs_f64()
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
         if let Part::Worker(i) | Part::Api(i) = part {
             let data = match part {
@@ -417,7 +426,10 @@ async fn faults(
         }
         tokio::time::sleep(down.saturating_sub(Duration::from_secs(1))).await;
         cluster.restart(part).await?;
-        line.push_str(&format!(", back at {:.1} s", started.elapsed().as_secs_f64()));
+        line.push_str(&format!(
+            ", back at {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
         println!("  fault {line}");
         log.lines.push(line);
         let kind = match part {
@@ -514,7 +526,11 @@ fn reconcile(
             continue;
         }
         let code = job.error.as_ref().map(|e| e.code.to_string());
-        let now = Ending::of(job.status, code.clone(), job.result.as_ref().map(|r| r.attempt));
+        let now = Ending::of(
+            job.status,
+            code.clone(),
+            job.result.as_ref().map(|r| r.attempt),
+        );
         if let Some(seen) = seen {
             if *seen != now {
                 report.ended_twice += 1;
@@ -581,7 +597,12 @@ fn leftovers(report: &mut ChaosReport, config: &Config, dir: &Path, nodes: &[Pat
         return;
     };
     for entry in procs.flatten() {
-        if !entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
             continue;
         }
         let read = |name: &str| std::fs::read(entry.path().join(name)).unwrap_or_default();
@@ -607,8 +628,14 @@ pub fn print(r: &ChaosReport) {
         r.seed,
         r.elapsed.as_secs_f64()
     );
-    println!("  faults (SIGKILL, restart)                 {faults} ({})", by_part.join(", "));
-    println!("  submissions sent to the other API node    {}", r.retried_other_node);
+    println!(
+        "  faults (SIGKILL, restart)                 {faults} ({})",
+        by_part.join(", ")
+    );
+    println!(
+        "  submissions sent to the other API node    {}",
+        r.retried_other_node
+    );
     for (code, n) in &r.refused_for_now {
         println!("  submissions refused for now ({code}), resent {n}");
     }
@@ -616,17 +643,35 @@ pub fn print(r: &ChaosReport) {
         println!("  submissions refused ({code})               {n}");
     }
     println!("  accepted                                  {}", r.accepted);
-    println!("  accepted, answer lost (found in store)    {}", r.unanswered);
-    println!("  succeeded                                 {}", r.succeeded);
+    println!(
+        "  accepted, answer lost (found in store)    {}",
+        r.unanswered
+    );
+    println!(
+        "  succeeded                                 {}",
+        r.succeeded
+    );
     for (code, n) in &r.failed {
         println!("  failed: {code:<33} {n}");
     }
     println!("  canceled                                  {}", r.canceled);
-    println!("  ran more than one attempt                 {}", r.retried_jobs);
+    println!(
+        "  ran more than one attempt                 {}",
+        r.retried_jobs
+    );
     println!("  lost (never ended)                        {}", r.lost);
-    println!("  ended twice (outcome changed)             {}", r.ended_twice);
-    println!("  run twice to success (2 outputs stored)   {}", r.run_twice);
-    println!("  succeeded without a stored video          {}", r.without_video);
+    println!(
+        "  ended twice (outcome changed)             {}",
+        r.ended_twice
+    );
+    println!(
+        "  run twice to success (2 outputs stored)   {}",
+        r.run_twice
+    );
+    println!(
+        "  succeeded without a stored video          {}",
+        r.without_video
+    );
     println!("  sandbox processes outliving a killed node {}", r.orphaned);
     println!(
         "  leaked: processes {}, cgroups {}, mounts {}",

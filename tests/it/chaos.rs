@@ -22,11 +22,14 @@ fn sum(report: &str, label: &str) -> Option<usize> {
     if lines.is_empty() {
         return None;
     }
-    let take = if label.ends_with(": ") { lines.len() } else { 1 };
+    let take = if label.ends_with(": ") {
+        lines.len()
+    } else {
+        1
+    };
     let number = |l: &&str| -> usize {
         let last = l.split_whitespace().last().unwrap_or("");
-        last.parse()
-            .unwrap_or_else(|_| panic!("no count on {l:?}"))
+        last.parse().unwrap_or_else(|_| panic!("no count on {l:?}"))
     };
     Some(lines[..take].iter().map(number).sum())
 }

@@ -118,7 +118,14 @@ async fn followers_of_a_leader_that_ended_without_them_are_released() {
     assert_eq!(store.unfollow_ended().await.unwrap(), 0);
     // It ends, and its node dies before handing out the outcome.
     assert!(store
-        .finish(&leader, "a", claimed.attempt, JobStatus::Succeeded, None, None)
+        .finish(
+            &leader,
+            "a",
+            claimed.attempt,
+            JobStatus::Succeeded,
+            None,
+            None
+        )
         .await
         .unwrap());
     assert_eq!(store.unfollow_ended().await.unwrap(), 2);
