@@ -115,6 +115,62 @@ pub fn spawn_service(program: &Path, args: &[&OsStr], env: &[(&str, &str)]) -> i
         .spawn()
 }
 
+/// A trusted program of a throwaway cluster (`manimd load --chaos`): a
+/// database, an object store, a `manimd` node.
+pub struct Daemon<'a> {
+    pub program: &'a Path,
+    pub args: &'a [&'a OsStr],
+    /// Added to our environment (a node needs the bucket's credentials).
+    pub env: &'a [(&'a str, &'a str)],
+    /// Runs as this uid and gid (PostgreSQL refuses root).
+    pub user: Option<(u32, u32)>,
+    /// Where stderr goes (appended: a restart adds to the same log).
+    pub log: Option<std::fs::File>,
+    /// Stdout piped (a node prints its address there), else discarded.
+    pub stdout: bool,
+}
+
+/// Starts a [`Daemon`] as the leader of its own process group, so that
+/// `kill_group` reaches its children too (PostgreSQL's backends), as a
+/// crash of its machine would; killed when the handle is dropped.
+pub fn spawn_daemon(d: Daemon<'_>) -> io::Result<Child> {
+    let mut cmd = Command::new(d.program);
+    cmd.args(d.args)
+        .envs(d.env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(if d.stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(d.log.map_or_else(Stdio::null, Stdio::from))
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some((uid, gid)) = d.user {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.spawn()
+}
+
+/// SIGKILLs the process group that `pid` leads (see [`spawn_daemon`]).
+pub fn kill_group(pid: u32) -> io::Result<()> {
+    // SAFETY: a plain system call on a number; no memory is shared.
+    if unsafe { libc::killpg(pid as libc::pid_t, libc::SIGKILL) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `signal` to one process: SIGKILL for a crash of that process
+/// alone, SIGTERM for a graceful stop.
+pub fn signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: as above.
+    if unsafe { libc::kill(pid as libc::pid_t, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// What a plain (unconfined, trusted) command printed and how it ended.
 pub struct Output {
     pub status: ExitStatus,

@@ -111,15 +111,31 @@ pub struct DoctorArgs {
 pub struct LoadArgs {
     #[arg(long, env = "MANIMD_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
-    /// Submissions to send.
-    #[arg(long, default_value_t = 500)]
-    pub count: usize,
-    /// Submissions per second.
-    #[arg(long, default_value_t = 25.0)]
-    pub rate: f64,
-    /// Seconds to wait for accepted jobs to end.
-    #[arg(long, default_value_t = 900)]
-    pub deadline_secs: u64,
+    /// Submissions to send (default 500; with --chaos, jobs: 200).
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Submissions per second (default 25; with --chaos, 0.5: about what two
+    /// workers render, so that the faults meet a queue that is not idle).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds to wait for accepted jobs to end (default 900; with --chaos, 3600).
+    #[arg(long)]
+    pub deadline_secs: Option<u64>,
+    /// Start a throwaway cluster here instead (PostgreSQL, moto's S3 server,
+    /// two API nodes, two workers) and kill its parts with SIGKILL as the
+    /// jobs run; report every job's end and what was left behind.
+    #[arg(long)]
+    pub chaos: bool,
+    /// With --chaos: seeds which part is killed, when, and for how long.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// With --chaos: the mean seconds between two faults.
+    #[arg(long, default_value_t = 20.0)]
+    pub fault_every_secs: f64,
+    /// With --chaos: keep the run's directory (logs, database) even when
+    /// all is well.
+    #[arg(long)]
+    pub keep: bool,
     #[arg(long, env = "MANIMD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 }
@@ -609,12 +625,15 @@ async fn bench(config: &Config, args: BenchArgs) -> ExitCode {
 }
 
 async fn load(config: &Config, args: LoadArgs) -> ExitCode {
+    if args.chaos {
+        return chaos(config, args).await;
+    }
     let opts = crate::load::LoadOptions {
         server: args.server,
-        count: args.count,
-        rate: args.rate,
+        count: args.count.unwrap_or(500),
+        rate: args.rate.unwrap_or(25.0),
         api_key: args.api_key,
-        deadline: std::time::Duration::from_secs(args.deadline_secs),
+        deadline: std::time::Duration::from_secs(args.deadline_secs.unwrap_or(900)),
     };
     match crate::load::run(&opts).await {
         Ok(report) => {
@@ -636,6 +655,34 @@ async fn load(config: &Config, args: LoadArgs) -> ExitCode {
             });
             crate::load::print(&report, leftovers);
             if report.lost == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn chaos(config: &Config, args: LoadArgs) -> ExitCode {
+    use crate::load::chaos;
+    let opts = chaos::ChaosOptions {
+        count: args.count.unwrap_or(200),
+        rate: args.rate.unwrap_or(0.5),
+        seed: args.seed,
+        fault_every: std::time::Duration::from_secs_f64(args.fault_every_secs.max(1.0)),
+        deadline: std::time::Duration::from_secs(args.deadline_secs.unwrap_or(3600)),
+        keep: args.keep,
+        manimd: std::env::current_exe().unwrap_or_else(|_| "manimd".into()),
+        runtime: config.runtime_dir.clone(),
+    };
+    match chaos::run(config, &opts).await {
+        Ok(report) => {
+            chaos::print(&report);
+            if report.clean() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

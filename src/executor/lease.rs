@@ -5,7 +5,7 @@
 //! sandbox.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Executor;
 use crate::control::{Control, Stop, Stopper};
@@ -76,30 +76,80 @@ pub(super) async fn heartbeat(l: Lease, stop: Stopper) {
 }
 
 /// Every `lease`, re-queues the jobs whose lease expired (failing those out
-/// of attempts) and wakes the workers for them; ends when the node stops.
+/// of attempts), releases the followers of leaders that ended without them,
+/// and wakes the workers for them; ends when the node stops.
+///
+/// Only once the store has answered for a whole lease, though: while it
+/// could not be reached (PostgreSQL restarting), the live workers could not
+/// renew their leases either, and reaping them as soon as it is back would
+/// run their jobs twice. It is asked every third of a lease, so any outage
+/// long enough to expire a lease is seen.
 pub(super) async fn reap(store: Store, control: Arc<Control>, lease: Duration, max_attempts: u32) {
     let mut stopping = control.stopping();
+    let mut uptime = Uptime::default();
+    let mut last_reap = Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(lease) => {}
+            _ = tokio::time::sleep(lease / 3) => {}
             _ = stopping.changed() => return,
         }
-        match store.reap_leases(false, max_attempts).await {
-            Ok((requeued, failed)) if !requeued.is_empty() || !failed.is_empty() => {
-                tracing::warn!(?requeued, ?failed, "reaped expired leases");
-                control.wake();
-            }
-            Ok(_) => {}
-            Err(err) => tracing::error!(%err, "cannot reap leases"),
+        let up = tokio::time::timeout(lease / 3, store.ping()).await;
+        if !uptime.observe(matches!(up, Ok(Ok(()))), Instant::now(), lease)
+            || last_reap.elapsed() < lease
+        {
+            continue;
         }
-        match store.reap_chunks(max_attempts).await {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::warn!(chunks = n, "re-queued the chunks of workers that died");
-                control.wake();
-            }
-            Err(err) => tracing::error!(%err, "cannot reap chunk leases"),
+        last_reap = Instant::now();
+        reap_once(&store, &control, max_attempts).await;
+    }
+}
+
+/// How long the store has answered without a break.
+#[derive(Default)]
+struct Uptime {
+    /// When it answered first after its last failure; `None` while down.
+    since: Option<Instant>,
+}
+
+impl Uptime {
+    /// Records whether the store answered at `now`; true once it has done
+    /// so for a whole `lease` without a break.
+    fn observe(&mut self, up: bool, now: Instant, lease: Duration) -> bool {
+        if !up {
+            self.since = None;
+            return false;
         }
+        now.duration_since(*self.since.get_or_insert(now)) >= lease
+    }
+}
+
+async fn reap_once(store: &Store, control: &Control, max_attempts: u32) {
+    match store.reap_leases(false, max_attempts).await {
+        Ok((requeued, failed)) if !requeued.is_empty() || !failed.is_empty() => {
+            tracing::warn!(?requeued, ?failed, "reaped expired leases");
+            control.wake();
+        }
+        Ok(_) => {}
+        Err(err) => tracing::error!(%err, "cannot reap leases"),
+    }
+    match store.unfollow_ended().await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(
+                jobs = n,
+                "released the followers of jobs that ended without them"
+            );
+            control.wake();
+        }
+        Err(err) => tracing::error!(%err, "cannot release orphaned followers"),
+    }
+    match store.reap_chunks(max_attempts).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(chunks = n, "re-queued the chunks of workers that died");
+            control.wake();
+        }
+        Err(err) => tracing::error!(%err, "cannot reap chunk leases"),
     }
 }
 
@@ -213,6 +263,20 @@ mod tests {
             .await
             .expect("the reaper ends with the node")
             .unwrap();
+    }
+
+    #[test]
+    fn leases_are_reaped_only_after_the_store_answered_for_a_whole_lease() {
+        let (mut uptime, lease) = (Uptime::default(), Duration::from_secs(5));
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        assert!(!uptime.observe(true, at(0), lease), "just started");
+        assert!(uptime.observe(true, at(5), lease));
+        // PostgreSQL restarts: leases expired meanwhile are not dead workers'.
+        assert!(!uptime.observe(false, at(6), lease));
+        assert!(!uptime.observe(true, at(9), lease));
+        assert!(!uptime.observe(true, at(13), lease), "back for 4 s only");
+        assert!(uptime.observe(true, at(14), lease));
     }
 
     #[tokio::test]

@@ -48,10 +48,22 @@ impl Executor {
         split: super::split::Split,
     ) {
         let ending = match outcome {
-            Ok(r) => match self.publish(job, attempt, r, warm_start, split).await {
-                Ok(ending) => ending,
-                Err(err) => return self.publish_failed(&job.id, attempt, err).await,
-            },
+            Ok(r) => {
+                // A run whose job went to a newer attempt (its lease ran out
+                // unrenewed) uploads nothing: that attempt renders it.
+                let held =
+                    self.parts
+                        .store
+                        .heartbeat(&job.id, &self.owner, attempt, self.cfg.lease);
+                if let Ok(false) = held.await {
+                    tracing::warn!("lease lost before publishing: this render is dropped");
+                    return;
+                }
+                match self.publish(job, attempt, r, warm_start, split).await {
+                    Ok(ending) => ending,
+                    Err(err) => return self.publish_failed(&job.id, attempt, err).await,
+                }
+            }
             Err(RenderError::Stopped(Stopped::Canceled)) if reason == Some(Stop::Shutdown) => {
                 return self.release(&job.id, attempt).await;
             }
@@ -147,11 +159,10 @@ impl Executor {
     /// the outcome and the metrics count it.
     async fn finish(&self, id: &JobId, attempt: u32, e: Ending) {
         let (status, error) = (e.status, e.error.as_ref());
-        let done = self
-            .parts
-            .store
-            .finish(id, &self.owner, attempt, status, error, e.result.as_ref())
-            .await;
+        let store = &self.parts.store;
+        let done =
+            retried(|| store.finish(id, &self.owner, attempt, status, error, e.result.as_ref()))
+                .await;
         match done {
             Ok(true) => {
                 self.complete_followers(id, status, error).await;
@@ -168,12 +179,8 @@ impl Executor {
     /// Ends the job as failed with `error` (fenced).
     pub(super) async fn fail(&self, id: &JobId, attempt: u32, error: JobError) {
         let failed = JobStatus::Failed;
-        match self
-            .parts
-            .store
-            .finish(id, &self.owner, attempt, failed, Some(&error), None)
-            .await
-        {
+        let store = &self.parts.store;
+        match retried(|| store.finish(id, &self.owner, attempt, failed, Some(&error), None)).await {
             Ok(true) => self.parts.metrics.job_finished(Outcome::Failed, 0.0),
             Ok(false) => tracing::warn!("lease lost: this outcome is dropped"),
             Err(err) => tracing::error!(%err, "cannot record the outcome"),
@@ -262,6 +269,31 @@ impl Executor {
                 self.parts.metrics.cache_hit();
             }
             self.publish_current(&id).await;
+        }
+    }
+}
+
+/// How long an outcome waits for the store to come back before it is
+/// dropped (and the job, its lease expired, runs again).
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A fenced write that ends a run, tried again while the store cannot be
+/// reached (PostgreSQL restarting): dropping the outcome would run the job
+/// a second time. The fence makes a late try harmless: once another attempt
+/// holds the job, it changes nothing.
+async fn retried<F, Fut>(mut write: F) -> Result<bool, crate::jobs::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, crate::jobs::StoreError>>,
+{
+    let deadline = std::time::Instant::now() + STORE_RETRY;
+    loop {
+        match write().await {
+            Err(err) if std::time::Instant::now() < deadline => {
+                tracing::warn!(%err, "cannot record the outcome yet; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            done => return done,
         }
     }
 }

@@ -7,6 +7,7 @@
 mod common;
 
 mod animcache;
+mod chaos;
 mod chunks;
 mod cli;
 mod clients;

@@ -510,6 +510,7 @@ async fn every_store_statement_runs_on_postgres() {
     store.insert(&f).await.unwrap();
     assert_eq!(store.unfollow(Some(&l2)).await.unwrap(), 1);
     assert_eq!(store.unfollow(None).await.unwrap(), 0);
+    assert_eq!(store.unfollow_ended().await.unwrap(), 0);
 
     // Cancel a queued job, ask a running one to stop, release, delete.
     assert_eq!(store.cancel(&f2).await.unwrap(), Some(JobStatus::Queued));

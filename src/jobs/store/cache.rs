@@ -107,4 +107,19 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
+
+    /// Makes ordinary queued jobs of those whose leader ended (or is gone)
+    /// without handing them its outcome: the node that ended it died, or
+    /// lost the store, in between. Claimed, they find the leader's result
+    /// in the cache, or render. Safe against a late hand-out: it only ends
+    /// a job that still follows.
+    pub async fn unfollow_ended(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET follows = NULL WHERE status = 'queued' AND follows IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM jobs l WHERE l.id = jobs.follows AND l.status IN ('queued', 'running'))",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }

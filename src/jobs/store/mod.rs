@@ -179,6 +179,12 @@ impl Store {
         &self.url
     }
 
+    /// Whether the database answers now (one trivial query).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Sends a PostgreSQL notification on `channel` (nothing on SQLite,
     /// where one process holds the store and signals in memory).
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {

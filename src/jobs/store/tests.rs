@@ -97,3 +97,43 @@ async fn followers_are_not_claimed_until_released() {
         follower
     );
 }
+
+#[tokio::test]
+async fn followers_of_a_leader_that_ended_without_them_are_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("jobs.db"))
+        .await
+        .unwrap();
+    let (leader, follower, waiting) = (JobId::new(), JobId::new(), JobId::new());
+    let spec = spec();
+    store.insert(&new_job(&leader, &spec)).await.unwrap();
+    for id in [&follower, &waiting] {
+        let mut f = new_job(id, &spec);
+        f.follows = Some(&leader);
+        store.insert(&f).await.unwrap();
+    }
+    let lease = Duration::from_secs(30);
+    let claimed = store.claim("a", lease).await.unwrap().unwrap();
+    // While the leader runs, its followers wait.
+    assert_eq!(store.unfollow_ended().await.unwrap(), 0);
+    // It ends, and its node dies before handing out the outcome.
+    assert!(store
+        .finish(
+            &leader,
+            "a",
+            claimed.attempt,
+            JobStatus::Succeeded,
+            None,
+            None
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.unfollow_ended().await.unwrap(), 2);
+    let next = store.claim("b", lease).await.unwrap().unwrap();
+    assert!(next.job.id == follower || next.job.id == waiting);
+    // A late hand-out no longer ends a job that a worker claimed.
+    assert!(!store
+        .finish_follower(&next.job.id, JobStatus::Succeeded, None, None)
+        .await
+        .unwrap());
+}

@@ -1,5 +1,10 @@
 //! `manimd load`: a bounded burst of submissions against a server, half of
-//! them hostile, and a report of what happened to every one.
+//! them hostile, and a report of what happened to every one. `chaos` is the
+//! other form: jobs on a throwaway cluster whose parts are killed as they
+//! run (`cluster` starts and kills them).
+
+pub mod chaos;
+mod cluster;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
