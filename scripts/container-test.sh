@@ -17,8 +17,10 @@
 #
 # Then, in both forms: `manimd doctor` in the container prints all ok, a
 # Manim Community scene with MathTex renders with `manimd render` (ffprobe:
-# H.264, 854x480, 2 s), and `manimd serve` in the container renders a scene
-# submitted over HTTP from here. Installs what it needs first
+# H.264, 854x480, 2 s), `manimd serve` in the container renders it when
+# submitted over HTTP from here, and so do an API node and a worker in two
+# containers (deploy/compose.yaml's roles) on a PostgreSQL and an
+# S3-compatible store (moto) started here. Installs what it needs first
 # (`scripts/setup.sh container`: debootstrap, podman, buildah, runc).
 # README.md gives the times. The base image is made once and kept
 # (localhost/manimd-base:12; MANIMD_CTR_REBASE=1 makes it again).
@@ -55,7 +57,7 @@ bash scripts/setup.sh container
 
 WORK=$(mktemp -d /var/tmp/manimd-ctr.XXXXXX)
 cleanup() {
-  podman rm -f -t 0 "$NAME" "$NAME-serve" >/dev/null 2>&1 || true
+  podman rm -f -t 0 "$NAME" "$NAME-serve" "$NAME-api" "$NAME-worker" >/dev/null 2>&1 || true
   # debootstrap mounts /proc and /sys in the tree it makes; an interrupted
   # run leaves them.
   if [ -d "$WORK/rootfs" ]; then
@@ -154,6 +156,31 @@ assert abs(float(duration) - 2.0) < 0.1, duration
 EOF
 }
 
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# render_over_http API CONTAINER FILE: submits the scene to API, waits for
+# the job to succeed (CONTAINER's log shows when it does not) and fetches
+# its video into FILE.
+render_over_http() {
+  local api=$1 container=$2 file=$3 body job status=
+  for _ in $(seq 120); do
+    curl -sf "$api/health" >/dev/null && break
+    sleep 1
+  done
+  curl -sf "$api/health" >/dev/null || { podman logs "$container" >&2; exit 1; }
+  body=$(python3 -c 'import json, sys; print(json.dumps({"code": open(sys.argv[1]).read()}))' "$scenes/scene.py")
+  job=$(curl -sf -H 'authorization: Bearer container-test' -H 'content-type: application/json' \
+    -d "$body" "$api/v1/renders" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+  for _ in $(seq 300); do
+    status=$(curl -sf -H 'authorization: Bearer container-test' "$api/v1/renders/$job" |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])')
+    case "$status" in succeeded | failed | canceled) break ;; esac
+    sleep 1
+  done
+  [ "$status" = succeeded ] || { log "the job ended $status"; podman logs "$container" >&2; exit 1; }
+  curl -sf -H 'authorization: Bearer container-test' -o "$file" "$api/v1/renders/$job/video"
+}
+
 scenes="$WORK/scenes"
 out="$WORK/out"
 mkdir -p "$scenes" "$out"
@@ -178,29 +205,47 @@ check_video "$out/render.mp4"
 stage "manimd render in the container"
 
 # serve: a scene submitted over HTTP from here, through a published port.
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 podman run -d --name "$NAME-serve" "${PRIVS[@]}" -p "127.0.0.1:$port:8080" \
   -e MANIMD_API_KEYS=container-test "$IMAGE" serve >/dev/null
-api="http://127.0.0.1:$port"
-for _ in $(seq 120); do
-  curl -sf "$api/health" >/dev/null && break
-  sleep 1
-done
-curl -sf "$api/health" >/dev/null || { podman logs "$NAME-serve" >&2; exit 1; }
-body=$(python3 -c 'import json, sys; print(json.dumps({"code": open(sys.argv[1]).read()}))' "$scenes/scene.py")
-job=$(curl -sf -H 'authorization: Bearer container-test' -H 'content-type: application/json' \
-  -d "$body" "$api/v1/renders" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
-status=
-for _ in $(seq 300); do
-  status=$(curl -sf -H 'authorization: Bearer container-test' "$api/v1/renders/$job" |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])')
-  case "$status" in succeeded | failed | canceled) break ;; esac
-  sleep 1
-done
-[ "$status" = succeeded ] || { log "the job ended $status"; podman logs "$NAME-serve" >&2; exit 1; }
-curl -sf -H 'authorization: Bearer container-test' -o "$out/serve.mp4" "$api/v1/renders/$job/video"
+render_over_http "http://127.0.0.1:$port" "$NAME-serve" "$out/serve.mp4"
 check_video "$out/serve.mp4"
 podman stop -t 60 "$NAME-serve" >/dev/null
 stage "manimd serve in the container"
+
+# The scaled-out roles of deploy/compose.yaml: an API node (serve, no
+# workers) and a render node (worker) in two containers, on a PostgreSQL and
+# an S3-compatible store (moto's server, from the tools venv) started here,
+# reached over the host's network (no registry for their images).
+pg_bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin | sort -V | tail -n 1)
+install -d -m 755 "$WORK/pg"
+install -d -o postgres -g postgres "$WORK/pg/data" "$WORK/pg/sock"
+runuser -u postgres -- "$pg_bin/initdb" -q --auth=trust --username=manimd -D "$WORK/pg/data" >/dev/null
+pg_port=$(free_port)
+runuser -u postgres -- "$pg_bin/postgres" -D "$WORK/pg/data" -p "$pg_port" -k "$WORK/pg/sock" \
+  -c listen_addresses=127.0.0.1 >"$WORK/pg.log" 2>&1 &
+pg_pid=$!
+s3_port=$(free_port)
+"$RUNTIME/venv/tools/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$WORK/moto.log" 2>&1 &
+moto_pid=$!
+trap 'kill "$pg_pid" "$moto_pid" 2>/dev/null || true; wait "$pg_pid" 2>/dev/null || true; cleanup' EXIT
+for _ in $(seq 300); do
+  "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" &&
+    curl -sf -X PUT "http://127.0.0.1:$s3_port/videos" >/dev/null && break
+  sleep 0.2
+done
+api_port=$(free_port)
+shared=(--network host
+  -e "MANIMD_DATABASE=postgres://manimd@127.0.0.1:$pg_port/postgres"
+  -e "MANIMD_STORAGE=s3://videos?endpoint=http://127.0.0.1:$s3_port&region=us-east-1"
+  -e AWS_ACCESS_KEY_ID=test -e AWS_SECRET_ACCESS_KEY=test)
+podman run -d --name "$NAME-api" "${PRIVS[@]}" "${shared[@]}" -e "MANIMD_ADDR=127.0.0.1:$api_port" \
+  -e MANIMD_WORKERS=0 -e MANIMD_API_KEYS=container-test "$IMAGE" serve >/dev/null
+podman run -d --name "$NAME-worker" "${PRIVS[@]}" "${shared[@]}" "$IMAGE" worker >/dev/null
+render_over_http "http://127.0.0.1:$api_port" "$NAME-worker" "$out/scaled.mp4"
+curl -sf "http://127.0.0.1:$api_port/health" | grep -q '"backend":"s3".*"database":"postgres"'
+check_video "$out/scaled.mp4"
+podman stop -t 60 "$NAME-api" "$NAME-worker" >/dev/null
+stage "an API node and a worker in containers, on PostgreSQL and S3"
 
 log "passed in $(($(date +%s) - started)) s ($MODE form)"
