@@ -129,7 +129,11 @@ if [ "$MODE" = quick ]; then
   stage "host runtime and binary ready"
   "${build[@]}" --target prebuilt "$ctx" >/dev/null
 else
-  "${build[@]}" "$ROOT" >/dev/null
+  # This machine's CA bundle, for the downloads of the setup and the Rust
+  # build over TLS (the machines here reach the internet through a proxy
+  # that re-signs TLS with a CA of their own); mounted for the build only.
+  "${build[@]}" -v /etc/ssl/certs/ca-certificates.crt:/run/build-ca.crt:ro \
+    --build-arg CA_BUNDLE=/run/build-ca.crt "$ROOT" >/dev/null
 fi
 stage "image $IMAGE built ($(podman image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.1f GB", $1 / 1e9}'))"
 
