@@ -57,7 +57,10 @@ bash scripts/setup.sh container
 
 WORK=$(mktemp -d /var/tmp/manimd-ctr.XXXXXX)
 cleanup() {
-  podman rm -f -t 0 "$NAME" "$NAME-serve" "$NAME-api" "$NAME-worker" >/dev/null 2>&1 || true
+  local c
+  for c in "$NAME" "$NAME-serve" "$NAME-api" "$NAME-worker"; do
+    podman rm -f -i -t 0 "$c" >/dev/null 2>&1 || true
+  done
   # debootstrap mounts /proc and /sys in the tree it makes; an interrupted
   # run leaves them.
   if [ -d "$WORK/rootfs" ]; then
