@@ -59,7 +59,7 @@ WORK=$(mktemp -d /var/tmp/manimd-ctr.XXXXXX)
 cleanup() {
   local c
   for c in "$NAME" "$NAME-serve" "$NAME-api" "$NAME-worker"; do
-    podman rm -f -i -t 0 "$c" >/dev/null 2>&1 || true
+    podman rm -f -i -v -t 0 "$c" >/dev/null 2>&1 || true
   done
   # debootstrap mounts /proc and /sys in the tree it makes; an interrupted
   # run leaves them.
@@ -114,7 +114,10 @@ else
   stage "base image $BASE present"
 fi
 
-# The image.
+# The image. The one an earlier run left is removed once the new one is
+# tagged, so that reruns do not pile up images (its layers that the new one
+# shares stay, as podman's cache).
+previous=$(podman image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 build=(podman build -q -f "$ROOT/deploy/Containerfile" --build-arg "BASE=$BASE" -t "$IMAGE")
 if [ "$MODE" = quick ]; then
   # The build context: the setup script, and hard links to this machine's
@@ -137,6 +140,9 @@ else
   # that re-signs TLS with a CA of their own); mounted for the build only.
   "${build[@]}" -v /etc/ssl/certs/ca-certificates.crt:/run/build-ca.crt:ro \
     --build-arg CA_BUNDLE=/run/build-ca.crt "$ROOT" >/dev/null
+fi
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect -f '{{.Id}}' "$IMAGE")" ]; then
+  podman rmi -i "$previous" >/dev/null 2>&1 || true
 fi
 stage "image $IMAGE built ($(podman image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.1f GB", $1 / 1e9}'))"
 
@@ -225,9 +231,11 @@ stage "manimd serve in the container"
 # an S3-compatible store (moto's server, from the tools venv) started here,
 # reached over the host's network (no registry for their images).
 pg_bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin | sort -V | tail -n 1)
+# PostgreSQL's user must pass through $WORK (mktemp made it 0700).
+chmod 711 "$WORK"
 install -d -m 755 "$WORK/pg"
 install -d -o postgres -g postgres "$WORK/pg/data" "$WORK/pg/sock"
-runuser -u postgres -- "$pg_bin/initdb" -q --auth=trust --username=manimd -D "$WORK/pg/data" >/dev/null
+runuser -u postgres -- "$pg_bin/initdb" --auth=trust --username=manimd -D "$WORK/pg/data" >/dev/null
 pg_port=$(free_port)
 runuser -u postgres -- "$pg_bin/postgres" -D "$WORK/pg/data" -p "$pg_port" -k "$WORK/pg/sock" \
   -c listen_addresses=127.0.0.1 >"$WORK/pg.log" 2>&1 &
