@@ -27,6 +27,10 @@ for need in "venv/$ce/.manimd-complete" "venv/$gl/.manimd-complete" web/editor.j
   [ -e "$SRC/$need" ] || { echo "service-runtime: $SRC/$need is missing (run scripts/setup.sh)" >&2; exit 1; }
 done
 mkdir -p "$DST/venv" "$DST/${hls%/*}"
+# Hard links only within one file system; across two, a copy.
+if [ "${cp_flags[0]}" = -al ] && [ "$(stat -c %d "$SRC")" != "$(stat -c %d "$DST")" ]; then
+  cp_flags=(-a)
+fi
 cp "${cp_flags[@]}" "$SRC/venv/$ce" "$SRC/venv/$gl" "$DST/venv/"
 cp "${cp_flags[@]}" "$SRC/web/editor.js" "$SRC/web/engine-names.json" "$DST/web/"
 cp "${cp_flags[@]}" "$SRC/$hls" "$DST/$hls"
