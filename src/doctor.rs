@@ -117,6 +117,11 @@ async fn preflight_checks(config: &Config) -> Vec<Check> {
             required: true,
             outcome: areas(config),
         });
+        checks.push(Check {
+            name: "sandbox start",
+            required: true,
+            outcome: sandbox_start(config).await,
+        });
     }
     checks.push(Check {
         name: "sandbox user's access",
@@ -137,6 +142,72 @@ async fn bubblewrap(bwrap: &Path) -> Result<String, Fault> {
         return Err(fault(format!("{} is missing", bwrap.display()), install));
     }
     version_of(bwrap, "--version", install).await
+}
+
+/// Starts an empty sandbox with the namespaces and mounts of a job's
+/// (`sandbox::Sandbox`): bubblewrap may be installed and cgroups and tmpfs
+/// work, yet what a container forbids (masked `/proc` paths, which make the
+/// kernel refuse the sandbox's own procfs; an AppArmor profile that denies
+/// mounts; no user namespaces) only shows when one starts.
+async fn sandbox_start(config: &Config) -> Result<String, Fault> {
+    let (uid, gid) = (
+        config.sandbox_uid.to_string(),
+        config.sandbox_gid.to_string(),
+    );
+    let mut args: Vec<&str> = vec![
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        &uid,
+        "--gid",
+        &gid,
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+    ];
+    if Path::new("/usr/lib64").exists() {
+        args.extend(["--symlink", "usr/lib64", "/lib64"]);
+    }
+    args.extend([
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--",
+        "/usr/bin/true",
+    ]);
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let fix = "in a container: --cap-add SYS_ADMIN, /proc unmasked (podman --security-opt \
+               unmask=/proc/*, Docker --security-opt systempaths=unconfined) and, on AppArmor \
+               hosts, apparmor=unconfined (README: Containers); on a host: \
+               user.max_user_namespaces above 0";
+    let out = run_tool(&config.bwrap, &args, Path::new("/"), &[])
+        .await
+        .map_err(|e| fault(format!("bubblewrap does not run: {e}"), fix))?;
+    if out.status.success() {
+        Ok("namespaces, a new /proc, tmpfs".into())
+    } else {
+        Err(fault(
+            format!(
+                "an empty sandbox does not start: {}",
+                first_line(&out.stderr)
+            ),
+            fix,
+        ))
+    }
 }
 
 async fn cgroups(config: &Config) -> Result<String, Fault> {
