@@ -557,6 +557,22 @@ pub struct Capabilities {
     pub narration: NarrationInfo,
     /// Whether `/v1/generations` works: a model provider is configured.
     pub generation: bool,
+    /// The plugins scenes may import, each pinned in its engine's venv.
+    #[serde(default)]
+    pub plugins: Vec<PluginInfo>,
+}
+
+/// A plugin of the allow-list (README, "Plugins").
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PluginInfo {
+    /// The package's name on PyPI.
+    pub name: String,
+    /// The pinned version.
+    pub version: String,
+    /// The engine it works with.
+    pub engine: Engine,
+    /// What a scene writes to use it.
+    pub import: String,
 }
 
 /// The speech provider of narrated renders (never its key).

@@ -17,6 +17,7 @@ mod layers;
 mod mcp;
 mod media;
 mod narration;
+mod plugins;
 mod previews;
 mod projects;
 mod render;
