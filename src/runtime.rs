@@ -145,6 +145,10 @@ const WORKER_FILES: &[(&str, &str)] = &[
         include_str!("../python/manimd_worker/plugins.py"),
     ),
     (
+        "manimd_worker/voiceover.py",
+        include_str!("../python/manimd_worker/voiceover.py"),
+    ),
+    (
         "manimd_worker/tex.py",
         include_str!("../python/manimd_worker/tex.py"),
     ),

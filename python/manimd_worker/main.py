@@ -6,7 +6,7 @@ import random
 import sys
 import time
 
-from manimd_worker import media, narration, protocol, usercode
+from manimd_worker import media, narration, protocol, usercode, voiceover
 from manimd_worker.enginecheck import CODE as ENGINE_MISMATCH, EngineMismatch
 from manimd_worker.tex import TexFailure
 from manimd_worker.usercode import UserError
@@ -93,6 +93,7 @@ def inspect(job):
         engine=engine,
         scenes=usercode.static_scenes(tree),
         narrations=narration.literals(tree),
+        voiceovers=voiceover.literals(tree),
     )
 
 
@@ -160,6 +161,7 @@ def preview(job):
 
 def _render_scene(driver, by_name, name, index, count):
     protocol.emit("scene-started", scene=name, index=index, count=count)
+    voiceover.scene_index = index
     try:
         out = driver.render_scene(name, by_name[name], index)
     except TexFailure as err:
@@ -210,6 +212,12 @@ def _load(job):
 
         project.register_fonts()
     narration.configure(job.get("speech"))
+    if driver.name == "manim":
+        # manim-voiceover's speech comes from the host: a render's prepared
+        # clips (none prepared is still strict), placeholders otherwise.
+        voiceover.install()
+        strict = job.get("mode") == "render"
+        voiceover.configure((job.get("voiceover") or {}) if strict else None)
     seed = job.get("seed")
     if seed is not None:
         random.seed(seed)

@@ -25,3 +25,4 @@ mod scale;
 mod security;
 mod server;
 mod storage;
+mod voiceover;
