@@ -392,7 +392,9 @@ impl From<&Job> for JobView {
                 video: format!("{base}/video"),
                 thumbnail: format!("{base}/thumbnail"),
                 live: format!("{base}/live.m3u8"),
-                subtitles: job.spec.narration.then(|| format!("{base}/subtitles")),
+                subtitles: (job.spec.narration
+                    || job.result.as_ref().is_some_and(|r| r.narration.is_some()))
+                .then(|| format!("{base}/subtitles")),
                 this: base,
             },
         }

@@ -26,6 +26,13 @@ def main():
 
             engines.preload(engine)
             protocol.emit("warm", engine=engine, import_secs=round(time.monotonic() - started, 3))
+            if engine == "manim" and not _job_arrived():
+                # Waiting in the warm pool: the plugins' imports are hidden
+                # here. A job already sent (a fresh sandbox) imports only
+                # those its scene imports.
+                from manimd_worker import plugins
+
+                plugins.preload()
         job = json.loads(sys.stdin.buffer.read())
         global _JOB_RECEIVED
         _JOB_RECEIVED = time.monotonic()
@@ -60,6 +67,14 @@ def _exit(code):
 
 
 _JOB_RECEIVED = None
+
+
+def _job_arrived():
+    """Whether the job is on stdin already (nothing is read)."""
+    import select
+
+    ready, _, _ = select.select([sys.stdin], [], [], 0)
+    return bool(ready)
 
 
 def _engine_arg():

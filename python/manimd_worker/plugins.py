@@ -4,9 +4,10 @@ Manim imports every plugin that registers itself (the `manim.plugins` entry
 points) on `import manim`: with the allow-list installed, that adds about
 800 modules and a second or two to every render, inspection aside, whether
 the scene uses a plugin or not. Here Manim's own loading is skipped, so a
-cold render imports only the plugins its scene imports; a warm sandbox
-imports them all while it waits (`preload`), so the warm pool hides their
-cost too. BENCHMARKS.md has the figures.
+render in a fresh sandbox imports only the plugins its scene imports; a
+sandbox waiting in the warm pool imports them all (`preload`, when no job
+has arrived yet), so the warm pool hides their cost too. BENCHMARKS.md has
+the figures.
 """
 
 import contextlib

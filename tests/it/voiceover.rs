@@ -144,3 +144,55 @@ async fn a_google_voiceover_renders_offline_with_plays_as_long_as_the_speech() {
     assert!(r.narration.is_some());
     h.assert_clean();
 }
+
+#[tokio::test]
+async fn a_warm_sandbox_with_its_plugins_imported_speaks_a_voiceover() {
+    use crate::common::server::TestServer;
+    use manimd::server::ServeOptions;
+    use serde_json::json;
+    use std::time::Duration;
+
+    let mut s = TestServer::start(ServeOptions {
+        workers: 1,
+        warm_pool: 1,
+        warm_idle: Duration::from_secs(60),
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut warm = false;
+    for _ in 0..600 {
+        if s.get("/health").await.1["workers"]["warm"] == 1 {
+            warm = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(warm, "no warm sandbox");
+    let id = s
+        .submit(json!({"code": common::fixture("voiceover_gtts.py")}))
+        .await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["warm_start"], true, "{job}");
+    let cues = job["result"]["narration"]["cues"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no cues: {job}"));
+    assert_eq!(cues.len(), 4, "{job}");
+    assert_eq!(cues[0]["text"], "Here a circle appears.");
+    // Subtitles without `narration`: the scene spoke.
+    let link = job["links"]["subtitles"]
+        .as_str()
+        .expect("a subtitles link");
+    let vtt = s
+        .client
+        .get(format!("{}{link}", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(common::read_vtt(&vtt).len(), 4, "{vtt}");
+    s.stop().await;
+    s.assert_clean();
+}

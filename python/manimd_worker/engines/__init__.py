@@ -27,10 +27,6 @@ def preload(engine):
 
         gl.preload()
     verify(engine)
-    if engine == "manim":
-        from manimd_worker import plugins
-
-        plugins.preload()
 
 
 def _import_manim():
