@@ -53,7 +53,13 @@ impl Voiceovers {
             if self.clips.contains_key(&text) {
                 continue;
             }
-            if text.chars().count() > MAX_LINE_CHARS || pieces.len() > MAX_PIECES {
+            // The pieces come from the sandbox too: together no longer
+            // than a line may be.
+            let piece_chars: usize = pieces.iter().map(|p| p.chars().count()).sum();
+            if text.chars().count() > MAX_LINE_CHARS
+                || piece_chars > MAX_LINE_CHARS
+                || pieces.len() > MAX_PIECES
+            {
                 return Err(NarrationError::LineTooLong);
             }
             if self.clips.len() >= MAX_LINES {
@@ -235,6 +241,26 @@ mod tests {
         let b = sine_wav(0.5, 24_000, 440.0);
         assert!(join_wavs(&[a, b]).is_err());
         assert!(join_wavs(&[b"RIFF....WAVE".to_vec()]).is_err());
+    }
+
+    #[tokio::test]
+    async fn pieces_longer_than_a_line_are_refused_before_any_speech() {
+        let dir = tempfile::tempdir().unwrap();
+        let tts = Tts::new(super::super::TtsConfig::default());
+        let long = "word ".repeat(MAX_LINE_CHARS / 5 + 1);
+        for (text, pieces) in [
+            ("short".to_owned(), vec![long.clone()]),
+            (long.clone(), vec!["short".to_owned()]),
+            ("short".to_owned(), vec!["a".to_owned(); MAX_PIECES + 1]),
+        ] {
+            let mut v = Voiceovers::default();
+            let err = v
+                .speak(&tts, vec![VoiceText { text, pieces }], dir.path())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, NarrationError::LineTooLong), "{err}");
+            assert!(v.is_empty());
+        }
     }
 
     #[test]
