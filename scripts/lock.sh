@@ -28,8 +28,12 @@ cd "$ROOT/python/locks"
 for input in *.in; do
   name="${input%.in}"
   echo "lock: $name"
+  # NAME.overrides replaces a dependency's declared bounds (a plugin that
+  # pins an older engine but works with ours; each says why).
+  overrides=()
+  if [ -f "$name.overrides" ]; then overrides=(--override "$name.overrides"); fi
   "$LOCKGEN/bin/uv" pip compile --quiet --no-cache --generate-hashes \
     --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
     --custom-compile-command "scripts/lock.sh" \
-    "$@" "$input" -o "$name.txt"
+    "${overrides[@]}" "$@" "$input" -o "$name.txt"
 done

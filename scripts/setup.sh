@@ -98,8 +98,24 @@ make_venv() {
       --require-hashes --no-deps --no-build-isolation -r "$lock"
   done
   remove_unlocked "$dir" "${locks[@]}"
-  "$dir/bin/pip" check -q >/dev/null || { "$dir/bin/pip" check >&2; exit 1; }
+  check_venv "$dir" "$LOCKS/$name.overrides"
   printf '%s' "$want" > "$dir/.manimd-complete"
+}
+
+# check_venv DIR OVERRIDES: `pip check`, except the declared bounds that
+# OVERRIDES (python/locks/NAME.overrides, used by scripts/lock.sh) replaces
+# on purpose: a plugin that pins an older engine than the one it works with.
+check_venv() {
+  local dir=$1 overrides=$2 problems package
+  problems=$("$dir/bin/pip" check 2>&1) && return
+  if [ -f "$overrides" ]; then
+    for package in $(sed -e 's/[^A-Za-z0-9._-].*//' "$overrides"); do
+      problems=$(grep -v ", but you have $package " <<<"$problems" || true)
+    done
+  fi
+  [ -z "$problems" ] && return
+  echo "$problems" >&2
+  exit 1
 }
 
 # remove_unlocked DIR LOCK...: uninstalls what the venv holds beyond the locks

@@ -442,7 +442,9 @@ impl From<&Job> for JobView {
                 video: format!("{base}/video"),
                 thumbnail: format!("{base}/thumbnail"),
                 live: format!("{base}/live.m3u8"),
-                subtitles: job.spec.narration.then(|| format!("{base}/subtitles")),
+                subtitles: (job.spec.narration
+                    || job.result.as_ref().is_some_and(|r| r.narration.is_some()))
+                .then(|| format!("{base}/subtitles")),
                 this: base,
             },
         }
@@ -607,6 +609,22 @@ pub struct Capabilities {
     pub narration: NarrationInfo,
     /// Whether `/v1/generations` works: a model provider is configured.
     pub generation: bool,
+    /// The plugins scenes may import, each pinned in its engine's venv.
+    #[serde(default)]
+    pub plugins: Vec<PluginInfo>,
+}
+
+/// A plugin of the allow-list (README, "Plugins").
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PluginInfo {
+    /// The package's name on PyPI.
+    pub name: String,
+    /// The pinned version.
+    pub version: String,
+    /// The engine it works with.
+    pub engine: Engine,
+    /// What a scene writes to use it.
+    pub import: String,
 }
 
 /// The speech provider of narrated renders (never its key).

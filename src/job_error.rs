@@ -84,6 +84,9 @@ error_codes! {
     EncodeError = "encode-error" => Unprocessable,
     OutputTooLarge = "output-too-large" => Unprocessable,
     NarrationTooLong = "narration-too-long" => Unprocessable,
+    /// A manim-voiceover text was still new after the last speaking round
+    /// (it depends on the speech's own durations).
+    VoiceoverUnprepared = "voiceover-unprepared" => Unprocessable,
     /// A preview asked for an animation past the scene's last.
     NoSuchAnimation = "no-such-animation" => Unprocessable,
     /// The worker said something outside the protocol's codes.

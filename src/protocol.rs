@@ -54,6 +54,10 @@ pub enum WorkerJob<'a> {
         /// host); absent: a single file, the code alone.
         #[serde(skip_serializing_if = "Option::is_none")]
         main: Option<&'a str>,
+        /// manim-voiceover's speech, made on the host: each text (as the
+        /// plugin normalizes it) with its clip under `/cache/voiceover`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        voiceover: Option<&'a std::collections::BTreeMap<String, VoiceClip>>,
     },
     /// Run one scene with every play simulated (nothing drawn) to learn its
     /// plays' lengths and whether it reads the wall clock or fresh entropy:
@@ -177,6 +181,24 @@ pub struct MuxClip {
     pub tempo: f64,
 }
 
+/// A manim-voiceover text's speech, for the worker.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VoiceClip {
+    /// The WAV's file name under `/cache/voiceover`.
+    pub path: String,
+    /// Each piece's seconds: the text cut at its bookmarks, in order.
+    pub pieces: Vec<f64>,
+}
+
+/// A manim-voiceover text the worker wants spoken: as the plugin
+/// normalizes it, and its pieces between bookmarks (untrusted: bounded by
+/// the host before it speaks them).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct VoiceText {
+    pub text: String,
+    pub pieces: Vec<String>,
+}
+
 /// A scene class found in the file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SceneInfo {
@@ -274,6 +296,7 @@ pub const USER_ERROR_CODES: &[&str] = &[
     "encode-error",
     "output-too-large",
     "no-such-animation",
+    "voiceover-unprepared",
 ];
 
 /// The code of the worker's report that the installed engine is not the
@@ -297,6 +320,9 @@ pub enum WorkerEvent {
         /// The string literals passed to `narrate(...)`, in file order.
         #[serde(default)]
         narrations: Vec<String>,
+        /// The string literals given as a voiceover's text.
+        #[serde(default)]
+        voiceovers: Vec<VoiceText>,
     },
     Ready {
         engine: Engine,
@@ -368,6 +394,18 @@ pub enum WorkerEvent {
         start: f64,
         text: String,
         duration: f64,
+    },
+    /// A voiceover's text that was not prepared: the render stops after it.
+    VoiceoverText(VoiceText),
+    /// A manim-voiceover voiceover, `start` to `end` seconds into scene
+    /// `index`, with its bookmarks' seconds from its start.
+    Voiceover {
+        index: u32,
+        start: f64,
+        end: f64,
+        text: String,
+        #[serde(default)]
+        marks: std::collections::BTreeMap<String, f64>,
     },
     /// A plan's closing line: the author's lines that read the wall clock
     /// or fresh entropy (untrusted: they only keep a render whole).
@@ -454,7 +492,8 @@ mod tests {
             Some(WorkerEvent::Inspected {
                 engine: None,
                 scenes: vec![],
-                narrations: vec![]
+                narrations: vec![],
+                voiceovers: vec![]
             })
         );
     }

@@ -24,10 +24,11 @@ pub fn engine_version(engine: Engine) -> &'static str {
 pub fn environment(engine: Engine) -> &'static str {
     static MANIM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static MANIMGL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let (cell, lock) = match engine {
-        Engine::Manim => (&MANIM, include_str!("../python/locks/manim-0.22.0.txt")),
-        Engine::Manimgl => (&MANIMGL, include_str!("../python/locks/manimgl-1.7.2.txt")),
+    let cell = match engine {
+        Engine::Manim => &MANIM,
+        Engine::Manimgl => &MANIMGL,
     };
+    let lock = lock_of(engine);
     cell.get_or_init(|| {
         let mut hasher = Sha256::new();
         hasher.update(include_str!("../python/locks/build.txt").as_bytes());
@@ -39,6 +40,67 @@ pub fn environment(engine: Engine) -> &'static str {
             .take(8)
             .map(|b| format!("{b:02x}"))
             .collect()
+    })
+}
+
+/// A plugin of the allow-list: a package pinned in an engine's lock
+/// (`python/locks/NAME.in` says why each), importable by scenes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plugin {
+    /// The package's name on PyPI, as the lock spells it.
+    pub name: &'static str,
+    /// The engine whose venv holds it.
+    pub engine: Engine,
+    /// What a scene writes to use it.
+    pub import: &'static str,
+}
+
+/// The allow-list. No plugin is installed for ManimGL: the ecosystem's
+/// plugins are built on Manim Community's API (README, "Plugins").
+pub const PLUGINS: &[Plugin] = &[
+    Plugin {
+        name: "manim-physics",
+        engine: Engine::Manim,
+        import: "from manim_physics import *",
+    },
+    Plugin {
+        name: "manim-chemistry",
+        engine: Engine::Manim,
+        import: "from manim_chemistry import *",
+    },
+    Plugin {
+        name: "manim-voiceover",
+        engine: Engine::Manim,
+        import: "from manim_voiceover import VoiceoverScene",
+    },
+    // Manim's own `typst` extra: `Typst` and `MathTypst` (no TeX needed).
+    Plugin {
+        name: "typst",
+        engine: Engine::Manim,
+        import: "from manim import Typst, MathTypst",
+    },
+];
+
+impl Plugin {
+    /// The version the engine's lock pins (`name==version`): the one the
+    /// setup installs.
+    pub fn version(&self) -> Option<&'static str> {
+        locked_version(lock_of(self.engine), self.name)
+    }
+}
+
+fn lock_of(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Manim => include_str!("../python/locks/manim-0.22.0.txt"),
+        Engine::Manimgl => include_str!("../python/locks/manimgl-1.7.2.txt"),
+    }
+}
+
+/// `name`'s pinned version in a lock's text (lines `name==version \`).
+fn locked_version(lock: &'static str, name: &str) -> Option<&'static str> {
+    lock.lines().find_map(|line| {
+        let (package, rest) = line.split_once("==")?;
+        (package == name).then(|| rest.split_whitespace().next())?
     })
 }
 
@@ -77,6 +139,14 @@ const WORKER_FILES: &[(&str, &str)] = &[
     (
         "manimd_worker/narration.py",
         include_str!("../python/manimd_worker/narration.py"),
+    ),
+    (
+        "manimd_worker/plugins.py",
+        include_str!("../python/manimd_worker/plugins.py"),
+    ),
+    (
+        "manimd_worker/voiceover.py",
+        include_str!("../python/manimd_worker/voiceover.py"),
     ),
     (
         "manimd_worker/tex.py",
@@ -258,6 +328,21 @@ pub fn install_worker(dir: &Path) -> Result<PathBuf, RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_plugin_is_pinned_in_its_engine_lock() {
+        for plugin in PLUGINS {
+            let version = plugin.version();
+            assert!(
+                version.is_some_and(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit())),
+                "{} is not pinned in the {} lock",
+                plugin.name,
+                plugin.engine
+            );
+        }
+        assert_eq!(locked_version("a==1.2 \\\n", "a"), Some("1.2"));
+        assert_eq!(locked_version("ab==1.2 \\\n", "a"), None);
+    }
 
     #[test]
     fn worker_install_is_content_addressed_and_idempotent() {

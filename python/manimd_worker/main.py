@@ -6,7 +6,7 @@ import random
 import sys
 import time
 
-from manimd_worker import media, narration, protocol, usercode
+from manimd_worker import media, narration, protocol, usercode, voiceover
 from manimd_worker.enginecheck import CODE as ENGINE_MISMATCH, EngineMismatch
 from manimd_worker.tex import TexFailure
 from manimd_worker.usercode import UserError
@@ -26,6 +26,13 @@ def main():
 
             engines.preload(engine)
             protocol.emit("warm", engine=engine, import_secs=round(time.monotonic() - started, 3))
+            if engine == "manim" and not _job_arrived():
+                # Waiting in the warm pool: the plugins' imports are hidden
+                # here. A job already sent (a fresh sandbox) imports only
+                # those its scene imports.
+                from manimd_worker import plugins
+
+                plugins.preload()
         job = json.loads(sys.stdin.buffer.read())
         global _JOB_RECEIVED
         _JOB_RECEIVED = time.monotonic()
@@ -62,6 +69,14 @@ def _exit(code):
 _JOB_RECEIVED = None
 
 
+def _job_arrived():
+    """Whether the job is on stdin already (nothing is read)."""
+    import select
+
+    ready, _, _ = select.select([sys.stdin], [], [], 0)
+    return bool(ready)
+
+
 def _engine_arg():
     """`--engine NAME` when the supervisor wants the engine imported up front."""
     args = sys.argv[1:]
@@ -93,6 +108,7 @@ def inspect(job):
         engine=engine,
         scenes=usercode.static_scenes(tree),
         narrations=narration.literals(tree),
+        voiceovers=voiceover.literals(tree),
     )
 
 
@@ -160,6 +176,7 @@ def preview(job):
 
 def _render_scene(driver, by_name, name, index, count):
     protocol.emit("scene-started", scene=name, index=index, count=count)
+    voiceover.scene_index = index
     try:
         out = driver.render_scene(name, by_name[name], index)
     except TexFailure as err:
@@ -210,6 +227,12 @@ def _load(job):
 
         project.register_fonts()
     narration.configure(job.get("speech"))
+    if driver.name == "manim":
+        # manim-voiceover's speech comes from the host: a render's prepared
+        # clips (none prepared is still strict), placeholders otherwise.
+        voiceover.install()
+        strict = job.get("mode") == "render"
+        voiceover.configure((job.get("voiceover") or {}) if strict else None)
     seed = job.get("seed")
     if seed is not None:
         random.seed(seed)

@@ -99,8 +99,12 @@ del SceneFileWriter.combine_to_movie
 
 
 def test_the_worker_reports_a_mismatch_before_it_is_warm():
+    # Manim imported as the worker imports it (without the plugins it would
+    # import, one of which logs to stdout before the protocol claims it).
     code, events, stderr = run_worker(
-        "import manim\n" + BREAK + "sys.argv = ['w', '--engine', 'manim']\n"
+        "from manimd_worker import engines\nengines._import_manim()\n"
+        + BREAK
+        + "sys.argv = ['w', '--engine', 'manim']\n"
         "from manimd_worker.main import main\nmain()\n"
     )
     assert code == 1, stderr

@@ -402,6 +402,7 @@ mod tests {
             engine_version: "0.19.0".into(),
             wall: Duration::from_millis(1500),
             animations: Vec::new(),
+            voiceovers: Vec::new(),
             peak_memory_bytes: Some(1),
             worker_max_rss_bytes: Some(2),
             job_secs: Some(1.25),

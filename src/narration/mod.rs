@@ -12,6 +12,7 @@
 
 pub mod mux;
 pub mod tts;
+pub mod voiceover;
 pub mod vtt;
 
 use std::collections::{BTreeMap, HashMap};

@@ -68,11 +68,11 @@ impl Renderer {
         cancel: impl Future<Output = ()>,
     ) -> Result<ScenePlan, RenderError> {
         let mut cancel = std::pin::pin!(cancel);
-        let speech = match self
+        let prepared = match self
             .prepare_speech(spec, limits, scratch, cancel.as_mut())
             .await
         {
-            Ok(speech) => speech,
+            Ok(prepared) => prepared,
             Err(e) => {
                 if let Some(warm) = warm {
                     self.discard(warm).await;
@@ -80,7 +80,10 @@ impl Renderer {
                 return Err(e);
             }
         };
-        let durations = speech.as_ref().map(crate::narration::Speech::durations);
+        let durations = prepared
+            .speech
+            .as_ref()
+            .map(crate::narration::Speech::durations);
         let started = self.start_or_take(spec.engine, warm, limits).await?;
         let (width, height) = spec.quality.resolution();
         let job = WorkerJob::Plan {
@@ -165,11 +168,11 @@ impl Renderer {
         let mut cancel = std::pin::pin!(cancel);
         // A narrated scene waits for its lines' speech: spoken here too (on
         // this node), so that its plays are timed as in the last pass.
-        let speech = match self
+        let prepared = match self
             .prepare_speech(spec, limits, dest_dir, cancel.as_mut())
             .await
         {
-            Ok(speech) => speech,
+            Ok(prepared) => prepared,
             Err(e) => {
                 if let Some(warm) = warm {
                     self.discard(warm).await;
@@ -179,7 +182,11 @@ impl Renderer {
         };
         let started = self.start_or_take(spec.engine, warm, limits).await?;
         self.show_shelf(shelf, &started).await;
-        let stdin = super::render_job(spec, speech.as_ref(), true, Some(range));
+        if let Err(e) = super::lay_out_voice(&prepared, &started) {
+            self.sandbox.discard(started).await;
+            return Err(e);
+        }
+        let stdin = super::render_job(spec, &prepared, true, Some(range));
         let mut collector = Collector::new(limits, dest_dir.join("pieces"), Some(shelf), progress);
         let mut keys = Vec::new();
         let mut done = None;

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::animcache::Shelf;
 use crate::limits::Limits;
+use crate::narration::voiceover::Voiced;
 use crate::narration::{self, Spoken};
-use crate::protocol::{Progress, UserError, WorkerEvent, WorkerResult};
+use crate::protocol::{Progress, UserError, VoiceText, WorkerEvent, WorkerResult};
 use crate::sandbox::area::Area;
 
 use super::error::after_user_code;
@@ -57,6 +58,10 @@ pub(super) struct Collector<'a, P> {
     pub ready: bool,
     pub version: String,
     pub spoken: Vec<Spoken>,
+    /// manim-voiceover's voiceovers, as they started.
+    pub voiced: Vec<Voiced>,
+    /// Voiceover texts the host did not prepare (the render stopped).
+    pub unvoiced: Vec<VoiceText>,
     /// Each rendered scene's duration, in order.
     pub scene_durations: Vec<f64>,
     /// Each animation as it started: its scene's index and its record
@@ -87,6 +92,8 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
             ready: false,
             version: String::new(),
             spoken: Vec::new(),
+            voiced: Vec::new(),
+            unvoiced: Vec::new(),
             scene_durations: Vec::new(),
             started: Vec::new(),
             fresh: Vec::new(),
@@ -228,6 +235,28 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
                         text,
                         slot: duration,
                     });
+                }
+            }
+            WorkerEvent::Voiceover {
+                index,
+                start,
+                end,
+                text,
+                marks,
+            } => {
+                if self.voiced.len() < narration::MAX_LINES {
+                    self.voiced.push(Voiced {
+                        scene_index: index,
+                        start,
+                        end,
+                        text,
+                        marks,
+                    });
+                }
+            }
+            WorkerEvent::VoiceoverText(text) => {
+                if self.unvoiced.len() < narration::MAX_LINES {
+                    self.unvoiced.push(text);
                 }
             }
             WorkerEvent::SceneFinished {

@@ -22,6 +22,9 @@ pub struct Inspection {
     pub scenes: Vec<SceneInfo>,
     /// String literals passed to `narrate(...)`.
     pub narrations: Vec<String>,
+    /// String literals given as a manim-voiceover text, with their pieces.
+    #[serde(skip)]
+    pub voiceovers: Vec<crate::protocol::VoiceText>,
 }
 
 /// A sandbox started for an inspection, waiting for the code.
@@ -103,11 +106,13 @@ impl Renderer {
                         engine,
                         scenes,
                         narrations,
+                        voiceovers,
                     }) => {
                         found = Some(Inspection {
                             engine,
                             scenes,
                             narrations,
+                            voiceovers,
                         })
                     }
                     Some(WorkerEvent::Error(e)) => error = Some(e),

@@ -26,15 +26,18 @@ use crate::animcache::{AnimationCache, Profile, Shelf};
 use crate::config::Config;
 use crate::job_error::ErrorCode;
 use crate::limits::Limits;
+use crate::narration::voiceover::{self, Voiced, Voiceovers};
 use crate::narration::{Cue, Speech, Tts};
-use crate::protocol::{MediaInfo, Progress, WorkerEvent, WorkerJob, WorkerResult, ENGINE_MISMATCH};
+use crate::protocol::{
+    MediaInfo, Progress, VoiceText, WorkerEvent, WorkerJob, WorkerResult, ENGINE_MISMATCH,
+};
 use crate::runtime::{self, Runtime};
 use crate::sandbox::{self, Finished, Sandbox, Stopped};
 use crate::spec::{Engine, RenderSpec};
 
 use collect::Collector;
 use error::{outcome, user_code};
-use narrate::Lines;
+use narrate::{Lines, Prepared};
 
 pub use chunk::{split, ChunkRendered, ScenePlan};
 pub use error::RenderError;
@@ -64,6 +67,9 @@ pub struct Rendered {
     /// Every animation played, in order over all scenes, with its times in
     /// the video and whether its piece came from the animation cache.
     pub animations: Vec<AnimationInfo>,
+    /// manim-voiceover's voiceovers, with their times in the video and
+    /// their bookmarks' times from their start.
+    pub voiceovers: Vec<Voiced>,
 }
 
 pub use collect::AnimationInfo;
@@ -208,7 +214,7 @@ impl Renderer {
         self.runtime.check(spec.engine)?;
         let mut cancel = std::pin::pin!(cancel);
         // Speech first: no sandbox waits while a speech service answers.
-        let speech = self
+        let prepared = self
             .prepare_speech(spec, limits, dest_dir, cancel.as_mut())
             .await?;
         let started = self
@@ -217,7 +223,7 @@ impl Renderer {
             .await?;
         let shelf = self.shelf(spec, owner);
         self.render_in(
-            started, spec, owner, shelf, limits, dest_dir, speech, progress, cancel,
+            started, spec, owner, shelf, limits, dest_dir, prepared, progress, cancel,
         )
         .await
     }
@@ -237,11 +243,11 @@ impl Renderer {
             started, limits, ..
         } = warm;
         let mut cancel = std::pin::pin!(cancel);
-        let speech = match self
+        let prepared = match self
             .prepare_speech(spec, &limits, dest_dir, cancel.as_mut())
             .await
         {
-            Ok(speech) => speech,
+            Ok(prepared) => prepared,
             Err(e) => {
                 self.sandbox.discard(started).await;
                 return Err(e);
@@ -249,7 +255,7 @@ impl Renderer {
         };
         let shelf = self.shelf(spec, owner);
         self.render_in(
-            started, spec, owner, shelf, &limits, dest_dir, speech, progress, cancel,
+            started, spec, owner, shelf, &limits, dest_dir, prepared, progress, cancel,
         )
         .await
     }
@@ -284,49 +290,69 @@ impl Renderer {
         shelf: Option<Shelf>,
         limits: &Limits,
         dest_dir: &Path,
-        speech: Option<Speech>,
+        mut prepared: Prepared,
         mut progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
     ) -> Result<Rendered, RenderError> {
         let mut cancel = std::pin::pin!(cancel);
-        let mut spoiled = false;
-        let first = self
-            .render_once(
-                started,
-                spec,
-                owner,
-                shelf.as_ref(),
-                limits,
-                dest_dir,
-                speech.clone(),
-                &mut progress,
-                cancel.as_mut(),
-                &mut spoiled,
-            )
-            .await;
-        if !spoiled {
-            return first;
+        let mut started = Some(started);
+        let mut pass = 0u32;
+        let mut spoiled_once = false;
+        let mut rounds = 0;
+        loop {
+            let sandbox = match started.take() {
+                Some(started) => started,
+                None => {
+                    self.sandbox
+                        .start(&sandbox::new_id(), &self.command(spec.engine, true), limits)
+                        .await?
+                }
+            };
+            let mut spoiled = false;
+            let mut unvoiced = Vec::new();
+            // Each pass collects into its own directory: an earlier pass's
+            // pieces may still be on their way into the live stream.
+            let pieces = match pass {
+                0 => dest_dir.join("pieces"),
+                n => dest_dir.join(format!("pieces-again-{n}")),
+            };
+            pass += 1;
+            let result = self
+                .render_once(
+                    sandbox,
+                    spec,
+                    owner,
+                    shelf.as_ref(),
+                    limits,
+                    dest_dir,
+                    &prepared,
+                    pieces,
+                    &mut progress,
+                    cancel.as_mut(),
+                    (&mut spoiled, &mut unvoiced),
+                )
+                .await;
+            if spoiled && !spoiled_once {
+                // A cached piece the worker used was refused (and removed):
+                // the video may hold it, so the render runs again in a fresh
+                // sandbox and draws that play. Rare: entries are checked
+                // when admitted.
+                spoiled_once = true;
+                continue;
+            }
+            let unprepared =
+                matches!(&result, Err(RenderError::User(e)) if e.code == VOICEOVER_UNPREPARED);
+            if unprepared && !unvoiced.is_empty() && rounds < MAX_VOICEOVER_ROUNDS {
+                // A voiceover's text was computed at run time: spoken now,
+                // and the scene runs again in a fresh sandbox.
+                rounds += 1;
+                let voice = prepared.voice.get_or_insert_with(Default::default);
+                self.speak_voiceovers(voice, unvoiced, limits, dest_dir, cancel.as_mut())
+                    .await?;
+                continue;
+            }
+            return result;
         }
-        // A cached piece the worker used was refused (and removed): the
-        // video may hold it, so the render runs again in a fresh sandbox
-        // and draws that play. Rare: entries are checked when admitted.
-        let started = self
-            .sandbox
-            .start(&sandbox::new_id(), &self.command(spec.engine, true), limits)
-            .await?;
-        self.render_once(
-            started,
-            spec,
-            owner,
-            shelf.as_ref(),
-            limits,
-            dest_dir,
-            speech,
-            progress,
-            cancel,
-            &mut spoiled,
-        )
-        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -338,16 +364,18 @@ impl Renderer {
         shelf: Option<&Shelf>,
         limits: &Limits,
         dest_dir: &Path,
-        speech: Option<Speech>,
+        prepared: &Prepared,
+        pieces: PathBuf,
         progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
-        spoiled: &mut bool,
+        (spoiled, unvoiced): (&mut bool, &mut Vec<VoiceText>),
     ) -> Result<Rendered, RenderError> {
         // One stop signal for rendering and muxing.
         let mut cancel = std::pin::pin!(cancel);
         if let Err(e) = self
             .lay_out(&started, &spec.code, spec.project.as_ref(), owner)
             .await
+            .and_then(|()| lay_out_voice(prepared, &started))
         {
             self.sandbox.discard(started).await;
             return Err(e);
@@ -355,10 +383,7 @@ impl Renderer {
         if let Some(shelf) = shelf {
             self.show_shelf(shelf, &started).await;
         }
-        let stdin = render_job(spec, speech.as_ref(), shelf.is_some(), None);
-        // A second pass collects into its own directory: the first pass's
-        // pieces may still be on their way into the live stream.
-        let pieces = dest_dir.join(if *spoiled { "pieces-again" } else { "pieces" });
+        let stdin = render_job(spec, prepared, shelf.is_some(), None);
         let mut collector = Collector::new(limits, pieces, shelf, progress);
         let finished = self
             .sandbox
@@ -371,6 +396,7 @@ impl Renderer {
             )
             .await;
         *spoiled = collector.spoiled;
+        *unvoiced = std::mem::take(&mut collector.unvoiced);
         let mut finished = finished?;
         let animations = collector.animations();
         let Collector {
@@ -379,6 +405,7 @@ impl Renderer {
             ready,
             version,
             spoken,
+            voiced,
             scene_durations,
             fresh,
             ..
@@ -395,11 +422,14 @@ impl Renderer {
             // Each piece is read and checked: off the runtime's threads.
             let _ = tokio::task::spawn_blocking(move || keep_pieces(&shelf, fresh)).await;
         }
-        let narration = match speech {
+        let voiceovers = voiceover::place(&voiced, &scene_durations);
+        let voiced_cues = voiceover::cues(&voiceovers, media.duration);
+        let narration = match prepared.speech.clone() {
             Some(speech) if !media.still => {
                 let lines = Lines {
                     speech,
                     spoken,
+                    voiced: voiced_cues,
                     scene_durations,
                     video_secs: media.duration,
                 };
@@ -410,6 +440,11 @@ impl Renderer {
                     .await?;
                 bytes = size.unwrap_or(bytes);
                 Some(narrated)
+            }
+            // manim-voiceover's speech is in the video already (the
+            // scene's own sounds): only its subtitles are left to write.
+            _ if !voiced_cues.is_empty() && !media.still => {
+                Some(narrate::subtitles(Vec::new(), voiced_cues, dest_dir)?)
             }
             _ => None,
         };
@@ -425,6 +460,7 @@ impl Renderer {
             job_secs,
             narration,
             animations,
+            voiceovers,
         })
     }
 
@@ -453,11 +489,12 @@ impl Renderer {
 /// The render job as the worker reads it on its stdin.
 fn render_job(
     spec: &RenderSpec,
-    speech: Option<&Speech>,
+    prepared: &Prepared,
     cache: bool,
     chunk: Option<crate::protocol::ChunkRange>,
 ) -> Vec<u8> {
-    let durations = speech.map(Speech::durations);
+    let durations = prepared.speech.as_ref().map(Speech::durations);
+    let voice = prepared.voice.as_ref().map(Voiceovers::for_worker);
     let (width, height) = spec.quality.resolution();
     let job = WorkerJob::Render {
         code: &spec.code,
@@ -474,8 +511,28 @@ fn render_job(
         environment: runtime::environment(spec.engine),
         chunk,
         main: spec.project.as_ref().map(|p| p.main.as_str()),
+        voiceover: voice.as_ref(),
     };
     serde_json::to_vec(&job).expect("serializable")
+}
+
+/// The code a worker stops a render with when a voiceover's text was not
+/// prepared (`python/manimd_worker/voiceover.py`).
+const VOICEOVER_UNPREPARED: &str = "voiceover-unprepared";
+
+/// Rounds of speaking a render's new voiceover texts before it fails with
+/// `voiceover-unprepared`: each costs a pass up to the first new text.
+const MAX_VOICEOVER_ROUNDS: u32 = 4;
+
+/// Puts the voiceovers' clips into the sandbox's view, where the worker
+/// finds them (`/cache/voiceover`).
+fn lay_out_voice(prepared: &Prepared, started: &sandbox::Started) -> Result<(), RenderError> {
+    let (Some(voice), Some(view)) = (&prepared.voice, started.view()) else {
+        return Ok(());
+    };
+    voice
+        .lay_out(&view)
+        .map_err(|e| RenderError::from(crate::narration::NarrationError::Io(e)))
 }
 
 /// Adds the pieces a successful render drew to the owner's cache, then

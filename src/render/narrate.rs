@@ -7,7 +7,9 @@ use std::future::Future;
 use std::path::Path;
 
 use crate::limits::Limits;
+use crate::narration::voiceover::Voiceovers;
 use crate::narration::{self, Cue, NarrationError, Speech, Spoken};
+use crate::protocol::VoiceText;
 use crate::protocol::{WorkerEvent, WorkerJob};
 use crate::sandbox::{self, Stopped};
 use crate::spec::RenderSpec;
@@ -20,10 +22,52 @@ use super::{Narrated, RenderError, Renderer};
 pub(super) struct Lines {
     pub speech: Speech,
     pub spoken: Vec<Spoken>,
+    /// The voiceovers' subtitles, placed already.
+    pub voiced: Vec<Cue>,
     /// Each rendered scene's duration, in order.
     pub scene_durations: Vec<f64>,
     /// The stitched video's duration.
     pub video_secs: f64,
+}
+
+/// What is spoken before a render.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Prepared {
+    /// With narration: its lines known before the render.
+    pub speech: Option<Speech>,
+    /// For a scene that uses manim-voiceover: its texts' speech.
+    pub voice: Option<Voiceovers>,
+}
+
+/// Whether the scene (or a module of its project) may use manim-voiceover:
+/// then its texts are spoken before the render. Any other scene that does
+/// still renders, at the cost of one more pass (see `Renderer::render_in`).
+fn uses_voiceover(spec: &RenderSpec) -> bool {
+    let mentions = |code: &str| code.contains("manim_voiceover");
+    mentions(&spec.code)
+        || spec.project.as_ref().is_some_and(|p| {
+            p.files.values().any(|f| match f {
+                crate::project::FileRef::Text(text) => mentions(text),
+                crate::project::FileRef::Blob(_) => false,
+            })
+        })
+}
+
+fn voice_dir(dest_dir: &Path) -> std::path::PathBuf {
+    dest_dir.join("voiceover")
+}
+
+/// Writes the subtitles: narration's lines and the voiceovers', in order.
+pub(super) fn subtitles(
+    mut cues: Vec<Cue>,
+    voiced: Vec<Cue>,
+    dest_dir: &Path,
+) -> Result<Narrated, RenderError> {
+    cues.extend(voiced);
+    cues.sort_by(|a, b| a.start.total_cmp(&b.start));
+    let subtitles = dest_dir.join(narration::SUBTITLES_FILE);
+    std::fs::write(&subtitles, narration::vtt::write(&cues)).map_err(NarrationError::Io)?;
+    Ok(Narrated { cues, subtitles })
 }
 
 /// The stop a speech step gets from `cancel` or the render's wall clock:
@@ -41,29 +85,54 @@ async fn bounded<T>(
 }
 
 impl Renderer {
-    /// With narration, speaks the lines known before the render (the
-    /// `narrate("...")` literals an inspection finds): the scene will wait
-    /// for each as long as its speech lasts. Bounded by the render's wall
-    /// clock, like the render itself.
+    /// Speaks what is known before the render, bounded by its wall clock
+    /// like the render itself: with narration, the lines an inspection
+    /// finds (the scene will wait for each as long as its speech lasts);
+    /// for a scene that uses manim-voiceover, its literal texts.
     pub(super) async fn prepare_speech(
         &self,
         spec: &RenderSpec,
         limits: &Limits,
         dest_dir: &Path,
         cancel: impl Future<Output = ()>,
-    ) -> Result<Option<Speech>, RenderError> {
-        if !spec.narration {
-            return Ok(None);
+    ) -> Result<Prepared, RenderError> {
+        let voiced = uses_voiceover(spec);
+        if !spec.narration && !voiced {
+            return Ok(Prepared::default());
         }
         let prepare = async {
             let found = self.inspect(&spec.code).await?;
-            let mut speech = Speech::default();
-            speech
-                .speak(&self.tts, found.narrations, &dest_dir.join("speech"))
-                .await?;
-            Ok(Some(speech))
+            let mut prepared = Prepared::default();
+            if spec.narration {
+                let mut speech = Speech::default();
+                speech
+                    .speak(&self.tts, found.narrations, &dest_dir.join("speech"))
+                    .await?;
+                prepared.speech = Some(speech);
+            }
+            if voiced {
+                let mut voice = Voiceovers::default();
+                voice
+                    .speak(&self.tts, found.voiceovers, &voice_dir(dest_dir))
+                    .await?;
+                prepared.voice = Some(voice);
+            }
+            Ok(prepared)
         };
         bounded(prepare, limits, cancel).await
+    }
+
+    /// Speaks voiceover texts the render found that were not prepared.
+    pub(super) async fn speak_voiceovers(
+        &self,
+        voice: &mut Voiceovers,
+        texts: Vec<VoiceText>,
+        limits: &Limits,
+        dest_dir: &Path,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<(), RenderError> {
+        let speak = async { Ok(voice.speak(&self.tts, texts, &voice_dir(dest_dir)).await?) };
+        bounded(speak, limits, cancel).await
     }
 
     /// After the render: speaks lines computed at run time, places every
@@ -82,6 +151,7 @@ impl Renderer {
         let Lines {
             mut speech,
             spoken,
+            voiced,
             scene_durations,
             video_secs,
         } = lines;
@@ -92,9 +162,7 @@ impl Renderer {
         bounded(speak, limits, &mut cancel).await?;
         let placed = narration::place(&spoken, &scene_durations, &speech.secs(), video_secs);
         let cues: Vec<Cue> = placed.iter().map(|p| p.cue.clone()).collect();
-        let subtitles = dest_dir.join(narration::SUBTITLES_FILE);
-        std::fs::write(&subtitles, narration::vtt::write(&cues)).map_err(NarrationError::Io)?;
-        let narrated = Narrated { cues, subtitles };
+        let narrated = subtitles(cues, voiced, dest_dir)?;
         if placed.is_empty() {
             return Ok((narrated, None));
         }

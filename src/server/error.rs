@@ -261,6 +261,7 @@ mod tests {
                 "encode-error",
                 "output-too-large",
                 "narration-too-long",
+                "voiceover-unprepared",
                 "no-such-animation",
                 "worker-error",
                 "timeout",

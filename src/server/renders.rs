@@ -273,11 +273,12 @@ pub async fn thumbnail(
     file(&svc, &id, true, &caller, &request, true).await
 }
 
-/// WebVTT subtitles of a narrated render: one cue per `narrate()` line.
+/// WebVTT subtitles of a narrated render (one cue per `narrate()` line) or
+/// of a scene that spoke with manim-voiceover (one cue per voiceover).
 #[utoipa::path(get, path = "/v1/renders/{id}/subtitles", tag = "renders",
     params(("id" = String, Path, description = "32 hex digits")),
     responses((status = 200, description = "text/vtt", content_type = "text/vtt"),
-              (status = 404, description = "`no-subtitles`: not narrated, or not succeeded (yet)", body = ErrorBody)))]
+              (status = 404, description = "`no-subtitles`: neither narrated nor voiced, or not succeeded (yet)", body = ErrorBody)))]
 pub async fn subtitles(
     State(svc): State<AppState>,
     caller: Caller,

@@ -72,15 +72,14 @@ impl Service {
         owner: Option<&str>,
     ) -> Result<(Object, Job), ServiceError> {
         let job = self.get(id, owner).await?;
-        if !job.spec.narration {
-            return Err(ServiceError::NoSubtitles(
-                "the render was not narrated, so it has no subtitles",
-            ));
-        }
+        // A narrated render has subtitles once it succeeded; so has any
+        // render whose scene spoke with manim-voiceover.
         let Some(result) = job.result.as_ref().filter(|r| r.narration.is_some()) else {
-            return Err(ServiceError::NoSubtitles(
-                "the render has not succeeded (yet), so it has no subtitles",
-            ));
+            return Err(ServiceError::NoSubtitles(if job.spec.narration {
+                "the render has not succeeded (yet), so it has no subtitles"
+            } else {
+                "the render was not narrated, so it has no subtitles"
+            }));
         };
         let object = match self
             .parts

@@ -133,6 +133,17 @@ impl Service {
                 }
             },
             generation: self.parts.llm.is_configured(),
+            plugins: crate::runtime::PLUGINS
+                .iter()
+                .filter_map(|p| {
+                    Some(api::PluginInfo {
+                        name: p.name.into(),
+                        version: p.version()?.into(),
+                        engine: p.engine,
+                        import: p.import.into(),
+                    })
+                })
+                .collect(),
         }
     }
 

@@ -161,6 +161,7 @@ class Capabilities:
     sandbox: SandboxInfo
     narration: NarrationInfo
     generation: bool
+    plugins: list[PluginInfo] | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Capabilities:
@@ -173,6 +174,7 @@ class Capabilities:
             sandbox=SandboxInfo.from_json(d['sandbox']),
             narration=NarrationInfo.from_json(d['narration']),
             generation=d['generation'],
+            plugins=_opt(d.get('plugins'), lambda v: [PluginInfo.from_json(x) for x in v]),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -193,6 +195,8 @@ class Capabilities:
             d['narration'] = self.narration.to_json()
         if self.generation is not None:
             d['generation'] = self.generation
+        if self.plugins is not None:
+            d['plugins'] = [x.to_json() for x in self.plugins]
         return d
 
 
@@ -1198,6 +1202,36 @@ class Notice:
             d['code'] = self.code
         if self.message is not None:
             d['message'] = self.message
+        return d
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A plugin of the allow-list (README, "Plugins")."""
+    name: str
+    version: str
+    engine: Engine
+    import_: str
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> PluginInfo:
+        return cls(
+            name=d['name'],
+            version=d['version'],
+            engine=d['engine'],
+            import_=d['import'],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if self.name is not None:
+            d['name'] = self.name
+        if self.version is not None:
+            d['version'] = self.version
+        if self.engine is not None:
+            d['engine'] = self.engine
+        if self.import_ is not None:
+            d['import'] = self.import_
         return d
 
 

@@ -21,7 +21,7 @@ def preload(engine):
     """Imports the engine before any job is known: the slow part of a short
     render, done while the sandbox waits in the warm pool. Then checks it."""
     if engine == "manim":
-        import manim  # noqa: F401
+        _import_manim()
     else:
         from manimd_worker.engines import gl
 
@@ -29,11 +29,21 @@ def preload(engine):
     verify(engine)
 
 
+def _import_manim():
+    """`import manim`, without the plugins it would import (see plugins.py)."""
+    from manimd_worker import plugins
+
+    plugins.quiet()
+    with plugins.deferred():
+        import manim  # noqa: F401
+
+
 _verified = set()
 
 
 def _module(engine):
     if engine == "manim":
+        _import_manim()
         from manimd_worker.engines import ce
 
         return ce
