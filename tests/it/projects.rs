@@ -618,9 +618,19 @@ async fn the_studio_files_panel_builds_uploads_keeps_and_renders_a_project_in_ch
     };
     // The digest the page computed is the PNG's, and the server has it.
     assert_eq!(said("digest"), digest(&png));
-    let (status, body) = post(&s, None, "/v1/blobs/missing", &json!({ "digests": [digest(&png)] })).await;
+    let (status, body) = post(
+        &s,
+        None,
+        "/v1/blobs/missing",
+        &json!({ "digests": [digest(&png)] }),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["missing"], json!([]), "the page did not upload the PNG");
+    assert_eq!(
+        body["missing"],
+        json!([]),
+        "the page did not upload the PNG"
+    );
     for id in [said("job1"), said("job2")] {
         let job = s.wait_for(&id, None).await;
         assert_eq!(job["status"], "succeeded", "{job}");
@@ -630,7 +640,11 @@ async fn the_studio_files_panel_builds_uploads_keeps_and_renders_a_project_in_ch
             .iter()
             .map(|a| &a["scene"])
             .collect();
-        assert_eq!(scenes, [&json!("Movie"); 2], "not the main file's scene: {job}");
+        assert_eq!(
+            scenes,
+            [&json!("Movie"); 2],
+            "not the main file's scene: {job}"
+        );
         let video = video_of(&s, &id).await;
         common::assert_video(&video, "h264", (854, 480), 15.0, 1.0).await;
         let _ = std::fs::remove_file(&video);
