@@ -5,14 +5,21 @@
 // file keeps its own undo history, render and watch the video play; reload
 // and find the project as it was (the PNG's bytes too); rename the helper
 // and the image, delete the default scene file, render again; then the
-// panel on a phone. Prints each render's job id and the PNG's digest for
-// the Rust test to check on the server's side. Screenshots go to OUT_DIR.
+// panel on a phone. Against a server with API keys: the blob calls carry
+// the key like every other. Prints each render's job id and the PNG's
+// digest for the Rust test to check on the server's side. Screenshots go
+// to OUT_DIR.
 //
-//   node studio_files.mjs BASE_URL OUT_DIR PNG_PATH
+//   node studio_files.mjs BASE_URL OUT_DIR PNG_PATH API_KEY
 import { fail, getCode, openStudio, setCode } from "./chromium.mjs";
 
-const [base, out, pngPath] = process.argv.slice(2);
-if (!pngPath) fail("usage: studio_files.mjs BASE_URL OUT_DIR PNG_PATH");
+const [base, out, pngPath, key] = process.argv.slice(2);
+if (!key) fail("usage: studio_files.mjs BASE_URL OUT_DIR PNG_PATH API_KEY");
+// The test's own calls from the page, with the key.
+const call = (path, init) => page.evaluate(async ([path, init, key]) => {
+  const r = await fetch(path, { ...init, headers: { ...(init || {}).headers, authorization: `Bearer ${key}` } });
+  return { status: r.status, body: await r.json().catch(() => null) };
+}, [path, init, key]);
 const { browser, page, clean } = await openStudio(base);
 // A delete asks first: yes.
 page.on("dialog", (d) => d.accept());
@@ -56,7 +63,7 @@ async function render(name) {
   }, null, { timeout: 30000 }).then((h) => h.jsonValue()).catch(() => null);
   await page.screenshot({ path: `${out}/${name}` });
   if (!video || !(video.duration > 0.5)) fail(`the video did not play: ${JSON.stringify(video)}`);
-  const job = await page.evaluate(async () => (await (await fetch("/v1/renders?limit=1")).json()).renders[0]);
+  const job = (await call("/v1/renders?limit=1")).body.renders[0];
   const scenes = [...new Set(((job.result || {}).animations || []).map((a) => a.scene))];
   if (job.status !== "succeeded" || scenes.join() !== "Movie") fail(`not the main file's scene: ${JSON.stringify(job)}`);
   return { id: job.id, video };
@@ -64,6 +71,8 @@ async function render(name) {
 
 try {
   await page.waitForSelector(".cm-editor .cm-content");
+  await page.fill("#api-key", key);
+  await page.press("#api-key", "Tab");
   // A new project: the page's scene, as scene.py, the main file.
   let files = await listed();
   if (files.length !== 1 || files[0].path !== "scene.py" || !files[0].main || !files[0].open) fail(`a new project: ${JSON.stringify(files)}`);
@@ -124,7 +133,7 @@ try {
   const first = await render("studio-files-rendered.png");
 
   // The storyboard follows the project too (where the server has previews).
-  const previews = await page.evaluate(async () => (await fetch("/v1/previews", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).status);
+  const previews = (await call("/v1/previews", { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).status;
   let storyboard = "skipped (no previews on this server)";
   if (previews !== 404) {
     await openFile("movie.py");
