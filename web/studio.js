@@ -1,7 +1,8 @@
 // The studio's script, served at /assets/studio.js (the page's CSP allows no
 // inline script). The page loads hls.js and the editor (/assets/editor.js,
 // which defines ManimdEditor) before it, both installed by the setup; when
-// the editor is missing, the page's plain text area stands in.
+// the editor is missing, the page's plain text area stands in. The files
+// panel (/assets/files.js, ManimdFiles) holds the project the editor edits.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const player = $("player");
@@ -38,19 +39,27 @@ const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 // The editor: CodeMirror (web/editor/, bundled by the setup), or the plain
 // text area it replaces when the bundle is not installed.
+const defaultCode = $("code").value;
+let files = null;
 const editor = makeEditor();
 function makeEditor() {
   const area = $("code");
-  const options = { doc: area.value, label: "Scene code", onRun: () => $("render").click(), onEdit: schedulePreview, engine: () => $("engine").value };
+  const options = { doc: area.value, label: "Code", onRun: () => $("render").click(), onEdit: schedulePreview, onChange: () => { if (files) files.edited(); }, engine: () => $("engine").value };
   if (window.ManimdEditor) {
     const ed = ManimdEditor.createEditor(area.parentElement, options);
     area.remove();
     return ed;
   }
-  area.addEventListener("input", schedulePreview);
+  area.addEventListener("input", () => { files.edited(); schedulePreview(); });
   const lineStart = (n) => area.value.split("\n").slice(0, n - 1).reduce((at, l) => at + l.length + 1, 0);
+  // One file at a time, without a history of its own.
+  let shown = null;
   return {
     plain: true,
+    open(name, text) { if (name !== shown) { area.value = text; shown = name; } },
+    current: () => shown,
+    rename(from, to) { if (shown === from) shown = to; },
+    forget(name) { if (shown === name) shown = null; },
     getCode: () => area.value,
     setCode: (text) => { area.value = text; },
     appendCode: (text) => { area.value += text; },
@@ -65,6 +74,8 @@ function makeEditor() {
     },
   };
 }
+// The project: the files beside the scene, the main file, kept across reloads.
+files = ManimdFiles.createPanel({ editor, api, defaultCode, onChange: schedulePreview });
 // Ctrl+Enter (Cmd+Enter on a Mac) renders from anywhere on the page (the
 // editor handles it itself); in the prompt box it generates.
 document.addEventListener("keydown", (e) => {
@@ -74,7 +85,8 @@ document.addEventListener("keydown", (e) => {
 });
 // Shows the author's line n in the editor. The editor takes the focus only
 // with a mouse, so a phone's keyboard does not pop up over the page.
-function showLine(n) { editor.showLine(n, matchMedia("(pointer: fine)").matches); }
+// The timeline's and storyboard's lines are the main file's.
+function showLine(n) { files.showMain(); editor.showLine(n, matchMedia("(pointer: fine)").matches); }
 
 function status(text) { $("status").textContent = text; }
 function progress(fraction) { $("progress").firstElementChild.style.width = `${Math.round(fraction * 100)}%`; }
@@ -85,7 +97,12 @@ function showError(err) {
   if (err.traceback && err.traceback.length) text += "\n" + err.traceback.map((f) => `  line ${f.line} in ${f.function}: ${f.code}`).join("\n");
   if (err.tex_error) text += `\nTeX: ${err.tex_error}`;
   box.textContent = text; box.style.display = "block";
-  // In the editor: the line marked, with the message's first line beside it.
+  // In the editor: the line marked, with the message's first line beside
+  // it, in the file it names (a helper module), or else the main file.
+  if (err.line) {
+    if (err.file && files.isText(err.file)) files.show(err.file);
+    else if (!err.file) files.showMain();
+  }
   editor.markError(err.line || null, (err.message || err.code).split("\n")[0]);
 }
 
@@ -225,13 +242,27 @@ async function submit(path, body) {
   follow(data);
 }
 
-$("render").addEventListener("click", () => {
-  const body = { code: editor.getCode(), quality: $("quality").value, format: $("format").value };
+// The project's files as the request sends them (a project of one file as
+// `code`), once the server has every blob; null, with the error shown, when
+// an upload was refused.
+async function projectBody() {
+  try { return await files.request(status); } catch (err) {
+    status("refused");
+    showError(err.code ? err : { code: "upload-failed", message: String(err.message || err) });
+    return null;
+  }
+}
+$("render").addEventListener("click", async () => {
+  showError(null);
+  const project = await projectBody();
+  if (!project) return;
+  const body = { ...project, quality: $("quality").value, format: $("format").value };
   if ($("engine").value) body.engine = $("engine").value;
   if ($("narration").checked) body.narration = true;
   submit("/v1/renders", body);
 });
-$("generate").addEventListener("click", () => submit("/v1/generations", { prompt: $("prompt-text").value, engine: $("engine").value || undefined, quality: $("quality").value, narration: $("narration").checked || undefined }));
+// A generation writes a single scene: into the main file.
+$("generate").addEventListener("click", () => { files.showMain(); submit("/v1/generations", { prompt: $("prompt-text").value, engine: $("engine").value || undefined, quality: $("quality").value, narration: $("narration").checked || undefined }); });
 
 // The timeline under the player: one mark per animation of the render shown,
 // placed by its times over the video's length. Clicking one seeks the player
@@ -320,10 +351,16 @@ function schedulePreview() {
 function storyboardNote(text) { $("storyboard-note").textContent = text; }
 async function preview() {
   const abort = previewAbort = new AbortController();
-  // Low quality: the stills are thumbnails.
-  const body = { code: editor.getCode(), quality: "low", kind: "storyboard" };
-  if ($("engine").value) body.engine = $("engine").value;
   storyboardNote("updating…");
+  let project;
+  try { project = await files.request(); } catch (err) {
+    if (abort === previewAbort) storyboardNote(`(not updated: ${err.code || err.message})`);
+    return;
+  }
+  if (abort !== previewAbort) return;
+  // Low quality: the stills are thumbnails.
+  const body = { ...project, quality: "low", kind: "storyboard" };
+  if ($("engine").value) body.engine = $("engine").value;
   let r, data;
   try {
     r = await api("/v1/previews", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: abort.signal });

@@ -199,6 +199,7 @@ pub fn router(state: AppState, body_timeout: Duration, auth: Arc<Auth>) -> Route
         .route("/", get(system::studio))
         .route("/assets/hls.min.js", get(system::hls_js))
         .route("/assets/studio.js", get(system::studio_js))
+        .route("/assets/files.js", get(system::files_js))
         .route("/assets/studio.css", get(system::studio_css))
         .route("/assets/editor.js", get(system::editor_js))
         .route("/assets/engine-names.json", get(system::engine_names))

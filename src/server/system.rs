@@ -49,6 +49,18 @@ pub async fn studio_js() -> impl IntoResponse {
     )
 }
 
+/// The studio's files panel (a project's files, kept in the browser),
+/// built into the binary.
+pub async fn files_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, STUDIO_CACHE),
+        ],
+        include_str!("../../web/files.js"),
+    )
+}
+
 /// The studio's styles, built into the binary.
 pub async fn studio_css() -> impl IntoResponse {
     (

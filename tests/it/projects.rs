@@ -583,3 +583,87 @@ async fn a_projects_font_is_the_one_text_is_drawn_in() {
     s.stop().await;
     s.assert_clean();
 }
+
+/// The studio's files panel in Chromium (`web/tests/studio_files.mjs`),
+/// against a server with API keys: a project made in the page (a helper
+/// module, an uploaded PNG, a second scene file chosen as main) renders,
+/// survives reloads, and renders again after a rename and a delete.
+/// Checked here on the server's side: the PNG the page hashed and uploaded
+/// is the key's blob, and both renders are the main file's scene, a second
+/// of video with its frames.
+#[tokio::test]
+async fn the_studio_files_panel_builds_uploads_keeps_and_renders_a_project_in_chromium() {
+    let key = "studio-files-key";
+    let mut s = TestServer::start(ServeOptions {
+        api_keys: [key]
+            .into_iter()
+            .filter_map(manimd::secret::Secret::new)
+            .collect(),
+        warm_pool: 1,
+        ..opts()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("photo.png");
+    let png = png().await;
+    std::fs::write(&photo, &png).unwrap();
+    let (shots, report) = common::server::run_studio_script(
+        "studio_files.mjs",
+        &s.url,
+        &s.config.runtime_dir,
+        &[photo.to_str().unwrap(), key],
+    )
+    .await;
+    assert!(report.contains("ok: a project of helpers.py"), "{report}");
+    let said = |name: &str| {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {report}"))
+            .to_owned()
+    };
+    // The digest the page computed is the PNG's, and the key's blob.
+    assert_eq!(said("digest"), digest(&png));
+    let missing = json!({ "digests": [digest(&png)] });
+    let (status, body) = post(&s, Some(key), "/v1/blobs/missing", &missing).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["missing"],
+        json!([]),
+        "the page did not upload the PNG"
+    );
+    let get = |path: String| {
+        let r = s.client.get(format!("{}{path}", s.url)).bearer_auth(key);
+        async move { r.send().await.unwrap().bytes().await.unwrap() }
+    };
+    for id in [said("job1"), said("job2")] {
+        let job: Value = serde_json::from_slice(&get(format!("/v1/renders/{id}")).await).unwrap();
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let scenes: Vec<&Value> = job["result"]["animations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| &a["scene"])
+            .collect();
+        assert_eq!(
+            scenes,
+            [&json!("Movie"); 2],
+            "not the main file's scene: {job}"
+        );
+        let video = dir.path().join(format!("{id}.mp4"));
+        std::fs::write(&video, get(format!("/v1/renders/{id}/video")).await).unwrap();
+        common::assert_video(&video, "h264", (854, 480), 15.0, 1.0).await;
+    }
+    for shot in [
+        "studio-files-image.png",
+        "studio-files-rendered.png",
+        "studio-files-reloaded.png",
+        "studio-files-renamed.png",
+        "studio-files-phone.png",
+    ] {
+        let bytes = std::fs::read(shots.join(shot)).unwrap();
+        assert_eq!(&bytes[..4], b"\x89PNG", "{shot}");
+    }
+    println!("{report}");
+    s.stop().await;
+}

@@ -1611,6 +1611,9 @@ async fn the_studio_page_its_script_styles_and_player_library_are_served_from_ou
         "src=\"/assets/hls.min.js\"",
         "src=\"/assets/editor.js\"",
         "src=\"/assets/studio.js\"",
+        "src=\"/assets/files.js\"",
+        "<ul id=\"file-list\"",
+        "<input type=\"file\" id=\"file-upload\" multiple",
         "href=\"/assets/studio.css\"",
     ] {
         assert!(page.contains(needle), "the page lacks {needle}");
@@ -1669,6 +1672,20 @@ async fn the_studio_page_its_script_styles_and_player_library_are_served_from_ou
         !js.contains("https://"),
         "nothing is fetched from elsewhere"
     );
+    // The files panel: blobs hashed in the page and uploaded once, the
+    // project kept in the browser.
+    let (kind, files) = asset("/assets/files.js").await;
+    assert_eq!(kind, "text/javascript; charset=utf-8");
+    for needle in [
+        "ManimdFiles",
+        "crypto.subtle",
+        "/v1/blobs/missing",
+        "indexedDB",
+        "localStorage",
+    ] {
+        assert!(files.contains(needle), "the files panel lacks {needle}");
+    }
+    assert!(!files.contains("https://"), "nothing from elsewhere");
     let (kind, css) = asset("/assets/studio.css").await;
     assert_eq!(kind, "text/css; charset=utf-8");
     assert!(css.contains(".editor"), "{css}");

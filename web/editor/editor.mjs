@@ -4,8 +4,8 @@
 // (the page's CSP allows scripts from our origin only, and nothing inline).
 //
 // It knows nothing of renders or the page around it: the studio gives it a
-// place and callbacks, and asks it for the code or to mark a line. A later
-// files panel can hold one of these per file.
+// place and callbacks, and asks it for the code or to mark a line. The
+// files panel opens one document per text file of a project in it.
 import { Annotation, EditorState, Prec, StateEffect, StateField } from "@codemirror/state";
 import {
   Decoration, EditorView, WidgetType, drawSelection, highlightActiveLine, highlightActiveLineGutter,
@@ -122,43 +122,75 @@ function leave(view) {
 }
 
 // Creates an editor in `parent` holding `doc`. Options: onRun() (Ctrl or
-// Cmd+Enter), onEdit() (after the author changed the code), engine() (the
+// Cmd+Enter), onEdit() (after the author changed the code), onChange()
+// (after any change of the text, the studio's own included), engine() (the
 // studio's engine choice: "manim", "manimgl" or "" to detect), label (the
 // accessible name).
-export function createEditor(parent, { doc = "", onRun = () => {}, onEdit = () => {}, engine = () => "", label = "Code" } = {}) {
+//
+// The editor holds one document at a time, and keeps the others a project
+// has (each file's text, undo history, selection and marks) while another
+// is open: `open(name, text)` switches to a file, creating its document the
+// first time.
+export function createEditor(parent, { doc = "", onRun = () => {}, onEdit = () => {}, onChange = () => {}, engine = () => "", label = "Code" } = {}) {
   // By engine: the completion options from the installed engines' names.
   let options = {};
   const engineOf = (state) => engine() || detectEngine(state.doc.toString());
-  const view = new EditorView({
-    parent,
-    state: EditorState.create({
-      doc,
-      extensions: [
-        lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars(), history(), drawSelection(),
-        indentOnInput(), bracketMatching(), closeBrackets(), highlightActiveLine(), highlightSelectionMatches(),
-        python(), indentUnit.of("    "), EditorState.tabSize.of(4), EditorView.darkTheme.of(true),
-        // Token classes (tok-keyword, tok-string, ...) coloured by studio.css.
-        syntaxHighlighting(classHighlighter),
-        pythonLanguage.data.of({ autocomplete: engineCompletion(() => options, engineOf) }),
-        autocompletion({ icons: true }),
-        lintGutter(), errorLine, pickedLine,
-        // The error's diagnostic goes with its mark on the next edit.
-        EditorState.transactionExtender.of((tr) =>
-          tr.docChanged && diagnosticCount(tr.startState) ? { effects: setDiagnosticsEffect.of([]) } : null),
-        // Rendering wins over CodeMirror's own Mod-Enter (a blank line).
-        Prec.highest(keymap.of([{ key: "Mod-Enter", run: () => { onRun(); return true; } }])),
-        keymap.of([...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap, ...lintKeymap,
-          indentWithTab, { key: "Escape", run: leave }]),
-        EditorView.contentAttributes.of({ "aria-label": label }),
-        EditorView.updateListener.of((u) => {
-          if (u.docChanged && u.transactions.some((tr) => tr.docChanged && !tr.annotation(fromStudio))) onEdit();
-        }),
-      ],
+  // What every document has; Python files add the language and completion.
+  const common = [
+    lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars(), history(), drawSelection(),
+    indentOnInput(), bracketMatching(), closeBrackets(), highlightActiveLine(), highlightSelectionMatches(),
+    indentUnit.of("    "), EditorState.tabSize.of(4), EditorView.darkTheme.of(true),
+    // Token classes (tok-keyword, tok-string, ...) coloured by studio.css.
+    syntaxHighlighting(classHighlighter),
+    autocompletion({ icons: true }),
+    lintGutter(), errorLine, pickedLine,
+    // The error's diagnostic goes with its mark on the next edit.
+    EditorState.transactionExtender.of((tr) =>
+      tr.docChanged && diagnosticCount(tr.startState) ? { effects: setDiagnosticsEffect.of([]) } : null),
+    // Rendering wins over CodeMirror's own Mod-Enter (a blank line).
+    Prec.highest(keymap.of([{ key: "Mod-Enter", run: () => { onRun(); return true; } }])),
+    keymap.of([...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap, ...lintKeymap,
+      indentWithTab, { key: "Escape", run: leave }]),
+    EditorView.updateListener.of((u) => {
+      if (!u.docChanged) return;
+      onChange();
+      if (u.transactions.some((tr) => tr.docChanged && !tr.annotation(fromStudio))) onEdit();
     }),
+  ];
+  const pythonOnly = [python(), pythonLanguage.data.of({ autocomplete: engineCompletion(() => options, engineOf) })];
+  // Each document's accessible name says which file it is.
+  const makeState = (text, isPython, name) => EditorState.create({
+    doc: text,
+    extensions: [...common, ...(isPython ? pythonOnly : []), EditorView.contentAttributes.of({ "aria-label": name ? `${label}: ${name}` : label })],
   });
+  const view = new EditorView({ parent, state: makeState(doc, true) });
+  // The documents not shown, by name, and the name of the one shown.
+  const kept = new Map();
+  let shown = null;
   const replace = (from, to, insert) => view.dispatch({ changes: { from, to, insert }, annotations: fromStudio });
+  // Clears the error mark and its diagnostic of a kept document.
+  const unmark = (state) => state.update({ effects: setError.of(null) }, setDiagnostics(state, [])).state;
   return {
     view,
+    // Shows the document `name`, made from `text` (Python when `python`)
+    // the first time; the one shown before is kept as it stands.
+    open(name, text, { python: isPython = /\.py$/i.test(name) } = {}) {
+      if (name === shown) return;
+      if (shown !== null) kept.set(shown, view.state);
+      view.setState(kept.get(name) || makeState(text, isPython, name));
+      kept.delete(name);
+      shown = name;
+    },
+    // The name of the document shown (null before the first open).
+    current: () => shown,
+    // A file renamed: its document goes with it.
+    rename(from, to) {
+      if (shown === from) shown = to;
+      else if (kept.has(from)) { kept.set(to, kept.get(from)); kept.delete(from); }
+    },
+    // A file deleted or replaced: its document and history go. The one
+    // shown stays on screen until the next open, which does not keep it.
+    forget(name) { kept.delete(name); if (shown === name) shown = null; },
     getCode: () => view.state.doc.toString(),
     setCode: (text) => replace(0, view.state.doc.length, text),
     appendCode: (text) => replace(view.state.doc.length, view.state.doc.length, text),
@@ -174,6 +206,7 @@ export function createEditor(parent, { doc = "", onRun = () => {}, onEdit = () =
     // Marks the author's error: its line (from 1) with the message at its
     // end and in the gutter, and scrolls to it; null clears it.
     markError(line, message) {
+      if (!line) for (const [name, state] of kept) kept.set(name, unmark(state));
       const state = view.state;
       const ok = line >= 1 && line <= state.doc.lines;
       const at = ok ? state.doc.line(line) : null;
