@@ -38,7 +38,9 @@ pub async fn table(opts: &BenchOptions) -> anyhow::Result<()> {
     let split = Server::start(
         opts,
         &dir.path().join("two"),
-        &["--workers", "2", "--warm-pool", "2", "--cpus", "1"],
+        // Every sandbox the split takes warm, as the single render's one
+        // is: the plan pass, one per chunk and the last pass.
+        &["--workers", "2", "--warm-pool", "4", "--cpus", "1"],
     )
     .await?;
     let (mut one, mut two, mut jobs) = (vec![], vec![], vec![]);
@@ -48,7 +50,7 @@ pub async fn table(opts: &BenchOptions) -> anyhow::Result<()> {
         single.warm(1).await?;
         let (secs, a) = single.latency(&body(&code)).await?;
         one.push(secs);
-        split.warm(2).await?;
+        split.warm(4).await?;
         let (secs, b) = split.latency(&body(&code)).await?;
         two.push(secs);
         jobs.push((a, b));

@@ -245,7 +245,7 @@ impl Renderer {
     ) -> Result<Started, RenderError> {
         self.runtime.check(engine)?;
         match warm {
-            Some(warm) if warm.engine == engine => Ok(warm.started),
+            Some(warm) if warm.engine == engine => Ok(warm.take_up().0),
             other => {
                 if let Some(warm) = other {
                     self.discard(warm).await;

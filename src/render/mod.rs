@@ -90,6 +90,12 @@ pub struct Warm {
 }
 
 impl Warm {
+    /// The sandbox, taken up for a job: back to the ordinary CPU share.
+    fn take_up(self) -> (sandbox::Started, Limits) {
+        self.started.set_cpu_share(false);
+        (self.started, self.limits)
+    }
+
     /// Whether a job with `engine` and `limits` can run in this sandbox.
     pub fn fits(&self, engine: Engine, limits: &Limits) -> bool {
         self.engine == engine && &self.limits == limits
@@ -157,6 +163,8 @@ impl Renderer {
             .sandbox
             .start(&sandbox::new_id(), &self.command(engine, true), limits)
             .await?;
+        // No job waits on it yet: it takes only CPU that renders leave.
+        started.set_cpu_share(true);
         let mut mismatch = None;
         let ready = self
             .sandbox
@@ -239,9 +247,7 @@ impl Renderer {
         progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
     ) -> Result<Rendered, RenderError> {
-        let Warm {
-            started, limits, ..
-        } = warm;
+        let (started, limits) = warm.take_up();
         let mut cancel = std::pin::pin!(cancel);
         let prepared = match self
             .prepare_speech(spec, &limits, dest_dir, cancel.as_mut())

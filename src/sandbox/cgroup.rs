@@ -640,6 +640,26 @@ impl Cgroup {
             .collect()
     }
 
+    /// Gives the group's processes the least CPU time when others want it
+    /// (`low`), or the ordinary share. A warm sandbox imports its engine at
+    /// the least share, so that filling the pool only takes CPU that no
+    /// render wants. Where the cpu controller is absent there is nothing to
+    /// set: a scheduling preference, not a limit.
+    pub fn set_cpu_share(&self, low: bool) -> Result<(), CgroupError> {
+        match self.hierarchy {
+            // cpu.weight: 1 to 10000, 100 by default.
+            Hierarchy::V2 { .. } => {
+                write(&self.dirs[0], "cpu.weight", if low { "1" } else { "100" })
+                    .or_else(ignore_missing)
+            }
+            // cpu.shares: 2 at the least, 1024 by default.
+            Hierarchy::V1 { .. } => match self.dirs.get(2) {
+                Some(c) => write(c, "cpu.shares", if low { "2" } else { "1024" }),
+                None => Ok(()),
+            },
+        }
+    }
+
     pub fn memory_limit_mib(&self) -> u64 {
         self.memory_mib
     }

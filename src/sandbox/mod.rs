@@ -152,6 +152,15 @@ impl Started {
     pub fn project(&self) -> Option<PathBuf> {
         self.area.as_ref().map(Area::project)
     }
+
+    /// Lowers (`low`) or restores the sandbox's share of the CPU
+    /// (`Cgroup::set_cpu_share`). Best effort: a failure is logged, never a
+    /// render's error.
+    pub fn set_cpu_share(&self, low: bool) {
+        if let Some(Err(err)) = self.group.as_ref().map(|g| g.set_cpu_share(low)) {
+            tracing::debug!(%err, low, "cannot set a sandbox's CPU share");
+        }
+    }
 }
 
 impl Drop for Started {
