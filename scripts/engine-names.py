@@ -9,7 +9,14 @@ engine exports.
 
 import inspect
 import json
+import os
 import sys
+
+# Only the JSON goes to standard output: whatever the engine or a plugin
+# prints while it is imported (manim-voiceover's pydub warns that SoX is
+# missing, through Manim's console, on stdout) goes to standard error.
+out = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
 
 module = sys.argv[1]
 if module not in ("manim", "manimlib"):
@@ -38,4 +45,5 @@ def kind(value):
 
 
 names = [[name, kind(value)] for name, value in sorted(scope.items()) if not name.startswith("_")]
-json.dump(names, sys.stdout, separators=(",", ":"))
+json.dump(names, out, separators=(",", ":"))
+out.close()

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod folder;
 mod load;
 
 use std::process::ExitCode;

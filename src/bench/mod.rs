@@ -17,8 +17,10 @@ mod service;
 
 mod chunked;
 mod iteration;
+mod projects;
 pub use chunked::table as chunked_table;
 pub use iteration::table as iteration_table;
+pub use projects::table as projects_table;
 pub use service::service_table;
 
 /// The fixed scene set, compiled in so that every run measures the same code.

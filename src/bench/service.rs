@@ -44,6 +44,11 @@ impl Server {
         bail!("manimd serve did not start")
     }
 
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        self.client.base()
+    }
+
     pub async fn health(&self) -> anyhow::Result<Value> {
         Ok(self.client.health().await?)
     }

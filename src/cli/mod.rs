@@ -4,7 +4,6 @@ mod doctor;
 mod generate;
 mod mcp;
 mod preview;
-mod project;
 mod render;
 mod report;
 mod serve;
@@ -394,7 +393,9 @@ pub struct BenchArgs {
     pub runs: usize,
     /// Only one part: `iteration`, the edit-and-look loop (animation cache,
     /// previews) beside its anchors; `chunked`, one long render on one
-    /// worker against two (split), each limited to one CPU.
+    /// worker against two (split), each limited to one CPU; `projects`,
+    /// the bytes a resubmitted project sends and a 500-file project's
+    /// submission time against a single file's.
     #[arg(long, value_enum)]
     pub only: Option<BenchPart>,
 }
@@ -403,6 +404,7 @@ pub struct BenchArgs {
 pub enum BenchPart {
     Iteration,
     Chunked,
+    Projects,
 }
 
 #[derive(Args, Debug)]
@@ -587,6 +589,7 @@ async fn bench(config: &Config, args: BenchArgs) -> ExitCode {
         let table = match part {
             BenchPart::Iteration => benchmark::iteration_table(&opts).await,
             BenchPart::Chunked => benchmark::chunked_table(&opts).await,
+            BenchPart::Projects => benchmark::projects_table(&opts).await,
         };
         return match table {
             Ok(()) => ExitCode::SUCCESS,

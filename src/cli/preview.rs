@@ -33,7 +33,7 @@ async fn preview(config: &Config, args: PreviewArgs) -> Result<(), u8> {
     if let Some(secs) = args.timeout {
         limits.wall_secs = secs;
     }
-    let folder = super::project::scan(&args.file, &Default::default()).map_err(usage)?;
+    let folder = crate::folder::scan(&args.file, &Default::default()).map_err(usage)?;
     let local = folder.as_ref().map(|f| f.local());
     let mut renderer = Renderer::new(config).map_err(|e| fail(&e, &args.file, &code))?;
     if let Some((_, blobs)) = &local {

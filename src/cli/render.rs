@@ -49,7 +49,7 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
     let format = output_format(&args)?;
     let limits = limits(config, &args);
     // The scene's folder is its project, laid out from the user's own files.
-    let folder = super::project::scan(&args.file, &Default::default()).map_err(usage)?;
+    let folder = crate::folder::scan(&args.file, &Default::default()).map_err(usage)?;
     let local = folder.as_ref().map(|f| f.local());
 
     let mut renderer = Renderer::new(config).map_err(|e| fail(&e, &args.file, &code))?;

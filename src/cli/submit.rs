@@ -41,7 +41,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
     let format = args.format.unwrap_or(Format::Mp4);
     let client = Client::new(&args.server, args.api_key.as_deref()).map_err(fail)?;
     // The scene's folder is its project: only the blobs the server lacks go.
-    let folder = super::project::scan(&args.file, &Default::default()).map_err(fail)?;
+    let folder = crate::folder::scan(&args.file, &Default::default()).map_err(fail)?;
     let (files, main) = match &folder {
         Some(folder) => {
             let (files, blobs) = folder.request(&code);
@@ -133,7 +133,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
 
 /// Uploads the project's blobs that the server does not have for this
 /// key, and says which went (nothing when it had them all).
-async fn upload_missing(client: &Client, blobs: &[&super::project::LocalFile]) -> Result<(), u8> {
+async fn upload_missing(client: &Client, blobs: &[&crate::folder::LocalFile]) -> Result<(), u8> {
     if blobs.is_empty() {
         return Ok(());
     }

@@ -51,7 +51,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("API domain", &["service"]),
     (
         "edges",
-        &["server", "client", "mcp", "cli", "bench", "load"],
+        &["server", "client", "mcp", "cli", "bench", "load", "folder"],
     ),
 ];
 

@@ -1,0 +1,281 @@
+//! Projects over the wire (issue 14): what `manimd submit` sends again
+//! after a one-line edit of a project that holds 50 MiB of images, counted
+//! by a proxy between the CLI and the server; and how long a project of
+//! 500 files takes to submit, its blobs already on the server, against the
+//! same scene as a single file, both measured in this process the way
+//! `manimd submit` sends them.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::service::{figure, median, table_header, Server};
+use super::BenchOptions;
+use crate::folder;
+use manimd::api::RenderRequest;
+use manimd::client::Client;
+use manimd::spec::{Engine, Quality};
+
+/// The images: ten of 1600x1100 noise, which PNG cannot compress, so that
+/// the folder holds about 50 MiB as a photographer's would.
+const IMAGES: usize = 10;
+const IMAGE_SIZE: (u32, u32) = (1600, 1100);
+/// The 500-file project: the scene and 499 small binary assets.
+const SMALL_FILES: usize = 499;
+const SMALL_FILE_BYTES: usize = 2048;
+
+const SCENE: &str = "from manim import *\n\n\
+class Photo(Scene):\n    def construct(self):\n        \
+img = ImageMobject(\"images/photo0.png\").scale_to_fit_height(4)\n        \
+self.play(FadeIn(img), run_time=0.5)\n        \
+self.wait(0.2)\n";
+/// The one-line edit.
+const EDIT: (&str, &str) = ("self.wait(0.2)", "self.wait(0.3)");
+
+const SMALL_SCENE: &str = "from manim import *\n\n\
+class Small(Scene):\n    def construct(self):\n        \
+self.add(Square())\n        \
+self.wait(0.1)\n";
+
+/// `manimd bench --only projects`.
+pub async fn table(opts: &BenchOptions) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("manimd-bench-projects-")
+        .tempdir()?;
+    let server = Server::start(
+        opts,
+        &dir.path().join("data"),
+        &["--workers", "1", "--warm-pool", "1"],
+    )
+    .await?;
+    let tap = Tap::start(server.url()).await?;
+    println!();
+    println!("projects: bytes `manimd submit` sends (counted by a proxy), and submission latency; medians of {}", opts.runs.max(5));
+    table_header();
+
+    let photos = dir.path().join("photos");
+    let image_bytes = make_images(opts, &photos.join("images")).await?;
+    let scene = photos.join("scene.py");
+    std::fs::write(&scene, SCENE)?;
+    let first = tap.count(|| submit_cli(opts, &scene, &tap.url)).await?;
+    std::fs::write(&scene, SCENE.replace(EDIT.0, EDIT.1))?;
+    let again = tap.count(|| submit_cli(opts, &scene, &tap.url)).await?;
+    let kib = |b: u64| b as f64 / 1024.0;
+    let allowed = SCENE.len() as u64 + 10 * 1024;
+    figure(
+        &format!(
+            "first submit of {:.1} MiB of images (KiB sent)",
+            image_bytes as f64 / (1024.0 * 1024.0)
+        ),
+        kib(first),
+        kib(image_bytes),
+        "KiB",
+        "the images, once",
+    );
+    figure(
+        "resubmit after a one-line edit (KiB sent)",
+        kib(again),
+        kib(allowed),
+        "KiB",
+        "<= 1.00x (the scene file + 10 KiB)",
+    );
+
+    let many = dir.path().join("many");
+    make_small_files(&many.join("assets"))?;
+    let main = many.join("scene.py");
+    std::fs::write(&main, SMALL_SCENE)?;
+    // Uploads the blobs (and renders once), as a user's first submit would.
+    submit_cli(opts, &main, server.url()).await?;
+    let client = Client::new(server.url(), None)?;
+    let (mut single, mut project) = (vec![], vec![]);
+    for run in 0..opts.runs.max(5) {
+        // Unique code per run, so that each is a new job, not a cached one.
+        let code = format!("{SMALL_SCENE}# run {run}\n");
+        std::fs::write(&main, &code)?;
+        for as_project in [run % 2 == 0, run % 2 != 0] {
+            server.warm(1).await?;
+            let t = Instant::now();
+            let id = submit_in_process(&client, &main, as_project).await?;
+            let secs = t.elapsed().as_secs_f64() * 1000.0;
+            if as_project {
+                project.push(secs);
+            } else {
+                single.push(secs);
+            }
+            // The next one is measured on an idle server.
+            server.done(&id).await?;
+        }
+    }
+    let (one, five_hundred) = (median(single), median(project));
+    figure("submit one file (ms)", one, one, "ms", "the anchor");
+    figure(
+        &format!("submit {} files, blobs on the server (ms)", SMALL_FILES + 1),
+        five_hundred,
+        one,
+        "ms",
+        "<= 1.20x",
+    );
+    server.stop().await;
+    Ok(())
+}
+
+/// Noise PNGs made by the engine's own Pillow; returns their bytes.
+async fn make_images(opts: &BenchOptions, dir: &Path) -> anyhow::Result<u64> {
+    std::fs::create_dir_all(dir)?;
+    let python = opts.runtime.venv(Engine::Manim).join("bin/python");
+    let script = format!(
+        "import sys, numpy as np\nfrom PIL import Image\nrng = np.random.default_rng(7)\n\
+         for i in range({IMAGES}):\n    \
+         a = rng.integers(0, 256, ({h}, {w}, 3), dtype=np.uint8)\n    \
+         Image.fromarray(a).save(f'{{sys.argv[1]}}/photo{{i}}.png', compress_level=1)\n",
+        w = IMAGE_SIZE.0,
+        h = IMAGE_SIZE.1,
+    );
+    let status = tokio::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .status()
+        .await
+        .with_context(|| python.display().to_string())?;
+    if !status.success() {
+        bail!("making the bench's images failed");
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        total += entry?.metadata()?.len();
+    }
+    Ok(total)
+}
+
+/// Small binary files (sent as blobs, never inline), each different.
+fn make_small_files(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for i in 0..SMALL_FILES {
+        let bytes: Vec<u8> = (0..SMALL_FILE_BYTES)
+            .map(|j| ((i * 7919 + j * 31) % 251) as u8 | 0x80)
+            .collect();
+        std::fs::write(dir.join(format!("tile{i:03}.bin")), bytes)?;
+    }
+    Ok(())
+}
+
+/// `manimd submit FILE` as a user runs it, to the end of the render.
+async fn submit_cli(opts: &BenchOptions, scene: &Path, server: &str) -> anyhow::Result<()> {
+    let out = scene.with_extension("mp4");
+    let output = tokio::process::Command::new(&opts.manimd)
+        .arg("submit")
+        .arg(scene)
+        .args(["--quiet", "--server", server, "-o"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    if !output.status.success() {
+        bail!(
+            "manimd submit failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// What `manimd submit` does before it follows the job: the folder
+/// scanned and hashed, the server asked which blobs it lacks, the request
+/// sent. Returns the job's id.
+async fn submit_in_process(
+    client: &Client,
+    scene: &Path,
+    as_project: bool,
+) -> anyhow::Result<String> {
+    let code = std::fs::read_to_string(scene)?;
+    let mut req = RenderRequest {
+        quality: Some(Quality::Low),
+        ..Default::default()
+    };
+    if as_project {
+        let dir = folder::scan(scene, &Default::default())
+            .map_err(anyhow::Error::msg)?
+            .context("the folder holds one file")?;
+        let (files, blobs) = dir.request(&code);
+        let digests: Vec<_> = blobs.iter().map(|f| f.digest).collect();
+        if !client.missing_blobs(&digests).await?.is_empty() {
+            bail!("the server lacks blobs that were uploaded");
+        }
+        req.files = Some(files);
+        req.main = Some(dir.main.clone());
+    } else {
+        req.code = code;
+    }
+    Ok(client.submit(&req).await?.id)
+}
+
+/// A TCP proxy that counts the bytes clients send through it.
+struct Tap {
+    url: String,
+    sent: Arc<AtomicU64>,
+}
+
+impl Tap {
+    async fn start(upstream: &str) -> anyhow::Result<Tap> {
+        let target = upstream
+            .strip_prefix("http://")
+            .context("the server's URL")?
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&sent);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (target, counter) = (target.clone(), Arc::clone(&counter));
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(&target).await {
+                        let _ = relay(client, server, counter).await;
+                    }
+                });
+            }
+        });
+        Ok(Tap { url, sent })
+    }
+
+    /// Bytes sent through the proxy while `f` ran.
+    async fn count<F, Fut>(&self, f: F) -> anyhow::Result<u64>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let before = self.sent.load(Ordering::SeqCst);
+        f().await?;
+        Ok(self.sent.load(Ordering::SeqCst) - before)
+    }
+}
+
+/// Copies both ways, counting what the client sends.
+async fn relay(client: TcpStream, server: TcpStream, sent: Arc<AtomicU64>) -> std::io::Result<()> {
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = cr.read(&mut buf).await?;
+            if n == 0 {
+                return sw.shutdown().await;
+            }
+            sent.fetch_add(n as u64, Ordering::SeqCst);
+            sw.write_all(&buf[..n]).await?;
+        }
+    };
+    let down = async move {
+        tokio::io::copy(&mut sr, &mut cw).await?;
+        cw.shutdown().await
+    };
+    tokio::try_join!(up, down).map(|_| ())
+}
