@@ -129,10 +129,15 @@ impl Blobs {
         meta.file_type().is_file().then_some(path)
     }
 
-    /// The blob's size, when the owner has it.
-    pub fn size(&self, owner: Option<&str>, digest: &Digest) -> Option<u64> {
-        let path = self.path(owner, digest)?;
-        fs::symlink_metadata(path).ok().map(|m| m.len())
+    /// The blob's size and time of last use, when the owner has it (one
+    /// `lstat`: a project of many files asks this of each).
+    pub fn stat(&self, owner: Option<&str>, digest: &Digest) -> Option<BlobStat> {
+        let path = self.owner_dir(owner)?.join(digest.hex());
+        let meta = fs::symlink_metadata(path).ok()?;
+        meta.file_type().is_file().then(|| BlobStat {
+            size: meta.len(),
+            used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        })
     }
 
     /// Marks the blob used now: it is kept at least the grace period longer.
@@ -302,6 +307,19 @@ async fn create_in(dir: &Path, file: &Path) -> io::Result<tokio::fs::File> {
         }
     }
 }
+
+/// What `Blobs::stat` finds.
+#[derive(Clone, Copy, Debug)]
+pub struct BlobStat {
+    pub size: u64,
+    /// When it was uploaded or last marked used.
+    pub used: SystemTime,
+}
+
+/// A blob marked used less than this long ago is not marked again: a
+/// project resubmitted at each edit costs one `lstat` a blob, and the
+/// sweep's grace (a day) counts from a mark at most this old.
+pub const TOUCH_EVERY: Duration = Duration::from_secs(3600);
 
 /// The owner's name in the blob store: the caller's, or the local owner.
 pub fn owner_name(owner: Option<&str>) -> String {

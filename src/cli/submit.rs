@@ -42,13 +42,12 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
     let client = Client::new(&args.server, args.api_key.as_deref()).map_err(fail)?;
     // The scene's folder is its project: only the blobs the server lacks go.
     let folder = crate::folder::scan(&args.file, &Default::default()).map_err(fail)?;
-    let (files, main) = match &folder {
+    let (files, blobs) = match &folder {
         Some(folder) => {
             let (files, blobs) = folder.request(&code);
-            upload_missing(&client, &blobs).await?;
-            (Some(files), Some(folder.main.clone()))
+            (Some(files), blobs)
         }
-        None => (None, None),
+        None => (None, Vec::new()),
     };
     let req = RenderRequest {
         code: if files.is_some() {
@@ -57,7 +56,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
             code.clone()
         },
         files,
-        main,
+        main: folder.as_ref().map(|f| f.main.clone()),
         scenes: (!args.scenes.is_empty()).then(|| args.scenes.clone()),
         engine: args.engine,
         quality: Some(args.quality),
@@ -69,7 +68,23 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
         parallel: args.parallel,
         ..Default::default()
     };
-    let job = match client.submit(&req).await {
+    // Only the blobs the server lacks go, and only when it says so.
+    let mut sent = (0, 0u64);
+    let job = crate::folder::send(&client, &req, &blobs, |file| {
+        eprintln!("uploaded {} ({} bytes)", file.path, file.size);
+        sent = (sent.0 + 1, sent.1 + file.size);
+    })
+    .await;
+    if !blobs.is_empty() {
+        eprintln!(
+            "project: {} blobs, {} uploaded ({} bytes), {} already on the server",
+            blobs.len(),
+            sent.0,
+            sent.1,
+            blobs.len() - sent.0
+        );
+    }
+    let job = match job {
         Ok(job) => job,
         Err(ClientError::Api { status, error }) => {
             print_api_error(&serde_json::json!({ "error": error }), &args.file, &code);
@@ -129,39 +144,6 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
             Err(1)
         }
     }
-}
-
-/// Uploads the project's blobs that the server does not have for this
-/// key, and says which went (nothing when it had them all).
-async fn upload_missing(client: &Client, blobs: &[&crate::folder::LocalFile]) -> Result<(), u8> {
-    if blobs.is_empty() {
-        return Ok(());
-    }
-    let digests: Vec<_> = blobs.iter().map(|f| f.digest).collect();
-    let missing = client
-        .missing_blobs(&digests)
-        .await
-        .map_err(|e| fail(format!("{}: {e}", client.base())))?;
-    let mut sent = 0u64;
-    let mut count = 0;
-    for digest in &missing {
-        let Some(file) = blobs.iter().find(|f| f.digest == *digest) else {
-            continue;
-        };
-        client
-            .put_blob(digest, &file.host)
-            .await
-            .map_err(|e| fail(format!("uploading {}: {e}", file.path)))?;
-        eprintln!("uploaded {} ({} bytes)", file.path, file.size);
-        sent += file.size;
-        count += 1;
-    }
-    eprintln!(
-        "project: {} blobs, {count} uploaded ({sent} bytes), {} already on the server",
-        blobs.len(),
-        blobs.len() - count
-    );
-    Ok(())
 }
 
 /// What to say when the server stops answering while a job is followed:

@@ -39,32 +39,41 @@ impl Renderer {
         let (Some(project), Some(dir)) = (project, started.project()) else {
             return Ok(());
         };
-        let mut files: Vec<(String, Source)> = Vec::with_capacity(project.files.len() + 1);
-        files.push((project.main.clone(), Source::Text(code.to_owned())));
-        for (path, file) in &project.files {
-            let source = match file {
-                FileRef::Text(text) => Source::Text(text.clone()),
-                FileRef::Blob(digest) => {
-                    let found = self.blobs.as_ref().and_then(|b| b.blob_path(owner, digest));
-                    match found {
-                        Some(host) => Source::File(host),
-                        None => {
-                            return Err(RenderError::MissingBlob {
-                                file: path.clone(),
-                                digest: *digest,
-                            })
+        // Finding a project's blobs is a file system call each, and a
+        // project may hold thousands: all of it off the runtime's threads.
+        let (code, project, owner) = (code.to_owned(), project.clone(), owner.map(str::to_owned));
+        let blobs = self.blobs.clone();
+        let target = dir.clone();
+        let laid = tokio::task::spawn_blocking(move || {
+            let mut files: Vec<(String, Source)> = Vec::with_capacity(project.files.len() + 1);
+            files.push((project.main.clone(), Source::Text(code)));
+            for (path, file) in &project.files {
+                let source = match file {
+                    FileRef::Text(text) => Source::Text(text.clone()),
+                    FileRef::Blob(digest) => {
+                        let found = blobs
+                            .as_ref()
+                            .and_then(|b| b.blob_path(owner.as_deref(), digest));
+                        match found {
+                            Some(host) => Source::File(host),
+                            None => {
+                                return Ok(Err(RenderError::MissingBlob {
+                                    file: path.clone(),
+                                    digest: *digest,
+                                }))
+                            }
                         }
                     }
-                }
-            };
-            files.push((path.clone(), source));
-        }
-        let target = dir.clone();
-        tokio::task::spawn_blocking(move || write_all(&target, &files))
-            .await
-            .map_err(io::Error::other)
-            .and_then(|r| r)
-            .map_err(|e| RenderError::Sandbox(SandboxError::Area(dir, e)))
+                };
+                files.push((path.clone(), source));
+            }
+            write_all(&target, &files).map(Ok)
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| RenderError::Sandbox(SandboxError::Area(dir, e)))?;
+        laid
     }
 }
 

@@ -9,7 +9,7 @@ use futures::Stream;
 
 use super::error::{invalid, ServiceError};
 use super::Service;
-use crate::blobs::{owner_name, Stored};
+use crate::blobs::{owner_name, Stored, TOUCH_EVERY};
 use crate::project::{self, Digest, FileMap, FileRef, Project, ProjectError};
 
 /// The most digests one `missing` question may ask about.
@@ -103,17 +103,28 @@ impl Service {
         let (code, project) = project::check(files, main, limits)?;
         let blobs = &self.parts.blobs;
         let mut total = code.len() as u64;
+        let mut stale = Vec::new();
+        let now = std::time::SystemTime::now();
         for (path, file) in &project.files {
             let bytes = match file {
                 FileRef::Text(text) => text.len() as u64,
                 FileRef::Blob(digest) => {
-                    self.bring_blob(owner, digest).await?;
-                    blobs
-                        .size(owner, digest)
-                        .ok_or_else(|| ProjectError::MissingBlob {
-                            file: path.clone(),
-                            digest: *digest,
-                        })?
+                    let stat = match blobs.stat(owner, digest) {
+                        Some(stat) => Some(stat),
+                        // Another node may have received it.
+                        None => {
+                            self.bring_blob(owner, digest).await?;
+                            blobs.stat(owner, digest)
+                        }
+                    };
+                    let stat = stat.ok_or_else(|| ProjectError::MissingBlob {
+                        file: path.clone(),
+                        digest: *digest,
+                    })?;
+                    if now.duration_since(stat.used).unwrap_or_default() > TOUCH_EVERY {
+                        stale.push(*digest);
+                    }
+                    stat.size
                 }
             };
             if bytes > limits.max_file_bytes {
@@ -133,8 +144,8 @@ impl Service {
             }
             .into());
         }
-        for (_, digest) in project.blobs() {
-            blobs.touch(owner, &digest);
+        for digest in &stale {
+            blobs.touch(owner, digest);
         }
         Ok((code, Some(project)))
     }

@@ -12,6 +12,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod digests;
+use digests::{Digests, Known, Stamp};
+
+use manimd::api::{JobView, RenderRequest};
+use manimd::client::{Client, ClientError};
+use manimd::job_error::ErrorCode;
 use manimd::project::{Digest, FileRef, Project, ProjectLimits};
 use manimd::render::BlobSource;
 
@@ -30,6 +36,19 @@ pub struct LocalFile {
     pub host: PathBuf,
     pub size: u64,
     pub digest: Digest,
+    /// UTF-8 text up to the inline size: it may go inline.
+    pub text: bool,
+    stamp: Stamp,
+}
+
+impl LocalFile {
+    fn known(&self) -> Known {
+        Known {
+            stamp: self.stamp,
+            digest: self.digest,
+            text: self.text,
+        }
+    }
 }
 
 /// The scene's folder as a project.
@@ -56,16 +75,13 @@ pub fn scan(scene_file: &Path, limits: &ProjectLimits) -> Result<Option<Folder>,
     let ignore = Ignore::read(&root.join(".manimdignore"));
     let mut found = Vec::new();
     walk(&root, "", &ignore, limits, &mut found)?;
-    found.retain(|(rel, _)| rel != &main);
+    found.retain(|(rel, _, _)| rel != &main);
     if found.is_empty() {
         return Ok(None);
     }
     let mut total = 0u64;
-    let mut files = Vec::with_capacity(found.len());
-    for (path, host) in found {
-        let size = fs::metadata(&host)
-            .map_err(|e| format!("{}: {e}", host.display()))?
-            .len();
+    for (path, _, stamp) in &found {
+        let size = stamp.size();
         if size > limits.max_file_bytes {
             return Err(format!(
                 "{path} is {size} bytes; a project's file may hold at most {} (list it in .manimdignore to leave it out)",
@@ -79,14 +95,32 @@ pub fn scan(scene_file: &Path, limits: &ProjectLimits) -> Result<Option<Folder>,
                 limits.max_bytes
             ));
         }
-        let digest = digest_of(&host)?;
-        files.push(LocalFile {
-            path,
-            host,
-            size,
-            digest,
-        });
     }
+    // Only the files that changed since the last scan are read.
+    let digests = Digests::load(&root);
+    let (mut files, mut unknown) = (Vec::new(), Vec::new());
+    for (path, host, stamp) in found {
+        match digests.get(&path, &stamp) {
+            Some(known) => files.push(LocalFile {
+                size: stamp.size(),
+                digest: known.digest,
+                text: known.text,
+                stamp,
+                path,
+                host,
+            }),
+            None => unknown.push((path, host, stamp)),
+        }
+    }
+    let hashed = hash_all(unknown)?;
+    digests.save(
+        hashed
+            .iter()
+            .chain(&files)
+            .map(|f| (f.path.as_str(), f.known())),
+    );
+    files.extend(hashed);
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Some(Folder { main, files }))
 }
 
@@ -95,7 +129,7 @@ fn walk(
     rel: &str,
     ignore: &Ignore,
     limits: &ProjectLimits,
-    out: &mut Vec<(String, PathBuf)>,
+    out: &mut Vec<(String, PathBuf, Stamp)>,
 ) -> Result<(), String> {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -122,11 +156,11 @@ fn walk(
             if !ignore.matches(&path, true) {
                 walk(&entry.path(), &path, ignore, limits, out)?;
             }
-        } else if fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
-            && !ignore.matches(&path, false)
-            && !is_video(&name)
-        {
-            out.push((path, entry.path()));
+        } else if let Some(meta) = fs::metadata(entry.path()).ok().filter(|m| m.is_file()) {
+            if ignore.matches(&path, false) || is_video(&name) {
+                continue;
+            }
+            out.push((path, entry.path(), Stamp::of(&meta)));
             if out.len() > limits.max_files {
                 return Err(format!(
                     "the folder has more than {} files; list what the scene does not need in .manimdignore",
@@ -145,21 +179,62 @@ fn is_video(name: &str) -> bool {
         .any(|ext| lower.ends_with(ext))
 }
 
-fn digest_of(path: &Path) -> Result<Digest, String> {
-    use sha2::Digest as _;
-    let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if n == 0 {
-            break;
+/// Hashes the files, on as many threads as the machine has cores: a
+/// project of many small files is mostly opens and reads.
+fn hash_all(found: Vec<(String, PathBuf, Stamp)>) -> Result<Vec<LocalFile>, String> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = found.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = found
+            .chunks(per)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(hash_one).collect::<Result<Vec<_>, _>>())
+            })
+            .collect();
+        let mut files = Vec::with_capacity(found.len());
+        for worker in workers {
+            files.extend(
+                worker
+                    .join()
+                    .map_err(|_| "hashing the folder failed".to_owned())??,
+            );
         }
-        h.update(&buf[..n]);
+        Ok(files)
+    })
+}
+
+/// One file's digest, and whether it can go inline: a small file is read
+/// whole, once, for both.
+fn hash_one((path, host, stamp): &(String, PathBuf, Stamp)) -> Result<LocalFile, String> {
+    use sha2::Digest as _;
+    let size = stamp.size();
+    let fail = |e: std::io::Error| format!("{}: {e}", host.display());
+    let mut h = sha2::Sha256::new();
+    let mut text = false;
+    if size <= INLINE_MAX {
+        let bytes = fs::read(host).map_err(fail)?;
+        h.update(&bytes);
+        text = std::str::from_utf8(&bytes)
+            .is_ok_and(|t| !t.starts_with(Digest::PREFIX) && !t.contains('\0'));
+    } else {
+        let mut f = fs::File::open(host).map_err(fail)?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = f.read(&mut buf).map_err(fail)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
     }
-    Ok(Digest::from_bytes(h.finalize().into()))
+    Ok(LocalFile {
+        path: path.clone(),
+        host: host.clone(),
+        size,
+        digest: Digest::from_bytes(h.finalize().into()),
+        text,
+        stamp: *stamp,
+    })
 }
 
 impl Folder {
@@ -192,7 +267,8 @@ impl Folder {
         let mut blobs = Vec::new();
         let mut inline = code.len() as u64;
         for f in &self.files {
-            let text = (f.size <= INLINE_MAX && inline + f.size <= INLINE_TOTAL)
+            // Read again only when it goes inline; it may have changed since.
+            let text = (f.text && inline + f.size <= INLINE_TOTAL)
                 .then(|| fs::read(&f.host).ok())
                 .flatten()
                 .and_then(|b| String::from_utf8(b).ok())
@@ -210,6 +286,32 @@ impl Folder {
         }
         (manimd::project::FileMap(map), blobs)
     }
+}
+
+/// Submits a project's request the way that costs least when the server
+/// has its blobs already (each resubmission after an edit): the request at
+/// once, and only when it answers `missing-blob`, the question of which it
+/// lacks, those uploaded (`uploaded` is told of each), and the request
+/// again. A single file's request is simply sent.
+pub async fn send(
+    client: &Client,
+    req: &RenderRequest,
+    blobs: &[&LocalFile],
+    mut uploaded: impl FnMut(&LocalFile),
+) -> Result<JobView, ClientError> {
+    match client.submit(req).await {
+        Err(ClientError::Api { error, .. })
+            if error.code == ErrorCode::MissingBlob.as_str() && !blobs.is_empty() => {}
+        answer => return answer,
+    }
+    let digests: Vec<_> = blobs.iter().map(|f| f.digest).collect();
+    for digest in client.missing_blobs(&digests).await? {
+        if let Some(file) = blobs.iter().find(|f| f.digest == digest) {
+            client.put_blob(&digest, &file.host).await?;
+            uploaded(file);
+        }
+    }
+    client.submit(req).await
 }
 
 /// A local render's blobs: the user's own files, by digest.
@@ -273,6 +375,7 @@ fn glob_match(glob: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest as _;
 
     #[test]
     fn ignore_globs_match_names_and_paths() {
@@ -329,5 +432,51 @@ mod tests {
         let (map, blobs) = folder.request("code");
         assert_eq!(map.0.len(), 4);
         assert!(blobs.is_empty(), "small text goes inline");
+    }
+
+    /// A remembered digest is used only for the file as it was: a write
+    /// of the same size moves the change time, and the file is read again.
+    #[test]
+    fn remembered_digests_follow_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, cache) = (dir.path().join("p"), dir.path().join("cache"));
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("scene.py"), "x").unwrap();
+        let asset = root.join("data.bin");
+        fs::write(&asset, [0xffu8; 100]).unwrap();
+        // A file changed in the last two seconds is not recorded.
+        let settle = || std::thread::sleep(std::time::Duration::from_millis(2100));
+        settle();
+        let scan_with = || {
+            std::env::set_var("XDG_CACHE_HOME", &cache);
+            let f = scan(&root.join("scene.py"), &ProjectLimits::default())
+                .unwrap()
+                .unwrap();
+            f.files[0].digest
+        };
+        let real = Digest::from_bytes(sha2::Sha256::digest([0xffu8; 100]).into());
+        assert_eq!(scan_with(), real);
+        let records: Vec<_> = fs::read_dir(cache.join("manimd/folders"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(records.len(), 1, "the folder's digests are recorded");
+        // The record is what a scan of the unchanged file believes.
+        let text = fs::read_to_string(&records[0]).unwrap();
+        let planted = Digest::from_bytes([7; 32]);
+        fs::write(
+            &records[0],
+            text.replace(&real.to_string(), &planted.to_string()),
+        )
+        .unwrap();
+        assert_eq!(scan_with(), planted, "the record is used");
+        // Other contents of the same size: read again.
+        fs::write(&asset, [0u8; 100]).unwrap();
+        settle();
+        assert_eq!(
+            scan_with(),
+            Digest::from_bytes(sha2::Sha256::digest([0u8; 100]).into())
+        );
     }
 }
