@@ -32,7 +32,7 @@ def main():
                 # those its scene imports.
                 from manimd_worker import plugins
 
-                plugins.preload()
+                plugins.preload(_job_arrived)
         job = json.loads(sys.stdin.buffer.read())
         global _JOB_RECEIVED
         _JOB_RECEIVED = time.monotonic()

@@ -29,36 +29,40 @@ pub async fn table(opts: &BenchOptions) -> anyhow::Result<()> {
         opts.runs
     );
     table_header();
-    let single = Server::start(
-        opts,
-        &dir.path().join("one"),
-        &["--workers", "1", "--warm-pool", "1", "--cpus", "1"],
-    )
-    .await?;
-    let split = Server::start(
-        opts,
-        &dir.path().join("two"),
-        // Every sandbox the split takes warm, as the single render's one
-        // is: the plan pass, one per chunk and the last pass.
-        &["--workers", "2", "--warm-pool", "4", "--cpus", "1"],
-    )
-    .await?;
-    let (mut one, mut two, mut jobs) = (vec![], vec![], vec![]);
+    let (mut one, mut two, mut last) = (vec![], vec![], None);
     for run in 0..opts.runs {
-        // Unique per run, so that neither cache answers.
-        let code = format!("{LONG}\n# run {run}\n");
+        // Fresh servers each run, one after the other: neither the result
+        // cache nor the animation cache (which a split uses for its pieces)
+        // holds anything, and one server's warm-up never overlaps the
+        // other's render.
+        let single = Server::start(
+            opts,
+            &dir.path().join(format!("one-{run}")),
+            &["--workers", "1", "--warm-pool", "1", "--cpus", "1"],
+        )
+        .await?;
         single.warm(1).await?;
-        let (secs, a) = single.latency(&body(&code)).await?;
+        let (secs, a) = single.latency(&body(LONG)).await?;
         one.push(secs);
+        let video_a = single.video(&a.id).await?;
+        single.stop().await;
+        let split = Server::start(
+            opts,
+            &dir.path().join(format!("two-{run}")),
+            // Every sandbox the split takes warm, as the single render's
+            // one is: the plan pass, one per chunk and the last pass.
+            &["--workers", "2", "--warm-pool", "4", "--cpus", "1"],
+        )
+        .await?;
         split.warm(4).await?;
-        let (secs, b) = split.latency(&body(&code)).await?;
+        let (secs, b) = split.latency(&body(LONG)).await?;
         two.push(secs);
-        jobs.push((a, b));
+        let video_b = split.video(&b.id).await?;
+        split.stop().await;
+        last = Some((a, video_a, b, video_b));
     }
-    let (a, b) = jobs.pop().context("no run")?;
-    let same = same_video(&single, &split, &a, &b, dir.path()).await?;
-    single.stop().await;
-    split.stop().await;
+    let (a, video_a, b, video_b) = last.context("no run")?;
+    let same = same_video(&video_a, &video_b, &b, dir.path()).await?;
 
     let (t1, t2) = (median(one), median(two));
     figure(
@@ -88,18 +92,12 @@ fn body(code: &str) -> serde_json::Value {
 }
 
 /// Whether both videos decode to the same frames and the same sound.
-async fn same_video(
-    single: &Server,
-    split: &Server,
-    a: &JobView,
-    b: &JobView,
-    dir: &Path,
-) -> anyhow::Result<String> {
+async fn same_video(a: &[u8], b: &[u8], split: &JobView, dir: &Path) -> anyhow::Result<String> {
     let (pa, pb) = (dir.join("one.mp4"), dir.join("two.mp4"));
-    std::fs::write(&pa, single.video(&a.id).await?)?;
-    std::fs::write(&pb, split.video(&b.id).await?)?;
+    std::fs::write(&pa, a)?;
+    std::fs::write(&pb, b)?;
     let (fa, fb) = (framemd5(&pa, "v:0").await?, framemd5(&pb, "v:0").await?);
-    let chunks = b.result.as_ref().map_or(0, |r| r.chunks.len());
+    let chunks = split.result.as_ref().map_or(0, |r| r.chunks.len());
     Ok(if fa == fb {
         format!("yes ({} frames; {chunks} chunks)", fa.len())
     } else {
