@@ -187,6 +187,9 @@ async fn the_outbox_on_postgres_is_shared_by_nodes() {
             .len(),
         1
     );
+    // A lease ends strictly after its time: let a zero lease's instant pass
+    // (claimed and asked again within one clock tick, it is still held).
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let taken = other.claim_webhooks("new", LEASE, 16).await.unwrap();
     assert_eq!(taken.iter().map(|c| &c.job_id).collect::<Vec<_>>(), [&dead]);
     assert_ne!(dead, id);
