@@ -188,7 +188,8 @@ pub struct NodeArgs {
     )]
     pub chunk_min_quality: Quality,
     /// CPUs each render may use (cgroup `cpu.max` on v2, the CFS quota on
-    /// v1); unset: no CPU limit.
+    /// v1); a whole N also keeps a running render on N free cores of its
+    /// own. Unset: no CPU limit.
     #[arg(long, env = "MANIMD_CPUS", value_name = "N")]
     pub cpus: Option<f64>,
     /// Wall-clock limit of each render, in seconds (default 600).

@@ -10,6 +10,7 @@
 pub mod area;
 pub mod capture;
 pub mod cgroup;
+pub mod cores;
 pub mod seccomp;
 
 use std::ffi::OsString;
@@ -229,6 +230,8 @@ pub struct Sandbox {
     active: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Sandboxes started since this process began.
     started_total: std::sync::atomic::AtomicU64,
+    /// Cores that running jobs with a whole-core CPU limit are kept on.
+    cores: std::sync::Arc<cores::Cores>,
 }
 
 impl Sandbox {
@@ -252,6 +255,7 @@ impl Sandbox {
             placement,
             active: Default::default(),
             started_total: Default::default(),
+            cores: cores::Cores::of_this_process(),
         })
     }
 
@@ -399,6 +403,14 @@ impl Sandbox {
         cancel: impl Future<Output = ()>,
     ) -> Result<Finished, SandboxError> {
         let began = Instant::now();
+        // Held until the job has ended (see `cores`).
+        let _cores = cores::whole(limits.cpu_millis)
+            .and_then(|n| self.cores.lease(n))
+            .inspect(|lease| {
+                if let Some(group) = &s.group {
+                    lease.pin(&group.pids());
+                }
+            });
         let mut stdin = s.stdin.take().expect("input is given once");
         let feeder = tokio::spawn(async move {
             // A scene that exits early closes its stdin; that is not our error.

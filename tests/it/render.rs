@@ -348,3 +348,27 @@ async fn preview_encoding_makes_the_same_video_faster() {
     let (r, _) = h.ok(&s).await;
     assert_video(&r.output, "h264", LOW, 15.0, 3.0).await;
 }
+
+/// A whole-core CPU limit keeps the running job on cores of its own (the
+/// scene reports the affinity it runs with, as its error's message);
+/// another limit leaves it free to run anywhere under its quota.
+#[tokio::test]
+async fn a_whole_core_cpu_limit_runs_the_job_on_cores_of_its_own() {
+    let h = Harness::new();
+    let code = "from manim import *\nimport os\n\n\
+class Where(Scene):\n    def construct(self):\n        \
+raise RuntimeError(f\"cores {len(os.sched_getaffinity(0))}\")\n";
+    let cores_here = std::thread::available_parallelism().unwrap().get();
+    let mut limits = h.config.limits.clone();
+    for (millis, expect) in [(1000, 1), (1500, cores_here)] {
+        limits.cpu_millis = Some(millis);
+        let e = user_error(h.fails(&spec(Engine::Manim, code), &limits).await);
+        assert_eq!(e.exception.as_deref(), Some("RuntimeError"), "{e:?}");
+        assert!(
+            e.message.contains(&format!("cores {expect}")),
+            "{millis} thousandths of a CPU: {}",
+            e.message
+        );
+    }
+    h.assert_clean();
+}
