@@ -44,13 +44,12 @@ pub fn key(p: &KeyParts) -> String {
         "seed": p.seed,
         "encoding": p.encoding,
         "narration": p.narration,
+        // The other files by one digest of their paths and contents: a
+        // project of 500 files is keyed in microseconds, not a document of
+        // 500 entries.
         "project": p.project.map(|project| serde_json::json!({
             "main": project.main,
-            "files": project
-                .files
-                .iter()
-                .map(|(path, f)| (path.clone(), f.digest().to_string()))
-                .collect::<std::collections::BTreeMap<_, _>>(),
+            "files": crate::project::hex(&project.files_digest()),
         })),
         // A new engine or worker may render the same request differently.
         "manim": runtime::engine_version(Engine::Manim),
@@ -62,8 +61,7 @@ pub fn key(p: &KeyParts) -> String {
             runtime::environment(Engine::Manimgl),
         ],
     });
-    let digest = Sha256::digest(doc.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::project::hex(&Sha256::digest(doc.to_string().as_bytes()))
 }
 
 /// Gives job `to` the published files of the finished job `from` and

@@ -50,15 +50,7 @@ impl Digest {
 
     /// 64 lowercase hex digits, without the prefix: a blob's file name.
     pub fn hex(&self) -> String {
-        // Without a `format!` a byte: a project of many blobs asks this of
-        // each several times per submission.
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = String::with_capacity(64);
-        for b in self.0 {
-            hex.push(DIGITS[usize::from(b >> 4)] as char);
-            hex.push(DIGITS[usize::from(b & 15)] as char);
-        }
-        hex
+        hex(&self.0)
     }
 
     /// Parses the bare 64 hex digits (a blob's file name).
@@ -178,6 +170,18 @@ impl Project {
         out.copy_from_slice(&full[..16]);
         out
     }
+}
+
+/// Lowercase hex digits of `bytes`, without a `format!` a byte: a project
+/// of many blobs asks this of each several times per submission.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        hex.push(DIGITS[usize::from(b >> 4)] as char);
+        hex.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    hex
 }
 
 /// The request's file map as sent: every entry in order, duplicates

@@ -80,15 +80,13 @@ impl Service {
     }
 
     /// A request's `code`, `files` and `main` as a scene file's text and
-    /// its project (none for a single file): the path rules and limits
-    /// first, with nothing looked up, then each blob among the caller's
-    /// (`missing-blob`), the sizes, and each blob marked used.
-    pub(super) async fn project_of(
+    /// its project (none for a single file), by the path rules and limits
+    /// alone: nothing is looked up (see `check_blobs`).
+    pub(super) fn project_of(
         &self,
         code: String,
         files: Option<&FileMap>,
         main: Option<&str>,
-        owner: Option<&str>,
     ) -> Result<(String, Option<Project>), ServiceError> {
         let Some(files) = files else {
             if main.is_some() {
@@ -99,9 +97,39 @@ impl Service {
         let Some(main) = main else {
             return Err(invalid("main", "with `files`, `main` names the scene file"));
         };
-        let limits = &self.cfg.project_limits;
-        let (code, project) = project::check(files, main, limits)?;
-        let blobs = &self.parts.blobs;
+        let (code, project) = project::check(files, main, &self.cfg.project_limits)?;
+        Ok((code, Some(project)))
+    }
+
+    /// Each blob of `project` among the caller's (`missing-blob`), the
+    /// project's sizes against the limits, and each blob marked used. The
+    /// `lstat`s run on a blocking thread, so that a caller can check its
+    /// code in a sandbox meanwhile.
+    pub(super) async fn check_blobs(
+        &self,
+        code: &str,
+        project: Option<&Project>,
+        owner: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let Some(project) = project else {
+            return Ok(());
+        };
+        let digests: Vec<Digest> = project.blobs().map(|(_, d)| d).collect();
+        let (store, owned) = (
+            std::sync::Arc::clone(&self.parts.blobs),
+            owner.map(str::to_owned),
+        );
+        let stats = tokio::task::spawn_blocking(move || {
+            digests
+                .iter()
+                .map(|d| store.stat(owned.as_deref(), d))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .map_err(crate::blobs::BlobError::from)?;
+        let (blobs, limits) = (&self.parts.blobs, &self.cfg.project_limits);
+        let mut stats = stats.into_iter();
         let mut total = code.len() as u64;
         let mut stale = Vec::new();
         let now = std::time::SystemTime::now();
@@ -109,7 +137,7 @@ impl Service {
             let bytes = match file {
                 FileRef::Text(text) => text.len() as u64,
                 FileRef::Blob(digest) => {
-                    let stat = match blobs.stat(owner, digest) {
+                    let stat = match stats.next().flatten() {
                         Some(stat) => Some(stat),
                         // Another node may have received it.
                         None => {
@@ -147,7 +175,7 @@ impl Service {
         for digest in &stale {
             blobs.touch(owner, digest);
         }
-        Ok((code, Some(project)))
+        Ok(())
     }
 
     /// Removes the blobs that no queued or running job names and that

@@ -97,14 +97,12 @@ impl Service {
         }
         let (spec_files, spec_main) = (req.files.clone(), req.main.clone());
         let (mut spec, detect) = preview_spec(req)?;
-        let (code, project) = self
-            .project_of(
-                std::mem::take(&mut spec.code),
-                spec_files.as_ref(),
-                spec_main.as_deref(),
-                owner,
-            )
-            .await?;
+        let (code, project) = self.project_of(
+            std::mem::take(&mut spec.code),
+            spec_files.as_ref(),
+            spec_main.as_deref(),
+        )?;
+        self.check_blobs(&code, project.as_ref(), owner).await?;
         spec.code = code;
         spec.project = project;
         spec.owner = Some(crate::blobs::owner_name(owner));

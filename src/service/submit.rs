@@ -25,9 +25,7 @@ impl Service {
             return Err(ServiceError::ShuttingDown);
         }
         let checked = validate(&req)?;
-        let (code, project) = self
-            .project_of(req.code, req.files.as_ref(), req.main.as_deref(), owner)
-            .await?;
+        let (code, project) = self.project_of(req.code, req.files.as_ref(), req.main.as_deref())?;
         let webhook_url = req.webhook_url.as_deref();
         if let Some(url) = webhook_url {
             self.parts
@@ -44,9 +42,14 @@ impl Service {
         if let Some(job) = self.follow_in_flight(&key, owner, webhook_url).await? {
             return Ok(job);
         }
-        let inspection = self
-            .inspect_scenes(&code, project.as_ref(), &checked.scenes)
-            .await?;
+        // The project's blobs are looked up while its code is inspected:
+        // a project of many files then costs little more than one file.
+        let (blobs, inspection) = tokio::join!(
+            self.check_blobs(&code, project.as_ref(), owner),
+            self.inspect_scenes(&code, project.as_ref(), &checked.scenes),
+        );
+        blobs?;
+        let inspection = inspection?;
         let spec = RenderSpec {
             // As requested: an empty list stays empty (the file's one
             // scene), as the cache key and the job's record say.
