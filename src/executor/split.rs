@@ -576,7 +576,9 @@ async fn watch_chunks(
             live_chunks += 1;
         }
         if !chunks.is_empty() && chunks.iter().all(|c| c.status.is_over()) {
-            let _ = std::fs::remove_dir_all(&live_dir);
+            // The pieces' links stay: the packager may not have read the
+            // last ones yet. It removes each it took; the job's scratch
+            // directory goes, with the rest, once the stream has ended.
             return (chunks, live_sent);
         }
     }

@@ -1484,15 +1484,6 @@ fn twelve_animations() -> String {
     code
 }
 
-fn extinf_total(playlist: &str) -> (f64, usize) {
-    let durations: Vec<f64> = playlist
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .map(|d| d.trim_end_matches(',').parse().unwrap())
-        .collect();
-    (durations.iter().sum(), durations.len())
-}
-
 #[tokio::test]
 async fn live_hls_is_playable_before_the_job_ends_and_matches_the_video_after() {
     let mut s = TestServer::start(opts(1)).await;
@@ -1506,7 +1497,7 @@ async fn live_hls_is_playable_before_the_job_ends_and_matches_the_video_after() 
             assert_eq!(r.headers()["content-type"], "application/vnd.apple.mpegurl");
             assert_eq!(r.headers()["cache-control"], "no-cache");
             let playlist = r.text().await.unwrap();
-            let (_, segments) = extinf_total(&playlist);
+            let (_, segments) = common::extinf_total(&playlist);
             if segments >= 1 && !playlist.contains("#EXT-X-ENDLIST") {
                 assert!(
                     playlist.contains("#EXT-X-MAP:URI=\"live/init.mp4\"")
@@ -1558,7 +1549,7 @@ async fn live_hls_is_playable_before_the_job_ends_and_matches_the_video_after() 
         .await
         .unwrap();
     assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
-    let (total, segments) = extinf_total(&playlist);
+    let (total, segments) = common::extinf_total(&playlist);
     let duration = job["result"]["duration"].as_f64().unwrap();
     assert!(
         (total - duration).abs() <= segments as f64 / 15.0,

@@ -298,6 +298,16 @@ pub async fn probe_audio(path: &Path) -> Option<(String, f64)> {
 }
 
 /// Parses our own WebVTT back into cues (start, end, text).
+/// A media playlist's total duration (its `#EXTINF`s) and segment count.
+pub fn extinf_total(playlist: &str) -> (f64, usize) {
+    let durations: Vec<f64> = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.trim_end_matches(',').parse().unwrap())
+        .collect();
+    (durations.iter().sum(), durations.len())
+}
+
 pub fn read_vtt(text: &str) -> Vec<(f64, f64, String)> {
     let secs = |t: &str| {
         let (hms, ms) = t.split_once('.').unwrap();
