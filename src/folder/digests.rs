@@ -9,21 +9,23 @@
 //! otherwise keep the time it had.
 //!
 //! One file per folder under `$XDG_CACHE_HOME/manimd/folders/` (or
-//! `~/.cache/...`), named by a hash of the folder's path. It only saves
-//! time: one that cannot be read or written is ignored.
+//! `~/.cache/...`), named by a hash of the folder's path: a line a file,
+//! its stamp's numbers, digest, `t` (text) or `b`, and path, read without
+//! a parser's overhead since a resubmission reads it whole. It only saves
+//! time: one that cannot be read or written is ignored, a line that
+//! cannot be read is left out.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
 use manimd::project::Digest;
 
 /// What identifies one version of a file without reading it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
     dev: u64,
     ino: u64,
@@ -62,7 +64,7 @@ impl Stamp {
 }
 
 /// A file's remembered digest, and whether it may go inline.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct Known {
     pub stamp: Stamp,
     pub digest: Digest,
@@ -81,8 +83,8 @@ impl Digests {
         let file = record_file(root);
         let known = file
             .as_ref()
-            .and_then(|f| fs::read(f).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .and_then(|f| fs::read_to_string(f).ok())
+            .map(|text| text.lines().filter_map(parse_line).collect())
             .unwrap_or_default();
         Digests { file, known }
     }
@@ -98,7 +100,9 @@ impl Digests {
             return;
         };
         let now = SystemTime::now();
-        let known: HashMap<&str, Known> = files.filter(|(_, k)| !k.stamp.is_fresh(now)).collect();
+        let known: Vec<(&str, Known)> = files
+            .filter(|(path, k)| !k.stamp.is_fresh(now) && !path.contains('\n'))
+            .collect();
         let same = known.len() == self.known.len()
             && known
                 .iter()
@@ -109,9 +113,26 @@ impl Digests {
         let Some(dir) = file.parent() else {
             return;
         };
+        let mut text = String::with_capacity(known.len() * 160);
+        for (path, k) in &known {
+            let s = &k.stamp;
+            let _ = writeln!(
+                text,
+                "{} {} {} {} {} {} {} {} {} {path}",
+                s.dev,
+                s.ino,
+                s.size,
+                s.mtime.0,
+                s.mtime.1,
+                s.ctime.0,
+                s.ctime.1,
+                k.digest,
+                if k.text { 't' } else { 'b' },
+            );
+        }
         let tmp = file.with_extension(format!("tmp{}", std::process::id()));
         let written = fs::create_dir_all(dir)
-            .and_then(|_| fs::write(&tmp, serde_json::to_vec(&known).unwrap_or_default()))
+            .and_then(|_| fs::write(&tmp, text))
             .and_then(|_| fs::rename(&tmp, file));
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -119,7 +140,35 @@ impl Digests {
     }
 }
 
-/// `$XDG_CACHE_HOME/manimd/folders/<hash of the folder's path>.json`.
+/// One line of a record: `(path, what is known of it)`.
+fn parse_line(line: &str) -> Option<(String, Known)> {
+    let mut fields = line.splitn(10, ' ');
+    let mut field = || fields.next();
+    let stamp = Stamp {
+        dev: field()?.parse().ok()?,
+        ino: field()?.parse().ok()?,
+        size: field()?.parse().ok()?,
+        mtime: (field()?.parse().ok()?, field()?.parse().ok()?),
+        ctime: (field()?.parse().ok()?, field()?.parse().ok()?),
+    };
+    let digest = field()?.parse().ok()?;
+    let text = match field()? {
+        "t" => true,
+        "b" => false,
+        _ => return None,
+    };
+    let path = field()?.to_owned();
+    Some((
+        path,
+        Known {
+            stamp,
+            digest,
+            text,
+        },
+    ))
+}
+
+/// `$XDG_CACHE_HOME/manimd/folders/<hash of the folder's path>.stamps`.
 fn record_file(root: &Path) -> Option<PathBuf> {
     use sha2::Digest as _;
     let cache = std::env::var_os("XDG_CACHE_HOME")
@@ -129,5 +178,26 @@ fn record_file(root: &Path) -> Option<PathBuf> {
     let root = fs::canonicalize(root).ok()?;
     let name = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
     let name: String = name[..16].iter().map(|b| format!("{b:02x}")).collect();
-    Some(cache.join("manimd/folders").join(format!("{name}.json")))
+    Some(cache.join("manimd/folders").join(format!("{name}.stamps")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_line_reads_back_with_spaces_in_its_path() {
+        let line = format!(
+            "2049 131 2048 1764800000 5 1764800001 6 {} b assets/my photo 1.png",
+            Digest::from_bytes([9; 32])
+        );
+        let (path, known) = parse_line(&line).unwrap();
+        assert_eq!(path, "assets/my photo 1.png");
+        assert_eq!(known.digest, Digest::from_bytes([9; 32]));
+        assert!(!known.text);
+        assert_eq!(known.stamp.size(), 2048);
+        // A line cut short, or of another format, is left out.
+        assert!(parse_line(&line[..40]).is_none());
+        assert!(parse_line("{\"scene.py\": {}}").is_none());
+    }
 }

@@ -76,6 +76,7 @@ pub fn scan(scene_file: &Path, limits: &ProjectLimits) -> Result<Option<Folder>,
     let mut found = Vec::new();
     walk(&root, "", &ignore, limits, &mut found)?;
     found.retain(|(rel, _, _)| rel != &main);
+    let found = stamp_all(found);
     if found.is_empty() {
         return Ok(None);
     }
@@ -129,7 +130,7 @@ fn walk(
     rel: &str,
     ignore: &Ignore,
     limits: &ProjectLimits,
-    out: &mut Vec<(String, PathBuf, Stamp)>,
+    out: &mut Vec<(String, PathBuf, fs::FileType)>,
 ) -> Result<(), String> {
     let mut entries: Vec<_> = fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -156,11 +157,8 @@ fn walk(
             if !ignore.matches(&path, true) {
                 walk(&entry.path(), &path, ignore, limits, out)?;
             }
-        } else if let Some(meta) = fs::metadata(entry.path()).ok().filter(|m| m.is_file()) {
-            if ignore.matches(&path, false) || is_video(&name) {
-                continue;
-            }
-            out.push((path, entry.path(), Stamp::of(&meta)));
+        } else if !ignore.matches(&path, false) && !is_video(&name) {
+            out.push((path, entry.path(), kind));
             if out.len() > limits.max_files {
                 return Err(format!(
                     "the folder has more than {} files; list what the scene does not need in .manimdignore",
@@ -170,6 +168,51 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// The stamps of the files `walk` found (a linked file's target's), on as
+/// many threads as the machine has cores: a scan of many files is mostly
+/// these calls. What is not a file (a link to a folder) is left out.
+fn stamp_all(found: Vec<(String, PathBuf, fs::FileType)>) -> Vec<(String, PathBuf, Stamp)> {
+    let stamp = |(path, host, kind): (String, PathBuf, fs::FileType)| {
+        let meta = if kind.is_symlink() {
+            fs::metadata(&host)
+        } else {
+            fs::symlink_metadata(&host)
+        };
+        let meta = meta.ok().filter(|m| m.is_file())?;
+        Some((path, host, Stamp::of(&meta)))
+    };
+    in_parallel(found, |part| part.into_iter().filter_map(stamp).collect())
+}
+
+/// `f` over `items` split in one run per core, the results in order.
+fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(Vec<T>) -> Vec<U> + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = items.len().div_ceil(threads).max(1);
+    if items.len() <= per {
+        return f(items);
+    }
+    let mut parts = Vec::new();
+    let mut items = items.into_iter();
+    loop {
+        let part: Vec<T> = items.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    std::thread::scope(|scope| {
+        let f = &f;
+        let workers: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || f(part)))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a scan thread panicked"))
+            .collect()
+    })
 }
 
 fn is_video(name: &str) -> bool {
@@ -182,25 +225,9 @@ fn is_video(name: &str) -> bool {
 /// Hashes the files, on as many threads as the machine has cores: a
 /// project of many small files is mostly opens and reads.
 fn hash_all(found: Vec<(String, PathBuf, Stamp)>) -> Result<Vec<LocalFile>, String> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = found.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = found
-            .chunks(per)
-            .map(|part| {
-                scope.spawn(move || part.iter().map(hash_one).collect::<Result<Vec<_>, _>>())
-            })
-            .collect();
-        let mut files = Vec::with_capacity(found.len());
-        for worker in workers {
-            files.extend(
-                worker
-                    .join()
-                    .map_err(|_| "hashing the folder failed".to_owned())??,
-            );
-        }
-        Ok(files)
-    })
+    in_parallel(found, |part| part.iter().map(hash_one).collect())
+        .into_iter()
+        .collect()
 }
 
 /// One file's digest, and whether it can go inline: a small file is read

@@ -736,6 +736,15 @@ impl Cgroup {
     /// A fork loop racing the kill is outlasted: each round kills what exists.
     pub async fn destroy(self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        // A killed task is gone within a millisecond or two: the waits
+        // start there and grow to 10 ms, so a sandbox's end (an
+        // inspection's answer among them) is not held a whole 10 ms.
+        let mut pause = Duration::from_millis(1);
+        let mut wait = || {
+            let this = pause;
+            pause = (pause * 2).min(Duration::from_millis(10));
+            tokio::time::sleep(this)
+        };
         loop {
             self.kill_all();
             if self.pids().is_empty() {
@@ -748,21 +757,24 @@ impl Cgroup {
                     source: io::Error::other("processes survive SIGKILL"),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            wait().await;
         }
         // An emptied group can still be busy for a moment while the kernel
         // finishes tearing down the last task.
-        for _ in 0..100 {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
             if self.remove_dirs() {
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            if Instant::now() > deadline {
+                let d = &self.dirs[0];
+                return Err(CgroupError::Io {
+                    path: d.clone(),
+                    source: io::Error::other("cannot remove the emptied group"),
+                });
+            }
+            wait().await;
         }
-        let d = &self.dirs[0];
-        Err(CgroupError::Io {
-            path: d.clone(),
-            source: io::Error::other("cannot remove the emptied group"),
-        })
     }
 
     /// Removes the group's directories; true when none is left.
