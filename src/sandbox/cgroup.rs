@@ -745,17 +745,17 @@ impl Cgroup {
             pause = (pause * 2).min(Duration::from_millis(10));
             tokio::time::sleep(this)
         };
+        let failed = |why: &str| CgroupError::Io {
+            path: self.dirs[0].clone(),
+            source: io::Error::other(why.to_owned()),
+        };
         loop {
             self.kill_all();
             if self.pids().is_empty() {
                 break;
             }
             if Instant::now() > deadline {
-                let d = &self.dirs[0];
-                return Err(CgroupError::Io {
-                    path: d.clone(),
-                    source: io::Error::other("processes survive SIGKILL"),
-                });
+                return Err(failed("processes survive SIGKILL"));
             }
             wait().await;
         }
@@ -767,11 +767,7 @@ impl Cgroup {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let d = &self.dirs[0];
-                return Err(CgroupError::Io {
-                    path: d.clone(),
-                    source: io::Error::other("cannot remove the emptied group"),
-                });
+                return Err(failed("cannot remove the emptied group"));
             }
             wait().await;
         }

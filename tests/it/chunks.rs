@@ -145,26 +145,7 @@ async fn a_split_render_is_the_single_workers_video_frame_for_frame() {
     // The last pass drew nothing: every piece came from the chunks.
     assert!(cached_flags(&split).iter().all(|c| *c), "{split}");
     // The live stream got every chunk's pieces, in order, and ended.
-    let playlist = s
-        .client
-        .get(format!(
-            "{}/v1/renders/{}/live.m3u8",
-            s.url,
-            split["id"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
-    let (total, segments) = crate::common::extinf_total(&playlist);
-    let duration = result["duration"].as_f64().unwrap();
-    assert!(
-        (total - duration).abs() <= segments as f64 / 15.0,
-        "playlist {total} s vs video {duration} s over {segments} segments"
-    );
+    s.assert_live_covers_video(&split).await;
 
     let (a, b) = (
         download(&s, &single, dir.path()).await,

@@ -85,6 +85,28 @@ impl TestServer {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Asserts that the finished `job`'s live playlist has ended and lists
+    /// the whole video (within a frame at 15 fps a segment).
+    pub async fn assert_live_covers_video(&self, job: &Value) {
+        let id = job["id"].as_str().unwrap();
+        let playlist = self
+            .client
+            .get(format!("{}/v1/renders/{id}/live.m3u8", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+        let (total, segments) = super::extinf_total(&playlist);
+        let duration = job["result"]["duration"].as_f64().unwrap();
+        assert!(
+            (total - duration).abs() <= segments as f64 / 15.0,
+            "playlist {total} s vs video {duration} s over {segments} segments"
+        );
+    }
+
     pub async fn submit(&self, body: Value) -> String {
         let (status, job) = self.post("/v1/renders", &body).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{job}");
