@@ -140,6 +140,42 @@ impl Blobs {
         })
     }
 
+    /// [`Blobs::stat`] of each of `digests`, in order, the owner's folder
+    /// opened once: each is then an `fstatat` of a name in it rather than a
+    /// walk of the whole path, which a project of many blobs repeats.
+    pub fn stat_all(&self, owner: Option<&str>, digests: &[Digest]) -> Vec<Option<BlobStat>> {
+        use nix::sys::stat::{fstatat, SFlag};
+        use std::os::fd::AsRawFd;
+        let dir = self
+            .owner_dir(owner)
+            .and_then(|d| fs::File::open(d).ok())
+            .filter(|d| d.metadata().is_ok_and(|m| m.is_dir()));
+        let Some(dir) = dir else {
+            return vec![None; digests.len()];
+        };
+        digests
+            .iter()
+            .map(|digest| {
+                let st = fstatat(
+                    Some(dir.as_raw_fd()),
+                    digest.hex().as_str(),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .ok()?;
+                let regular =
+                    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+                regular.then(|| BlobStat {
+                    size: st.st_size as u64,
+                    used: SystemTime::UNIX_EPOCH
+                        + Duration::new(
+                            st.st_mtime.max(0) as u64,
+                            st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+                        ),
+                })
+            })
+            .collect()
+    }
+
     /// Marks the blob used now: it is kept at least the grace period longer.
     pub fn touch(&self, owner: Option<&str>, digest: &Digest) {
         if let Some(path) = self.path(owner, digest) {
@@ -399,6 +435,35 @@ mod tests {
         );
         assert_eq!(blobs.sweep(&HashSet::new(), Duration::ZERO).unwrap(), 1);
         assert!(blobs.path(Some("a"), &d).is_none());
+    }
+
+    #[tokio::test]
+    async fn stat_all_sees_what_stat_sees_and_no_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::new(dir.path().join("blobs"), 1, 1000);
+        let (a, b) = (Digest::of(b"hello world"), Digest::of(b"hi"));
+        blobs
+            .put(Some("a"), &a, None, body(&[b"hello world"]))
+            .await
+            .unwrap();
+        // A link planted under a digest's name is not that blob.
+        let link = Digest::of(b"planted");
+        std::os::unix::fs::symlink(
+            dir.path().join("blobs/a").join(a.hex()),
+            dir.path().join("blobs/a").join(link.hex()),
+        )
+        .unwrap();
+        let all = blobs.stat_all(Some("a"), &[a, b, link]);
+        let one = blobs.stat(Some("a"), &a).unwrap();
+        assert_eq!(all[0].map(|s| (s.size, s.used)), Some((11, one.used)));
+        assert!(all[1].is_none() && all[2].is_none());
+        assert!(blobs.stat(Some("a"), &link).is_none());
+        // An owner with no folder, or no valid name, has none.
+        assert!(blobs.stat_all(Some("b"), &[a]).iter().all(Option::is_none));
+        assert!(blobs
+            .stat_all(Some("../a"), &[a])
+            .iter()
+            .all(Option::is_none));
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::limits::Limits;
-use crate::render::{Inspector, Renderer, Warm};
+use crate::render::{Inspection, Inspector, RenderError, Renderer, Warm};
 use crate::spec::Engine;
 
 #[derive(Clone, Debug)]
@@ -85,14 +85,34 @@ impl Pool {
         warm
     }
 
-    /// The ready inspector, if there is one; taking it starts the next.
-    pub fn take_inspector(self: &Arc<Self>) -> Option<Inspector> {
-        if self.cfg.size == 0 {
-            return None;
-        }
-        let taken = self.inspector.lock().expect("pool lock").take();
+    /// Inspects `code` (see `Renderer::inspect_project_with`) in the ready
+    /// inspector, or in one started now when there is none, and only then
+    /// starts the next: a sandbox starting beside an inspection slows it
+    /// (its setup contends with the inspection's end for the kernel's
+    /// cgroup and mount locks), and the whole submission waits on it.
+    pub async fn inspect(
+        self: &Arc<Self>,
+        code: &str,
+        modules: &[&str],
+    ) -> Result<Inspection, RenderError> {
+        let ready = match self.cfg.size {
+            0 => None,
+            _ => self.inspector.lock().expect("pool lock").take(),
+        };
+        let inspector = match ready {
+            Some(inspector) => Ok(inspector),
+            None => self.renderer.start_inspector().await,
+        };
+        let inspection = match inspector {
+            Ok(inspector) => {
+                self.renderer
+                    .inspect_project_with(inspector, code, modules)
+                    .await
+            }
+            Err(err) => Err(err),
+        };
         self.refill_inspector();
-        taken
+        inspection
     }
 
     fn refill_inspector(self: &Arc<Self>) {

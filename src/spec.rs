@@ -260,7 +260,7 @@ impl fmt::Display for SceneName {
 }
 
 /// Everything that determines a render's output.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RenderSpec {
     /// The scene file's source.
     pub code: String,

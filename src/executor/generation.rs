@@ -64,7 +64,7 @@ impl Hooks for JobHooks<'_> {
     }
 
     async fn inspect(&self, code: &str) -> Result<(), JobError> {
-        generate::inspect_one_scene(&self.exec.parts.renderer, &self.exec.parts.pool, code).await
+        generate::inspect_one_scene(&self.exec.parts.pool, code).await
     }
 
     async fn render(&self, code: &str) -> Option<Rendered> {

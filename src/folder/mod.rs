@@ -136,7 +136,7 @@ fn walk(
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .flatten()
         .collect();
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort_by_cached_key(|e| e.file_name());
     for entry in entries {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;

@@ -161,14 +161,10 @@ impl GenEvent {
 /// Parses code in a sandbox (a ready inspector when the pool has one) and
 /// wants exactly one scene; the typed error otherwise.
 pub async fn inspect_one_scene(
-    renderer: &crate::render::Renderer,
     pool: &std::sync::Arc<crate::pool::Pool>,
     code: &str,
 ) -> Result<(), JobError> {
-    let inspected = match pool.take_inspector() {
-        Some(inspector) => renderer.inspect_with(inspector, code).await,
-        None => renderer.inspect(code).await,
-    };
+    let inspected = pool.inspect(code, &[]).await;
     let inspection = inspected.map_err(|e| {
         if e.is_internal() {
             tracing::error!(err = %e, "cannot inspect generated code");

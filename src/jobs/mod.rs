@@ -223,7 +223,7 @@ pub struct NarrationResult {
 }
 
 /// A job as stored.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Job {
     pub id: JobId,
     pub status: JobStatus,

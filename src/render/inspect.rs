@@ -54,7 +54,7 @@ impl Renderer {
     /// its scenes. Runs none of its code.
     pub async fn inspect(&self, code: &str) -> Result<Inspection, RenderError> {
         let inspector = self.start_inspector().await?;
-        self.inspect_with(inspector, code).await
+        self.inspect_project_with(inspector, code, &[]).await
     }
 
     /// Starts a sandbox for an inspection, ready for its code: the pool
@@ -73,18 +73,9 @@ impl Renderer {
         Ok(Inspector(started))
     }
 
-    /// Inspects `code` in a started inspector.
-    pub async fn inspect_with(
-        &self,
-        inspector: Inspector,
-        code: &str,
-    ) -> Result<Inspection, RenderError> {
-        self.inspect_project_with(inspector, code, &[]).await
-    }
-
-    /// As `inspect_with`, for a project's scene file: when it imports no
-    /// engine itself, the engine is the first one `modules` (the project's
-    /// other Python files) import.
+    /// Inspects `code` in a started inspector. For a project's scene file
+    /// that imports no engine itself, the engine is the first one `modules`
+    /// (the project's other Python files) import.
     pub async fn inspect_project_with(
         &self,
         inspector: Inspector,

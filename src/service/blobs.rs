@@ -119,15 +119,10 @@ impl Service {
             std::sync::Arc::clone(&self.parts.blobs),
             owner.map(str::to_owned),
         );
-        let stats = tokio::task::spawn_blocking(move || {
-            digests
-                .iter()
-                .map(|d| store.stat(owned.as_deref(), d))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .map_err(crate::blobs::BlobError::from)?;
+        let stats = tokio::task::spawn_blocking(move || store.stat_all(owned.as_deref(), &digests))
+            .await
+            .map_err(std::io::Error::other)
+            .map_err(crate::blobs::BlobError::from)?;
         let (blobs, limits) = (&self.parts.blobs, &self.cfg.project_limits);
         let mut stats = stats.into_iter();
         let mut total = code.len() as u64;

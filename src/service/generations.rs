@@ -235,7 +235,7 @@ impl Hooks for CheckOnly<'_> {
     async fn save(&self, _generation: &Generation) {}
 
     async fn inspect(&self, code: &str) -> Result<(), JobError> {
-        generate::inspect_one_scene(&self.svc.parts.renderer, &self.svc.parts.pool, code).await
+        generate::inspect_one_scene(&self.svc.parts.pool, code).await
     }
 
     async fn render(&self, _code: &str) -> Option<Rendered> {

@@ -129,14 +129,7 @@ impl Service {
             })
             .take(200)
             .collect();
-        let renderer = &self.parts.renderer;
-        let inspector = match self.parts.pool.take_inspector() {
-            Some(inspector) => inspector,
-            None => renderer.start_inspector().await?,
-        };
-        let inspection = renderer
-            .inspect_project_with(inspector, code, &modules)
-            .await?;
+        let inspection = self.parts.pool.inspect(code, &modules).await?;
         scenes::choose(&inspection.scenes, named).map_err(RenderError::from)?;
         Ok(inspection)
     }

@@ -23,7 +23,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor as _, Row as _};
 
 use self::rows::{from_row, ids, COLUMNS};
-use super::{now_ms, Job, JobId, JobStatus};
+use super::{now_ms, Job, JobId, JobProgress, JobStatus, WebhookDelivery};
 use crate::spec::RenderSpec;
 pub use chunks::{Chunk, ChunkEnding, ChunkStatus};
 pub use outbox::{ClaimedWebhook, WebhookAttempt};
@@ -201,6 +201,7 @@ impl Store {
     /// Stores a queued job; with `follows`, it waits for that identical job
     /// instead of being claimed.
     pub async fn insert(&self, new: &NewJob<'_>) -> Result<Job, StoreError> {
+        let created_ms = now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, status, spec, cache_key, follows, owner, webhook_url, created_ms) \
@@ -212,14 +213,32 @@ impl Store {
         .bind(new.follows.map(JobId::as_str))
         .bind(new.owner)
         .bind(new.webhook_url)
-        .bind(now_ms())
+        .bind(created_ms)
         .execute(&mut *tx)
         .await?;
         outbox_row(&mut tx, new).await?;
         tx.commit().await?;
-        self.get(new.id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))
+        // The row as written, not read back: a project's spec is tens of
+        // kilobytes that every submission would parse again.
+        Ok(Job {
+            id: new.id.clone(),
+            status: JobStatus::Queued,
+            spec: new.spec.clone(),
+            cache_key: Some(new.cache_key.to_owned()),
+            follows: new.follows.cloned(),
+            owner: new.owner.map(str::to_owned),
+            webhook_url: new.webhook_url.map(str::to_owned),
+            attempts: 0,
+            cancel_requested: false,
+            progress: JobProgress::default(),
+            error: None,
+            result: None,
+            created_ms,
+            started_ms: None,
+            finished_ms: None,
+            generation: None,
+            webhook: new.webhook_url.map(|_| WebhookDelivery::default()),
+        })
     }
 
     pub async fn get(&self, id: &JobId) -> Result<Option<Job>, StoreError> {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::job_error::ErrorCode;
+use crate::project::{Digest, FileRef};
 use crate::spec::{Encoding, Engine, Format, Quality};
 
 fn spec() -> RenderSpec {
@@ -31,6 +32,47 @@ fn new_job<'a>(id: &'a JobId, spec: &'a RenderSpec) -> NewJob<'a> {
         owner: None,
         webhook_url: None,
     }
+}
+
+#[tokio::test]
+async fn an_inserted_job_is_the_row_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("jobs.db"))
+        .await
+        .unwrap();
+    let project = crate::project::Project {
+        main: "scene.py".into(),
+        files: [
+            ("helpers.py".to_owned(), FileRef::Text("X = 1\n".into())),
+            ("img/a.png".to_owned(), FileRef::Blob(Digest::of(b"png"))),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let with_project = RenderSpec {
+        project: Some(project),
+        seed: Some(7),
+        ..spec()
+    };
+    let (leader, id) = (JobId::new(), JobId::new());
+    store
+        .insert(&new_job(&leader, &with_project))
+        .await
+        .unwrap();
+    let new = NewJob {
+        follows: Some(&leader),
+        owner: Some("key-1"),
+        webhook_url: Some("http://example.test/hook"),
+        ..new_job(&id, &with_project)
+    };
+    let inserted = store.insert(&new).await.unwrap();
+    assert_eq!(Some(inserted), store.get(&id).await.unwrap());
+    let (plain_id, plain_spec) = (JobId::new(), spec());
+    let plain = store
+        .insert(&new_job(&plain_id, &plain_spec))
+        .await
+        .unwrap();
+    assert_eq!(Some(plain.clone()), store.get(&plain.id).await.unwrap());
 }
 
 #[tokio::test]
