@@ -87,9 +87,9 @@ impl Pool {
 
     /// Inspects `code` (see `Renderer::inspect_project_with`) in the ready
     /// inspector, or in one started now when there is none, and only then
-    /// starts the next: a sandbox starting beside an inspection slows it
-    /// (its setup contends with the inspection's end for the kernel's
-    /// cgroup and mount locks), and the whole submission waits on it.
+    /// starts the next: with the next one starting beside it, an inspection
+    /// took 15 ms instead of 4 on two cores (BENCHMARKS.md, run L), and the
+    /// whole submission waits on it.
     pub async fn inspect(
         self: &Arc<Self>,
         code: &str,
@@ -99,18 +99,16 @@ impl Pool {
             0 => None,
             _ => self.inspector.lock().expect("pool lock").take(),
         };
-        let inspector = match ready {
-            Some(inspector) => Ok(inspector),
-            None => self.renderer.start_inspector().await,
-        };
-        let inspection = match inspector {
-            Ok(inspector) => {
-                self.renderer
-                    .inspect_project_with(inspector, code, modules)
-                    .await
-            }
-            Err(err) => Err(err),
-        };
+        let inspection = async {
+            let inspector = match ready {
+                Some(inspector) => inspector,
+                None => self.renderer.start_inspector().await?,
+            };
+            self.renderer
+                .inspect_project_with(inspector, code, modules)
+                .await
+        }
+        .await;
         self.refill_inspector();
         inspection
     }
