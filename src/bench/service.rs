@@ -119,16 +119,42 @@ impl Server {
     /// A graceful stop (SIGTERM), so that the server ends its warm
     /// sandboxes and unmounts their areas; killed after a minute.
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let pid = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        }
-        if tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+        self.terminate();
+        if tokio::time::timeout(STOP_WITHIN, self.child.wait())
             .await
             .is_err()
         {
             let _ = self.child.kill().await;
         }
+    }
+
+    fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+}
+
+const STOP_WITHIN: Duration = Duration::from_secs(60);
+
+impl Drop for Server {
+    /// A bench that fails midway drops its servers without `stop`. Killed
+    /// outright, a server would leave its warm sandboxes' groups and
+    /// mounts on the host, so it is stopped gracefully here too.
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        self.terminate();
+        let deadline = Instant::now() + STOP_WITHIN;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.start_kill();
     }
 }
 

@@ -1831,3 +1831,19 @@ async fn a_graceful_stop_leaves_no_warm_sandbox_or_inspector_behind() {
     s.stop().await;
     s.assert_clean();
 }
+
+#[tokio::test]
+async fn a_test_server_dropped_mid_render_leaves_nothing_behind() {
+    // What a test that fails mid-render leaves: a server never stopped.
+    let s = TestServer::start(opts(1)).await;
+    let id = s.submit(json!({"code": slow_scene(60)})).await;
+    s.wait_for(&id, Some("running")).await;
+    let (sandbox, data) = (s.config.sandbox_config(), s.config.data_dir.clone());
+    assert!(!sandbox.job_groups().is_empty(), "the render has its group");
+    drop(s);
+    let groups = sandbox.job_groups();
+    assert!(groups.is_empty(), "cgroups left: {groups:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let data = data.to_str().unwrap();
+    assert!(!mounts.contains(data), "mounts left under {data}");
+}

@@ -153,6 +153,36 @@ impl TestServer {
     }
 }
 
+impl Drop for TestServer {
+    /// A test that fails never reaches `stop`. Its server is then stopped
+    /// here, and its sandboxes are killed and their groups and areas
+    /// removed, as a restart of the same installation would. Otherwise
+    /// they would stay on the host: the next test server is another
+    /// installation and never reaps them.
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        task.abort();
+        let sandbox = self.config.sandbox_config();
+        let reaped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async {
+                if let Ok(sandbox) = manimd::sandbox::Sandbox::new(sandbox) {
+                    sandbox.reap().await;
+                }
+            })
+        })
+        .join();
+        if reaped.is_err() && !std::thread::panicking() {
+            panic!("reaping a dropped test server's sandboxes panicked");
+        }
+    }
+}
+
 /// Starts the real binary (`serve`, one worker, no warm pool) with `envs`
 /// set; returns it and its base URL.
 pub async fn spawn_binary(
