@@ -192,6 +192,7 @@ impl Executor {
             attempt,
             shelf.clone(),
             feed.clone(),
+            self.chunk_ends.subscribe(),
         ));
         // Draw what nobody else took, until every chunk has ended: one
         // whose worker died is queued again and may be this runner's.
@@ -502,6 +503,7 @@ impl ChunkBeat {
         };
         match store.finish_chunk(chunk, owner, &ending).await {
             Ok(true) => {
+                executor.chunk_ends.send_modify(|n| *n += 1);
                 tracing::info!(chunk = %chunk.id, status = status.as_str(), secs, "chunk ended")
             }
             Ok(false) => {
@@ -523,6 +525,7 @@ async fn watch_chunks(
     attempt: u32,
     shelf: Shelf,
     feed: Feed,
+    mut ended_here: tokio::sync::watch::Receiver<u64>,
 ) -> (Vec<Chunk>, usize) {
     let Feed {
         progress,
@@ -538,7 +541,16 @@ async fn watch_chunks(
     let (mut live_chunks, mut live_sent, mut frames_seen, mut pulled) =
         (0usize, 0usize, 0u64, 0usize);
     loop {
-        tokio::time::sleep(POLL).await;
+        // A chunk that ends on this node says so; one that ends on another
+        // is found at the next look.
+        tokio::select! {
+            changed = ended_here.changed() => {
+                if changed.is_err() {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            _ = tokio::time::sleep(POLL) => {}
+        }
         let chunks = match store.chunks_of(&job.id, attempt).await {
             Ok(c) => c,
             Err(err) => {
