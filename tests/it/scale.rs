@@ -37,7 +37,9 @@ async fn postgres_store_gives_each_job_to_one_claimer_and_fences_stale_workers()
     let mut ids = Vec::new();
     for _ in 0..40 {
         let id = JobId::new();
-        a.insert(&new_job(&id, &s)).await.unwrap();
+        let inserted = a.insert(&new_job(&id, &s)).await.unwrap();
+        // What the insert answers is the row as the other node reads it.
+        assert_eq!(Some(inserted), b.get(&id).await.unwrap());
         ids.push(id);
     }
     let lease = Duration::from_secs(30);
