@@ -137,6 +137,10 @@ const WORKER_FILES: &[(&str, &str)] = &[
         include_str!("../python/manimd_worker/media.py"),
     ),
     (
+        "manimd_worker/memory.py",
+        include_str!("../python/manimd_worker/memory.py"),
+    ),
+    (
         "manimd_worker/narration.py",
         include_str!("../python/manimd_worker/narration.py"),
     ),

@@ -6,7 +6,7 @@ import random
 import sys
 import time
 
-from manimd_worker import media, narration, protocol, usercode, voiceover
+from manimd_worker import media, memory, narration, protocol, usercode, voiceover
 from manimd_worker.enginecheck import CODE as ENGINE_MISMATCH, EngineMismatch
 from manimd_worker.tex import TexFailure
 from manimd_worker.usercode import UserError
@@ -124,6 +124,7 @@ def mux(job):
 
 
 def render(job):
+    memory.for_frames(job.get("width", 0), job.get("height", 0))
     driver, by_name, wanted = _load(job)
     if job.get("chunk") is not None:
         # One chunk of one scene: its pieces are the whole answer; the job's
