@@ -87,9 +87,9 @@ impl Pool {
 
     /// Inspects `code` (see `Renderer::inspect_project_with`) in the ready
     /// inspector, or in one started now when there is none, and only then
-    /// starts the next: with the next one starting beside it, an inspection
-    /// took 15 ms instead of 4 on two cores (BENCHMARKS.md, run L), and the
-    /// whole submission waits on it.
+    /// starts the next: with the next one starting beside it, a submission
+    /// took 19 ms instead of 8 on two cores (`manimd bench --only projects`,
+    /// BENCHMARKS.md run L), most of it the inspection.
     pub async fn inspect(
         self: &Arc<Self>,
         code: &str,

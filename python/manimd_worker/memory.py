@@ -5,7 +5,8 @@ Each frame of a large render passes through buffers of several megabytes
 glibc gives such blocks back to the system when they are freed and takes
 new ones for the next frame, so every frame pays for page faults on fresh
 memory again. Keeping freed memory for reuse made a 1080p60 render about
-5 % faster here (BENCHMARKS.md, run L). It also keeps the process at its
+5 % faster here, in a hand A/B of five pairs (BENCHMARKS.md, run L; no
+bench figure isolates it). It also keeps the process at its
 peak size, so small renders, which gained 3 % for half as much memory
 again, keep glibc's defaults.
 """

@@ -177,7 +177,7 @@ fn record_file(root: &Path) -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     let root = fs::canonicalize(root).ok()?;
     let name = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
-    let name: String = name[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let name = manimd::project::hex(&name[..16]);
     Some(cache.join("manimd/folders").join(format!("{name}.stamps")))
 }
 

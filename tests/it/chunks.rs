@@ -62,15 +62,7 @@ async fn render(s: &TestServer, body: Value) -> Value {
 
 async fn download(s: &TestServer, job: &Value, dir: &Path) -> std::path::PathBuf {
     let id = job["id"].as_str().unwrap();
-    let bytes = s
-        .client
-        .get(format!("{}/v1/renders/{id}/video", s.url))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = s.bytes(&format!("/v1/renders/{id}/video")).await;
     let path = dir.join(format!("{id}.mp4"));
     std::fs::write(&path, &bytes).unwrap();
     path

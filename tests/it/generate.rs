@@ -829,14 +829,9 @@ async fn a_narrated_generation_speaks_its_lines_into_the_video_with_matching_sub
     let job = s.wait(&id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
 
-    let vtt = s
-        .client
-        .get(format!("{}/v1/renders/{id}/subtitles", s.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(vtt.status(), StatusCode::OK);
-    let cues = common::read_vtt(&vtt.text().await.unwrap());
+    // `text` asserts the 200.
+    let vtt = s.text(&format!("/v1/renders/{id}/subtitles")).await;
+    let cues = common::read_vtt(&vtt);
     let texts: Vec<&str> = cues.iter().map(|c| c.2.as_str()).collect();
     assert_eq!(texts, ["Here is a circle.", "Now it becomes a square."]);
     assert!(
@@ -844,15 +839,7 @@ async fn a_narrated_generation_speaks_its_lines_into_the_video_with_matching_sub
         "the second line waits for the first: {cues:?}"
     );
 
-    let bytes = s
-        .client
-        .get(format!("{}/v1/renders/{id}/video", s.url))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = s.bytes(&format!("/v1/renders/{id}/video")).await;
     let path = s.config.data_dir.join("narrated.mp4");
     std::fs::write(&path, &bytes).unwrap();
     let (codec, audio_secs) = common::probe_audio(&path).await.expect("a sound track");

@@ -115,15 +115,7 @@ async fn upload(s: &TestServer, blobs: Vec<Vec<u8>>) -> Vec<String> {
 }
 
 async fn video_of(s: &TestServer, id: &str) -> PathBuf {
-    let bytes = s
-        .client
-        .get(format!("{}/v1/renders/{id}/video", s.url))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = s.bytes(&format!("/v1/renders/{id}/video")).await;
     let path = std::env::temp_dir().join(format!("manimd-project-{id}.mp4"));
     std::fs::write(&path, &bytes).unwrap();
     path
@@ -563,15 +555,7 @@ async fn a_projects_font_is_the_one_text_is_drawn_in() {
     for id in [&with, &without] {
         let job = s.wait_for(id, None).await;
         assert_eq!(job["status"], "succeeded", "{job}");
-        let png = s
-            .client
-            .get(format!("{}/v1/renders/{id}/video", s.url))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let png = s.bytes(&format!("/v1/renders/{id}/video")).await;
         assert!(png.starts_with(b"\x89PNG"));
         frames.push(png);
     }

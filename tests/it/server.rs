@@ -213,17 +213,7 @@ async fn submit_follow_and_fetch_a_render() {
     let (_, list) = s.get("/v1/renders?status=succeeded&limit=5").await;
     assert_eq!(list["renders"][0]["id"], id.as_str());
 
-    let (_, metrics) = (
-        StatusCode::OK,
-        s.client
-            .get(format!("{}/metrics", s.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let metrics = s.text("/metrics").await;
     assert!(
         metrics.contains("manimd_jobs_total{outcome=\"succeeded\"} 1"),
         "{metrics}"
@@ -866,15 +856,7 @@ async fn slow_and_idle_clients_are_cut_off_and_capped() {
 }
 
 async fn sandboxes_started(s: &TestServer) -> u64 {
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.text("/metrics").await;
     text.lines()
         .find_map(|l| l.strip_prefix("manimd_sandboxes_started_total "))
         .and_then(|n| n.parse().ok())
@@ -882,14 +864,7 @@ async fn sandboxes_started(s: &TestServer) -> u64 {
 }
 
 async fn video_bytes(s: &TestServer, id: &str) -> bytes::Bytes {
-    let r = s
-        .client
-        .get(format!("{}/v1/renders/{id}/video", s.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.bytes().await.unwrap()
+    s.bytes(&format!("/v1/renders/{id}/video")).await
 }
 
 #[tokio::test]

@@ -183,15 +183,7 @@ async fn a_warm_sandbox_with_its_plugins_imported_speaks_a_voiceover() {
     let link = job["links"]["subtitles"]
         .as_str()
         .expect("a subtitles link");
-    let vtt = s
-        .client
-        .get(format!("{}{link}", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let vtt = s.text(link).await;
     assert_eq!(common::read_vtt(&vtt).len(), 4, "{vtt}");
     s.stop().await;
     s.assert_clean();

@@ -34,12 +34,18 @@ fn new_job<'a>(id: &'a JobId, spec: &'a RenderSpec) -> NewJob<'a> {
     }
 }
 
-#[tokio::test]
-async fn an_inserted_job_is_the_row_read_back() {
+/// A store in a fresh SQLite file, with the folder that holds it.
+async fn sqlite() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(&dir.path().join("jobs.db"))
         .await
         .unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn an_inserted_job_is_the_row_read_back() {
+    let (_dir, store) = sqlite().await;
     let project = crate::project::Project {
         main: "scene.py".into(),
         files: [
@@ -77,10 +83,7 @@ async fn an_inserted_job_is_the_row_read_back() {
 
 #[tokio::test]
 async fn interrupted_jobs_run_again_then_fail_after_their_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("jobs.db"))
-        .await
-        .unwrap();
+    let (_dir, store) = sqlite().await;
     let (id, spec) = (JobId::new(), spec());
     store.insert(&new_job(&id, &spec)).await.unwrap();
     let lease = Duration::from_secs(30);
@@ -109,10 +112,7 @@ async fn interrupted_jobs_run_again_then_fail_after_their_attempts() {
 
 #[tokio::test]
 async fn followers_are_not_claimed_until_released() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("jobs.db"))
-        .await
-        .unwrap();
+    let (_dir, store) = sqlite().await;
     let spec = spec();
     let (leader, follower) = (JobId::new(), JobId::new());
     store.insert(&new_job(&leader, &spec)).await.unwrap();
@@ -142,10 +142,7 @@ async fn followers_are_not_claimed_until_released() {
 
 #[tokio::test]
 async fn followers_of_a_leader_that_ended_without_them_are_released() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("jobs.db"))
-        .await
-        .unwrap();
+    let (_dir, store) = sqlite().await;
     let (leader, follower, waiting) = (JobId::new(), JobId::new(), JobId::new());
     let spec = spec();
     store.insert(&new_job(&leader, &spec)).await.unwrap();

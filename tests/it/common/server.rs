@@ -85,19 +85,28 @@ impl TestServer {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A GET of `path` that answers 200: its body.
+    pub async fn bytes(&self, path: &str) -> bytes::Bytes {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.bytes().await.unwrap()
+    }
+
+    /// A GET of `path` that answers 200: its body as text.
+    pub async fn text(&self, path: &str) -> String {
+        String::from_utf8(self.bytes(path).await.to_vec()).expect("UTF-8")
+    }
+
     /// Asserts that the finished `job`'s live playlist has ended and lists
     /// the whole video (within a frame at 15 fps a segment).
     pub async fn assert_live_covers_video(&self, job: &Value) {
         let id = job["id"].as_str().unwrap();
-        let playlist = self
-            .client
-            .get(format!("{}/v1/renders/{id}/live.m3u8", self.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let playlist = self.text(&format!("/v1/renders/{id}/live.m3u8")).await;
         assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
         let (total, segments) = super::extinf_total(&playlist);
         let duration = job["result"]["duration"].as_f64().unwrap();
