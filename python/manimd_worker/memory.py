@@ -12,7 +12,6 @@ again, keep glibc's defaults.
 """
 
 import ctypes
-import ctypes.util
 
 # mallopt's parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -32,15 +31,14 @@ def for_frames(width, height):
     Returns whether it did."""
     if width * height < LARGE_FRAME_PIXELS:
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
+    # The interpreter's own symbols hold the C library's: no library
+    # search, which would start `ldconfig` inside the sandbox.
     try:
-        libc = ctypes.CDLL(name)
-    except OSError:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
         return False
     # Each returns 1 on success; setting either also stops glibc from
     # moving the thresholds itself.
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
-        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )

@@ -1814,6 +1814,13 @@ async fn a_test_server_dropped_mid_render_leaves_nothing_behind() {
     let id = s.submit(json!({"code": slow_scene(60)})).await;
     s.wait_for(&id, Some("running")).await;
     let (sandbox, data) = (s.config.sandbox_config(), s.config.data_dir.clone());
+    // A job is running from its claim; its sandbox's group comes a moment later.
+    for _ in 0..100 {
+        if !sandbox.job_groups().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(!sandbox.job_groups().is_empty(), "the render has its group");
     drop(s);
     let groups = sandbox.job_groups();
