@@ -130,8 +130,8 @@ pub fn is_key(key: &str) -> bool {
 
 impl Shelf {
     /// Links every entry whose size is still the one it was admitted with
-    /// into `view` as `<key>.mp4`, where the sandbox looks plays up.
-    /// Returns how many were linked.
+    /// into `view` as `<key>.mp4`, where the sandbox looks plays up; one
+    /// linked before stays. Returns how many were linked now.
     pub fn link_into(&self, view: &Path) -> io::Result<usize> {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return Ok(0);
@@ -154,6 +154,8 @@ impl Shelf {
             let link = view.join(format!("{key}.mp4"));
             match fs::hard_link(&path, &link) {
                 Ok(()) => linked += 1,
+                // Shown already (a split render's join links arrivals again).
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 // Another file system: a copy is slower but the same.
                 Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
                     fs::copy(&path, &link)?;

@@ -50,6 +50,11 @@ pub enum WorkerJob<'a> {
         /// render): the plays before are simulated, the scene stops after.
         #[serde(skip_serializing_if = "Option::is_none")]
         chunk: Option<ChunkRange>,
+        /// A split render's join: the plays before this index that the
+        /// cache lacks are other workers' chunks. They are simulated, and
+        /// their pieces awaited in `/cache` before the stitch.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        awaits_before: Option<u32>,
         /// A project's scene file, relative to `/project` (laid out by the
         /// host); absent: a single file, the code alone.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,6 +157,9 @@ pub enum Progress {
         plays: u32,
         duration: f64,
     },
+    /// A split render: this worker's own animations are drawn, and the
+    /// video waits for `count` pieces that other workers are drawing.
+    AwaitingPieces { count: u32 },
 }
 
 /// What a preview draws: the end of every animation, or one frame.
@@ -418,6 +426,11 @@ pub enum WorkerEvent {
         entropy: Vec<u32>,
         #[serde(default)]
         job_secs: Option<f64>,
+    },
+    /// A join has simulated its plays and waits for `count` pieces of
+    /// other workers' chunks.
+    AwaitingPieces {
+        count: u32,
     },
     /// A chunk's closing line: its pieces were all reported.
     ChunkDone {

@@ -214,6 +214,7 @@ function follow(job) {
     progress(p) {
       if (p.event === "animation") status(`${p.scene}: animation ${p.index} ${p.name}${p.line ? ` (line ${p.line})` : ""}${p.cached ? ", reused" : ""}`);
       if (p.event === "frames") status(`${p.scene}: ${p.frames} frames`);
+      if (p.event === "awaiting-pieces") status(`waiting for ${p.count} animations other workers draw`);
       if (p.event === "partial-movie") {
         progress(Math.min(0.95, (p.index + 1) / 12));
         if (!live) { live = true; waitForSegment(job); }

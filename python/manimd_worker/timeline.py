@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import os
 import random
+import time
 
 from manimd_worker import protocol
 from manimd_worker.usercode import USER_FILE
@@ -53,6 +54,10 @@ class Plan:
         # A chunk (`{"first": i, "last": j}`) draws plays i..j of its scene;
         # the plays before i are simulated and the scene stops after j.
         self.chunk = job.get("chunk")
+        # A split render's join (`awaits_before`: i): plays before i that the
+        # cache lacks are simulated, not drawn, and their pieces awaited at
+        # the scene's end; the other workers' chunks are drawing them.
+        self.awaits_before = job.get("awaits_before")
         self.cache = bool(job.get("cache")) and self.preview is None and job.get("format") != "png"
         self.profile = profile
         self.fps = job["fps"]
@@ -68,6 +73,10 @@ class Plan:
     def before_chunk(self, index):
         """Whether play `index` comes before this chunk's range."""
         return self.chunk is not None and index < self.chunk["first"]
+
+    def awaits(self, index):
+        """Whether play `index`, when not cached, is another worker's to draw."""
+        return self.awaits_before is not None and index < self.awaits_before
 
     def chunk_ends_after(self, index):
         """Whether play `index` is this chunk's last."""
@@ -113,6 +122,20 @@ class Plan:
         """The cached piece for `key`, or None."""
         path = os.path.join(CACHE_DIR, key + ".mp4")
         return path if os.path.isfile(path) else None
+
+    def await_pieces(self, keys, poll=0.02):
+        """Waits until every key's piece is in the cache (the host links each
+        in as its chunk ends) and returns their paths. It never gives up
+        itself: a chunk that fails stops this whole pass from the host."""
+        paths = [os.path.join(CACHE_DIR, key + ".mp4") for key in keys]
+        if paths:
+            protocol.emit("awaiting-pieces", count=len(paths))
+        missing = list(paths)
+        while missing:
+            missing = [p for p in missing if not os.path.isfile(p)]
+            if missing:
+                time.sleep(poll)
+        return paths
 
     def keep(self, image, scene, animation, time):
         """Saves a preview frame (in the background: the scene goes on

@@ -75,3 +75,34 @@ def test_a_chunk_knows_its_range():
     assert not plan.simulating
     planning = timeline.Plan({"fps": 15, "mode": "plan"}, "profile")
     assert planning.simulating and planning.chunk is None
+
+
+def test_a_join_awaits_the_plays_before_its_own():
+    join = timeline.Plan({"fps": 15, "awaits_before": 4, "cache": True}, "profile")
+    assert [join.awaits(i) for i in (0, 3, 4, 9)] == [True, True, False, False]
+    assert not join.simulating and join.chunk is None
+    render = timeline.Plan({"fps": 15, "cache": True}, "profile")
+    assert not render.awaits(0)
+
+
+def test_awaited_pieces_are_waited_for_until_each_is_there(tmp_path, monkeypatch):
+    import threading
+
+    from manimd_worker import protocol
+
+    said = []
+    monkeypatch.setattr(timeline, "CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(protocol, "emit", lambda event, **fields: said.append((event, fields)))
+    plan = timeline.Plan({"fps": 15, "awaits_before": 2, "cache": True}, "profile")
+    (tmp_path / "a.mp4").write_bytes(b"there")
+    # The host links the second piece in later, as its chunk ends.
+    late = threading.Timer(0.2, lambda: (tmp_path / "b.mp4").write_bytes(b"late"))
+    late.start()
+    started = time.monotonic()
+    paths = plan.await_pieces(["a", "b"], poll=0.01)
+    assert time.monotonic() - started >= 0.15
+    assert paths == [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
+    assert all(os.path.isfile(p) for p in paths)
+    assert said == [("awaiting-pieces", {"count": 2})]
+    said.clear()
+    assert plan.await_pieces([]) == [] and said == []

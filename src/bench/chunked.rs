@@ -2,8 +2,8 @@
 //! against two such workers (one server, `--workers 2 --cpus 1`), whose
 //! render is split in two. The videos are compared frame by frame and
 //! sample by sample; the measured overheads (the plan pass, a chunk's
-//! sandbox and simulated prefix, the last pass) give the speedup projected
-//! for more workers on a ten-minute video.
+//! sandbox and simulated prefix, the join's stitch) give the speedup
+//! projected for more workers on a ten-minute video.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -50,11 +50,11 @@ pub async fn table(opts: &BenchOptions) -> anyhow::Result<()> {
             opts,
             &dir.path().join(format!("two-{run}")),
             // Every sandbox the split takes warm, as the single render's
-            // one is: the plan pass, one per chunk and the last pass.
-            &["--workers", "2", "--warm-pool", "4", "--cpus", "1"],
+            // one is: the plan pass, the other chunk and the join.
+            &["--workers", "2", "--warm-pool", "3", "--cpus", "1"],
         )
         .await?;
-        split.warm(4).await?;
+        split.warm(3).await?;
         let (secs, b) = split.latency(&body(LONG)).await?;
         two.push(secs);
         let video_b = split.video(&b.id).await?;
@@ -134,10 +134,12 @@ fn overheads(single: &JobResult, split: &JobResult) -> anyhow::Result<()> {
     let video = single.duration.max(1e-3);
     // Seconds of one CPU per second of video, drawn (the single render).
     let draw = single.render_secs / video;
-    // The last pass simulates the whole scene and stitches: per second.
-    let last = split.render_secs;
-    let simulate = last / video;
+    // The plan simulates every play and draws none: its rate is the one
+    // at which a chunk walks through the plays before its own.
     let plan = split.plan_secs.unwrap_or(0.0);
+    let simulate = plan / video;
+    // After the last chunk, the join stitches: per second of video.
+    let stitch = split.stitch_secs.unwrap_or(0.0);
     // A chunk's own cost beyond drawing its seconds and simulating the
     // ones before it: the sandbox's start and the scene's setup.
     let mut prefix = 0.0;
@@ -148,8 +150,8 @@ fn overheads(single: &JobResult, split: &JobResult) -> anyhow::Result<()> {
     }
     let start = start.iter().copied().fold(0.0, f64::max);
     println!(
-        "per split: plan pass {plan:.2} s ({:.3} s per s of video); last pass (simulate all, stitch) {last:.2} s ({simulate:.3} s per s)",
-        plan / video
+        "per split: plan pass {plan:.2} s ({simulate:.3} s per s of video); stitch after the last chunk {stitch:.2} s ({:.3} s per s)",
+        stitch / video
     );
     println!(
         "per chunk: drawing {draw:.3} s per s of video; sandbox and setup beyond it {start:.2} s"
@@ -157,12 +159,13 @@ fn overheads(single: &JobResult, split: &JobResult) -> anyhow::Result<()> {
     let minutes = 600.0;
     let alone = draw * minutes;
     for n in [4.0, 10.0, 50.0] {
-        // The last chunk waits longest: it simulates all but its own share.
-        let t = plan / video * minutes
+        // The last chunk (the join) waits longest: it simulates all but its
+        // own share, then stitches.
+        let t = simulate * minutes
             + start
             + draw * minutes / n
             + simulate * minutes * (n - 1.0) / n
-            + simulate * minutes;
+            + stitch / video * minutes;
         println!(
             "projected, a 10-minute video on {n:>2} workers: {t:>7.1} s against {alone:.1} s alone ({:.1}x faster)",
             alone / t

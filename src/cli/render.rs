@@ -88,11 +88,16 @@ async fn render(config: &Config, args: RenderArgs) -> Result<(), u8> {
         renderer.sandbox().close().await;
         return first.map(|_| ());
     }
+    // One listener for the whole watch: a Ctrl-C that comes while a render
+    // is being delivered waits here for the next look instead of being lost
+    // (a listener hears only signals sent after it was made).
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| usage(format!("cannot listen for Ctrl-C: {e}")))?;
     eprintln!("watching {} for changes (Ctrl-C ends)", args.file.display());
     let mut seen = watch::modified(&args.file);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 renderer.sandbox().close().await;
                 return Ok(());
             }
@@ -374,6 +379,9 @@ fn show(bar: &ProgressBar, p: &Progress) {
         }
         Progress::Frames { scene, frames } => format!("{scene}: {frames} frames"),
         Progress::PartialMovie { .. } => return,
+        Progress::AwaitingPieces { count } => {
+            format!("waiting for {count} animations other workers are drawing")
+        }
         Progress::SceneFinished {
             scene,
             plays,

@@ -253,7 +253,15 @@ impl Executor {
             pieces: pieces_tx.clone(),
             live_dir: scratch.join("live-pieces"),
         };
-        let split = self
+        if let Some(shelf) = &shelf {
+            // With a bucket: what other nodes drew for this owner, for the
+            // split's join or the last pass. A store that cannot be reached
+            // costs the reuse, not the render.
+            if let Err(err) = self.parts.storage.pull_animations(shelf).await {
+                tracing::warn!(%err, "cannot bring the owner's cached animations");
+            }
+        }
+        let mut split = self
             .split(job, attempt, run, shelf.as_ref(), &scratch, &feed)
             .await;
         drop(feed);
@@ -290,14 +298,12 @@ impl Executor {
                 }
             }
         }
-        if let Some(shelf) = &shelf {
-            // With a bucket: what other nodes drew for this owner. A store
-            // that cannot be reached costs the reuse, not the render.
-            if let Err(err) = self.parts.storage.pull_animations(shelf).await {
-                tracing::warn!(%err, "cannot bring the owner's cached animations");
-            }
-        }
-        let (outcome, warm_start) = if run.reason().is_some() {
+        let joined = split.joined.take();
+        let (outcome, warm_start) = if let Some(joined) = joined {
+            // The join made the video; the chunks' pieces are in it.
+            drop(progress);
+            *joined
+        } else if run.reason().is_some() {
             // Stopped while split: no last pass (its senders go with it).
             drop(progress);
             let stopped = crate::sandbox::Stopped::Canceled;

@@ -117,6 +117,7 @@ impl Executor {
                 chunks: split.chunks,
                 split: split.reason,
                 plan_secs: split.plan_secs,
+                stitch_secs: split.stitch_secs,
                 ..result_of(job, attempt, &r, warm_start)
             }),
             secs,
@@ -335,6 +336,7 @@ fn result_of(job: &Job, attempt: u32, r: &Rendered, warm_start: bool) -> JobResu
         chunks: Vec::new(),
         split: None,
         plan_secs: None,
+        stitch_secs: None,
     }
 }
 

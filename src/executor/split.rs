@@ -21,7 +21,7 @@ use crate::animcache::Shelf;
 use crate::control::{Run, Slot, Stop, Stopper};
 use crate::jobs::{Chunk, ChunkEnding, ChunkInfo, ChunkStatus, Job, Store};
 use crate::protocol::{ChunkRange, Notice, Progress};
-use crate::render::{RenderError, ScenePlan};
+use crate::render::{RenderError, Rendered, ScenePlan};
 use crate::spec::{Engine, Format, Parallel, Quality};
 
 /// How often the job's runner looks at its chunks, and a chunk's lease is
@@ -40,6 +40,11 @@ pub(super) struct Split {
     pub live_sent: usize,
     /// Seconds of the plan pass, when one ran.
     pub plan_secs: Option<f64>,
+    /// Seconds of the join's stitch, once it had every piece.
+    pub stitch_secs: Option<f64>,
+    /// The join's outcome (and whether its sandbox was warm): the video
+    /// is made and no last pass runs.
+    pub joined: Option<Box<(Result<Rendered, RenderError>, bool)>>,
 }
 
 impl Split {
@@ -113,7 +118,7 @@ impl Executor {
         let split = match chunks {
             Ok(chunks) => {
                 tracing::info!(chunks = chunks.len(), "render split");
-                self.draw_chunks(job, attempt, run, shelf, &chunks, feed)
+                self.draw_chunks(job, attempt, run, shelf, &chunks, feed, scratch)
                     .await
             }
             Err(not) => not,
@@ -167,9 +172,13 @@ impl Executor {
         None
     }
 
-    /// Queues the chunks, draws those no other worker took, waits for the
-    /// rest while reporting their frames and feeding their pieces to the
-    /// live stream in order.
+    /// Queues every chunk but the last for the cluster's workers and draws
+    /// the last itself as the join: a render of the whole scene that
+    /// simulates the other chunks' plays and awaits their pieces, then
+    /// stitches. Chunks nobody took are drawn here once the join waits.
+    /// A chunk that fails gives the join up; the last pass then draws its
+    /// plays.
+    #[allow(clippy::too_many_arguments)]
     async fn draw_chunks(
         &self,
         job: &Job,
@@ -178,37 +187,192 @@ impl Executor {
         shelf: &Shelf,
         planned: &[(ChunkRange, f64)],
         feed: &Feed,
+        scratch: &Path,
     ) -> Split {
         let store = &self.parts.store;
-        if let Err(err) = store.insert_chunks(&job.id, attempt, planned).await {
+        let Some(((own, own_secs), others)) = planned.split_last() else {
+            return Split::not("internal", "a split needs two chunks");
+        };
+        if let Err(err) = store.insert_chunks(&job.id, attempt, others).await {
             tracing::error!(%err, "cannot queue the chunks");
             return Split::not("internal", "the chunks could not be queued");
         }
         self.parts.control.wake();
-        let watch = tokio::spawn(watch_chunks(
-            store.clone(),
-            self.parts.storage.clone(),
-            job.clone(),
-            attempt,
-            shelf.clone(),
-            feed.clone(),
-            self.chunk_ends.subscribe(),
-        ));
-        // Draw what nobody else took, until every chunk has ended: one
-        // whose worker died is queued again and may be this runner's.
-        let mut watch = watch;
-        let watched = loop {
-            if run.reason().is_some() {
-                break None;
+        let (arrived, arrivals) = tokio::sync::watch::channel(0u64);
+        let live = Arc::new(LiveGate::default());
+        let mut watch = tokio::spawn(
+            ChunkWatch {
+                store: store.clone(),
+                storage: self.parts.storage.clone(),
+                job: job.clone(),
+                attempt,
+                shelf: shelf.clone(),
+                feed: feed.clone(),
+                ended_here: self.chunk_ends.subscribe(),
+                arrived,
+                live: Arc::clone(&live),
             }
-            let claimed = store
+            .run(),
+        );
+        let (give_up, gave_up) = tokio::sync::watch::channel(false);
+        let (waits, waiting) = tokio::sync::watch::channel(false);
+        let (done, helper_stop) = tokio::sync::watch::channel(false);
+        let progress = join_progress(own.first, job.spec.fps(), feed, &live, waits);
+        let stop = {
+            let (stopped, mut gave_up) = (run.stopped(), gave_up.clone());
+            async move {
+                tokio::select! {
+                    _ = stopped => {}
+                    _ = gave_up.wait_for(|g| *g) => {}
+                }
+            }
+        };
+        let join = crate::render::Join {
+            awaits_before: own.first,
+            arrivals,
+        };
+        let warm = self.parts.pool.take(job.spec.engine, &self.cfg.limits);
+        let warm_start = warm.is_some();
+        let started = std::time::Instant::now();
+        let render = self.parts.renderer.render_join(
+            warm,
+            &job.spec,
+            owner_of(job),
+            &self.cfg.limits,
+            scratch,
+            join,
+            progress,
+            stop,
+        );
+        let helper = self.draw_unclaimed(job, attempt, run, shelf, waiting, helper_stop);
+        tokio::pin!(render, helper);
+        let (mut watched, mut helped) = (None, false);
+        let mut chunks_done = None;
+        let outcome = loop {
+            tokio::select! {
+                out = &mut render => break out,
+                w = &mut watch, if watched.is_none() => {
+                    chunks_done = Some(std::time::Instant::now());
+                    let w = w.unwrap_or_default();
+                    if w.0.is_empty() || w.0.iter().any(|c| c.status != ChunkStatus::Done) {
+                        give_up.send_replace(true);
+                    }
+                    watched = Some(w);
+                }
+                () = &mut helper, if !helped => helped = true,
+            }
+        };
+        let ended = std::time::Instant::now();
+        let _ = done.send(true);
+        if !helped {
+            helper.await;
+        }
+        if run.reason().is_some() {
+            // Stopped (canceled, shutdown, lease lost): this attempt's
+            // chunks stop with it, here and on every node.
+            watch.abort();
+            let _ = store.cancel_chunks(&job.id).await;
+            self.parts.control.cancel_everywhere(&job.id);
+            return Split::default();
+        }
+        if *gave_up.borrow() {
+            let (chunks, live_sent) = watched.unwrap_or_default();
+            let _ = store.cancel_chunks(&job.id).await;
+            // None of the join's pieces went live: the last pass sends its
+            // own from where the chunks' stopped.
+            let _ = std::fs::remove_dir_all(scratch.join("pieces"));
+            let failed = chunks.iter().find(|c| c.status != ChunkStatus::Done);
+            let code = failed
+                .and_then(|c| c.error.clone())
+                .unwrap_or_else(|| "canceled".into());
+            return Split {
+                live_sent,
+                ..Split::not(
+                    "chunk-failed",
+                    format!(
+                        "chunk {} ended {code}; its animations are drawn in one pass",
+                        failed.map_or(0, |c| c.index)
+                    ),
+                )
+            };
+        }
+        // The join ended (its video, or the scene's error): chunks still
+        // drawing are not needed, nor the watcher once it has stopped.
+        let _ = store.cancel_chunks(&job.id).await;
+        if watched.is_none() {
+            watch.abort();
+            watched = (&mut watch).await.ok();
+        }
+        live.finish(&feed.pieces);
+        // The join's own part ended when it began to wait; the stitch
+        // began once the last piece was there too.
+        let waited = live.waited();
+        let own_secs_drawn = waited.unwrap_or(ended).duration_since(started);
+        // (A join that found every piece cached never waited: no figure.)
+        let stitch_secs = waited
+            .map(|w| chunks_done.map_or(w, |c| c.max(w)))
+            .map(|from| ended.duration_since(from).as_secs_f64());
+        let mut chunks: Vec<ChunkInfo> = match store.chunks_of(&job.id, attempt).await {
+            Ok(chunks) => chunks.iter().map(chunk_info).collect(),
+            Err(_) => watched
+                .map(|w| w.0.iter().map(chunk_info).collect())
+                .unwrap_or_default(),
+        };
+        chunks.push(ChunkInfo {
+            index: others.len() as u32,
+            first_animation: own.first,
+            last_animation: own.last,
+            seconds: (own_secs * 1e6).round() / 1e6,
+            node: self.owner.clone(),
+            render_secs: own_secs_drawn.as_secs_f64(),
+        });
+        Split {
+            chunks,
+            stitch_secs,
+            joined: Some(Box::new((outcome, warm_start))),
+            ..Split::default()
+        }
+    }
+
+    /// Draws this job's chunks that no worker claimed, from the moment the
+    /// join waits for pieces (before that, its own drawing has the slot)
+    /// until `done`.
+    async fn draw_unclaimed(
+        &self,
+        job: &Job,
+        attempt: u32,
+        run: &Run,
+        shelf: &Shelf,
+        mut waiting: tokio::sync::watch::Receiver<bool>,
+        mut done: tokio::sync::watch::Receiver<bool>,
+    ) {
+        tokio::select! {
+            w = waiting.wait_for(|w| *w) => if w.is_err() { return },
+            _ = done.wait_for(|d| *d) => return,
+        }
+        loop {
+            if *done.borrow() || run.reason().is_some() {
+                return;
+            }
+            let claimed = self
+                .parts
+                .store
                 .claim_chunk(&self.owner, self.cfg.lease, Some((&job.id, attempt)))
                 .await;
             match claimed {
                 Ok(Some(chunk)) => {
                     let beat = ChunkBeat::new(self, &chunk, run.stopper());
+                    let stop = {
+                        let (stopped, mut done) = (run.stopped(), done.clone());
+                        async move {
+                            tokio::select! {
+                                _ = stopped => {}
+                                _ = done.wait_for(|d| *d) => {}
+                            }
+                        }
+                    };
                     let ending = self
-                        .draw_chunk(&chunk, job, shelf, &beat.frames, run.stopped())
+                        .draw_chunk(&chunk, job, shelf, &beat.frames, stop)
                         .await;
                     beat.end(self, &chunk, ending, run.reason()).await;
                     continue;
@@ -217,37 +381,9 @@ impl Executor {
                 Err(err) => tracing::warn!(%err, "cannot claim a chunk"),
             }
             tokio::select! {
-                w = &mut watch => break w.ok(),
-                _ = run.stopped() => break None,
+                _ = done.wait_for(|d| *d) => return,
                 _ = tokio::time::sleep(POLL) => {}
             }
-        };
-        watch.abort();
-        let Some((chunks, live_sent)) = watched.filter(|_| run.reason().is_none()) else {
-            // Stopped (canceled, shutdown, lease lost): this attempt's
-            // chunks stop with it, here and on every node.
-            let _ = store.cancel_chunks(&job.id).await;
-            self.parts.control.cancel_everywhere(&job.id);
-            return Split::default();
-        };
-        if let Some(failed) = chunks.iter().find(|c| c.status != ChunkStatus::Done) {
-            let _ = store.cancel_chunks(&job.id).await;
-            let code = failed.error.clone().unwrap_or_else(|| "canceled".into());
-            return Split {
-                live_sent,
-                ..Split::not(
-                    "chunk-failed",
-                    format!(
-                        "chunk {} ended {code}; its animations are drawn in one pass",
-                        failed.index
-                    ),
-                )
-            };
-        }
-        Split {
-            chunks: chunks.iter().map(chunk_info).collect(),
-            live_sent,
-            ..Split::default()
         }
     }
 
@@ -514,85 +650,262 @@ impl ChunkBeat {
     }
 }
 
-/// Watches one attempt's chunks until all have ended: publishes the frames
-/// drawn over all of them, and sends each done chunk's pieces to the live
-/// stream once every chunk before it is done. Returns the chunks and how
-/// many pieces went live.
-async fn watch_chunks(
+/// One attempt's chunks, watched until all have ended (see `run`).
+struct ChunkWatch {
     store: Store,
     storage: crate::storage::Storage,
     job: Job,
     attempt: u32,
     shelf: Shelf,
     feed: Feed,
-    mut ended_here: tokio::sync::watch::Receiver<u64>,
-) -> (Vec<Chunk>, usize) {
-    let Feed {
-        progress,
-        pieces,
-        live_dir,
-    } = feed;
-    let scene = job
-        .spec
-        .scenes
-        .first()
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    let (mut live_chunks, mut live_sent, mut frames_seen, mut pulled) =
-        (0usize, 0usize, 0u64, 0usize);
-    loop {
-        // A chunk that ends on this node says so; one that ends on another
-        // is found at the next look.
-        tokio::select! {
-            changed = ended_here.changed() => {
-                if changed.is_err() {
-                    tokio::time::sleep(POLL).await;
+    /// Bumped when a chunk ends on this node.
+    ended_here: tokio::sync::watch::Receiver<u64>,
+    /// Bumped when more chunks' pieces are on the shelf, for the join.
+    arrived: tokio::sync::watch::Sender<u64>,
+    live: Arc<LiveGate>,
+}
+
+impl ChunkWatch {
+    /// Publishes the frames drawn over all chunks, sends each done chunk's
+    /// pieces to the live stream once every chunk before it is done, and tells
+    /// the join of each arrival. Returns the chunks and how many pieces went
+    /// live.
+    async fn run(self) -> (Vec<Chunk>, usize) {
+        let ChunkWatch {
+            store,
+            storage,
+            job,
+            attempt,
+            shelf,
+            feed,
+            mut ended_here,
+            arrived,
+            live,
+        } = self;
+        let Feed {
+            progress,
+            pieces,
+            live_dir,
+        } = feed;
+        let scene = job
+            .spec
+            .scenes
+            .first()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let (mut live_chunks, mut live_sent, mut frames_seen, mut pulled) =
+            (0usize, 0usize, 0u64, 0usize);
+        loop {
+            // A chunk that ends on this node says so; one that ends on another
+            // is found at the next look.
+            tokio::select! {
+                changed = ended_here.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(POLL).await;
+                    }
                 }
+                _ = tokio::time::sleep(POLL) => {}
             }
-            _ = tokio::time::sleep(POLL) => {}
-        }
-        let chunks = match store.chunks_of(&job.id, attempt).await {
-            Ok(c) => c,
-            Err(err) => {
-                tracing::warn!(%err, "cannot read the chunks");
-                continue;
-            }
-        };
-        let frames: u64 = chunks.iter().map(|c| c.frames).sum();
-        if frames != frames_seen {
-            frames_seen = frames;
-            let _ = progress.try_send(Progress::Frames {
-                scene: scene.clone(),
-                frames,
-            });
-        }
-        let done = chunks
-            .iter()
-            .filter(|c| c.status == ChunkStatus::Done)
-            .count();
-        if done > pulled {
-            // Pieces drawn on other nodes come through the bucket.
-            let _ = storage.pull_animations(&shelf).await;
-            pulled = done;
-        }
-        while let Some(c) = chunks
-            .get(live_chunks)
-            .filter(|c| c.status == ChunkStatus::Done)
-        {
-            for (_, key) in &c.keys {
-                if let Some(link) = link_for_live(&shelf, key, &live_dir, live_sent) {
-                    let _ = pieces.send(link);
-                    live_sent += 1;
+            let chunks = match store.chunks_of(&job.id, attempt).await {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::warn!(%err, "cannot read the chunks");
+                    continue;
                 }
+            };
+            let frames: u64 = chunks.iter().map(|c| c.frames).sum();
+            if frames != frames_seen {
+                frames_seen = frames;
+                live.others.store(frames, Ordering::Relaxed);
+                let _ = progress.try_send(Progress::Frames {
+                    scene: scene.clone(),
+                    frames: live.frames(),
+                });
             }
-            live_chunks += 1;
+            let done = chunks
+                .iter()
+                .filter(|c| c.status == ChunkStatus::Done)
+                .count();
+            if done > pulled {
+                // Pieces drawn on other nodes come through the bucket.
+                let _ = storage.pull_animations(&shelf).await;
+                pulled = done;
+                // The join links them in where its worker awaits them.
+                arrived.send_modify(|n| *n += 1);
+            }
+            while let Some(c) = chunks
+                .get(live_chunks)
+                .filter(|c| c.status == ChunkStatus::Done)
+            {
+                let mut links = Vec::with_capacity(c.keys.len());
+                for (_, key) in &c.keys {
+                    if let Some(link) = link_for_live(&shelf, key, &live_dir, live_sent) {
+                        links.push(link);
+                        live_sent += 1;
+                    }
+                }
+                live_chunks += 1;
+                // The last of them opens the stream to the join's own pieces.
+                live.chunk_done(
+                    links,
+                    c.range.last + 1,
+                    live_chunks == chunks.len(),
+                    &pieces,
+                );
+            }
+            if !chunks.is_empty() && chunks.iter().all(|c| c.status.is_over()) {
+                // The pieces' links stay: the packager may not have read the
+                // last ones yet. It removes each it took; the job's scratch
+                // directory goes, with the rest, once the stream has ended.
+                return (chunks, live_sent);
+            }
         }
-        if !chunks.is_empty() && chunks.iter().all(|c| c.status.is_over()) {
-            // The pieces' links stay: the packager may not have read the
-            // last ones yet. It removes each it took; the job's scratch
-            // directory goes, with the rest, once the stream has ended.
-            return (chunks, live_sent);
+    }
+}
+
+/// The live stream's order during a join: the other chunks' pieces first,
+/// sent by the watcher as it finds each chunk done, then the join's own,
+/// held until those are out. The pieces the join itself reports of the
+/// other chunks' plays are kept aside, for when a chunk ended without its
+/// pieces going live (canceled once the join had them from the cache).
+/// And the frames drawn so far over all of them.
+#[derive(Default)]
+struct LiveGate {
+    state: std::sync::Mutex<Gate>,
+    /// When the join began to await the other chunks' pieces.
+    waited: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Frames the other chunks drew (as their leases last reported).
+    others: AtomicU64,
+    /// Frames the join drew itself.
+    own: AtomicU64,
+}
+
+#[derive(Default)]
+struct Gate {
+    /// Every other chunk's pieces are live: the join's go straight through.
+    open: bool,
+    /// The plays before this one are live.
+    through: u32,
+    /// The join's own pieces, until the gate opens.
+    held: Vec<PathBuf>,
+    /// The join's pieces of the other chunks' plays, not yet live.
+    aside: Vec<(u32, PathBuf)>,
+}
+
+impl LiveGate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Gate> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn waited(&self) -> Option<std::time::Instant> {
+        *self.waited.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn frames(&self) -> u64 {
+        self.others.load(Ordering::Relaxed) + self.own.load(Ordering::Relaxed)
+    }
+
+    /// The watcher's: a done chunk's pieces (its plays end before
+    /// `through`) go live; after the `last` of them, the held ones follow.
+    fn chunk_done(
+        &self,
+        links: Vec<PathBuf>,
+        through: u32,
+        last: bool,
+        to: &mpsc::UnboundedSender<PathBuf>,
+    ) {
+        let mut gate = self.lock();
+        for link in links {
+            let _ = to.send(link);
         }
+        gate.through = through;
+        if last {
+            for piece in std::mem::take(&mut gate.held) {
+                let _ = to.send(piece);
+            }
+            gate.open = true;
+        }
+    }
+
+    /// One of the join's pieces, of play `index`; its own start at `first`.
+    fn offer(&self, index: u32, first: u32, piece: PathBuf, to: &mpsc::UnboundedSender<PathBuf>) {
+        let mut gate = self.lock();
+        if index < first {
+            if index < gate.through {
+                // Sent live already, from its chunk.
+                let _ = std::fs::remove_file(&piece);
+            } else {
+                gate.aside.push((index, piece));
+            }
+        } else if gate.open {
+            let _ = to.send(piece);
+        } else {
+            gate.held.push(piece);
+        }
+    }
+
+    /// The join made the video and the watcher has stopped: whatever did
+    /// not go live yet goes now, in play order.
+    fn finish(&self, to: &mpsc::UnboundedSender<PathBuf>) {
+        let mut gate = self.lock();
+        let mut aside = std::mem::take(&mut gate.aside);
+        aside.sort_by_key(|(index, _)| *index);
+        for (index, piece) in aside {
+            if gate.open || index < gate.through {
+                let _ = std::fs::remove_file(&piece);
+            } else {
+                let _ = to.send(piece);
+            }
+        }
+        for piece in std::mem::take(&mut gate.held) {
+            let _ = to.send(piece);
+        }
+        gate.open = true;
+    }
+}
+
+/// The join's progress, passed on with two changes: its frames count from
+/// its own first play (the plays before are simulated) and are added to
+/// the other chunks'; of its pieces, only its own go live, in order after
+/// the chunks'. `waits` says when it started awaiting their pieces.
+fn join_progress(
+    first: u32,
+    fps: u32,
+    feed: &Feed,
+    live: &Arc<LiveGate>,
+    waits: tokio::sync::watch::Sender<bool>,
+) -> impl FnMut(Progress) + Send + 'static {
+    let (progress, pieces, live) = (feed.progress.clone(), feed.pieces.clone(), Arc::clone(live));
+    let mut base = None;
+    move |p: Progress| {
+        match &p {
+            Progress::Animation { index, start, .. } if *index == first => {
+                base = Some((start * f64::from(fps)).round() as u64);
+            }
+            Progress::Frames { scene, frames } => {
+                if let Some(base) = base {
+                    live.own
+                        .store(frames.saturating_sub(base), Ordering::Relaxed);
+                    let _ = progress.try_send(Progress::Frames {
+                        scene: scene.clone(),
+                        frames: live.frames(),
+                    });
+                }
+                return;
+            }
+            Progress::PartialMovie {
+                index,
+                piece: Some(piece),
+                ..
+            } => live.offer(*index, first, piece.clone(), &pieces),
+            Progress::AwaitingPieces { .. } => {
+                *live.waited.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(std::time::Instant::now());
+                waits.send_replace(true);
+            }
+            _ => {}
+        }
+        let _ = progress.try_send(p);
     }
 }
 

@@ -133,7 +133,7 @@ impl JobProgress {
             }
             Progress::Frames { frames, .. } => self.frames = *frames,
             Progress::PartialMovie { .. } => self.animations_done += 1,
-            Progress::SceneFinished { .. } => {}
+            Progress::SceneFinished { .. } | Progress::AwaitingPieces { .. } => {}
         }
     }
 }
@@ -196,6 +196,11 @@ pub struct JobResult {
     /// Seconds of the quick pass that planned the split, when one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_secs: Option<f64>,
+    /// A split render: seconds from the moment the last chunk's pieces
+    /// were all there (or the join's own drawing ended, if later) to the
+    /// finished video: the stitch, the sound's mix and the thumbnail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stitch_secs: Option<f64>,
 }
 
 /// One chunk of a split render.
@@ -209,7 +214,9 @@ pub struct ChunkInfo {
     pub seconds: f64,
     /// The worker (lease owner) that drew it.
     pub node: String,
-    /// Seconds its sandbox ran.
+    /// Seconds its sandbox ran. The last chunk is drawn by the job's own
+    /// render, which then awaits the others' pieces and stitches the
+    /// video: its seconds end where its own animations were drawn.
     pub render_secs: f64,
 }
 

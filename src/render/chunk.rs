@@ -186,7 +186,7 @@ impl Renderer {
             self.sandbox.discard(started).await;
             return Err(e);
         }
-        let stdin = super::render_job(spec, &prepared, true, Some(range));
+        let stdin = super::render_job(spec, &prepared, true, Some(range), None);
         let mut collector = Collector::new(limits, dest_dir.join("pieces"), Some(shelf), progress);
         let mut keys = Vec::new();
         let mut done = None;

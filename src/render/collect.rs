@@ -217,6 +217,9 @@ impl<'a, P: FnMut(Progress)> Collector<'a, P> {
                     piece,
                 })
             }
+            WorkerEvent::AwaitingPieces { count } => {
+                (self.progress)(Progress::AwaitingPieces { count })
+            }
             WorkerEvent::PreviewFrame { .. }
             | WorkerEvent::Previewed { .. }
             | WorkerEvent::Planned { .. }

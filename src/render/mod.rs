@@ -231,7 +231,7 @@ impl Renderer {
             .await?;
         let shelf = self.shelf(spec, owner);
         self.render_in(
-            started, spec, owner, shelf, limits, dest_dir, prepared, progress, cancel,
+            started, spec, owner, shelf, limits, dest_dir, prepared, None, progress, cancel,
         )
         .await
     }
@@ -261,7 +261,62 @@ impl Renderer {
         };
         let shelf = self.shelf(spec, owner);
         self.render_in(
-            started, spec, owner, shelf, &limits, dest_dir, prepared, progress, cancel,
+            started, spec, owner, shelf, &limits, dest_dir, prepared, None, progress, cancel,
+        )
+        .await
+    }
+
+    /// A split render's join: renders `spec` (in `warm` when there is one)
+    /// drawing only the plays from `join.awaits_before` on, while other
+    /// workers draw the ones before; their pieces are awaited in the
+    /// owner's cache and stitched as a single render's would be. It never
+    /// ends by itself while a piece is missing: `cancel` gives up.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn render_join(
+        &self,
+        warm: Option<Warm>,
+        spec: &RenderSpec,
+        owner: &str,
+        limits: &Limits,
+        dest_dir: &Path,
+        join: Join,
+        progress: impl FnMut(Progress),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Rendered, RenderError> {
+        let mut cancel = std::pin::pin!(cancel);
+        let (started, limits) = match warm {
+            Some(warm) => warm.take_up(),
+            None => {
+                self.runtime.check(spec.engine)?;
+                let started = self
+                    .sandbox
+                    .start(&sandbox::new_id(), &self.command(spec.engine, true), limits)
+                    .await?;
+                (started, limits.clone())
+            }
+        };
+        let prepared = match self
+            .prepare_speech(spec, &limits, dest_dir, cancel.as_mut())
+            .await
+        {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.sandbox.discard(started).await;
+                return Err(e);
+            }
+        };
+        let shelf = self.shelf(spec, Some(owner));
+        self.render_in(
+            started,
+            spec,
+            Some(owner),
+            shelf,
+            &limits,
+            dest_dir,
+            prepared,
+            Some(&join),
+            progress,
+            cancel,
         )
         .await
     }
@@ -297,6 +352,7 @@ impl Renderer {
         limits: &Limits,
         dest_dir: &Path,
         mut prepared: Prepared,
+        join: Option<&Join>,
         mut progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
     ) -> Result<Rendered, RenderError> {
@@ -333,6 +389,7 @@ impl Renderer {
                     dest_dir,
                     &prepared,
                     pieces,
+                    join,
                     &mut progress,
                     cancel.as_mut(),
                     (&mut spoiled, &mut unvoiced),
@@ -372,6 +429,7 @@ impl Renderer {
         dest_dir: &Path,
         prepared: &Prepared,
         pieces: PathBuf,
+        join: Option<&Join>,
         progress: impl FnMut(Progress),
         cancel: impl Future<Output = ()>,
         (spoiled, unvoiced): (&mut bool, &mut Vec<VoiceText>),
@@ -386,10 +444,24 @@ impl Renderer {
             self.sandbox.discard(started).await;
             return Err(e);
         }
+        // A join's arrivals are linked in as they come, from the moment
+        // the shelf is shown: none falls between.
+        let arrivals = join.map(|j| {
+            let mut arrivals = j.arrivals.clone();
+            arrivals.borrow_and_update();
+            arrivals
+        });
         if let Some(shelf) = shelf {
             self.show_shelf(shelf, &started).await;
         }
-        let stdin = render_job(spec, prepared, shelf.is_some(), None);
+        let relink = match (arrivals, shelf, started.view()) {
+            (Some(arrivals), Some(shelf), Some(view)) => {
+                Some(tokio::spawn(link_arrivals(shelf.clone(), view, arrivals)))
+            }
+            _ => None,
+        };
+        let awaits_before = join.filter(|_| shelf.is_some()).map(|j| j.awaits_before);
+        let stdin = render_job(spec, prepared, shelf.is_some(), None, awaits_before);
         let mut collector = Collector::new(limits, pieces, shelf, progress);
         let finished = self
             .sandbox
@@ -401,6 +473,9 @@ impl Renderer {
                 cancel.as_mut(),
             )
             .await;
+        if let Some(relink) = relink {
+            relink.abort();
+        }
         *spoiled = collector.spoiled;
         *unvoiced = std::mem::take(&mut collector.unvoiced);
         let mut finished = finished?;
@@ -492,12 +567,39 @@ impl Renderer {
     }
 }
 
+/// A split render's join (see [`Renderer::render_join`]).
+pub struct Join {
+    /// The first play this render draws; the plays before it that the
+    /// cache lacks are other workers' chunks.
+    pub awaits_before: u32,
+    /// Changes whenever more pieces are on the owner's shelf.
+    pub arrivals: tokio::sync::watch::Receiver<u64>,
+}
+
+/// Links the shelf's new entries into a join's view each time more arrive,
+/// until the render ends (and this task with it).
+async fn link_arrivals(
+    shelf: Shelf,
+    view: PathBuf,
+    mut arrivals: tokio::sync::watch::Receiver<u64>,
+) {
+    while arrivals.changed().await.is_ok() {
+        let (shelf, view) = (shelf.clone(), view.clone());
+        match tokio::task::spawn_blocking(move || shelf.link_into(&view)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "cannot show arriving pieces to a sandbox"),
+            Err(err) => tracing::warn!(%err, "cannot show arriving pieces to a sandbox"),
+        }
+    }
+}
+
 /// The render job as the worker reads it on its stdin.
 fn render_job(
     spec: &RenderSpec,
     prepared: &Prepared,
     cache: bool,
     chunk: Option<crate::protocol::ChunkRange>,
+    awaits_before: Option<u32>,
 ) -> Vec<u8> {
     let durations = prepared.speech.as_ref().map(Speech::durations);
     let voice = prepared.voice.as_ref().map(Voiceovers::for_worker);
@@ -516,6 +618,7 @@ fn render_job(
         cache,
         environment: runtime::environment(spec.engine),
         chunk,
+        awaits_before,
         main: spec.project.as_ref().map(|p| p.main.as_str()),
         voiceover: voice.as_ref(),
     };

@@ -251,7 +251,10 @@ async fn watch_renders_each_save_and_names_the_animations_it_changed() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let status = child.wait().await.unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("Ctrl-C ends the watch")
+        .unwrap();
     assert!(status.success(), "Ctrl-C ends the watch: {status:?}");
 }
 

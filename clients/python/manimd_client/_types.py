@@ -700,6 +700,7 @@ class JobResult:
     plan_secs: float | None = None
     seed: int | None = None
     split: Notice | None = None
+    stitch_secs: float | None = None
     warm_start: bool | None = None
     width: int | None = None
 
@@ -729,6 +730,7 @@ class JobResult:
             plan_secs=_opt(d.get('plan_secs'), lambda v: float(v)),
             seed=d.get('seed'),
             split=_opt(d.get('split'), lambda v: Notice.from_json(v)),
+            stitch_secs=_opt(d.get('stitch_secs'), lambda v: float(v)),
             warm_start=d.get('warm_start'),
             width=d.get('width'),
         )
@@ -781,6 +783,8 @@ class JobResult:
             d['seed'] = self.seed
         if self.split is not None:
             d['split'] = None if self.split is None else self.split.to_json()
+        if self.stitch_secs is not None:
+            d['stitch_secs'] = self.stitch_secs
         if self.warm_start is not None:
             d['warm_start'] = self.warm_start
         if self.width is not None:
@@ -1525,7 +1529,29 @@ class ProgressSceneFinished:
         return d
 
 
-Progress = Union[ProgressReady, ProgressSceneStarted, ProgressAnimation, ProgressFrames, ProgressPartialMovie, ProgressSceneFinished]
+@dataclass(frozen=True)
+class ProgressAwaitingPieces:
+    """A split render: this worker's own animations are drawn, and the
+    video waits for `count` pieces that other workers are drawing.
+    """
+    event: Literal["awaiting-pieces"] = _field(default="awaiting-pieces", init=False)
+    count: int
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ProgressAwaitingPieces:
+        return cls(
+            count=d['count'],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        d['event'] = self.event
+        if self.count is not None:
+            d['count'] = self.count
+        return d
+
+
+Progress = Union[ProgressReady, ProgressSceneStarted, ProgressAnimation, ProgressFrames, ProgressPartialMovie, ProgressSceneFinished, ProgressAwaitingPieces]
 """A step of a running render, for progress displays and event streams
 (the data of an SSE `progress` event, named by its `event` field).
 """
@@ -1545,6 +1571,8 @@ def progress_from_json(d: dict[str, Any]) -> Progress:
         return ProgressPartialMovie.from_json(d)
     if d.get('event') == 'scene-finished':
         return ProgressSceneFinished.from_json(d)
+    if d.get('event') == 'awaiting-pieces':
+        return ProgressAwaitingPieces.from_json(d)
     raise ValueError(f"not a Progress: {sorted(d)}")
 
 

@@ -1,6 +1,7 @@
 """Manim Community (`from manim import *`)."""
 
 import copy
+import os
 from pathlib import Path
 
 from manimd_worker import narration, protocol, timeline
@@ -140,6 +141,8 @@ class Driver:
         # This render's plays: frames per piece, cache keys, by play index.
         self._piece_frames = {}
         self._keys = {}
+        # A join's plays drawn elsewhere: (index, key), in order.
+        self._awaited = []
         profile = " ".join(
             str(part)
             for part in ("manim", self.version, job.get("environment"), job["width"], job["height"],
@@ -203,6 +206,8 @@ class Driver:
         combine = scene_file_writer.SceneFileWriter.combine_to_movie
 
         def deferred_combine(writer):
+            # A split render's join: the other workers' pieces first.
+            driver._join_pieces()
             # The pieces are stitched once, for all scenes, by media.finalize;
             # Manim's own pass would copy every frame one more time. Sound
             # needs Manim's muxing, so a scene with sound keeps it.
@@ -256,6 +261,7 @@ class Driver:
         self._frames = 0
         self._piece_frames = {}
         self._keys = {}
+        self._awaited = []
         scene = cls()
         narration.wrap(scene, name, index, lambda: float(scene.renderer.time), self.fps)
         try:
@@ -305,10 +311,13 @@ class Driver:
                 cached = plan.lookup(key)
                 if cached:
                     break
-        self._announce(scene, index, start, cached=cached is not None)
+        # A play another worker draws (a join's): simulated here, its piece
+        # awaited. One without a hash has no key to await: drawn here.
+        awaited = play_hash is not None and cached is None and plan.awaits(index)
+        self._announce(scene, index, start, cached=cached is not None or awaited)
         writer = renderer.file_writer
         frames_before = self._frames
-        simulate = plan.simulating or cached is not None or before
+        simulate = plan.simulating or cached is not None or before or awaited
         if simulate:
             writer.add_partial_movie_file(None)
             renderer.animations_hashes.append(None)
@@ -341,6 +350,12 @@ class Driver:
         if play_hash and cached is None:
             drew = timeline.rng_digest() != rng
             self._keys[index] = plan.key(play_hash, rng if drew else None)
+        if awaited:
+            # Its place in the stitch is where the host will link the piece.
+            path = os.path.join(timeline.CACHE_DIR, self._keys[index] + ".mp4")
+            writer.partial_movie_files[-1] = path
+            writer.sections[-1].partial_movie_files[-1] = path
+            self._awaited.append((index, self._keys[index]))
         writer.end_animation(not simulate)
         renderer.num_plays += 1
         if cached is not None:
@@ -360,6 +375,24 @@ class Driver:
                 raise timeline.PreviewDone()
         if plan.chunk_ends_after(index):
             raise timeline.ChunkDone()
+
+    def _join_pieces(self):
+        """Waits for the pieces of a join's awaited plays, then reports each
+        as taken from the cache (the host checks it with its reader)."""
+        if not self._awaited:
+            return
+        keys = [key for _, key in self._awaited]
+        for (index, key), path in zip(self._awaited, self.plan.await_pieces(keys)):
+            protocol.emit(
+                "partial-movie",
+                scene=self._scene,
+                index=index,
+                path=path,
+                frames=self._piece_frames.get(index),
+                key=key,
+                cached=True,
+            )
+        self._awaited = []
 
     def _announce(self, scene, index, start, cached):
         """Tells the host which play this is: its name, the author's line,
