@@ -117,7 +117,7 @@ impl Profile {
         );
         if let Some(files) = self.project {
             name.push_str("-p");
-            name.extend(files.iter().map(|b| format!("{b:02x}")));
+            name.push_str(&crate::project::hex(&files));
         }
         name
     }

@@ -77,7 +77,7 @@ impl Config {
     /// areas so that instances sharing a host never reap each other's jobs.
     pub fn instance(&self) -> String {
         let digest = Sha256::digest(self.data_dir.as_os_str().as_encoded_bytes());
-        digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+        crate::project::hex(&digest[..4])
     }
 
     pub fn sandbox_config(&self) -> SandboxConfig {

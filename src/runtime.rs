@@ -34,12 +34,7 @@ pub fn environment(engine: Engine) -> &'static str {
         hasher.update(include_str!("../python/locks/build.txt").as_bytes());
         hasher.update([0]);
         hasher.update(lock.as_bytes());
-        hasher
-            .finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::project::hex(&hasher.finalize()[..8])
     })
 }
 
@@ -291,12 +286,7 @@ pub fn worker_hash() -> &'static str {
             hasher.update(text.as_bytes());
             hasher.update([0]);
         }
-        hasher
-            .finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::project::hex(&hasher.finalize()[..8])
     })
 }
 

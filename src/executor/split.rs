@@ -254,7 +254,7 @@ impl Executor {
                 w = &mut watch, if watched.is_none() => {
                     chunks_done = Some(std::time::Instant::now());
                     let w = w.unwrap_or_default();
-                    if w.0.is_empty() || w.0.iter().any(|c| c.status != ChunkStatus::Done) {
+                    if w.is_empty() || w.iter().any(|c| c.status != ChunkStatus::Done) {
                         give_up.send_replace(true);
                     }
                     watched = Some(w);
@@ -275,34 +275,50 @@ impl Executor {
             self.parts.control.cancel_everywhere(&job.id);
             return Split::default();
         }
-        if *gave_up.borrow() {
-            let (chunks, live_sent) = watched.unwrap_or_default();
+        // A join that ran out of time while it waited (it drew a chunk
+        // nobody took, say) is no scene's fault: the last pass takes over.
+        let out_of_time = live.waited().is_some()
+            && matches!(
+                outcome,
+                Err(RenderError::Stopped(
+                    crate::sandbox::Stopped::Timeout { .. }
+                ))
+            );
+        if watched.is_none() {
+            // Stopped first: what it sent live is final.
+            watch.abort();
+            watched = (&mut watch).await.ok();
+        }
+        let watched = watched.unwrap_or_default();
+        if *gave_up.borrow() || out_of_time {
             let _ = store.cancel_chunks(&job.id).await;
+            let live_sent = live.lock().sent;
             // None of the join's pieces went live: the last pass sends its
-            // own from where the chunks' stopped.
+            // own from where the chunks' stopped; it finds the pieces the
+            // join drew in the cache.
             let _ = std::fs::remove_dir_all(scratch.join("pieces"));
-            let failed = chunks.iter().find(|c| c.status != ChunkStatus::Done);
-            let code = failed
-                .and_then(|c| c.error.clone())
-                .unwrap_or_else(|| "canceled".into());
-            return Split {
-                live_sent,
-                ..Split::not(
+            let reason = match watched.iter().find(|c| c.status != ChunkStatus::Done) {
+                Some(failed) => Split::not(
                     "chunk-failed",
                     format!(
-                        "chunk {} ended {code}; its animations are drawn in one pass",
-                        failed.map_or(0, |c| c.index)
+                        "chunk {} ended {}; its animations are drawn in one pass",
+                        failed.index,
+                        failed.error.as_deref().unwrap_or("canceled")
                     ),
-                )
+                ),
+                None => Split::not(
+                    "join-timeout",
+                    "the render ran out of time waiting for its chunks; the rest is drawn in one pass",
+                ),
+            };
+            return Split {
+                live_sent,
+                ..reason
             };
         }
         // The join ended (its video, or the scene's error): chunks still
         // drawing are not needed, nor the watcher once it has stopped.
         let _ = store.cancel_chunks(&job.id).await;
-        if watched.is_none() {
-            watch.abort();
-            watched = (&mut watch).await.ok();
-        }
         live.finish(&feed.pieces);
         // The join's own part ended when it began to wait; the stitch
         // began once the last piece was there too.
@@ -314,9 +330,7 @@ impl Executor {
             .map(|from| ended.duration_since(from).as_secs_f64());
         let mut chunks: Vec<ChunkInfo> = match store.chunks_of(&job.id, attempt).await {
             Ok(chunks) => chunks.iter().map(chunk_info).collect(),
-            Err(_) => watched
-                .map(|w| w.0.iter().map(chunk_info).collect())
-                .unwrap_or_default(),
+            Err(_) => watched.iter().map(chunk_info).collect(),
         };
         chunks.push(ChunkInfo {
             index: others.len() as u32,
@@ -667,10 +681,10 @@ struct ChunkWatch {
 
 impl ChunkWatch {
     /// Publishes the frames drawn over all chunks, sends each done chunk's
-    /// pieces to the live stream once every chunk before it is done, and tells
-    /// the join of each arrival. Returns the chunks and how many pieces went
-    /// live.
-    async fn run(self) -> (Vec<Chunk>, usize) {
+    /// pieces to the live stream once every chunk before it is done (the
+    /// gate counts them), and tells the join of each arrival. Returns the
+    /// chunks once all have ended.
+    async fn run(self) -> Vec<Chunk> {
         let ChunkWatch {
             store,
             storage,
@@ -757,7 +771,7 @@ impl ChunkWatch {
                 // The pieces' links stay: the packager may not have read the
                 // last ones yet. It removes each it took; the job's scratch
                 // directory goes, with the rest, once the stream has ended.
-                return (chunks, live_sent);
+                return chunks;
             }
         }
     }
@@ -784,6 +798,8 @@ struct LiveGate {
 struct Gate {
     /// Every other chunk's pieces are live: the join's go straight through.
     open: bool,
+    /// How many of the chunks' pieces went live.
+    sent: usize,
     /// The plays before this one are live.
     through: u32,
     /// The join's own pieces, until the gate opens.
@@ -815,6 +831,7 @@ impl LiveGate {
         to: &mpsc::UnboundedSender<PathBuf>,
     ) {
         let mut gate = self.lock();
+        gate.sent += links.len();
         for link in links {
             let _ = to.send(link);
         }
@@ -969,5 +986,66 @@ mod tests {
             ..plan(vec![1.0; 40])
         };
         assert_eq!(code(chunks_of(&entropy, 4, 20.0)), "entropy");
+    }
+
+    /// Pieces as files in `dir`, named by what they are.
+    fn pieces(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
+        names
+            .iter()
+            .map(|n| {
+                let path = dir.join(n);
+                std::fs::write(&path, n).unwrap();
+                path
+            })
+            .collect()
+    }
+
+    fn names(rx: &mut mpsc::UnboundedReceiver<PathBuf>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_joins_pieces_go_live_after_every_other_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let live = LiveGate::default();
+        // The join draws plays 4.. while chunks 0 (plays 0-1) and 1 (2-3) draw.
+        let own = pieces(dir.path(), &["j4", "j5"]);
+        for (i, piece) in own.into_iter().enumerate() {
+            live.offer(4 + i as u32, 4, piece, &tx);
+        }
+        live.chunk_done(pieces(dir.path(), &["c0", "c1"]), 2, false, &tx);
+        assert_eq!(names(&mut rx), ["c0", "c1"], "held until the last chunk");
+        live.chunk_done(pieces(dir.path(), &["c2", "c3"]), 4, true, &tx);
+        assert_eq!(names(&mut rx), ["c2", "c3", "j4", "j5"]);
+        // Its own reports of the chunks' plays, after the wait: live already.
+        let again = pieces(dir.path(), &["r0", "r3"]);
+        live.offer(0, 4, again[0].clone(), &tx);
+        live.offer(3, 4, again[1].clone(), &tx);
+        live.offer(6, 4, pieces(dir.path(), &["j6"]).remove(0), &tx);
+        live.finish(&tx);
+        assert_eq!(names(&mut rx), ["j6"]);
+        assert!(again.iter().all(|p| !p.exists()), "second names removed");
+        assert_eq!(live.lock().sent, 4);
+    }
+
+    #[test]
+    fn pieces_of_a_chunk_that_never_went_live_are_sent_in_order_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let live = LiveGate::default();
+        live.chunk_done(pieces(dir.path(), &["c0", "c1"]), 2, false, &tx);
+        live.offer(4, 4, pieces(dir.path(), &["j4"]).remove(0), &tx);
+        // Chunk 1 was canceled: the join took plays 2-3 from the cache.
+        let reported = pieces(dir.path(), &["r0", "r3", "r2"]);
+        live.offer(0, 4, reported[0].clone(), &tx);
+        live.offer(3, 4, reported[1].clone(), &tx);
+        live.offer(2, 4, reported[2].clone(), &tx);
+        assert_eq!(names(&mut rx), ["c0", "c1"]);
+        live.finish(&tx);
+        assert_eq!(names(&mut rx), ["r2", "r3", "j4"]);
+        assert!(!reported[0].exists(), "play 0 was live already");
     }
 }

@@ -491,12 +491,26 @@ impl Renderer {
             fresh,
             ..
         } = collector;
+        let answer = match (
+            outcome(&mut finished, result, error, "render", ready),
+            join,
+            shelf,
+        ) {
+            (Err(stopped @ RenderError::Stopped(_)), Some(_), Some(shelf)) => {
+                // A join stopped while it waited (given up, or out of
+                // time): the pieces it drew are whole, and the pass that
+                // takes over finds them instead of drawing them again.
+                let shelf = shelf.clone();
+                let _ = tokio::task::spawn_blocking(move || keep_pieces(&shelf, fresh)).await;
+                return Err(stopped);
+            }
+            (answer, ..) => answer,
+        };
         let WorkerResult {
             media,
             max_rss_bytes,
             job_secs,
-        } = outcome(&mut finished, result, error, "render", ready)
-            .map_err(|e| space_ran_out(e, limits))?;
+        } = answer.map_err(|e| space_ran_out(e, limits))?;
         let (output, thumbnail, mut bytes) =
             collect_output(&finished, spec, &media, limits, dest_dir)?;
         if let Some(shelf) = shelf.cloned() {

@@ -43,11 +43,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// A key's fingerprint: what jobs record as their owner.
 pub fn fingerprint(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::project::hex(&Sha256::digest(key.as_bytes())[..16])
 }
 
 struct Bucket {

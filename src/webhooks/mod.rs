@@ -153,11 +153,7 @@ impl Webhooks {
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::project::hex(&mac.finalize().into_bytes())
     }
 
     /// One attempt: the receiver's 2xx status, or why it failed.

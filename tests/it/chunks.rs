@@ -291,11 +291,12 @@ class Told(Scene):
     s.assert_clean();
 }
 
-/// A scene that fails only in a chunk: the same plays as `EVERYTHING`'s
-/// first rounds, and a look at the worker's own plan (a test's trick; no
-/// real scene sees it) that raises in any chunk's sandbox.
+/// A scene that fails only in a chunk, at its first chunk's last play and
+/// only after the join has drawn its own half: a look at the worker's own
+/// plan (a test's trick; no real scene sees it) tells a chunk's sandbox.
 const FAILS_IN_A_CHUNK: &str = r#"from manim import *
 import gc
+import time
 
 def in_a_chunk():
     return any(type(o).__name__ == "Plan" and getattr(o, "chunk", None) for o in gc.get_objects())
@@ -306,7 +307,8 @@ class Halves(Scene):
         dot.add_updater(lambda m, dt: m.shift(RIGHT * dt * 0.3))
         self.add(dot)
         for i in range(8):
-            if i == 1 and in_a_chunk():
+            if i == 3 and in_a_chunk():
+                time.sleep(6)
                 raise RuntimeError("only a chunk fails")
             self.play(Rotate(Square(side_length=1 + 0.1 * i), PI / 3), run_time=0.6)
 "#;
@@ -331,6 +333,13 @@ async fn a_chunk_that_fails_gives_the_join_up_and_one_pass_draws_its_animations(
         "{split}"
     );
     assert!(result.get("chunks").is_none(), "{split}");
+    // The join's half, drawn before it gave up, came from the cache; the
+    // failed chunk's half was drawn by the last pass.
+    assert_eq!(
+        cached_flags(&split),
+        [false, false, false, false, true, true, true, true],
+        "{split}"
+    );
     s.assert_live_covers_video(&split).await;
     let (a, b) = (
         download(&s, &single, dir.path()).await,
