@@ -28,6 +28,11 @@ use crate::spec::{Engine, Format, Parallel, Quality};
 /// renewed with its frames.
 const POLL: Duration = Duration::from_millis(250);
 const CHUNK_BEAT: Duration = Duration::from_secs(1);
+/// How long a join may go on waiting once every chunk is done and its
+/// pieces are linked in: past it, the chunks drew other pieces than the
+/// join awaits (a scene that differs from run to run in a way the plan
+/// could not see), and the last pass takes over.
+const MISMATCH_GRACE: Duration = Duration::from_secs(5);
 
 /// What splitting did for a job.
 #[derive(Debug, Default)]
@@ -246,11 +251,18 @@ impl Executor {
         );
         let helper = self.draw_unclaimed(job, attempt, run, shelf, waiting, helper_stop);
         tokio::pin!(render, helper);
-        let (mut watched, mut helped) = (None, false);
+        let (mut watched, mut helped, mut mismatch) = (None, false, false);
         let mut chunks_done = None;
         let outcome = loop {
+            let all_done = watched.is_some() && !*gave_up.borrow();
             tokio::select! {
                 out = &mut render => break out,
+                _ = tokio::time::sleep(POLL), if all_done => {
+                    if chunks_done.is_some_and(|done| live.stalled(done, MISMATCH_GRACE)) {
+                        mismatch = true;
+                        give_up.send_replace(true);
+                    }
+                }
                 w = &mut watch, if watched.is_none() => {
                     chunks_done = Some(std::time::Instant::now());
                     let w = w.unwrap_or_default();
@@ -298,6 +310,10 @@ impl Executor {
             // join drew in the cache.
             let _ = std::fs::remove_dir_all(scratch.join("pieces"));
             let reason = match watched.iter().find(|c| c.status != ChunkStatus::Done) {
+                _ if mismatch => Split::not(
+                    "chunk-mismatch",
+                    "the chunks drew other animations than the render awaited (the scene differs from run to run); the rest is drawn in one pass",
+                ),
                 Some(failed) => Split::not(
                     "chunk-failed",
                     format!(
@@ -788,6 +804,8 @@ struct LiveGate {
     state: std::sync::Mutex<Gate>,
     /// When the join began to await the other chunks' pieces.
     waited: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The join reported an awaited piece: its wait is over.
+    resumed: std::sync::atomic::AtomicBool,
     /// Frames the other chunks drew (as their leases last reported).
     others: AtomicU64,
     /// Frames the join drew itself.
@@ -815,6 +833,15 @@ impl LiveGate {
 
     fn waited(&self) -> Option<std::time::Instant> {
         *self.waited.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the join still waits `grace` after it began to, and after
+    /// the chunks were all `done`.
+    fn stalled(&self, done: std::time::Instant, grace: Duration) -> bool {
+        let Some(waited) = self.waited() else {
+            return false;
+        };
+        !self.resumed.load(Ordering::Relaxed) && waited.max(done).elapsed() > grace
     }
 
     fn frames(&self) -> u64 {
@@ -846,6 +873,9 @@ impl LiveGate {
 
     /// One of the join's pieces, of play `index`; its own start at `first`.
     fn offer(&self, index: u32, first: u32, piece: PathBuf, to: &mpsc::UnboundedSender<PathBuf>) {
+        if index < first && self.waited().is_some() {
+            self.resumed.store(true, Ordering::Relaxed);
+        }
         let mut gate = self.lock();
         if index < first {
             if index < gate.through {

@@ -20,6 +20,10 @@ const ENV: &[(&str, &str)] = &[
     ("LC_ALL", "C.UTF-8"),
     ("TMPDIR", "/tmp"),
     ("PYTHONDONTWRITEBYTECODE", "1"),
+    // The same string hashes in every process: a scene that walks a set
+    // of names draws it in the same order on every worker (and in every
+    // chunk of a split render).
+    ("PYTHONHASHSEED", "0"),
     ("MPLCONFIGDIR", "/tmp/matplotlib"),
     ("XDG_CACHE_HOME", "/tmp/cache"),
     ("TEXMFVAR", "/tmp/texmf-var"),

@@ -390,3 +390,35 @@ async fn a_chunk_no_worker_takes_is_drawn_by_the_runner_once_its_join_waits() {
     s.stop().await;
     s.assert_clean();
 }
+
+#[tokio::test]
+async fn chunks_that_draw_what_the_join_does_not_await_are_given_up_in_seconds() {
+    let s = TestServer::start(opts()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A scene the plan cannot see through: in a chunk's sandbox its squares
+    // are another colour, so the chunk's pieces have keys the join never
+    // asks for.
+    let code = FAILS_IN_A_CHUNK.replace(
+        "            if i == 3 and in_a_chunk():\n                time.sleep(6)\n                raise RuntimeError(\"only a chunk fails\")\n",
+        "",
+    )
+    .replace(
+        "Square(side_length=1 + 0.1 * i)",
+        "Square(side_length=1 + 0.1 * i, color=RED if in_a_chunk() else BLUE)",
+    );
+    assert!(code.contains("RED if in_a_chunk()") && !code.contains("sleep"));
+    let single = render(&s, json!({"code": code, "parallel": 1, "cache": false})).await;
+    let split = render(&s, json!({"code": format!("# split\n{code}")})).await;
+    assert_eq!(
+        split["result"]["split"]["code"], "chunk-mismatch",
+        "{split}"
+    );
+    let (a, b) = (
+        download(&s, &single, dir.path()).await,
+        download(&s, &split, dir.path()).await,
+    );
+    assert_eq!(checksums(&a, "v:0").await, checksums(&b, "v:0").await);
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}

@@ -218,6 +218,7 @@ async fn the_environment_is_the_allow_list_only() {
         "OPENBLAS_NUM_THREADS",
         "PATH",
         "PYTHONDONTWRITEBYTECODE",
+        "PYTHONHASHSEED",
         "TEXMFVAR",
         "TMPDIR",
         "USER",
