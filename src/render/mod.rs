@@ -284,34 +284,26 @@ impl Renderer {
         cancel: impl Future<Output = ()>,
     ) -> Result<Rendered, RenderError> {
         let mut cancel = std::pin::pin!(cancel);
-        let (started, limits) = match warm {
-            Some(warm) => warm.take_up(),
-            None => {
-                self.runtime.check(spec.engine)?;
-                let started = self
-                    .sandbox
-                    .start(&sandbox::new_id(), &self.command(spec.engine, true), limits)
-                    .await?;
-                (started, limits.clone())
-            }
-        };
         let prepared = match self
-            .prepare_speech(spec, &limits, dest_dir, cancel.as_mut())
+            .prepare_speech(spec, limits, dest_dir, cancel.as_mut())
             .await
         {
             Ok(prepared) => prepared,
             Err(e) => {
-                self.sandbox.discard(started).await;
+                if let Some(warm) = warm {
+                    self.discard(warm).await;
+                }
                 return Err(e);
             }
         };
+        let started = self.start_or_take(spec.engine, warm, limits).await?;
         let shelf = self.shelf(spec, Some(owner));
         self.render_in(
             started,
             spec,
             Some(owner),
             shelf,
-            &limits,
+            limits,
             dest_dir,
             prepared,
             Some(&join),
@@ -562,12 +554,8 @@ impl Renderer {
     /// Links the owner's entries into the sandbox's view, where the worker
     /// looks plays up: one link each, off the runtime's threads.
     async fn show_shelf(&self, shelf: &Shelf, started: &sandbox::Started) {
-        let Some(view) = started.view() else { return };
-        let shelf = shelf.clone();
-        match tokio::task::spawn_blocking(move || shelf.link_into(&view)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::warn!(%err, "cannot show the animation cache to a sandbox"),
-            Err(err) => tracing::warn!(%err, "cannot show the animation cache to a sandbox"),
+        if let Some(view) = started.view() {
+            show(shelf.clone(), view).await;
         }
     }
 
@@ -590,6 +578,16 @@ pub struct Join {
     pub arrivals: tokio::sync::watch::Receiver<u64>,
 }
 
+/// Links the shelf's entries into a sandbox's view (those not there yet),
+/// off the runtime's threads.
+async fn show(shelf: Shelf, view: PathBuf) {
+    match tokio::task::spawn_blocking(move || shelf.link_into(&view)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => tracing::warn!(%err, "cannot show the animation cache to a sandbox"),
+        Err(err) => tracing::warn!(%err, "cannot show the animation cache to a sandbox"),
+    }
+}
+
 /// Links the shelf's new entries into a join's view each time more arrive,
 /// until the render ends (and this task with it).
 async fn link_arrivals(
@@ -598,12 +596,7 @@ async fn link_arrivals(
     mut arrivals: tokio::sync::watch::Receiver<u64>,
 ) {
     while arrivals.changed().await.is_ok() {
-        let (shelf, view) = (shelf.clone(), view.clone());
-        match tokio::task::spawn_blocking(move || shelf.link_into(&view)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => tracing::warn!(%err, "cannot show arriving pieces to a sandbox"),
-            Err(err) => tracing::warn!(%err, "cannot show arriving pieces to a sandbox"),
-        }
+        show(shelf.clone(), view.clone()).await;
     }
 }
 
