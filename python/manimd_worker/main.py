@@ -141,7 +141,8 @@ def render(job):
 def plan(job):
     """Runs one scene with Manim's own skipping to learn its plays' lengths
     (the `animation` events) and whether it reads the wall clock or fresh
-    entropy, so that the host can decide how to split its render."""
+    entropy, so that the host can decide how to split its render (see
+    timeline.Plan.planning)."""
     from manimd_worker import timeline
 
     watch = timeline.Determinism()

@@ -45,11 +45,12 @@ class Plan:
 
     def __init__(self, job, profile):
         self.preview = job.get("preview")
-        # A plan (mode "plan") simulates every play, as a preview does, and
-        # draws nothing: it measures how long each play is and whether the
-        # scene reads the clock or fresh entropy. Not Manim's skipping: a
-        # scene whose course depends on exact time (narration's waits round
-        # to frames) would plan other plays than it renders.
+        # A plan (mode "plan") draws nothing: it measures how long each play
+        # is and whether the scene reads the clock or fresh entropy. Its
+        # plays are Manim's own skipping (one time step each), not
+        # simulated: a scene whose course depends on exact time may plan
+        # other plays than it renders, which only cuts its chunks unevenly,
+        # since a split render's join keys and awaits every play itself.
         self.planning = job.get("mode") == "plan"
         # A chunk (`{"first": i, "last": j}`) draws plays i..j of its scene;
         # the plays before i are simulated and the scene stops after j.

@@ -136,3 +136,16 @@ def test_a_fitting_engine_gets_warm():
     assert code == 0, stderr
     assert [e["event"] for e in events] == ["warm", "inspected"]
     assert events[1]["scenes"] == [{"name": "A", "line": 2}]
+
+
+def test_a_plans_clock_moves_in_the_frames_a_render_draws(ce):
+    from types import SimpleNamespace
+
+    def play(duration, frozen):
+        return SimpleNamespace(duration=duration, is_current_animation_frozen_frame=lambda: frozen)
+
+    # 0.5 s at 15 fps: a drawn play steps arange(0, 0.5, 1/15), 8 frames;
+    # a static wait freezes int(0.5 * 15) = 7.
+    assert ce._drawn_frames(play(0.5, False), 15) == 8
+    assert ce._drawn_frames(play(0.5, True), 15) == 7
+    assert ce._drawn_frames(play(1.0, False), 60) == 60

@@ -134,10 +134,16 @@ fn overheads(single: &JobResult, split: &JobResult) -> anyhow::Result<()> {
     let video = single.duration.max(1e-3);
     // Seconds of one CPU per second of video, drawn (the single render).
     let draw = single.render_secs / video;
-    // The plan simulates every play and draws none: its rate is the one
-    // at which a chunk walks through the plays before its own.
+    // The plan skips through the plays (Manim's own skipping); the join
+    // simulates the other chunks' plays frame by frame before its own: the
+    // rate at which a chunk walks through the plays before its range.
     let plan = split.plan_secs.unwrap_or(0.0);
-    let simulate = plan / video;
+    let join_prefix = split
+        .chunks
+        .last()
+        .map_or(0.0, |c| video - c.seconds)
+        .max(1e-3);
+    let simulate = split.prefix_secs.unwrap_or(0.0) / join_prefix;
     // After the last chunk, the join stitches: per second of video.
     let stitch = split.stitch_secs.unwrap_or(0.0);
     // A chunk's own cost beyond drawing its seconds and simulating the
@@ -150,8 +156,13 @@ fn overheads(single: &JobResult, split: &JobResult) -> anyhow::Result<()> {
     }
     let start = start.iter().copied().fold(0.0, f64::max);
     println!(
-        "per split: plan pass {plan:.2} s ({simulate:.3} s per s of video); stitch after the last chunk {stitch:.2} s ({:.3} s per s)",
+        "per split: plan pass {plan:.2} s ({:.3} s per s of video); stitch after the last chunk {stitch:.2} s ({:.3} s per s)",
+        plan / video,
         stitch / video
+    );
+    println!(
+        "per chunk: simulating the plays before its own {simulate:.3} s per s of video (the join: {:.2} s for {join_prefix:.1} s)",
+        split.prefix_secs.unwrap_or(0.0)
     );
     println!(
         "per chunk: drawing {draw:.3} s per s of video; sandbox and setup beyond it {start:.2} s"
@@ -161,7 +172,7 @@ fn overheads(single: &JobResult, split: &JobResult) -> anyhow::Result<()> {
     for n in [4.0, 10.0, 50.0] {
         // The last chunk (the join) waits longest: it simulates all but its
         // own share, then stitches.
-        let t = simulate * minutes
+        let t = plan / video * minutes
             + start
             + draw * minutes / n
             + simulate * minutes * (n - 1.0) / n

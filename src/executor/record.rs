@@ -118,6 +118,7 @@ impl Executor {
                 split: split.reason,
                 plan_secs: split.plan_secs,
                 stitch_secs: split.stitch_secs,
+                prefix_secs: split.prefix_secs,
                 ..result_of(job, attempt, &r, warm_start)
             }),
             secs,
@@ -337,6 +338,7 @@ fn result_of(job: &Job, attempt: u32, r: &Rendered, warm_start: bool) -> JobResu
         split: None,
         plan_secs: None,
         stitch_secs: None,
+        prefix_secs: None,
     }
 }
 

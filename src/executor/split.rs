@@ -47,6 +47,8 @@ pub(super) struct Split {
     pub plan_secs: Option<f64>,
     /// Seconds of the join's stitch, once it had every piece.
     pub stitch_secs: Option<f64>,
+    /// Seconds the join took to reach its own first play.
+    pub prefix_secs: Option<f64>,
     /// The join's outcome (and whether its sandbox was warm): the video
     /// is made and no last pass runs.
     pub joined: Option<Box<(Result<Rendered, RenderError>, bool)>>,
@@ -55,12 +57,16 @@ pub(super) struct Split {
 impl Split {
     fn not(code: &str, message: impl Into<String>) -> Split {
         Split {
-            reason: Some(Notice {
-                code: code.into(),
-                message: message.into(),
-            }),
+            reason: Some(notice(code, message)),
             ..Split::default()
         }
+    }
+}
+
+fn notice(code: &str, message: impl Into<String>) -> Notice {
+    Notice {
+        code: code.into(),
+        message: message.into(),
     }
 }
 
@@ -115,7 +121,7 @@ impl Executor {
             Ok(plan) => chunks_of(&plan, max_chunks, self.cfg.chunk_min_secs),
             // The last pass meets the same error and reports it as a
             // single render would.
-            Err(err) => Err(Split::not(
+            Err(err) => Err(notice(
                 "plan-failed",
                 format!("the scene could not be planned ({})", err.code()),
             )),
@@ -126,7 +132,10 @@ impl Executor {
                 self.draw_chunks(job, attempt, run, shelf, &chunks, feed, scratch)
                     .await
             }
-            Err(not) => not,
+            Err(reason) => Split {
+                reason: Some(reason),
+                ..Split::default()
+            },
         };
         Split { plan_secs, ..split }
     }
@@ -356,9 +365,11 @@ impl Executor {
             node: self.owner.clone(),
             render_secs: own_secs_drawn.as_secs_f64(),
         });
+        let reached = *live.reached.lock().unwrap_or_else(|e| e.into_inner());
         Split {
             chunks,
             stitch_secs,
+            prefix_secs: reached.map(|r| r.duration_since(started).as_secs_f64()),
             joined: Some(Box::new((outcome, warm_start))),
             ..Split::default()
         }
@@ -526,21 +537,21 @@ fn chunks_of(
     plan: &ScenePlan,
     max_chunks: u32,
     min_secs: f64,
-) -> Result<Vec<(ChunkRange, f64)>, Split> {
+) -> Result<Vec<(ChunkRange, f64)>, Notice> {
     if let Some(&line) = plan.clock.first() {
-        return Err(Split::not(
+        return Err(notice(
             "wall-clock",
             format!("the scene reads the wall clock (line {line}), so separate workers would draw different frames"),
         ));
     }
     if let Some(&line) = plan.entropy.first() {
-        return Err(Split::not(
+        return Err(notice(
             "entropy",
             format!("the scene draws unseeded randomness (line {line}), so separate workers would draw different frames"),
         ));
     }
     if plan.duration < min_secs {
-        return Err(Split::not(
+        return Err(notice(
             "short",
             format!(
                 "{:.1} s of video is under the {min_secs} s worth splitting (--chunk-min-secs)",
@@ -551,7 +562,7 @@ fn chunks_of(
     let worth = ((plan.duration / (min_secs / 2.0).max(1e-3)) as u32).max(2);
     let ranges = crate::render::split(&plan.plays, max_chunks.min(worth) as usize);
     if ranges.len() < 2 {
-        return Err(Split::not(
+        return Err(notice(
             "one-animation",
             "the scene is one animation, which is never cut",
         ));
@@ -804,6 +815,8 @@ struct LiveGate {
     state: std::sync::Mutex<Gate>,
     /// When the join began to await the other chunks' pieces.
     waited: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When the join reached its own first play.
+    reached: std::sync::Mutex<Option<std::time::Instant>>,
     /// The join reported an awaited piece: its wait is over.
     resumed: std::sync::atomic::AtomicBool,
     /// Frames the other chunks drew (as their leases last reported).
@@ -928,6 +941,8 @@ fn join_progress(
         match &p {
             Progress::Animation { index, start, .. } if *index == first => {
                 base = Some((start * f64::from(fps)).round() as u64);
+                *live.reached.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(std::time::Instant::now());
             }
             Progress::Frames { scene, frames } => {
                 if let Some(base) = base {
@@ -981,11 +996,8 @@ mod tests {
         }
     }
 
-    fn code(r: Result<Vec<(ChunkRange, f64)>, Split>) -> String {
-        r.err()
-            .and_then(|s| s.reason)
-            .map(|n| n.code)
-            .unwrap_or_default()
+    fn code(r: Result<Vec<(ChunkRange, f64)>, Notice>) -> String {
+        r.err().map(|n| n.code).unwrap_or_default()
     }
 
     #[test]
@@ -1007,8 +1019,7 @@ mod tests {
             clock: vec![7],
             ..plan(vec![1.0; 40])
         };
-        let split = chunks_of(&clock, 4, 20.0).err().unwrap();
-        let reason = split.reason.unwrap();
+        let reason = chunks_of(&clock, 4, 20.0).err().unwrap();
         assert_eq!(reason.code, "wall-clock");
         assert!(reason.message.contains("line 7"), "{}", reason.message);
         let entropy = ScenePlan {

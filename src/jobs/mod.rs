@@ -196,6 +196,10 @@ pub struct JobResult {
     /// Seconds of the quick pass that planned the split, when one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_secs: Option<f64>,
+    /// A split render: seconds from the join's start to its own first
+    /// animation, the other chunks' animations simulated meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_secs: Option<f64>,
     /// A split render: seconds from the moment the last chunk's pieces
     /// were all there (or the join's own drawing ended, if later) to the
     /// finished video: the stitch, the sound's mix and the thumbnail.

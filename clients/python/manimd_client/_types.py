@@ -698,6 +698,7 @@ class JobResult:
     notice: Notice | None = None
     peak_rss_bytes: int | None = None
     plan_secs: float | None = None
+    prefix_secs: float | None = None
     seed: int | None = None
     split: Notice | None = None
     stitch_secs: float | None = None
@@ -728,6 +729,7 @@ class JobResult:
             notice=_opt(d.get('notice'), lambda v: Notice.from_json(v)),
             peak_rss_bytes=d.get('peak_rss_bytes'),
             plan_secs=_opt(d.get('plan_secs'), lambda v: float(v)),
+            prefix_secs=_opt(d.get('prefix_secs'), lambda v: float(v)),
             seed=d.get('seed'),
             split=_opt(d.get('split'), lambda v: Notice.from_json(v)),
             stitch_secs=_opt(d.get('stitch_secs'), lambda v: float(v)),
@@ -779,6 +781,8 @@ class JobResult:
             d['peak_rss_bytes'] = self.peak_rss_bytes
         if self.plan_secs is not None:
             d['plan_secs'] = self.plan_secs
+        if self.prefix_secs is not None:
+            d['prefix_secs'] = self.prefix_secs
         if self.seed is not None:
             d['seed'] = self.seed
         if self.split is not None:

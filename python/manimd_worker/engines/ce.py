@@ -18,7 +18,8 @@ VERSION = "0.22.0"
 # (see enginecheck.py): one row per target. A new patch adds its row.
 TARGETS = (
     # planned_play replaces the renderer's play: the original's steps, with a
-    # play that is cached or previewed simulated instead of drawn.
+    # play that is cached or previewed simulated instead of drawn, and a
+    # plan's skipped by the original with its clock moved in whole frames.
     call("manim.renderer.cairo_renderer:CairoRenderer.play", "self, scene, *args, **kwargs"),
     call("manim.renderer.cairo_renderer:CairoRenderer.render", "self, scene, time, moving_mobjects"),
     call("manim.renderer.cairo_renderer:CairoRenderer.freeze_current_frame", "self, duration"),
@@ -163,6 +164,21 @@ class Driver:
         play = CairoRenderer.play
 
         def planned_play(renderer, scene, *args, **kwargs):
+            if driver.plan.planning:
+                # A plan only weighs the plays for cutting them into chunks:
+                # Manim's own skipping (each play one time step) is many
+                # times faster than simulating them frame by frame, and a
+                # play it gets a little wrong costs balance, never frames.
+                # Its clock still moves by whole frames, as a render's does,
+                # so that waits measured against it (narration's) come out
+                # as many as in the render.
+                index, start = renderer.num_plays, float(renderer.time)
+                renderer._original_skipping_status = True
+                play(renderer, scene, *args, **kwargs)
+                fps = renderer.camera.frame_rate
+                renderer.time = start + _drawn_frames(scene, fps) / fps
+                driver._announce(scene, index, start, cached=False)
+                return
             renderer.skip_animations = renderer._original_skipping_status
             renderer.update_skipping_status()
             if renderer.skip_animations and not driver.plan.simulating:
@@ -440,6 +456,18 @@ class Driver:
         renderer.static_image = None
         renderer.update_frame(scene)
         return Image.fromarray(renderer.get_frame())
+
+
+def _drawn_frames(scene, fps):
+    """The frames the play just made would write when drawn, by Manim's own
+    arithmetic: a static wait freezes `int(duration * fps)`, anything else
+    steps through `arange(0, duration, 1 / fps)`."""
+    import numpy as np
+
+    dt = 1 / fps
+    if scene.is_current_animation_frozen_frame():
+        return int(scene.duration / dt)
+    return len(np.arange(0, scene.duration, dt))
 
 
 class _Simulated:
