@@ -53,14 +53,22 @@ impl Digest {
         hex(&self.0)
     }
 
-    /// Parses the bare 64 hex digits (a blob's file name).
+    /// Parses the bare 64 hex digits (a blob's file name): lowercase only.
     pub fn from_hex(hex: &str) -> Result<Digest, InvalidDigest> {
-        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        fn nibble(b: u8) -> Result<u8, InvalidDigest> {
+            match b {
+                b'0'..=b'9' => Ok(b - b'0'),
+                b'a'..=b'f' => Ok(b - b'a' + 10),
+                _ => Err(InvalidDigest),
+            }
+        }
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
             return Err(InvalidDigest);
         }
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| InvalidDigest)?;
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
         }
         Ok(Digest(out))
     }
@@ -577,6 +585,12 @@ mod tests {
         assert_eq!(d.to_string(), D);
         assert!("sha256:E3B0".parse::<Digest>().is_err());
         assert!(D.to_uppercase().parse::<Digest>().is_err());
+        assert!(format!("sha256:{}", "g".repeat(64))
+            .parse::<Digest>()
+            .is_err());
+        assert!(format!("sha256:{}é", "0".repeat(62))
+            .parse::<Digest>()
+            .is_err());
         assert_eq!(FileRef::parse(D).unwrap(), FileRef::Blob(d));
         assert_eq!(
             FileRef::parse("print(1)").unwrap(),
