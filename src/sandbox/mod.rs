@@ -623,6 +623,13 @@ impl Sandbox {
         if left.cgroups > 0 {
             tracing::debug!(cgroups = left.cgroups, "removed job groups at stop");
         }
+        self.release();
+    }
+
+    /// Undoes what starting prepared for job groups (their parent, once no
+    /// group is left in it), without reaping: for a sandbox whose jobs have
+    /// all ended.
+    pub fn release(&self) {
         self.placement.release();
     }
 }

@@ -25,6 +25,14 @@ pub struct Harness {
     pub renderer: Renderer,
 }
 
+/// Its renderer is never closed (no server runs it): the job groups'
+/// parent it made goes here, once its last job group has gone.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.renderer.sandbox().release();
+    }
+}
+
 impl Harness {
     pub fn new() -> Harness {
         let dir = tempfile::Builder::new()
