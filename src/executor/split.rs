@@ -232,15 +232,7 @@ impl Executor {
         let (waits, waiting) = tokio::sync::watch::channel(false);
         let (done, helper_stop) = tokio::sync::watch::channel(false);
         let progress = join_progress(own.first, job.spec.fps(), feed, &live, waits);
-        let stop = {
-            let (stopped, mut gave_up) = (run.stopped(), gave_up.clone());
-            async move {
-                tokio::select! {
-                    _ = stopped => {}
-                    _ = gave_up.wait_for(|g| *g) => {}
-                }
-            }
-        };
+        let stop = stopped_or(run, gave_up.clone());
         let join = crate::render::Join {
             awaits_before: own.first,
             arrivals,
@@ -403,17 +395,14 @@ impl Executor {
             match claimed {
                 Ok(Some(chunk)) => {
                     let beat = ChunkBeat::new(self, &chunk, run.stopper());
-                    let stop = {
-                        let (stopped, mut done) = (run.stopped(), done.clone());
-                        async move {
-                            tokio::select! {
-                                _ = stopped => {}
-                                _ = done.wait_for(|d| *d) => {}
-                            }
-                        }
-                    };
                     let ending = self
-                        .draw_chunk(&chunk, job, shelf, &beat.frames, stop)
+                        .draw_chunk(
+                            &chunk,
+                            job,
+                            shelf,
+                            &beat.frames,
+                            stopped_or(run, done.clone()),
+                        )
                         .await;
                     beat.end(self, &chunk, ending, run.reason()).await;
                     continue;
@@ -528,6 +517,20 @@ impl Executor {
             }
         }
         out
+    }
+}
+
+/// Resolves once `run` is told to stop or `flag` turns true.
+fn stopped_or(
+    run: &Run,
+    mut flag: tokio::sync::watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let stopped = run.stopped();
+    async move {
+        tokio::select! {
+            _ = stopped => {}
+            _ = flag.wait_for(|f| *f) => {}
+        }
     }
 }
 

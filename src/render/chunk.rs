@@ -68,23 +68,13 @@ impl Renderer {
         cancel: impl Future<Output = ()>,
     ) -> Result<ScenePlan, RenderError> {
         let mut cancel = std::pin::pin!(cancel);
-        let prepared = match self
-            .prepare_speech(spec, limits, scratch, cancel.as_mut())
-            .await
-        {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                if let Some(warm) = warm {
-                    self.discard(warm).await;
-                }
-                return Err(e);
-            }
-        };
+        let (prepared, started) = self
+            .prepare_and_start(spec, warm, limits, scratch, cancel.as_mut())
+            .await?;
         let durations = prepared
             .speech
             .as_ref()
             .map(crate::narration::Speech::durations);
-        let started = self.start_or_take(spec.engine, warm, limits).await?;
         let (width, height) = spec.quality.resolution();
         let job = WorkerJob::Plan {
             code: &spec.code,
@@ -168,19 +158,9 @@ impl Renderer {
         let mut cancel = std::pin::pin!(cancel);
         // A narrated scene waits for its lines' speech: spoken here too (on
         // this node), so that its plays are timed as in the last pass.
-        let prepared = match self
-            .prepare_speech(spec, limits, dest_dir, cancel.as_mut())
-            .await
-        {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                if let Some(warm) = warm {
-                    self.discard(warm).await;
-                }
-                return Err(e);
-            }
-        };
-        let started = self.start_or_take(spec.engine, warm, limits).await?;
+        let (prepared, started) = self
+            .prepare_and_start(spec, warm, limits, dest_dir, cancel.as_mut())
+            .await?;
         self.show_shelf(shelf, &started).await;
         if let Err(e) = super::lay_out_voice(&prepared, &started) {
             self.sandbox.discard(started).await;
@@ -234,6 +214,30 @@ impl Renderer {
             frames,
             wall: finished.wall,
         })
+    }
+
+    /// The speech `spec` waits for, then its sandbox (`warm` when it fits);
+    /// a warm one is ended when the speech fails.
+    pub(super) async fn prepare_and_start(
+        &self,
+        spec: &RenderSpec,
+        warm: Option<Warm>,
+        limits: &Limits,
+        dest_dir: &Path,
+        cancel: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<(super::narrate::Prepared, Started), RenderError> {
+        match self.prepare_speech(spec, limits, dest_dir, cancel).await {
+            Ok(prepared) => Ok((
+                prepared,
+                self.start_or_take(spec.engine, warm, limits).await?,
+            )),
+            Err(e) => {
+                if let Some(warm) = warm {
+                    self.discard(warm).await;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// `warm` when it was started for `engine`, else a fresh sandbox.

@@ -284,19 +284,9 @@ impl Renderer {
         cancel: impl Future<Output = ()>,
     ) -> Result<Rendered, RenderError> {
         let mut cancel = std::pin::pin!(cancel);
-        let prepared = match self
-            .prepare_speech(spec, limits, dest_dir, cancel.as_mut())
-            .await
-        {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                if let Some(warm) = warm {
-                    self.discard(warm).await;
-                }
-                return Err(e);
-            }
-        };
-        let started = self.start_or_take(spec.engine, warm, limits).await?;
+        let (prepared, started) = self
+            .prepare_and_start(spec, warm, limits, dest_dir, cancel.as_mut())
+            .await?;
         let shelf = self.shelf(spec, Some(owner));
         self.render_in(
             started,

@@ -60,6 +60,25 @@ async fn render(s: &TestServer, body: Value) -> Value {
     job
 }
 
+/// `code` rendered by one worker, nothing cached or kept (the baseline),
+/// then as a split render: a comment apart, or the result cache would
+/// answer. `extra` goes in both requests.
+async fn single_and_split(s: &TestServer, code: &str, extra: Value) -> (Value, Value) {
+    let with = |mut body: Value| {
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let single = render(
+        s,
+        with(json!({"code": code, "parallel": 1, "cache": false})),
+    )
+    .await;
+    let split = render(s, with(json!({"code": format!("# split\n{code}")}))).await;
+    (single, split)
+}
+
 async fn download(s: &TestServer, job: &Value, dir: &Path) -> std::path::PathBuf {
     let id = job["id"].as_str().unwrap();
     let bytes = s.bytes(&format!("/v1/renders/{id}/video")).await;
@@ -121,19 +140,11 @@ fn assert_joined(job: &Value) {
 async fn a_split_render_is_the_single_workers_video_frame_for_frame() {
     let s = TestServer::start(opts()).await;
     let dir = tempfile::tempdir().unwrap();
-    // The baseline: one worker, nothing cached or kept.
-    let single = render(
-        &s,
-        json!({"code": EVERYTHING, "parallel": 1, "cache": false}),
-    )
-    .await;
+    let (single, split) = single_and_split(&s, EVERYTHING, json!({})).await;
     let result = &single["result"];
     assert_eq!(result["split"]["code"], "parallel-1", "{single}");
     assert!(result.get("chunks").is_none(), "{single}");
     assert_eq!(result["seed"], 0, "every render is seeded: {single}");
-
-    // A comment apart, or the result cache would answer.
-    let split = render(&s, json!({"code": format!("# split\n{EVERYTHING}")})).await;
     let result = &split["result"];
     assert!(result.get("split").is_none(), "{split}");
     let chunks = result["chunks"].as_array().unwrap();
@@ -260,16 +271,7 @@ class Told(Scene):
             narrate(words)
             self.play(Rotate(square, PI / 4), run_time=0.5)
 "#;
-    let single = render(
-        &s,
-        json!({"code": code, "narration": true, "parallel": 1, "cache": false}),
-    )
-    .await;
-    let split = render(
-        &s,
-        json!({"code": format!("# split\n{code}"), "narration": true}),
-    )
-    .await;
+    let (single, split) = single_and_split(&s, code, json!({"narration": true})).await;
     let chunks = split["result"]["chunks"]
         .as_array()
         .cloned()
@@ -317,12 +319,7 @@ class Halves(Scene):
 async fn a_chunk_that_fails_gives_the_join_up_and_one_pass_draws_its_animations() {
     let s = TestServer::start(opts()).await;
     let dir = tempfile::tempdir().unwrap();
-    let single = render(
-        &s,
-        json!({"code": FAILS_IN_A_CHUNK, "parallel": 1, "cache": false}),
-    )
-    .await;
-    let split = render(&s, json!({"code": format!("# split\n{FAILS_IN_A_CHUNK}")})).await;
+    let (single, split) = single_and_split(&s, FAILS_IN_A_CHUNK, json!({})).await;
     let result = &split["result"];
     assert_eq!(result["split"]["code"], "chunk-failed", "{split}");
     assert!(
@@ -407,8 +404,7 @@ async fn chunks_that_draw_what_the_join_does_not_await_are_given_up_in_seconds()
         "Square(side_length=1 + 0.1 * i, color=RED if in_a_chunk() else BLUE)",
     );
     assert!(code.contains("RED if in_a_chunk()") && !code.contains("sleep"));
-    let single = render(&s, json!({"code": code, "parallel": 1, "cache": false})).await;
-    let split = render(&s, json!({"code": format!("# split\n{code}")})).await;
+    let (single, split) = single_and_split(&s, &code, json!({})).await;
     assert_eq!(
         split["result"]["split"]["code"], "chunk-mismatch",
         "{split}"
