@@ -27,6 +27,13 @@ pub struct RenderRequest {
     /// With `files`: the scene file's path among them (`scene.py`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main: Option<String>,
+    /// With `files`: `sha256:<64 hex>` of an uploaded manifest, a JSON
+    /// object from paths to blob references naming the project's other
+    /// files, so that a project of many files is named by one digest.
+    /// No path may be both in `files` and in the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub manifest: Option<Digest>,
     /// One scene to render. Give `scene` or `scenes`, or neither when the file has one scene.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scene: Option<String>,
@@ -83,6 +90,11 @@ pub struct PreviewRequest {
     /// With `files`: the scene file's path among them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main: Option<String>,
+    /// With `files`: a manifest naming the project's other files, as in a
+    /// render request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub manifest: Option<Digest>,
     /// The scene to preview; may be left out when the file has one scene.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scene: Option<String>,
@@ -251,6 +263,10 @@ pub struct LegacyRenderRequest {
     pub files: Option<FileMap>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main: Option<String>,
+    /// A manifest, as in `POST /v1/renders`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub manifest: Option<Digest>,
     #[serde(default)]
     pub scene_name: Option<String>,
     #[serde(default)]

@@ -14,17 +14,25 @@
 //! it. Each owner's blobs together stay under a quota.
 //!
 //! Collection (`sweep`): a blob is removed when no queued or running job
-//! names it and its last use is older than the grace period (a day by
-//! default), so a project's blobs survive between a client's upload and
-//! its submission, and between edits of the scene; a finished job no
-//! longer needs them (its video is made).
+//! names it (directly or in its manifest) and its last use is older than
+//! the grace period (a day by default), so a project's blobs survive
+//! between a client's upload and its submission, and between edits of the
+//! scene; a finished job no longer needs them (its video is made).
+//!
+//! Manifests (see `project`) are blobs too. The ones read lately are kept
+//! here parsed, with what the last submission that used one found of its
+//! blobs: a resubmission within `TOUCH_EVERY` that no sweep has followed
+//! finds them all still there without looking at each again, since the
+//! sweep is the only thing that removes a blob.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::{Stream, StreamExt};
 use sha2::{Digest as _, Sha256};
@@ -32,7 +40,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::animcache::LOCAL_OWNER;
 use crate::job_error::{ErrorCode, JobError};
-use crate::project::Digest;
+use crate::project::{Digest, Manifest, ProjectError, ProjectLimits};
 
 /// The default of `--blob-quota-mib`: each owner's blobs together.
 pub const DEFAULT_QUOTA_MIB: u64 = 1024;
@@ -40,13 +48,46 @@ pub const DEFAULT_QUOTA_MIB: u64 = 1024;
 /// How long an unreferenced blob is kept after its last use.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 
+/// How many parsed manifests are kept (a few hundred kilobytes each at
+/// most): one per project being edited is all a resubmission needs.
+const MANIFESTS_KEPT: usize = 64;
+
 /// Where the owners' blobs live and how much each may keep.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Blobs {
     root: PathBuf,
     quota_bytes: u64,
-    /// One blob's cap: a project's per-file cap.
-    max_blob_bytes: u64,
+    /// A project's limits: one blob's cap is its per-file cap, and a
+    /// manifest is read by them.
+    limits: ProjectLimits,
+    /// Manifests read lately, by owner and digest.
+    manifests: Mutex<Manifests>,
+    /// How many sweeps removed something: a check of blobs made before
+    /// the last of them may be stale.
+    sweeps: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Manifests {
+    kept: HashMap<(String, Digest), Kept>,
+    /// Oldest first: the first out when too many are kept.
+    order: VecDeque<(String, Digest)>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    manifest: Arc<Manifest>,
+    checked: Option<Checked>,
+}
+
+/// What a submission found of a manifest's blobs: every one there, used
+/// lately, holding `bytes` together.
+#[derive(Clone, Copy, Debug)]
+pub struct Checked {
+    at: Instant,
+    /// `Blobs::sweeps` before the blobs were looked at.
+    sweeps: u64,
+    pub bytes: u64,
 }
 
 /// What an upload did.
@@ -68,6 +109,9 @@ pub enum BlobError {
     Quota { quota: u64, used: u64 },
     #[error("the upload was cut: {0}")]
     Body(String),
+    /// A manifest that is not there or cannot be used.
+    #[error(transparent)]
+    Manifest(#[from] ProjectError),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -79,6 +123,7 @@ impl BlobError {
             BlobError::TooLarge { .. } => ErrorCode::FileTooLarge,
             BlobError::Quota { .. } => ErrorCode::BlobQuotaExceeded,
             BlobError::Body(_) => ErrorCode::InvalidRequest,
+            BlobError::Manifest(e) => e.code(),
             BlobError::Io(_) => ErrorCode::Internal,
         }
     }
@@ -92,22 +137,104 @@ impl BlobError {
             BlobError::TooLarge { max } => e.with("max", max),
             BlobError::Quota { quota, used } => e.with("quota", quota).with("used", used),
             BlobError::Io(_) => JobError::internal(),
+            BlobError::Manifest(e) => e.to_error(),
             BlobError::Body(_) => e,
         }
     }
 }
 
 impl Blobs {
-    pub fn new(root: PathBuf, quota_mib: u64, max_blob_bytes: u64) -> Blobs {
+    pub fn new(root: PathBuf, quota_mib: u64, limits: ProjectLimits) -> Blobs {
         Blobs {
             root,
             quota_bytes: quota_mib.saturating_mul(1024 * 1024),
-            max_blob_bytes,
+            limits,
+            manifests: Mutex::default(),
+            sweeps: AtomicU64::new(0),
         }
     }
 
+    /// The owner's manifest `digest`, parsed and checked by the project
+    /// limits: from memory when it was read lately, else from its blob.
+    pub fn manifest(
+        &self,
+        owner: Option<&str>,
+        digest: &Digest,
+    ) -> Result<Arc<Manifest>, BlobError> {
+        let limits = &self.limits;
+        let key = (owner_name(owner), *digest);
+        if let Some(kept) = self.lock_manifests().kept.get(&key) {
+            return Ok(Arc::clone(&kept.manifest));
+        }
+        let missing = || ProjectError::MissingManifest { digest: *digest };
+        let path = self.path(owner, digest).ok_or_else(missing)?;
+        let mut bytes = Vec::new();
+        // Read no further than a manifest may go: a larger blob is refused
+        // by its size, not held in memory.
+        io::Read::read_to_end(
+            &mut io::Read::take(fs::File::open(path)?, Manifest::max_bytes(limits) + 1),
+            &mut bytes,
+        )?;
+        let manifest = Arc::new(Manifest::parse(digest, &bytes, limits)?);
+        let mut manifests = self.lock_manifests();
+        if manifests.order.len() >= MANIFESTS_KEPT {
+            if let Some(old) = manifests.order.pop_front() {
+                manifests.kept.remove(&old);
+            }
+        }
+        let kept = Kept {
+            manifest: Arc::clone(&manifest),
+            checked: None,
+        };
+        if manifests.kept.insert(key.clone(), kept).is_none() {
+            manifests.order.push_back(key);
+        }
+        Ok(manifest)
+    }
+
+    /// What the last check of the manifest's blobs found, while it still
+    /// holds: no sweep removed anything since, and it is recent enough
+    /// that the blobs need no new mark of use.
+    pub fn checked(&self, owner: Option<&str>, manifest: &Digest) -> Option<Checked> {
+        let manifests = self.lock_manifests();
+        let checked = manifests
+            .kept
+            .get(&(owner_name(owner), *manifest))?
+            .checked?;
+        let holds = checked.sweeps == self.sweeps.load(Ordering::SeqCst)
+            && checked.at.elapsed() < TOUCH_EVERY;
+        holds.then_some(checked)
+    }
+
+    /// A mark to take before looking at a manifest's blobs, and to give
+    /// `set_checked` after: a sweep in between makes the check stale.
+    pub fn check_mark(&self) -> (Instant, u64) {
+        (Instant::now(), self.sweeps.load(Ordering::SeqCst))
+    }
+
+    /// Every blob of the manifest was there, holding `bytes`, and was
+    /// marked used, as of `mark`.
+    pub fn set_checked(
+        &self,
+        owner: Option<&str>,
+        manifest: &Digest,
+        (at, sweeps): (Instant, u64),
+        bytes: u64,
+    ) {
+        let mut manifests = self.lock_manifests();
+        if let Some(kept) = manifests.kept.get_mut(&(owner_name(owner), *manifest)) {
+            kept.checked = Some(Checked { at, sweeps, bytes });
+        }
+    }
+
+    fn lock_manifests(&self) -> std::sync::MutexGuard<'_, Manifests> {
+        // Plain data, consistent between statements: a panic elsewhere
+        // cannot leave it half-written.
+        self.manifests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn max_blob_bytes(&self) -> u64 {
-        self.max_blob_bytes
+        self.limits.max_file_bytes
     }
 
     /// The owner's folder; `None` for a name the host did not make
@@ -232,9 +359,9 @@ impl Blobs {
             }
             return Ok(Stored::Known);
         }
-        if length.is_some_and(|n| n > self.max_blob_bytes) {
+        if length.is_some_and(|n| n > self.limits.max_file_bytes) {
             return Err(BlobError::TooLarge {
-                max: self.max_blob_bytes,
+                max: self.limits.max_file_bytes,
             });
         }
         let used = self.usage(owner);
@@ -254,9 +381,9 @@ impl Blobs {
                 let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
                 let chunk = chunk.as_ref();
                 n += chunk.len() as u64;
-                if n > self.max_blob_bytes {
+                if n > self.limits.max_file_bytes {
                     return Err(BlobError::TooLarge {
-                        max: self.max_blob_bytes,
+                        max: self.limits.max_file_bytes,
                     });
                 }
                 if n > room {
@@ -315,6 +442,7 @@ impl Blobs {
                     .unwrap_or(false);
                 if !kept && old(&entry.path()) && fs::remove_file(entry.path()).is_ok() {
                     removed += 1;
+                    self.sweeps.fetch_add(1, Ordering::SeqCst);
                 }
             }
             // An owner with nothing left leaves no folder.
@@ -375,10 +503,67 @@ mod tests {
         futures::stream::iter(parts.iter().map(|p| Ok(*p)).collect::<Vec<_>>())
     }
 
+    /// A manifest is read once and kept per owner; what a check found of
+    /// its blobs holds until a sweep removes anything.
+    #[tokio::test]
+    async fn manifests_are_kept_read_and_their_checks_end_with_a_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::new(dir.path().join("blobs"), 1, ProjectLimits::default());
+        let listed = Digest::of(b"png");
+        let text: &'static [u8] = Box::leak(
+            format!("{{\"a.png\": \"{listed}\"}}")
+                .into_bytes()
+                .into_boxed_slice(),
+        );
+        let m = Digest::of(text);
+        let missing = blobs.manifest(Some("a"), &m).unwrap_err();
+        assert_eq!(missing.code(), ErrorCode::MissingBlob);
+        assert_eq!(missing.to_error().details["field"], "manifest");
+        blobs.put(Some("a"), &m, None, body(&[text])).await.unwrap();
+        assert_eq!(blobs.manifest(Some("a"), &m).unwrap().len(), 1);
+        assert!(
+            blobs.manifest(Some("b"), &m).is_err(),
+            "another owner's manifest is not read"
+        );
+        // Kept: its blob gone, it is still known (a job may name it).
+        let path = blobs.path(Some("a"), &m).unwrap();
+        fs::rename(&path, dir.path().join("aside")).unwrap();
+        assert!(blobs.manifest(Some("a"), &m).is_ok());
+        fs::rename(dir.path().join("aside"), &path).unwrap();
+
+        assert!(blobs.checked(Some("a"), &m).is_none(), "never checked");
+        let mark = blobs.check_mark();
+        blobs.set_checked(Some("a"), &m, mark, 3);
+        assert_eq!(blobs.checked(Some("a"), &m).unwrap().bytes, 3);
+        assert!(blobs.checked(Some("b"), &m).is_none());
+        // A sweep that removes nothing leaves the check standing.
+        let keep = HashSet::from([("a".to_owned(), m)]);
+        assert_eq!(blobs.sweep(&keep, Duration::ZERO).unwrap(), 0);
+        assert!(blobs.checked(Some("a"), &m).is_some());
+        // One that removes a blob ends it, and a check begun before it.
+        let mark = blobs.check_mark();
+        let other = Digest::of(b"old");
+        blobs
+            .put(Some("a"), &other, None, body(&[b"old"]))
+            .await
+            .unwrap();
+        assert_eq!(blobs.sweep(&keep, Duration::ZERO).unwrap(), 1);
+        assert!(blobs.checked(Some("a"), &m).is_none());
+        blobs.set_checked(Some("a"), &m, mark, 3);
+        assert!(blobs.checked(Some("a"), &m).is_none());
+    }
+
     #[tokio::test]
     async fn uploads_are_checked_kept_per_owner_and_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::new(dir.path().join("blobs"), 1, 1000);
+        let blobs = Blobs::new(
+            dir.path().join("blobs"),
+            1,
+            ProjectLimits {
+                max_file_bytes: 1000,
+                ..ProjectLimits::default()
+            },
+        );
         let d = Digest::of(b"hello world");
         assert_eq!(
             blobs
@@ -437,7 +622,14 @@ mod tests {
     #[tokio::test]
     async fn stat_all_sees_what_stat_sees_and_no_link() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::new(dir.path().join("blobs"), 1, 1000);
+        let blobs = Blobs::new(
+            dir.path().join("blobs"),
+            1,
+            ProjectLimits {
+                max_file_bytes: 1000,
+                ..ProjectLimits::default()
+            },
+        );
         let (a, b) = (Digest::of(b"hello world"), Digest::of(b"hi"));
         blobs
             .put(Some("a"), &a, None, body(&[b"hello world"]))
@@ -466,11 +658,15 @@ mod tests {
     #[tokio::test]
     async fn the_quota_counts_an_owners_blobs() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs {
-            root: dir.path().to_owned(),
-            quota_bytes: 10,
-            max_blob_bytes: 100,
-        };
+        let mut blobs = Blobs::new(
+            dir.path().to_owned(),
+            1,
+            ProjectLimits {
+                max_file_bytes: 100,
+                ..ProjectLimits::default()
+            },
+        );
+        blobs.quota_bytes = 10;
         let a = Digest::of(b"12345678");
         blobs
             .put(None, &a, Some(8), body(&[b"12345678"]))

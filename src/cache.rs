@@ -162,6 +162,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), FileRef::Text((*v).to_owned())))
                 .collect(),
+            ..Project::default()
         };
         let keys: Vec<String> = [
             project(&[]),

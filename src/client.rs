@@ -137,6 +137,25 @@ impl Client {
             .map_err(|e| ClientError::Transport(format!("{}: {e}", path.display())))?
             .len();
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        self.put_blob_body(digest, len, body).await
+    }
+
+    /// `PUT /v1/blobs/{digest}` of bytes in memory (a manifest).
+    pub async fn put_blob_bytes(
+        &self,
+        digest: &crate::project::Digest,
+        bytes: Vec<u8>,
+    ) -> Result<crate::api::BlobView, ClientError> {
+        self.put_blob_body(digest, bytes.len() as u64, bytes.into())
+            .await
+    }
+
+    async fn put_blob_body(
+        &self,
+        digest: &crate::project::Digest,
+        len: u64,
+        body: reqwest::Body,
+    ) -> Result<crate::api::BlobView, ClientError> {
         let r = self
             .http
             .put(self.url(&format!("/v1/blobs/{digest}")))

@@ -133,6 +133,9 @@ error_codes! {
     /// A project path that is absolute, has `..`, NUL, control characters
     /// or backslashes, or a blob reference that is not `sha256:<hex>`.
     InvalidPath = "invalid-path" => Invalid,
+    /// A request's `manifest` is not a JSON object from project paths to
+    /// blob references, or breaks a project's rules (the reason says).
+    InvalidManifest = "invalid-manifest" => Invalid,
     /// Two project paths that are the same after normalisation, or a file
     /// where another path needs a folder.
     DuplicatePath = "duplicate-path" => Invalid,

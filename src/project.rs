@@ -8,10 +8,19 @@
 //! characters or backslashes; `.` and empty components are dropped, so
 //! `a/./b` and `a//b` are both `a/b` (and a duplicate of it). Case is kept:
 //! `A.png` and `a.png` are two files.
+//!
+//! A project of many files may name its blobs in a *manifest* instead: a
+//! blob itself, the JSON object `{path: "sha256:<hex>"}` of those files,
+//! uploaded once and named by its digest in each request. The request
+//! then carries only the files that change between submissions (the scene
+//! file, small text files), and the server checks the manifest once and
+//! keeps it, as a build cache keeps a directory tree by its digest. The
+//! job stores the digest, not the list.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -144,31 +153,71 @@ impl<'de> Deserialize<'de> for FileRef {
 }
 
 /// A project as a job stores it: the scene file's path (its text is the
-/// spec's `code`) and every other file, by normalised path. Blob bytes
-/// are never here, only their digests.
+/// spec's `code`), the files the request carried, by normalised path, and
+/// the manifest naming the others, if it used one. Blob bytes are never
+/// here, only their digests.
+///
+/// A stored project keeps only its manifest's digest: its listing is
+/// attached (`listed`) by whoever reads the manifest before using the
+/// project, and every method that walks the files walks both, in path
+/// order, as if the request had sent them all in `files`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Project {
     /// The scene file, relative to the project's root.
     pub main: String,
-    /// The other files, by path.
+    /// The other files the request carried, by path.
     #[serde(default)]
     pub files: BTreeMap<String, FileRef>,
+    /// The manifest that names the rest of the files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Digest>,
+    /// The manifest's files, once read; never stored.
+    #[serde(skip)]
+    pub listed: Option<Arc<Manifest>>,
 }
 
 impl Project {
+    /// Whether every file is known: no manifest, or its listing attached.
+    pub fn is_resolved(&self) -> bool {
+        self.manifest.is_none() || self.listed.is_some()
+    }
+
+    /// Every file but the scene file, in path order: the request's and the
+    /// manifest's (which never share a path).
+    pub fn all(&self) -> impl Iterator<Item = (&str, &FileRef)> {
+        let listed = self.listed.as_deref().map_or(&[][..], |m| &m.files[..]);
+        let mut own = self.files.iter().map(|(p, f)| (p.as_str(), f)).peekable();
+        let mut listed = listed.iter().map(|(p, f)| (p.as_str(), f)).peekable();
+        std::iter::from_fn(move || match (own.peek(), listed.peek()) {
+            (Some(a), Some(b)) if b.0 < a.0 => listed.next(),
+            (Some(_), _) => own.next(),
+            (None, _) => listed.next(),
+        })
+    }
+
+    /// How many files besides the scene file.
+    pub fn len(&self) -> usize {
+        self.files.len() + self.listed.as_ref().map_or(0, |m| m.files.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The blobs the project refers to, with the first path of each.
     pub fn blobs(&self) -> impl Iterator<Item = (&str, Digest)> {
-        self.files.iter().filter_map(|(path, f)| match f {
-            FileRef::Blob(d) => Some((path.as_str(), *d)),
+        self.all().filter_map(|(path, f)| match f {
+            FileRef::Blob(d) => Some((path, *d)),
             FileRef::Text(_) => None,
         })
     }
 
     /// A digest of every file but the scene file (paths and contents):
     /// what the animation cache's profile and the result cache key add.
+    /// The same files give the same digest, whether a manifest named them.
     pub fn files_digest(&self) -> [u8; 16] {
         let mut h = sha2::Sha256::new();
-        for (path, f) in &self.files {
+        for (path, f) in self.all() {
             h.update(path.as_bytes());
             h.update([0]);
             h.update(f.digest().0);
@@ -177,6 +226,72 @@ impl Project {
         let mut out = [0u8; 16];
         out.copy_from_slice(&full[..16]);
         out
+    }
+}
+
+/// A manifest's files: blob references by normalised path, in path order,
+/// checked by the same rules as a request's `files`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    files: Vec<(String, FileRef)>,
+}
+
+impl Manifest {
+    /// The most bytes a manifest may hold: a listing of the most files,
+    /// each of the longest path, with room for JSON's escapes.
+    pub fn max_bytes(limits: &ProjectLimits) -> u64 {
+        (limits.max_files as u64 + 1) * (MAX_PATH_BYTES as u64 + 128)
+    }
+
+    /// Reads the manifest blob `digest`'s bytes; each error names the
+    /// manifest, and the file where one is at fault.
+    pub fn parse(
+        digest: &Digest,
+        bytes: &[u8],
+        limits: &ProjectLimits,
+    ) -> Result<Manifest, ProjectError> {
+        let invalid = |reason: String| ProjectError::InvalidManifest {
+            digest: *digest,
+            reason,
+        };
+        if bytes.len() as u64 > Manifest::max_bytes(limits) {
+            return Err(invalid(format!(
+                "it is {} bytes; a manifest of at most {} files holds at most {}",
+                bytes.len(),
+                limits.max_files,
+                Manifest::max_bytes(limits)
+            )));
+        }
+        let map: FileMap = serde_json::from_slice(bytes).map_err(|e| {
+            invalid(format!(
+                "it is not a JSON object from paths to \"sha256:<hex>\" ({e})"
+            ))
+        })?;
+        let (files, _) = check_paths(&map, limits)?;
+        let mut listed = Vec::with_capacity(files.len());
+        for (path, file) in files {
+            if let FileRef::Text(_) = file {
+                return Err(invalid(format!(
+                    "{path:?} is text; a manifest lists blobs (send text files in `files`)"
+                )));
+            }
+            listed.push((path, file));
+        }
+        Ok(Manifest { files: listed })
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.files
+            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .is_ok()
     }
 }
 
@@ -287,6 +402,10 @@ pub enum ProjectError {
         "{file:?} refers to the blob {digest}, which was not uploaded (PUT /v1/blobs/{digest})"
     )]
     MissingBlob { file: String, digest: Digest },
+    #[error("the manifest {digest} was not uploaded (PUT /v1/blobs/{digest})")]
+    MissingManifest { digest: Digest },
+    #[error("the manifest {digest} cannot be used: {reason}")]
+    InvalidManifest { digest: Digest, reason: String },
     #[error("{0}")]
     Main(String),
 }
@@ -303,7 +422,10 @@ impl ProjectError {
             ProjectError::TooManyFiles { .. } => ErrorCode::TooManyFiles,
             ProjectError::FileTooLarge { .. } => ErrorCode::FileTooLarge,
             ProjectError::ProjectTooLarge { .. } => ErrorCode::ProjectTooLarge,
-            ProjectError::MissingBlob { .. } => ErrorCode::MissingBlob,
+            ProjectError::MissingBlob { .. } | ProjectError::MissingManifest { .. } => {
+                ErrorCode::MissingBlob
+            }
+            ProjectError::InvalidManifest { .. } => ErrorCode::InvalidManifest,
             ProjectError::Main(_) => ErrorCode::InvalidRequest,
         }
     }
@@ -329,6 +451,12 @@ impl ProjectError {
             }
             ProjectError::MissingBlob { file, digest } => {
                 e.with("file", file).with("digest", digest)
+            }
+            ProjectError::MissingManifest { digest } => {
+                e.with("field", "manifest").with("digest", digest)
+            }
+            ProjectError::InvalidManifest { digest, .. } => {
+                e.with("field", "manifest").with("digest", digest)
             }
             ProjectError::Main(_) => e.with("field", "main"),
         }
@@ -374,18 +502,21 @@ pub fn normalize(path: &str) -> Result<String, &'static str> {
 }
 
 /// Checks a request's `files` and `main` (count, paths, duplicates,
-/// inline sizes, digests' form) before anything is looked up or written,
-/// and returns the project with the scene file's text apart. Blobs' sizes
-/// and existence are the blob store's to check.
+/// inline sizes, digests' form), with the files of its `manifest` when it
+/// named one (checked when it was read), before anything is looked up or
+/// written, and returns the project with the scene file's text apart.
+/// Blobs' sizes and existence are the blob store's to check.
 pub fn check(
     files: &FileMap,
     main: &str,
+    manifest: Option<(Digest, Arc<Manifest>)>,
     limits: &ProjectLimits,
 ) -> Result<(String, Project), ProjectError> {
     // First, so that a huge map is refused before any per-file work.
-    if files.0.len() > limits.max_files {
+    let listed = manifest.as_ref().map_or(0, |(_, m)| m.len());
+    if files.0.len() + listed > limits.max_files {
         return Err(ProjectError::TooManyFiles {
-            count: files.0.len(),
+            count: files.0.len() + listed,
             max: limits.max_files,
         });
     }
@@ -398,10 +529,54 @@ pub fn check(
             "main ({main:?}) names the scene file, a .py file"
         )));
     }
+    let (mut out, seen) = check_paths(files, limits)?;
+    if let Some((_, m)) = &manifest {
+        overlaps(&out, &seen, m)?;
+    }
+    let code = match out.remove(&main) {
+        Some(FileRef::Text(code)) => code,
+        Some(FileRef::Blob(_)) => {
+            return Err(ProjectError::Main(format!(
+                "the scene file {main:?} must be inline text, not a blob"
+            )))
+        }
+        None if manifest.as_ref().is_some_and(|(_, m)| m.contains(&main)) => {
+            return Err(ProjectError::Main(format!(
+                "the scene file {main:?} must be inline text in `files`, not in the manifest"
+            )))
+        }
+        None => {
+            return Err(ProjectError::Main(format!(
+                "main ({main:?}) is not one of the files"
+            )))
+        }
+    };
+    let (manifest, listed) = manifest.map_or((None, None), |(d, m)| (Some(d), Some(m)));
+    let project = Project {
+        main,
+        files: out,
+        manifest,
+        listed,
+    };
+    Ok((code, project))
+}
+
+/// Files by normalised path, and the path each was sent as.
+type Checked<'a> = (BTreeMap<String, FileRef>, BTreeMap<String, &'a str>);
+
+/// The files of `map` by normalised path, each checked (path, duplicate,
+/// digest's form, inline size), and the path each was sent as.
+fn check_paths<'a>(map: &'a FileMap, limits: &ProjectLimits) -> Result<Checked<'a>, ProjectError> {
+    if map.0.len() > limits.max_files {
+        return Err(ProjectError::TooManyFiles {
+            count: map.0.len(),
+            max: limits.max_files,
+        });
+    }
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     let mut inline: u64 = 0;
     let mut out = BTreeMap::new();
-    for (raw, value) in &files.0 {
+    for (raw, value) in &map.0 {
         let path = normalize(raw).map_err(|reason| ProjectError::InvalidPath {
             file: raw.clone(),
             reason,
@@ -439,32 +614,55 @@ pub fn check(
     // files follow the file of the same name, after `a` + '/' ... ; look
     // each path's parents up instead, which is exact.
     for path in out.keys() {
-        let mut at = 0;
-        while let Some(i) = path[at..].find('/') {
-            let parent = &path[..at + i];
-            if out.contains_key(parent) {
-                return Err(ProjectError::FileAndFolder {
-                    file: seen[parent].to_owned(),
-                    other: seen[path.as_str()].to_owned(),
-                });
-            }
-            at += i + 1;
+        if let Some(parent) = parents(path).find(|p| out.contains_key(*p)) {
+            return Err(ProjectError::FileAndFolder {
+                file: seen[parent].to_owned(),
+                other: seen[path.as_str()].to_owned(),
+            });
         }
     }
-    let code = match out.remove(&main) {
-        Some(FileRef::Text(code)) => code,
-        Some(FileRef::Blob(_)) => {
-            return Err(ProjectError::Main(format!(
-                "the scene file {main:?} must be inline text, not a blob"
-            )))
+    Ok((out, seen))
+}
+
+/// A request's files against its manifest's: no path in both, and no file
+/// of one where the other needs a folder.
+fn overlaps(
+    own: &BTreeMap<String, FileRef>,
+    seen: &BTreeMap<String, &str>,
+    manifest: &Manifest,
+) -> Result<(), ProjectError> {
+    for path in own.keys() {
+        if manifest.contains(path) {
+            return Err(ProjectError::DuplicatePath {
+                file: seen[path.as_str()].to_owned(),
+                other: format!("{path} (in the manifest)"),
+            });
         }
-        None => {
-            return Err(ProjectError::Main(format!(
-                "main ({main:?}) is not one of the files"
-            )))
+        if let Some(parent) = parents(path).find(|p| manifest.contains(p)) {
+            return Err(ProjectError::FileAndFolder {
+                file: format!("{parent} (in the manifest)"),
+                other: seen[path.as_str()].to_owned(),
+            });
         }
-    };
-    Ok((code, Project { main, files: out }))
+    }
+    if own.is_empty() {
+        return Ok(());
+    }
+    for (path, _) in &manifest.files {
+        if let Some(parent) = parents(path).find(|p| own.contains_key(*p)) {
+            return Err(ProjectError::FileAndFolder {
+                file: seen[parent].to_owned(),
+                other: format!("{path} (in the manifest)"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The folders a normalised path is in, outermost first: `a`, `a/b` for
+/// `a/b/c`.
+fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 #[cfg(test)]
@@ -526,6 +724,7 @@ mod tests {
         let ok = check(
             &map(&[("scene.py", "x"), ("lib/h.py", "y"), ("a.png", D)]),
             "./scene.py",
+            None,
             &limits,
         )
         .unwrap();
@@ -535,7 +734,7 @@ mod tests {
         assert_eq!(ok.1.blobs().count(), 1);
 
         let code = |files: &[(&str, &str)], main: &str| {
-            check(&map(files), main, &limits).unwrap_err().code()
+            check(&map(files), main, None, &limits).unwrap_err().code()
         };
         assert_eq!(code(&[("../x", "a")], "s.py"), ErrorCode::InvalidPath);
         assert_eq!(code(&[("/abs", "a")], "s.py"), ErrorCode::InvalidPath);
@@ -560,6 +759,7 @@ mod tests {
         assert!(check(
             &map(&[("A.png", "1"), ("a.png", "2"), ("s.py", "x")]),
             "s.py",
+            None,
             &limits
         )
         .is_ok());
@@ -569,13 +769,150 @@ mod tests {
             max_bytes: 10,
             max_file_bytes: 6,
         };
-        let err = check(&map(&[("a", "1"), ("b", "2"), ("c", "3")]), "a", &small).unwrap_err();
+        let err = check(
+            &map(&[("a", "1"), ("b", "2"), ("c", "3")]),
+            "a",
+            None,
+            &small,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), ErrorCode::TooManyFiles);
-        let err = check(&map(&[("s.py", "1234567")]), "s.py", &small).unwrap_err();
+        let err = check(&map(&[("s.py", "1234567")]), "s.py", None, &small).unwrap_err();
         assert_eq!(err.code(), ErrorCode::FileTooLarge);
         assert_eq!(err.to_error().details["file"], "s.py");
-        let err = check(&map(&[("s.py", "123456"), ("b", "123456")]), "s.py", &small).unwrap_err();
+        let err = check(
+            &map(&[("s.py", "123456"), ("b", "123456")]),
+            "s.py",
+            None,
+            &small,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), ErrorCode::ProjectTooLarge);
+    }
+
+    #[test]
+    fn a_manifest_lists_blobs_by_the_same_rules_and_joins_the_requests_files() {
+        let limits = ProjectLimits::default();
+        let d = Digest::of(b"m");
+        let b = |n: u8| format!("sha256:{}", hex(&[n; 32]));
+        let bytes = |entries: &[(&str, String)]| {
+            serde_json::to_vec(&map(&entries
+                .iter()
+                .map(|(p, v)| (*p, v.as_str()))
+                .collect::<Vec<_>>()))
+            .unwrap()
+        };
+        let manifest = Manifest::parse(
+            &d,
+            &bytes(&[("img/b.png", b(2)), ("./img/a.png", b(1)), ("z.wav", b(3))]),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(manifest.len(), 3);
+        let manifest = Arc::new(manifest);
+        let (code, project) = check(
+            &map(&[("scene.py", "x"), ("lib.py", "y")]),
+            "scene.py",
+            Some((d, Arc::clone(&manifest))),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(code, "x");
+        assert_eq!(project.manifest, Some(d));
+        assert_eq!(project.files.len(), 1, "only the request's own files");
+        let all: Vec<&str> = project.all().map(|(p, _)| p).collect();
+        assert_eq!(all, ["img/a.png", "img/b.png", "lib.py", "z.wav"]);
+        assert_eq!(project.blobs().count(), 3);
+        // The same files sent inline give the same digest.
+        let inline = check(
+            &map(&[
+                ("scene.py", "x"),
+                ("lib.py", "y"),
+                ("img/a.png", &b(1)),
+                ("img/b.png", &b(2)),
+                ("z.wav", &b(3)),
+            ]),
+            "scene.py",
+            None,
+            &limits,
+        )
+        .unwrap()
+        .1;
+        assert_eq!(inline.files_digest(), project.files_digest());
+        // Stored, the project keeps the manifest's digest, not its files.
+        let stored: Project =
+            serde_json::from_str(&serde_json::to_string(&project).unwrap()).unwrap();
+        assert_eq!(stored.manifest, Some(d));
+        assert!(!stored.is_resolved());
+        assert_eq!(stored.len(), 1);
+
+        let with = |files: &[(&str, &str)], main: &str| {
+            check(&map(files), main, Some((d, Arc::clone(&manifest))), &limits).unwrap_err()
+        };
+        let err = with(&[("s.py", "x"), ("img//a.png", "t")], "s.py");
+        assert_eq!(err.code(), ErrorCode::DuplicatePath);
+        assert_eq!(err.to_error().details["file"], "img//a.png");
+        assert_eq!(
+            with(&[("s.py", "x"), ("img", "t")], "s.py").code(),
+            ErrorCode::DuplicatePath,
+            "a file where the manifest needs a folder"
+        );
+        assert_eq!(
+            with(&[("s.py", "x"), ("z.wav/x", "t")], "s.py").code(),
+            ErrorCode::DuplicatePath,
+            "a folder where the manifest has a file"
+        );
+        assert_eq!(
+            with(&[("s.py", "x")], "z.wav").code(),
+            ErrorCode::InvalidRequest
+        );
+        let few = ProjectLimits {
+            max_files: 3,
+            ..limits
+        };
+        assert_eq!(
+            check(&map(&[("s.py", "x")]), "s.py", Some((d, manifest)), &few)
+                .unwrap_err()
+                .code(),
+            ErrorCode::TooManyFiles,
+            "the manifest's files count"
+        );
+
+        // What a manifest may not be, each named.
+        let refused =
+            |bytes: &[u8], limits: &ProjectLimits| Manifest::parse(&d, bytes, limits).unwrap_err();
+        for bad in [&b"[]"[..], b"{\"a\": 1}", b"not json", b""] {
+            let err = refused(bad, &limits);
+            assert_eq!(err.code(), ErrorCode::InvalidManifest, "{bad:?}");
+            assert_eq!(err.to_error().details["digest"], d.to_string());
+        }
+        let text = refused(&bytes(&[("a.py", "print(1)".into())]), &limits);
+        assert_eq!(text.code(), ErrorCode::InvalidManifest);
+        assert!(text.to_string().contains("a.py"), "{text}");
+        for (path, code) in [
+            ("../x", ErrorCode::InvalidPath),
+            ("/etc/passwd", ErrorCode::InvalidPath),
+            ("a\u{0}b", ErrorCode::InvalidPath),
+        ] {
+            assert_eq!(refused(&bytes(&[(path, b(1))]), &limits).code(), code);
+        }
+        assert_eq!(
+            refused(&bytes(&[("a", b(1)), ("./a", b(2))]), &limits).code(),
+            ErrorCode::DuplicatePath
+        );
+        assert_eq!(
+            refused(&bytes(&[("a", b(1)), ("a/b", b(2))]), &limits).code(),
+            ErrorCode::DuplicatePath
+        );
+        assert_eq!(
+            refused(&bytes(&[("a", "sha256:00".into())]), &limits).code(),
+            ErrorCode::InvalidPath
+        );
+        let four: Vec<(String, String)> = (0..4).map(|i| (format!("f{i}"), b(i))).collect();
+        let four: Vec<(&str, String)> = four.iter().map(|(p, v)| (p.as_str(), v.clone())).collect();
+        assert_eq!(refused(&bytes(&four), &few).code(), ErrorCode::TooManyFiles);
+        let huge = vec![b' '; Manifest::max_bytes(&few) as usize + 1];
+        assert_eq!(refused(&huge, &few).code(), ErrorCode::InvalidManifest);
     }
 
     #[test]

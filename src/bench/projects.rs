@@ -220,11 +220,12 @@ async fn submit_in_process(
     let dir = folder::scan(scene, &Default::default())
         .map_err(anyhow::Error::msg)?
         .context("the folder holds one file")?;
-    let (files, blobs) = dir.request(&code);
-    req.files = Some(files);
+    let sub = dir.request(&code);
+    req.files = Some(sub.files.clone());
     req.main = Some(dir.main.clone());
+    req.manifest = sub.manifest.as_ref().map(|m| m.digest);
     let mut uploads = 0;
-    let job = folder::send(client, &req, &blobs, |_| uploads += 1).await?;
+    let job = folder::send(client, &req, Some(&sub), |_, _| uploads += 1).await?;
     if uploads > 0 {
         bail!("the server lacked blobs that were uploaded");
     }

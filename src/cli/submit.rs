@@ -42,21 +42,19 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
     let client = Client::new(&args.server, args.api_key.as_deref()).map_err(fail)?;
     // The scene's folder is its project: only the blobs the server lacks go.
     let folder = crate::folder::scan(&args.file, &Default::default()).map_err(fail)?;
-    let (files, blobs) = match &folder {
-        Some(folder) => {
-            let (files, blobs) = folder.request(&code);
-            (Some(files), blobs)
-        }
-        None => (None, Vec::new()),
-    };
+    let sub = folder.as_ref().map(|f| f.request(&code));
     let req = RenderRequest {
-        code: if files.is_some() {
+        code: if sub.is_some() {
             String::new()
         } else {
             code.clone()
         },
-        files,
+        files: sub.as_ref().map(|s| s.files.clone()),
         main: folder.as_ref().map(|f| f.main.clone()),
+        manifest: sub
+            .as_ref()
+            .and_then(|s| s.manifest.as_ref())
+            .map(|m| m.digest),
         scenes: (!args.scenes.is_empty()).then(|| args.scenes.clone()),
         engine: args.engine,
         quality: Some(args.quality),
@@ -70,18 +68,21 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
     };
     // Only the blobs the server lacks go, and only when it says so.
     let mut sent = (0, 0u64);
-    let job = crate::folder::send(&client, &req, &blobs, |file| {
-        eprintln!("uploaded {} ({} bytes)", file.path, file.size);
-        sent = (sent.0 + 1, sent.1 + file.size);
+    let job = crate::folder::send(&client, &req, sub.as_ref(), |path, size| {
+        eprintln!("uploaded {path} ({size} bytes)");
+        sent = (sent.0 + 1, sent.1 + size);
     })
     .await;
-    if !blobs.is_empty() {
+    let blobs = sub
+        .as_ref()
+        .map_or(0, |s| s.blobs.len() + usize::from(s.manifest.is_some()));
+    if blobs > 0 {
         eprintln!(
-            "project: {} blobs, {} uploaded ({} bytes), {} already on the server",
-            blobs.len(),
+            "project: {} blobs (the manifest among them), {} uploaded ({} bytes), {} already on the server",
+            blobs,
             sent.0,
             sent.1,
-            blobs.len() - sent.0
+            blobs - sent.0
         );
     }
     let job = match job {

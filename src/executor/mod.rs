@@ -234,6 +234,20 @@ impl Executor {
     /// cluster's workers first when that is worth it (see `split`), then
     /// the last pass, which finds the chunks' pieces in the cache.
     async fn render(&self, job: &Job, attempt: u32, run: &Run) {
+        let read;
+        let job = match self.read_manifest(job).await {
+            Ok(None) => job,
+            Ok(Some(with_files)) => {
+                read = with_files;
+                &read
+            }
+            Err(err) => {
+                let split = split::Split::default();
+                return self
+                    .record(job, attempt, Err(err), None, false, split)
+                    .await;
+            }
+        };
         let id = job.id.clone();
         tracing::info!(engine = %job.spec.engine, "render started");
         let (progress_tx, progress_rx) = mpsc::channel::<Progress>(256);
@@ -324,6 +338,33 @@ impl Executor {
             .await;
         let _ = self.parts.store.delete_chunks(&id).await;
         let _ = std::fs::remove_dir_all(&scratch);
+    }
+
+    /// The job with its project's manifest read (brought from the bucket
+    /// first when another node received it), so that every file of the
+    /// project is known; `None` when it names no manifest.
+    async fn read_manifest(&self, job: &Job) -> Result<Option<Job>, RenderError> {
+        let Some(project) = &job.spec.project else {
+            return Ok(None);
+        };
+        let Some(digest) = project.manifest.filter(|_| !project.is_resolved()) else {
+            return Ok(None);
+        };
+        let owner = job.owner.as_deref();
+        let blobs = &self.parts.blobs;
+        if let Err(err) = self.parts.storage.pull_blob(blobs, owner, &digest).await {
+            tracing::warn!(%err, %digest, "cannot bring a project's manifest");
+        }
+        let listed = blobs.manifest(owner, &digest).map_err(|e| match e {
+            crate::blobs::BlobError::Manifest(e) => RenderError::Manifest(e),
+            crate::blobs::BlobError::Io(e) => RenderError::Blobs(e),
+            other => RenderError::Blobs(std::io::Error::other(other.to_string())),
+        })?;
+        let mut job = job.clone();
+        if let Some(project) = &mut job.spec.project {
+            project.listed = Some(listed);
+        }
+        Ok(Some(job))
     }
 
     /// Renders `spec` in a warm sandbox when one is ready, else in a fresh

@@ -282,15 +282,19 @@ impl Folder {
             Project {
                 main: self.main.clone(),
                 files,
+                ..Project::default()
             },
             Arc::new(LocalBlobs(blobs)),
         )
     }
 
-    /// The request's `files` for a server: small text files inline (up to
-    /// a total), the rest by digest; and the files sent as blobs.
-    pub fn request(&self, code: &str) -> (manimd::project::FileMap, Vec<&LocalFile>) {
-        let mut map = vec![(self.main.clone(), code.to_owned())];
+    /// What a submission to a server sends: small text files inline in
+    /// `files` (up to a total) with the scene file, and every other file
+    /// as a blob, named in a manifest. An edit of the scene file or of a
+    /// text file leaves the manifest as it was, so a resubmission sends
+    /// its digest, not the list of every file again.
+    pub fn request(&self, code: &str) -> Submission<'_> {
+        let mut files = vec![(self.main.clone(), code.to_owned())];
         let mut blobs = Vec::new();
         let mut inline = code.len() as u64;
         for f in &self.files {
@@ -303,40 +307,89 @@ impl Folder {
             match text {
                 Some(text) => {
                     inline += f.size;
-                    map.push((f.path.clone(), text));
+                    files.push((f.path.clone(), text));
                 }
-                None => {
-                    map.push((f.path.clone(), f.digest.to_string()));
-                    blobs.push(f);
-                }
+                None => blobs.push(f),
             }
         }
-        (manimd::project::FileMap(map), blobs)
+        let manifest = (!blobs.is_empty()).then(|| {
+            struct Listing<'a>(&'a [&'a LocalFile]);
+            impl serde::Serialize for Listing<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    s.collect_map(self.0.iter().map(|f| (&f.path, f.digest)))
+                }
+            }
+            let bytes = serde_json::to_vec(&Listing(&blobs)).expect("serializable");
+            ManifestBlob {
+                digest: Digest::of(&bytes),
+                bytes,
+            }
+        });
+        Submission {
+            files: manimd::project::FileMap(files),
+            manifest,
+            blobs,
+        }
     }
+}
+
+/// What `Folder::request` gives a request, and the blobs it may upload.
+pub struct Submission<'a> {
+    /// The request's `files`: the scene file and the inline text files.
+    pub files: manimd::project::FileMap,
+    /// The request's `manifest`, when any file goes as a blob.
+    pub manifest: Option<ManifestBlob>,
+    /// The files the manifest names.
+    pub blobs: Vec<&'a LocalFile>,
+}
+
+/// A manifest's bytes (a JSON object from paths to digests) and digest.
+pub struct ManifestBlob {
+    pub digest: Digest,
+    pub bytes: Vec<u8>,
 }
 
 /// Submits a project's request the way that costs least when the server
 /// has its blobs already (each resubmission after an edit): the request at
 /// once, and only when it answers `missing-blob`, the question of which it
-/// lacks, those uploaded (`uploaded` is told of each), and the request
-/// again. A single file's request is simply sent.
+/// lacks, those uploaded (`uploaded` is told of each, by its path and
+/// size; the manifest as `manifest (N files)`), and the request again. A
+/// single file's request is simply sent.
 pub async fn send(
     client: &Client,
     req: &RenderRequest,
-    blobs: &[&LocalFile],
-    mut uploaded: impl FnMut(&LocalFile),
+    sub: Option<&Submission<'_>>,
+    mut uploaded: impl FnMut(&str, u64),
 ) -> Result<JobView, ClientError> {
-    match client.submit(req).await {
-        Err(ClientError::Api { error, .. })
-            if error.code == ErrorCode::MissingBlob.as_str() && !blobs.is_empty() => {}
-        answer => return answer,
-    }
-    let digests: Vec<_> = blobs.iter().map(|f| f.digest).collect();
-    for digest in client.missing_blobs(&digests).await? {
-        if let Some(file) = blobs.iter().find(|f| f.digest == digest) {
-            client.put_blob(&digest, &file.host).await?;
-            uploaded(file);
+    let sub = match (client.submit(req).await, sub) {
+        (Err(ClientError::Api { error, .. }), Some(sub))
+            if error.code == ErrorCode::MissingBlob.as_str() =>
+        {
+            sub
         }
+        (answer, _) => return answer,
+    };
+    let mut digests: Vec<_> = sub.blobs.iter().map(|f| f.digest).collect();
+    digests.extend(sub.manifest.as_ref().map(|m| m.digest));
+    let missing = client.missing_blobs(&digests).await?;
+    for digest in &missing {
+        if let Some(file) = sub.blobs.iter().find(|f| f.digest == *digest) {
+            client.put_blob(digest, &file.host).await?;
+            uploaded(&file.path, file.size);
+        }
+    }
+    // Last, so that the blobs it names are there before it is.
+    if let Some(manifest) = sub
+        .manifest
+        .as_ref()
+        .filter(|m| missing.contains(&m.digest))
+    {
+        client
+            .put_blob_bytes(&manifest.digest, manifest.bytes.clone())
+            .await?;
+        let n = sub.blobs.len();
+        let label = format!("manifest ({n} file{})", if n == 1 { "" } else { "s" });
+        uploaded(&label, manifest.bytes.len() as u64);
     }
     client.submit(req).await
 }
@@ -456,9 +509,10 @@ mod tests {
             ["assets/logo.svg", "custom/__init__.py", "helpers.py"]
         );
         assert_eq!(folder.main, "scene.py");
-        let (map, blobs) = folder.request("code");
-        assert_eq!(map.0.len(), 4);
-        assert!(blobs.is_empty(), "small text goes inline");
+        let sub = folder.request("code");
+        assert_eq!(sub.files.0.len(), 4);
+        assert!(sub.blobs.is_empty(), "small text goes inline");
+        assert!(sub.manifest.is_none(), "no blob, no manifest");
     }
 
     /// A remembered digest is used only for the file as it was: a write

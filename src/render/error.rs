@@ -56,6 +56,13 @@ pub enum RenderError {
         file: String,
         digest: crate::project::Digest,
     },
+    /// A project's manifest is gone from this node's blob store, or cannot
+    /// be read by this node's project limits.
+    #[error(transparent)]
+    Manifest(crate::project::ProjectError),
+    /// The blob store cannot be read: the installation's fault.
+    #[error("the blob store cannot be read: {0}")]
+    Blobs(std::io::Error),
 }
 
 /// An error line of a worker that has started running user code: the scene
@@ -90,6 +97,8 @@ impl RenderError {
             RenderError::Narration(e) => e.code(),
             RenderError::EngineMismatch(_) => ErrorCode::EngineMismatch,
             RenderError::MissingBlob { .. } => ErrorCode::MissingBlob,
+            RenderError::Manifest(e) => e.code(),
+            RenderError::Blobs(_) => ErrorCode::Internal,
         }
     }
 
@@ -122,6 +131,7 @@ impl RenderError {
             RenderError::MissingBlob { file, digest } => {
                 serde_json::json!({ "file": file, "digest": digest })
             }
+            RenderError::Manifest(e) => return e.to_error(),
             // Ours: the code, and nothing of the host.
             _ if code.kind() == ErrorKind::Internal => {
                 return JobError::new(code, crate::job_error::INTERNAL_MESSAGE)

@@ -39,15 +39,23 @@ impl Renderer {
         let (Some(project), Some(dir)) = (project, started.project()) else {
             return Ok(());
         };
+        if !project.is_resolved() {
+            // Every reader of a stored job reads its manifest first.
+            let unread = io::Error::other("a project's manifest was not read before its render");
+            return Err(RenderError::Sandbox(SandboxError::Area(
+                dir.clone(),
+                unread,
+            )));
+        }
         // Finding a project's blobs is a file system call each, and a
         // project may hold thousands: all of it off the runtime's threads.
         let (code, project, owner) = (code.to_owned(), project.clone(), owner.map(str::to_owned));
         let blobs = self.blobs.clone();
         let target = dir.clone();
         let laid = tokio::task::spawn_blocking(move || {
-            let mut files: Vec<(String, Source)> = Vec::with_capacity(project.files.len() + 1);
+            let mut files: Vec<(String, Source)> = Vec::with_capacity(project.len() + 1);
             files.push((project.main.clone(), Source::Text(code)));
-            for (path, file) in &project.files {
+            for (path, file) in project.all() {
                 let source = match file {
                     FileRef::Text(text) => Source::Text(text.clone()),
                     FileRef::Blob(digest) => {
@@ -58,14 +66,14 @@ impl Renderer {
                             Some(host) => Source::File(host),
                             None => {
                                 return Ok(Err(RenderError::MissingBlob {
-                                    file: path.clone(),
+                                    file: path.to_owned(),
                                     digest: *digest,
                                 }))
                             }
                         }
                     }
                 };
-                files.push((path.clone(), source));
+                files.push((path.to_owned(), source));
             }
             write_all(&target, &files).map(Ok)
         })

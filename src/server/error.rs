@@ -233,6 +233,7 @@ mod tests {
                 "invalid-path",
                 "duplicate-path",
                 "digest-mismatch",
+                "invalid-manifest",
             ],
         ),
         (401, &["unauthorized"]),

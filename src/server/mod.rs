@@ -284,7 +284,7 @@ pub async fn start_node(config: &Config, opts: &ServeOptions) -> anyhow::Result<
     let blobs = Arc::new(crate::blobs::Blobs::new(
         config.data_dir.join("blobs"),
         opts.blob_quota_mib,
-        opts.project_limits.max_file_bytes,
+        opts.project_limits,
     ));
     let renderer = Arc::new(Renderer::new(config)?.with_blobs(blobs.clone()));
     tracing::info!(cgroups = %renderer.sandbox().placement().describe(), "sandbox job groups");

@@ -382,6 +382,7 @@ pub async fn legacy_render(
                 code: req.code,
                 files: req.files,
                 main: req.main,
+                manifest: req.manifest,
                 scene: req.scene_name,
                 quality: req.quality,
                 format: req.format,

@@ -95,13 +95,17 @@ impl Service {
         if self.is_draining() {
             return Err(ServiceError::ShuttingDown);
         }
-        let (spec_files, spec_main) = (req.files.clone(), req.main.clone());
+        let (spec_files, spec_main, manifest) = (req.files.clone(), req.main.clone(), req.manifest);
         let (mut spec, detect) = preview_spec(req)?;
-        let (code, project) = self.project_of(
-            std::mem::take(&mut spec.code),
-            spec_files.as_ref(),
-            spec_main.as_deref(),
-        )?;
+        let (code, project) = self
+            .project_of(
+                std::mem::take(&mut spec.code),
+                spec_files.as_ref(),
+                spec_main.as_deref(),
+                manifest.as_ref(),
+                owner,
+            )
+            .await?;
         self.check_blobs(&code, project.as_ref(), owner).await?;
         spec.code = code;
         spec.project = project;

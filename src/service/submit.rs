@@ -25,7 +25,15 @@ impl Service {
             return Err(ServiceError::ShuttingDown);
         }
         let checked = validate(&req)?;
-        let (code, project) = self.project_of(req.code, req.files.as_ref(), req.main.as_deref())?;
+        let (code, project) = self
+            .project_of(
+                req.code,
+                req.files.as_ref(),
+                req.main.as_deref(),
+                req.manifest.as_ref(),
+                owner,
+            )
+            .await?;
         let webhook_url = req.webhook_url.as_deref();
         if let Some(url) = webhook_url {
             self.parts

@@ -484,7 +484,9 @@ async fn submit_uploads_only_the_blobs_the_server_lacks_and_render_lays_the_fold
     let err = String::from_utf8_lossy(&first.stderr).into_owned();
     assert!(first.status.success(), "{err}");
     assert!(err.contains("uploaded assets/photo.png"), "{err}");
-    assert!(err.contains("1 uploaded"), "{err}");
+    // The photo, and the manifest that names it.
+    assert!(err.contains("uploaded manifest (1 file)"), "{err}");
+    assert!(err.contains("2 uploaded"), "{err}");
     assert!(
         !err.contains("old.bin") && !err.contains("big.log"),
         "{err}"

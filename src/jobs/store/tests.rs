@@ -54,6 +54,7 @@ async fn an_inserted_job_is_the_row_read_back() {
         ]
         .into_iter()
         .collect(),
+        ..Default::default()
     };
     let with_project = RenderSpec {
         project: Some(project),
