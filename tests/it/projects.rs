@@ -653,3 +653,216 @@ async fn the_studio_files_panel_builds_uploads_keeps_and_renders_a_project_in_ch
     println!("{report}");
     s.stop().await;
 }
+
+/// A manifest: a blob of `{path: digest}`, uploaded like any other.
+async fn manifest(s: &TestServer, key: Option<&str>, entries: &[(&str, &str)]) -> String {
+    let map: serde_json::Map<String, Value> = entries
+        .iter()
+        .map(|(p, d)| ((*p).to_owned(), json!(d)))
+        .collect();
+    let bytes = serde_json::to_vec(&map).unwrap();
+    let d = digest(&bytes);
+    let (status, body) = put(s, key, &d, bytes).await;
+    assert!(status.is_success(), "{body}");
+    d
+}
+
+const MANIFEST_SCENE: &str = "from manim import *\nfrom helpers import SIDE\n\nclass M(Scene):\n    def construct(self):\n        data = open(\"data/tile.bin\", \"rb\").read()\n        assert data == bytes(range(64)), data\n        self.add(ImageMobject(\"assets/photo.png\"), Square(SIDE))\n        self.play(FadeIn(Circle()), run_time=0.3)\n";
+
+#[tokio::test]
+async fn a_project_named_by_a_manifest_renders_as_the_same_files_sent_inline() {
+    let s = TestServer::start(opts()).await;
+    let blobs = upload(&s, vec![png().await, (0..64).collect()]).await;
+    let listing = [
+        ("assets/photo.png", &*blobs[0]),
+        ("data/tile.bin", &*blobs[1]),
+    ];
+    let m = manifest(&s, None, &listing).await;
+    let files = json!({"scene.py": MANIFEST_SCENE, "helpers.py": "SIDE = 1.5\n"});
+    let body = json!({"main": "scene.py", "files": files, "manifest": m});
+    let id = s.submit(body.clone()).await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let video = video_of(&s, &id).await;
+    let probe = common::probe(&video).await;
+    assert_eq!(probe.codec, "h264");
+    assert!(probe.frames > 0);
+    let _ = std::fs::remove_file(&video);
+
+    // The same files, every one in the request: the same render, cached.
+    let mut inline = files.clone();
+    for (path, d) in listing {
+        inline[path] = json!(d);
+    }
+    let same = s.submit(json!({"main": "scene.py", "files": inline})).await;
+    let job = s.wait_for(&same, None).await;
+    assert_eq!(job["result"]["cache_hit"], true, "{job}");
+
+    // An edit of the scene file resubmits with the same manifest (its
+    // blobs' check remembered) and renders anew.
+    let mut edited = body.clone();
+    edited["files"]["scene.py"] = json!(MANIFEST_SCENE.replace("0.3", "0.4"));
+    let other = s.submit(edited).await;
+    let job = s.wait_for(&other, None).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_ne!(job["result"]["cache_hit"], true, "{job}");
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}
+
+#[tokio::test]
+async fn hostile_manifests_get_typed_errors_and_the_sweep_keeps_what_a_queued_one_names() {
+    let keys = ["key-a", "key-b"];
+    // No worker: an accepted job stays queued for the sweep to see.
+    let s = TestServer::start(ServeOptions {
+        api_keys: keys
+            .iter()
+            .map(|k| manimd::secret::Secret::new(*k).unwrap())
+            .collect(),
+        workers: 0,
+        ..opts()
+    })
+    .await;
+    let (a, b) = (Some(keys[0]), Some(keys[1]));
+    let scene = "from manim import *\n\nclass A(Scene):\n    def construct(self):\n        self.wait(0.1)\n";
+    let bytes = b"the real bytes".to_vec();
+    let blob = digest(&bytes);
+    assert_eq!(put(&s, a, &blob, bytes).await.0, StatusCode::CREATED);
+    let good = manifest(&s, a, &[("data.bin", &blob)]).await;
+    let server = &s;
+    let raw = |text: &'static str| async move {
+        let d = digest(text.as_bytes());
+        let (status, body) = put(server, a, &d, text.as_bytes().to_vec()).await;
+        assert!(status.is_success(), "{body}");
+        d
+    };
+    let request =
+        |files: Value, m: &str| json!({"main": "scene.py", "files": files, "manifest": m});
+    let own = json!({"scene.py": scene});
+    let never = digest(b"never uploaded");
+    let cases = [
+        // Not uploaded, or another key's.
+        (
+            a,
+            request(own.clone(), &never),
+            422,
+            "missing-blob",
+            "manifest",
+        ),
+        (
+            b,
+            request(own.clone(), &good),
+            422,
+            "missing-blob",
+            "manifest",
+        ),
+        // Not a listing of blobs.
+        (
+            a,
+            request(own.clone(), &raw("not json").await),
+            400,
+            "invalid-manifest",
+            "manifest",
+        ),
+        (
+            a,
+            request(own.clone(), &raw("[\"a\"]").await),
+            400,
+            "invalid-manifest",
+            "manifest",
+        ),
+        (
+            a,
+            request(own.clone(), &raw("{\"a.py\": \"print(1)\"}").await),
+            400,
+            "invalid-manifest",
+            "manifest",
+        ),
+    ];
+    for (key, body, status, code, field) in cases {
+        let (got, err) = post(&s, key, "/v1/renders", &body).await;
+        assert_eq!(got.as_u16(), status, "{body}: {err}");
+        assert_eq!(err["error"]["code"], code, "{err}");
+        assert_eq!(err["error"]["field"], field, "{err}");
+        assert_eq!(err["error"]["digest"], body["manifest"], "{err}");
+    }
+    // A listed path that leaves the project, or a blob nobody uploaded:
+    // named by its file, as in `files`.
+    let escape = manifest(&s, a, &[("../x.bin", &blob)]).await;
+    let lost = manifest(&s, a, &[("gone.bin", &never)]).await;
+    for (m, status, code, file) in [
+        (&escape, 400, "invalid-path", "../x.bin"),
+        (&lost, 422, "missing-blob", "gone.bin"),
+    ] {
+        let (got, err) = post(&s, a, "/v1/renders", &request(own.clone(), m)).await;
+        assert_eq!(got.as_u16(), status, "{err}");
+        assert_eq!(err["error"]["code"], code, "{err}");
+        assert_eq!(err["error"]["file"], file, "{err}");
+    }
+    // A path in both, a manifest without a project, the scene file in it.
+    let both = request(json!({"scene.py": scene, "./data.bin": "text"}), &good);
+    let (got, err) = post(&s, a, "/v1/renders", &both).await;
+    assert_eq!(
+        (got.as_u16(), &err["error"]["code"]),
+        (400, &json!("duplicate-path")),
+        "{err}"
+    );
+    assert_eq!(err["error"]["file"], "./data.bin", "{err}");
+    let (got, err) = post(
+        &s,
+        a,
+        "/v1/renders",
+        &json!({"code": scene, "manifest": good}),
+    )
+    .await;
+    assert_eq!(
+        (got.as_u16(), &err["error"]["field"]),
+        (400, &json!("manifest")),
+        "{err}"
+    );
+    let (got, err) = post(
+        &s,
+        a,
+        "/v1/renders",
+        &json!({"main": "data.bin", "files": {"x.py": scene}, "manifest": good}),
+    )
+    .await;
+    assert_eq!(
+        (got.as_u16(), &err["error"]["field"]),
+        (400, &json!("main")),
+        "{err}"
+    );
+    let mut preview = request(own.clone(), &never);
+    preview["kind"] = json!("storyboard");
+    let (got, err) = post(&s, a, "/v1/previews", &preview).await;
+    assert_eq!(
+        (got.as_u16(), &err["error"]["code"]),
+        (422, &json!("missing-blob")),
+        "{err}"
+    );
+
+    // Accepted and queued: the sweep keeps its manifest and what it names
+    // however old, and collects what no job names.
+    let (got, job) = post(&s, a, "/v1/renders", &request(own.clone(), &good)).await;
+    assert_eq!(got, StatusCode::ACCEPTED, "{job}");
+    let stored = |d: &str| {
+        s.config
+            .data_dir
+            .join("blobs")
+            .join(manimd::server::fingerprint(keys[0]))
+            .join(d.trim_start_matches("sha256:"))
+            .exists()
+    };
+    assert!(stored(&escape));
+    let removed = s.service.sweep_blobs(Duration::ZERO).await.unwrap();
+    assert!(removed >= 3, "{removed}");
+    assert!(
+        stored(&good) && stored(&blob),
+        "a queued job's manifest and blob"
+    );
+    assert!(!stored(&escape) && !stored(&lost), "manifests no job names");
+    let mut s = s;
+    s.stop().await;
+    s.assert_clean();
+}

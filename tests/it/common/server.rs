@@ -13,6 +13,8 @@ pub struct TestServer {
     pub url: String,
     pub client: reqwest::Client,
     pub config: Config,
+    /// The node's service, for what HTTP does not reach (the blob sweep).
+    pub service: manimd::server::AppState,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -35,6 +37,7 @@ impl TestServer {
             .await
             .expect("server starts");
         let url = format!("http://{}", server.addr);
+        let service = std::sync::Arc::clone(&server.node.service);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -47,6 +50,7 @@ impl TestServer {
             url,
             client: reqwest::Client::new(),
             config,
+            service,
             stop: Some(tx),
             task: Some(task),
             _dir: None,
