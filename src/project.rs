@@ -57,6 +57,10 @@ impl Digest {
         Digest(bytes)
     }
 
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// 64 lowercase hex digits, without the prefix: a blob's file name.
     pub fn hex(&self) -> String {
         hex(&self.0)

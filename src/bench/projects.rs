@@ -92,12 +92,17 @@ pub async fn table(opts: &BenchOptions) -> anyhow::Result<()> {
     std::fs::write(&main, SMALL_SCENE)?;
     // Uploads the blobs (and renders once), as a user's first submit would.
     submit_cli(opts, &main, server.url()).await?;
+    let lone = dir.path().join("one").join("scene.py");
+    std::fs::create_dir_all(dir.path().join("one"))?;
     let client = Client::new(server.url(), None)?;
-    let (mut single, mut project) = (vec![], vec![]);
+    // Each kind timed whole (as `manimd submit` runs: the folder scanned,
+    // the request sent and answered) and by its request alone.
+    let (mut single, mut project) = (Timed::default(), Timed::default());
     for run in 0..opts.runs.max(11) {
         // Unique code per run, so that each is a new job, not a cached one.
         let code = format!("{SMALL_SCENE}# run {run}\n");
         std::fs::write(&main, &code)?;
+        std::fs::write(&lone, &code)?;
         for as_project in [run % 2 == 0, run % 2 != 0] {
             // A sandbox that has just become warm goes on importing the
             // plugins for about a second (at the least CPU share, but on
@@ -105,36 +110,52 @@ pub async fn table(opts: &BenchOptions) -> anyhow::Result<()> {
             // both kinds are measured after it has settled.
             server.warm(1).await?;
             tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-            let t = Instant::now();
-            let id = submit_in_process(&client, &main, as_project).await?;
-            let secs = t.elapsed().as_secs_f64() * 1000.0;
-            if as_project {
-                project.push(secs);
+            let scene = if as_project { &main } else { &lone };
+            let (id, whole, request) = submit_in_process(&client, scene, as_project).await?;
+            let timed = if as_project {
+                &mut project
             } else {
-                single.push(secs);
-            }
+                &mut single
+            };
+            timed.whole.push(whole);
+            timed.request.push(request);
             // The next one is measured on an idle server.
             server.done(&id).await?;
         }
     }
-    // Each run's two submissions were made side by side: the median of
-    // their differences is the project's own cost, less noisy than the
-    // difference of the medians.
-    let extra = median(project.iter().zip(&single).map(|(p, s)| p - s).collect());
-    let (one, five_hundred) = (median(single), median(project));
-    figure("submit one file (ms)", one, one, "ms", "the anchor");
-    figure(
-        &format!("submit {} files, blobs on the server (ms)", SMALL_FILES + 1),
-        five_hundred,
-        one,
-        "ms",
-        "<= 1.20x",
-    );
-    println!(
-        "the {} other files add {extra:.2} ms to a submission ({:.1} us a file; median of each run's difference)",
-        SMALL_FILES,
-        extra * 1000.0 / SMALL_FILES as f64
-    );
+    let files = SMALL_FILES + 1;
+    for (what, pick) in [
+        (
+            "request only",
+            (|t: &Timed| t.request.clone()) as fn(&Timed) -> Vec<f64>,
+        ),
+        ("scan + request", |t: &Timed| t.whole.clone()),
+    ] {
+        let (one, many) = (pick(&single), pick(&project));
+        // Each run's two submissions were made side by side: the median
+        // of their differences is the project's own cost, less noisy
+        // than the difference of the medians.
+        let extra = median(many.iter().zip(&one).map(|(p, s)| p - s).collect());
+        let (one, many) = (median(one), median(many));
+        figure(
+            &format!("submit 1 file: {what} (ms)"),
+            one,
+            one,
+            "ms",
+            "the anchor",
+        );
+        figure(
+            &format!("submit {files} files: {what} (ms)"),
+            many,
+            one,
+            "ms",
+            "<= 1.20x",
+        );
+        println!(
+            "  the {SMALL_FILES} other files add {extra:.2} ms ({:.1} us a file; median of each run's difference)",
+            extra * 1000.0 / SMALL_FILES as f64
+        );
+    }
     server.stop().await;
     Ok(())
 }
@@ -200,36 +221,52 @@ async fn submit_cli(opts: &BenchOptions, scene: &Path, server: &str) -> anyhow::
     Ok(())
 }
 
+/// A kind of submission's times, in ms: whole, and its request alone.
+#[derive(Default)]
+struct Timed {
+    whole: Vec<f64>,
+    request: Vec<f64>,
+}
+
 /// What `manimd submit` does before it follows the job: the folder
-/// scanned and hashed, the request sent (and the blobs, had the server
-/// lacked any). Returns the job's id.
+/// scanned and hashed (a single file's folder holds only it), the request
+/// sent (and the blobs, had the server lacked any). Returns the job's id,
+/// the whole time and the request's, in ms.
 async fn submit_in_process(
     client: &Client,
     scene: &Path,
     as_project: bool,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, f64, f64)> {
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    let whole = Instant::now();
     let code = std::fs::read_to_string(scene)?;
     let mut req = RenderRequest {
         quality: Some(Quality::Low),
         ..Default::default()
     };
+    let folder = folder::scan(scene, &Default::default()).map_err(anyhow::Error::msg)?;
     if !as_project {
+        if folder.is_some() {
+            bail!("the single file's folder holds other files");
+        }
         req.code = code;
-        return Ok(client.submit(&req).await?.id);
+        let sent = Instant::now();
+        let id = client.submit(&req).await?.id;
+        return Ok((id, ms(whole), ms(sent)));
     }
-    let dir = folder::scan(scene, &Default::default())
-        .map_err(anyhow::Error::msg)?
-        .context("the folder holds one file")?;
+    let dir = folder.context("the folder holds one file")?;
     let sub = dir.request(&code);
     req.files = Some(sub.files.clone());
     req.main = Some(dir.main.clone());
     req.manifest = sub.manifest.as_ref().map(|m| m.digest);
+    let sent = Instant::now();
     let mut uploads = 0;
     let job = folder::send(client, &req, Some(&sub), |_, _| uploads += 1).await?;
+    let request = ms(sent);
     if uploads > 0 {
         bail!("the server lacked blobs that were uploaded");
     }
-    Ok(job.id)
+    Ok((job.id, ms(whole), request))
 }
 
 /// A TCP proxy that counts the bytes clients send through it.

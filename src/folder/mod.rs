@@ -73,10 +73,16 @@ pub fn scan(scene_file: &Path, limits: &ProjectLimits) -> Result<Option<Folder>,
         .ok_or_else(|| format!("{}: not a file name", scene_file.display()))?
         .to_owned();
     let ignore = Ignore::read(&root.join(".manimdignore"));
-    let mut found = Vec::new();
-    walk(&root, "", &ignore, limits, &mut found)?;
-    found.retain(|(rel, _, _)| rel != &main);
-    let found = stamp_all(found);
+    let mut walk = Walk {
+        dirs: Vec::new(),
+        found: Vec::new(),
+        ignore,
+        max_files: limits.max_files,
+    };
+    let top = open_dir(None, &root).map_err(|e| format!("{}: {e}", root.display()))?;
+    walk.dir(top, "")?;
+    walk.found.retain(|f| f.path != main);
+    let found = stamp_all(&walk.dirs, walk.found, &root);
     if found.is_empty() {
         return Ok(None);
     }
@@ -125,70 +131,142 @@ pub fn scan(scene_file: &Path, limits: &ProjectLimits) -> Result<Option<Folder>,
     Ok(Some(Folder { main, files }))
 }
 
-fn walk(
-    dir: &Path,
-    rel: &str,
-    ignore: &Ignore,
-    limits: &ProjectLimits,
-    out: &mut Vec<(String, PathBuf, fs::FileType)>,
-) -> Result<(), String> {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .flatten()
-        .collect();
-    entries.sort_by_cached_key(|e| e.file_name());
-    for entry in entries {
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if name.starts_with('.') || name == "__pycache__" || (rel.is_empty() && name == "media") {
-            continue;
-        }
-        let path = if rel.is_empty() {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        // A linked folder is not followed (no loops); a linked file is read.
-        if kind.is_dir() {
-            if !ignore.matches(&path, true) {
-                walk(&entry.path(), &path, ignore, limits, out)?;
-            }
-        } else if !ignore.matches(&path, false) && !is_video(&name) {
-            out.push((path, entry.path(), kind));
-            if out.len() > limits.max_files {
-                return Err(format!(
-                    "the folder has more than {} files; list what the scene does not need in .manimdignore",
-                    limits.max_files
-                ));
-            }
-        }
-    }
-    Ok(())
+/// A file `Walk` found: its path, and its name in one of the open folders.
+struct Found {
+    path: String,
+    /// Where its name starts in `path`.
+    name_at: usize,
+    /// Its folder, an index in `Walk::dirs`.
+    dir: usize,
+    link: bool,
 }
 
-/// The stamps of the files `walk` found (a linked file's target's), on as
+/// The folder's tree walked with each folder opened once: a file is then
+/// stamped by its name in its folder (`fstatat`), not by a walk of its
+/// whole path, which a project of many files would repeat for each.
+struct Walk {
+    dirs: Vec<nix::dir::Dir>,
+    found: Vec<Found>,
+    ignore: Ignore,
+    max_files: usize,
+}
+
+impl Walk {
+    /// Lists `dir` (at `rel` in the folder) and the folders in it.
+    fn dir(&mut self, mut dir: nix::dir::Dir, rel: &str) -> Result<(), String> {
+        use nix::dir::Type;
+        use std::os::fd::AsRawFd;
+        let mut entries: Vec<(String, Option<Type>)> = dir
+            .iter()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str().ok()?;
+                let skip = name.starts_with('.')
+                    || name == "__pycache__"
+                    || (rel.is_empty() && name == "media");
+                (!skip).then(|| (name.to_owned(), e.file_type()))
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let fd = dir.as_raw_fd();
+        let index = self.dirs.len();
+        self.dirs.push(dir);
+        for (name, kind) in entries {
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let name_at = path.len() - path.rsplit('/').next().map_or(0, str::len);
+            // A file system that does not say the kind is asked.
+            let kind = kind.or_else(|| {
+                let st = nix::sys::stat::fstatat(
+                    Some(fd),
+                    &path[name_at..],
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .ok()?;
+                Some(kind_of(st.st_mode))
+            });
+            match kind {
+                // A linked folder is not followed (no loops).
+                Some(Type::Directory) if !self.ignore.matches(&path, true) => {
+                    let sub = open_dir(Some(fd), Path::new(&path[name_at..]))
+                        .map_err(|e| format!("{path}: {e}"))?;
+                    self.dir(sub, &path)?;
+                }
+                // A linked file is read.
+                Some(kind @ (Type::File | Type::Symlink)) => {
+                    if self.ignore.matches(&path, false) || is_video(&path[name_at..]) {
+                        continue;
+                    }
+                    self.found.push(Found {
+                        path,
+                        name_at,
+                        dir: index,
+                        link: kind == Type::Symlink,
+                    });
+                    if self.found.len() > self.max_files {
+                        return Err(format!(
+                            "the folder has more than {} files; list what the scene does not need in .manimdignore",
+                            self.max_files
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open_dir(at: Option<std::os::fd::RawFd>, path: &Path) -> nix::Result<nix::dir::Dir> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    nix::dir::Dir::openat(at, path, flags, nix::sys::stat::Mode::empty())
+}
+
+fn kind_of(mode: nix::libc::mode_t) -> nix::dir::Type {
+    use nix::sys::stat::SFlag;
+    match SFlag::from_bits_truncate(mode) & SFlag::S_IFMT {
+        SFlag::S_IFDIR => nix::dir::Type::Directory,
+        SFlag::S_IFLNK => nix::dir::Type::Symlink,
+        SFlag::S_IFREG => nix::dir::Type::File,
+        _ => nix::dir::Type::Socket,
+    }
+}
+
+/// The stamps of the files `Walk` found (a linked file's target's), on as
 /// many threads as the machine has cores: a scan of many files is mostly
 /// these calls. What is not a file (a link to a folder) is left out.
-fn stamp_all(found: Vec<(String, PathBuf, fs::FileType)>) -> Vec<(String, PathBuf, Stamp)> {
-    let stamp = |(path, host, kind): (String, PathBuf, fs::FileType)| {
-        let meta = if kind.is_symlink() {
-            fs::metadata(&host)
+fn stamp_all(
+    dirs: &[nix::dir::Dir],
+    found: Vec<Found>,
+    root: &Path,
+) -> Vec<(String, PathBuf, Stamp)> {
+    use nix::fcntl::AtFlags;
+    use std::os::fd::AsRawFd;
+    let fds: Vec<_> = dirs.iter().map(|d| d.as_raw_fd()).collect();
+    let stamp = |f: Found| {
+        let flags = if f.link {
+            AtFlags::empty()
         } else {
-            fs::symlink_metadata(&host)
+            AtFlags::AT_SYMLINK_NOFOLLOW
         };
-        let meta = meta.ok().filter(|m| m.is_file())?;
-        Some((path, host, Stamp::of(&meta)))
+        let st = nix::sys::stat::fstatat(Some(fds[f.dir]), &f.path[f.name_at..], flags).ok()?;
+        let regular = kind_of(st.st_mode) == nix::dir::Type::File;
+        let host = root.join(&f.path);
+        regular.then(|| (f.path, host, Stamp::of_stat(&st)))
     };
     in_parallel(found, |part| part.into_iter().filter_map(stamp).collect())
 }
 
 /// `f` over `items` split in one run per core, the results in order.
 fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(Vec<T>) -> Vec<U> + Sync) -> Vec<U> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Asked once: the answer reads the process's cgroup files each time.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads =
+        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let per = items.len().div_ceil(threads).max(1);
     if items.len() <= per {
         return f(items);
@@ -216,10 +294,10 @@ fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(Vec<T>) -> Vec<U> + S
 }
 
 fn is_video(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    [".mp4", ".webm", ".mov"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
+    let name = name.as_bytes();
+    [&b".mp4"[..], b".webm", b".mov"].iter().any(|ext| {
+        name.len() >= ext.len() && name[name.len() - ext.len()..].eq_ignore_ascii_case(ext)
+    })
 }
 
 /// Hashes the files, on as many threads as the machine has cores: a
@@ -544,13 +622,14 @@ mod tests {
             .collect();
         assert_eq!(records.len(), 1, "the folder's digests are recorded");
         // The record is what a scan of the unchanged file believes.
-        let text = fs::read_to_string(&records[0]).unwrap();
+        let mut record = fs::read(&records[0]).unwrap();
+        let at = record
+            .windows(32)
+            .position(|w| w == real.as_bytes())
+            .expect("the digest is recorded");
         let planted = Digest::from_bytes([7; 32]);
-        fs::write(
-            &records[0],
-            text.replace(&real.to_string(), &planted.to_string()),
-        )
-        .unwrap();
+        record[at..at + 32].copy_from_slice(planted.as_bytes());
+        fs::write(&records[0], record).unwrap();
         assert_eq!(scan_with(), planted, "the record is used");
         // Other contents of the same size: read again.
         fs::write(&asset, [0u8; 100]).unwrap();
