@@ -956,6 +956,7 @@ class LegacyRenderRequest:
     files: dict[str, Any] | None = None
     format: Format | None = None
     main: str | None = None
+    manifest: str | None = None
     quality: Quality | None = None
     scene_name: str | None = None
 
@@ -966,6 +967,7 @@ class LegacyRenderRequest:
             files=d.get('files'),
             format=d.get('format'),
             main=d.get('main'),
+            manifest=d.get('manifest'),
             quality=d.get('quality'),
             scene_name=d.get('scene_name'),
         )
@@ -980,6 +982,8 @@ class LegacyRenderRequest:
             d['format'] = self.format
         if self.main is not None:
             d['main'] = self.main
+        if self.manifest is not None:
+            d['manifest'] = self.manifest
         if self.quality is not None:
             d['quality'] = self.quality
         if self.scene_name is not None:
@@ -1280,6 +1284,7 @@ class PreviewRequest:
     files: dict[str, Any] | None = None
     fps: int | None = None
     main: str | None = None
+    manifest: str | None = None
     quality: Quality | None = None
     scene: str | None = None
     seed: int | None = None
@@ -1295,6 +1300,7 @@ class PreviewRequest:
             files=d.get('files'),
             fps=d.get('fps'),
             main=d.get('main'),
+            manifest=d.get('manifest'),
             quality=d.get('quality'),
             scene=d.get('scene'),
             seed=d.get('seed'),
@@ -1318,6 +1324,8 @@ class PreviewRequest:
             d['fps'] = self.fps
         if self.main is not None:
             d['main'] = self.main
+        if self.manifest is not None:
+            d['manifest'] = self.manifest
         if self.quality is not None:
             d['quality'] = self.quality
         if self.scene is not None:
@@ -1641,6 +1649,7 @@ class RenderRequest:
     format: Format | None = None
     fps: int | None = None
     main: str | None = None
+    manifest: str | None = None
     narration: bool | None = None
     parallel: Parallel | None = None
     quality: Quality | None = None
@@ -1660,6 +1669,7 @@ class RenderRequest:
             format=d.get('format'),
             fps=d.get('fps'),
             main=d.get('main'),
+            manifest=d.get('manifest'),
             narration=d.get('narration'),
             parallel=d.get('parallel'),
             quality=d.get('quality'),
@@ -1687,6 +1697,8 @@ class RenderRequest:
             d['fps'] = self.fps
         if self.main is not None:
             d['main'] = self.main
+        if self.manifest is not None:
+            d['manifest'] = self.manifest
         if self.narration is not None:
             d['narration'] = self.narration
         if self.parallel is not None:
