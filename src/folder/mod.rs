@@ -82,7 +82,15 @@ pub fn scan(scene_file: &Path, limits: &ProjectLimits) -> Result<Option<Folder>,
     let top = open_dir(None, &root).map_err(|e| format!("{}: {e}", root.display()))?;
     walk.dir(top, "")?;
     walk.found.retain(|f| f.path != main);
-    let found = stamp_all(&walk.dirs, walk.found, &root);
+    if walk.found.is_empty() {
+        return Ok(None);
+    }
+    // The record is read while the files are stamped.
+    let (found, digests) = std::thread::scope(|scope| {
+        let digests = scope.spawn(|| Digests::load(&root));
+        let found = stamp_all(&walk.dirs, walk.found, &root);
+        (found, digests.join().expect("reading the record panicked"))
+    });
     if found.is_empty() {
         return Ok(None);
     }
@@ -104,7 +112,6 @@ pub fn scan(scene_file: &Path, limits: &ProjectLimits) -> Result<Option<Folder>,
         }
     }
     // Only the files that changed since the last scan are read.
-    let digests = Digests::load(&root);
     let (mut files, mut unknown) = (Vec::new(), Vec::new());
     for (path, host, stamp) in found {
         match digests.get(&path, &stamp) {
@@ -156,6 +163,9 @@ impl Walk {
     fn dir(&mut self, mut dir: nix::dir::Dir, rel: &str) -> Result<(), String> {
         use nix::dir::Type;
         use std::os::fd::AsRawFd;
+        // Each entry's path made at once (one allocation a file); sorted
+        // by it, the folder's entries are in their names' order.
+        let name_at = if rel.is_empty() { 0 } else { rel.len() + 1 };
         let mut entries: Vec<(String, Option<Type>)> = dir
             .iter()
             .flatten()
@@ -164,20 +174,23 @@ impl Walk {
                 let skip = name.starts_with('.')
                     || name == "__pycache__"
                     || (rel.is_empty() && name == "media");
-                (!skip).then(|| (name.to_owned(), e.file_type()))
+                if skip {
+                    return None;
+                }
+                let mut path = String::with_capacity(name_at + name.len());
+                if !rel.is_empty() {
+                    path.push_str(rel);
+                    path.push('/');
+                }
+                path.push_str(name);
+                Some((path, e.file_type()))
             })
             .collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let fd = dir.as_raw_fd();
         let index = self.dirs.len();
         self.dirs.push(dir);
-        for (name, kind) in entries {
-            let path = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let name_at = path.len() - path.rsplit('/').next().map_or(0, str::len);
+        for (path, kind) in entries {
             // A file system that does not say the kind is asked.
             let kind = kind.or_else(|| {
                 let st = nix::sys::stat::fstatat(
@@ -282,14 +295,15 @@ fn in_parallel<T: Send, U: Send>(items: Vec<T>, f: impl Fn(Vec<T>) -> Vec<U> + S
     }
     std::thread::scope(|scope| {
         let f = &f;
-        let workers: Vec<_> = parts
-            .into_iter()
-            .map(|part| scope.spawn(move || f(part)))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a scan thread panicked"))
-            .collect()
+        let mut parts = parts.into_iter();
+        let first = parts.next().unwrap_or_default();
+        let workers: Vec<_> = parts.map(|part| scope.spawn(move || f(part))).collect();
+        // The first part on this thread, while the others start.
+        let mut out = f(first);
+        for w in workers {
+            out.extend(w.join().expect("a scan thread panicked"));
+        }
+        out
     })
 }
 
