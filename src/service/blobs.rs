@@ -214,6 +214,13 @@ impl Service {
             }
             .into());
         }
+        if let (Some(manifest), None) = (&project.manifest, remembered) {
+            // The manifest is used like the blobs it names.
+            let used = store.stat(owner, manifest).map(|s| s.used);
+            if used.is_some_and(|t| now.duration_since(t).unwrap_or_default() > TOUCH_EVERY) {
+                stale.push(*manifest);
+            }
+        }
         for digest in &stale {
             store.touch(owner, digest);
         }
