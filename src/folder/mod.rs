@@ -233,19 +233,29 @@ impl Walk {
     }
 }
 
+/// Opens a folder to list: the scene's own folder as named (a link to it
+/// is the user's to make), and a folder in it only when it is not a link
+/// (one swapped for a link since it was listed is not followed either).
 fn open_dir(at: Option<std::os::fd::RawFd>, path: &Path) -> nix::Result<nix::dir::Dir> {
     use nix::fcntl::OFlag;
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    if at.is_some() {
+        flags |= OFlag::O_NOFOLLOW;
+    }
     nix::dir::Dir::openat(at, path, flags, nix::sys::stat::Mode::empty())
 }
 
 fn kind_of(mode: nix::libc::mode_t) -> nix::dir::Type {
+    use nix::dir::Type;
     use nix::sys::stat::SFlag;
     match SFlag::from_bits_truncate(mode) & SFlag::S_IFMT {
-        SFlag::S_IFDIR => nix::dir::Type::Directory,
-        SFlag::S_IFLNK => nix::dir::Type::Symlink,
-        SFlag::S_IFREG => nix::dir::Type::File,
-        _ => nix::dir::Type::Socket,
+        SFlag::S_IFDIR => Type::Directory,
+        SFlag::S_IFLNK => Type::Symlink,
+        SFlag::S_IFREG => Type::File,
+        SFlag::S_IFIFO => Type::Fifo,
+        SFlag::S_IFCHR => Type::CharacterDevice,
+        SFlag::S_IFBLK => Type::BlockDevice,
+        _ => Type::Socket,
     }
 }
 
@@ -605,6 +615,40 @@ mod tests {
         assert_eq!(sub.files.0.len(), 4);
         assert!(sub.blobs.is_empty(), "small text goes inline");
         assert!(sub.manifest.is_none(), "no blob, no manifest");
+    }
+
+    /// A linked file is read as its target; a linked folder, a name that
+    /// is not UTF-8 and what is not a file are left out.
+    #[test]
+    fn links_to_files_are_read_and_links_to_folders_are_not_followed() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("p"), dir.path().join("outside"));
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(root.join("scene.py"), "x").unwrap();
+        fs::write(root.join("sub/real.txt"), "real").unwrap();
+        fs::write(outside.join("secret.txt"), "far").unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("linked.txt")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("away")).unwrap();
+        fs::write(root.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt")), "?").unwrap();
+        nix::unistd::mkfifo(&root.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let folder = scan(&root.join("scene.py"), &ProjectLimits::default())
+            .unwrap()
+            .unwrap();
+        let got: Vec<(&str, u64)> = folder
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.size))
+            .collect();
+        assert_eq!(got, [("linked.txt", 3), ("sub/real.txt", 4)]);
+        let limits = ProjectLimits {
+            max_files: 1,
+            ..ProjectLimits::default()
+        };
+        assert!(scan(&root.join("scene.py"), &limits)
+            .unwrap_err()
+            .contains("more than 1 files"));
     }
 
     /// A remembered digest is used only for the file as it was: a write

@@ -866,3 +866,40 @@ async fn hostile_manifests_get_typed_errors_and_the_sweep_keeps_what_a_queued_on
     s.stop().await;
     s.assert_clean();
 }
+
+/// A queued job whose manifest is gone when a worker takes it (lost from
+/// the data dir while the server was down) fails with the manifest's
+/// `missing-blob`, not as the scene's error nor an internal one.
+#[tokio::test]
+async fn a_job_whose_manifest_is_gone_when_it_renders_fails_as_missing_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = manimd::config::Config::for_tests(dir.path().join("data"));
+    let no_worker = ServeOptions {
+        workers: 0,
+        ..opts()
+    };
+    let mut s = TestServer::start_on(config.clone(), no_worker).await;
+    let blobs = upload(&s, vec![png().await]).await;
+    let m = manifest(&s, None, &[("assets/photo.png", &blobs[0])]).await;
+    let files = json!({"scene.py": MANIMD_LOST_SCENE});
+    let id = s
+        .submit(json!({"main": "scene.py", "files": files, "manifest": m}))
+        .await;
+    s.stop().await;
+    let lost: Vec<PathBuf> = walk(&config.data_dir.join("blobs"))
+        .into_iter()
+        .filter(|p| p.ends_with(m.trim_start_matches("sha256:")))
+        .collect();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    std::fs::remove_file(&lost[0]).unwrap();
+    let mut s = TestServer::start_on(config, opts()).await;
+    let job = s.wait_for(&id, None).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "missing-blob", "{job}");
+    assert_eq!(job["error"]["field"], "manifest", "{job}");
+    assert_eq!(job["error"]["digest"], m.as_str(), "{job}");
+    s.stop().await;
+    s.assert_clean();
+}
+
+const MANIMD_LOST_SCENE: &str = "from manim import *\n\nclass L(Scene):\n    def construct(self):\n        self.add(ImageMobject(\"assets/photo.png\"))\n        self.wait(0.1)\n";
