@@ -28,9 +28,9 @@ use crate::service::Delivery;
 #[utoipa::path(post, path = "/v1/renders", request_body = RenderRequest, tag = "renders",
     responses(
         (status = 202, description = "Accepted and stored; it will run", body = JobView),
-        (status = 400, description = "Malformed request (names the field)", body = ErrorBody),
-        (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 422, description = "The code cannot render: syntax-error, no-scene, scene-not-found", body = ErrorBody),
+        (status = 400, description = "Malformed request (names the field); a project's invalid-path, duplicate-path (names the file) or invalid-manifest (names the digest)", body = ErrorBody),
+        (status = 413, description = "Body over the limit; a project's too-many-files, file-too-large, project-too-large", body = ErrorBody),
+        (status = 422, description = "The code cannot render: syntax-error, no-scene, scene-not-found; missing-blob (a blob or the manifest this key has not uploaded)", body = ErrorBody),
         (status = 429, description = "Queue full; see Retry-After", body = ErrorBody),
         (status = 500, description = "internal or engine-mismatch: the installation's fault (a sandbox that cannot start, an engine the worker does not fit), never the scene's; no details in the body", body = ErrorBody),
         (status = 503, description = "Shutting down; see Retry-After", body = ErrorBody),

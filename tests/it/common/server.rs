@@ -186,6 +186,8 @@ impl Drop for TestServer {
             rt.block_on(async {
                 if let Ok(sandbox) = manimd::sandbox::Sandbox::new(sandbox) {
                     sandbox.reap().await;
+                    // And the job groups' parent, once no server uses it.
+                    sandbox.release();
                 }
             })
         })
