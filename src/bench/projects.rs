@@ -255,10 +255,7 @@ async fn submit_in_process(
         return Ok((id, ms(whole), ms(sent)));
     }
     let dir = folder.context("the folder holds one file")?;
-    let sub = dir.request(&code);
-    req.files = Some(sub.files.clone());
-    req.main = Some(dir.main.clone());
-    req.manifest = sub.manifest.as_ref().map(|m| m.digest);
+    let sub = dir.request(&code, &mut req);
     let sent = Instant::now();
     let mut uploads = 0;
     let job = folder::send(client, &req, Some(&sub), |_, _| uploads += 1).await?;

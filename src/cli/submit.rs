@@ -42,19 +42,8 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
     let client = Client::new(&args.server, args.api_key.as_deref()).map_err(fail)?;
     // The scene's folder is its project: only the blobs the server lacks go.
     let folder = crate::folder::scan(&args.file, &Default::default()).map_err(fail)?;
-    let sub = folder.as_ref().map(|f| f.request(&code));
-    let req = RenderRequest {
-        code: if sub.is_some() {
-            String::new()
-        } else {
-            code.clone()
-        },
-        files: sub.as_ref().map(|s| s.files.clone()),
-        main: folder.as_ref().map(|f| f.main.clone()),
-        manifest: sub
-            .as_ref()
-            .and_then(|s| s.manifest.as_ref())
-            .map(|m| m.digest),
+    let mut req = RenderRequest {
+        code: code.clone(),
         scenes: (!args.scenes.is_empty()).then(|| args.scenes.clone()),
         engine: args.engine,
         quality: Some(args.quality),
@@ -66,6 +55,7 @@ async fn submit(args: SubmitArgs) -> Result<(), u8> {
         parallel: args.parallel,
         ..Default::default()
     };
+    let sub = folder.as_ref().map(|f| f.request(&code, &mut req));
     // Only the blobs the server lacks go, and only when it says so.
     let mut sent = (0, 0u64);
     let job = crate::folder::send(&client, &req, sub.as_ref(), |path, size| {

@@ -390,12 +390,13 @@ impl Folder {
         )
     }
 
-    /// What a submission to a server sends: small text files inline in
-    /// `files` (up to a total) with the scene file, and every other file
-    /// as a blob, named in a manifest. An edit of the scene file or of a
-    /// text file leaves the manifest as it was, so a resubmission sends
-    /// its digest, not the list of every file again.
-    pub fn request(&self, code: &str) -> Submission<'_> {
+    /// Makes `req` a submission of this folder to a server: small text
+    /// files inline in `files` (up to a total) with the scene file `code`
+    /// as `main`, and every other file as a blob, named in a `manifest`.
+    /// An edit of the scene file or of a text file leaves the manifest as
+    /// it was, so a resubmission sends its digest, not the list of every
+    /// file again. Returns what `send` may have to upload.
+    pub fn request(&self, code: &str, req: &mut RenderRequest) -> Submission<'_> {
         let mut files = vec![(self.main.clone(), code.to_owned())];
         let mut blobs = Vec::new();
         let mut inline = code.len() as u64;
@@ -427,18 +428,16 @@ impl Folder {
                 bytes,
             }
         });
-        Submission {
-            files: manimd::project::FileMap(files),
-            manifest,
-            blobs,
-        }
+        req.code = String::new();
+        req.files = Some(manimd::project::FileMap(files));
+        req.main = Some(self.main.clone());
+        req.manifest = manifest.as_ref().map(|m| m.digest);
+        Submission { manifest, blobs }
     }
 }
 
-/// What `Folder::request` gives a request, and the blobs it may upload.
+/// What `Folder::request` named in a request and may upload.
 pub struct Submission<'a> {
-    /// The request's `files`: the scene file and the inline text files.
-    pub files: manimd::project::FileMap,
     /// The request's `manifest`, when any file goes as a blob.
     pub manifest: Option<ManifestBlob>,
     /// The files the manifest names.
@@ -611,8 +610,10 @@ mod tests {
             ["assets/logo.svg", "custom/__init__.py", "helpers.py"]
         );
         assert_eq!(folder.main, "scene.py");
-        let sub = folder.request("code");
-        assert_eq!(sub.files.0.len(), 4);
+        let mut req = RenderRequest::default();
+        let sub = folder.request("code", &mut req);
+        assert_eq!(req.files.map(|f| f.0.len()), Some(4));
+        assert_eq!(req.main.as_deref(), Some("scene.py"));
         assert!(sub.blobs.is_empty(), "small text goes inline");
         assert!(sub.manifest.is_none(), "no blob, no manifest");
     }

@@ -22,6 +22,17 @@ fn opts() -> ServeOptions {
     }
 }
 
+/// A server that takes these API keys.
+fn keyed(keys: &[&str], opts: ServeOptions) -> ServeOptions {
+    ServeOptions {
+        api_keys: keys
+            .iter()
+            .map(|k| manimd::secret::Secret::new(*k).unwrap())
+            .collect(),
+        ..opts
+    }
+}
+
 fn digest(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
     format!(
@@ -288,15 +299,14 @@ async fn an_error_in_a_helper_module_names_its_file_and_line() {
 #[tokio::test]
 async fn hostile_projects_get_typed_errors_and_leave_nothing_behind() {
     let keys = ["key-a", "key-b"];
-    let s = TestServer::start(ServeOptions {
-        api_keys: keys
-            .iter()
-            .map(|k| manimd::secret::Secret::new(*k).unwrap())
-            .collect(),
-        max_body_bytes: 32 << 20,
-        blob_quota_mib: 1,
-        ..opts()
-    })
+    let s = TestServer::start(keyed(
+        &keys,
+        ServeOptions {
+            max_body_bytes: 32 << 20,
+            blob_quota_mib: 1,
+            ..opts()
+        },
+    ))
     .await;
     let a = Some(keys[0]);
     let b = Some(keys[1]);
@@ -715,14 +725,13 @@ async fn a_project_named_by_a_manifest_renders_as_the_same_files_sent_inline() {
 async fn hostile_manifests_get_typed_errors_and_the_sweep_keeps_what_a_queued_one_names() {
     let keys = ["key-a", "key-b"];
     // No worker: an accepted job stays queued for the sweep to see.
-    let s = TestServer::start(ServeOptions {
-        api_keys: keys
-            .iter()
-            .map(|k| manimd::secret::Secret::new(*k).unwrap())
-            .collect(),
-        workers: 0,
-        ..opts()
-    })
+    let s = TestServer::start(keyed(
+        &keys,
+        ServeOptions {
+            workers: 0,
+            ..opts()
+        },
+    ))
     .await;
     let (a, b) = (Some(keys[0]), Some(keys[1]));
     let scene = "from manim import *\n\nclass A(Scene):\n    def construct(self):\n        self.wait(0.1)\n";
