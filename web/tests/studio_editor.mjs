@@ -56,7 +56,16 @@ try {
   await page.keyboard.type("from manim import *\n\nclass Typed(Scene):\ndef construct(self):\nc = Circ", { delay: 20 });
   // The completion offers the engine's Circle; take it with Enter.
   await page.waitForSelector(".cm-tooltip-autocomplete", { timeout: 10000 });
+  // On a loaded machine the list shown may answer an earlier keystroke, and
+  // the last one's answer replaces it (and its selection) later: wait until
+  // it stays the same over two looks.
   let offered = await completions();
+  for (let same = 0, looks = 0; same < 2 && looks < 40; looks++) {
+    await page.waitForTimeout(150);
+    const now = await completions();
+    same = JSON.stringify(now) === JSON.stringify(offered) ? same + 1 : 0;
+    offered = now;
+  }
   const circle = offered.find((o) => o.label === "Circle");
   if (!circle || circle.detail !== "Manim Community") fail(`Circle is not offered from Manim Community: ${JSON.stringify(offered.slice(0, 12))}`);
   for (let i = 0; i < offered.length && !(await completions()).find((o) => o.selected && o.label === "Circle"); i++) await page.keyboard.press("ArrowDown");
